@@ -1,0 +1,35 @@
+"""Error types of the converter, each with the meaning a caller can act on.
+
+Every error carries a stable machine-readable ``code`` and the HTTP ``status`` the service answers
+with, so the service layer maps errors to responses without a table of its own. This module imports
+nothing heavy (no torch, no PyAV): the service and the client import it freely.
+"""
+
+from __future__ import annotations
+
+
+class StereoCrafterError(Exception):
+    """Base class: something the caller can be told about in one sentence."""
+
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class VideoDecodeError(StereoCrafterError):
+    """The input is not a decodable video: not a media file, no video stream, no frames, or
+    truncated/corrupt data. The message says which, and where."""
+
+    code = "invalid_video"
+    status = 422
+
+
+class VideoEncodeError(StereoCrafterError):
+    """The output video could not be written (encoder or muxer failure). No file is left at the
+    destination path."""
+
+    code = "encode_failed"
+    status = 500

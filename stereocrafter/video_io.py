@@ -1,0 +1,547 @@
+"""Video decode and encode with PyAV: the only module that touches containers and codecs.
+
+- ``probe(path)``: what a video is (size as displayed, exact rational fps, frame count, audio, ...).
+- ``iter_frames(path, chunk_size)``: uint8 RGB frames in bounded chunks, rotation applied.
+- ``VideoWriter``: H.264 (libx264, CRF) with BT.709 tags, exact fps, the source's audio, written to a
+  temporary file and renamed into place only when complete.
+
+Every failure to read input becomes a ``VideoDecodeError`` that says what is wrong; a failure to
+write becomes a ``VideoEncodeError`` and leaves no file at the destination.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import av
+import av.error
+import av.filter
+import numpy as np
+from av.audio.resampler import AudioResampler
+from av.container import InputContainer, OutputContainer
+from av.video.reformatter import ColorRange, Colorspace, Interpolation
+
+from stereocrafter.errors import VideoDecodeError, VideoEncodeError
+
+logger = logging.getLogger(__name__)
+
+# Audio codecs that MP4/MOV carry and common players play; anything else is transcoded to AAC.
+MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+
+# Output container by file suffix.
+OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+# swscale flags for every RGB <-> YUV conversion: bicubic chroma resampling at full horizontal
+# chroma resolution with accurate rounding. swscale's default (bilinear, chroma interpolated at
+# half resolution) costs about 8 dB on an RGB -> yuv420p -> RGB round trip of textured content
+# (measured here: 35.8 dB default vs 50.8 dB with these flags).
+_SWS_FLAGS = (
+    Interpolation.BICUBIC
+    | Interpolation.ACCURATE_RND
+    | Interpolation.FULL_CHR_H_INT
+    | Interpolation.FULL_CHR_H_INP
+)
+
+# The same conversion as an ffmpeg ``scale`` filter for the encoder side, which can also say where
+# chroma samples sit: H.264/BT.709 4:2:0 puts them "left" (co-sited horizontally), and decoders
+# (ffmpeg's h264 among them) report "left" for streams that do not say. PyAV's ``reformat`` cannot
+# set the output siting and produces "center" chroma, which then decodes half a chroma sample off
+# (37.9 dB instead of 50.7 dB on a lossless round trip, measured here).
+_SCALE_TO_BT709 = (
+    "out_color_matrix=bt709:out_range=tv:out_chroma_loc=left"
+    ":flags=bicubic+accurate_rnd+full_chroma_int+full_chroma_inp"
+)
+
+# AVColorSpace values (libavutil/pixfmt.h) -> swscale coefficient sets PyAV accepts.
+_COLORSPACES = {
+    1: Colorspace.ITU709,
+    4: Colorspace.FCC,
+    5: Colorspace.ITU601,  # BT.470BG
+    6: Colorspace.ITU601,  # SMPTE 170M: the same matrix as BT.470BG
+    7: Colorspace.SMPTE240M,
+    9: Colorspace.BT2020,  # BT.2020 non-constant luminance
+    10: Colorspace.BT2020,
+}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``probe`` finds. ``width``/``height`` are those of the frames ``iter_frames`` yields,
+    i.e. after the rotation metadata is applied."""
+
+    width: int
+    height: int
+    fps: Fraction
+    num_frames: int
+    duration: float  # seconds
+    has_audio: bool
+    codec: str
+    pix_fmt: str
+    rotation: int  # counter-clockwise degrees applied to the decoded picture (0, 90, 180, 270)
+
+
+@contextmanager
+def _open_input(path: str | os.PathLike[str]) -> Iterator[InputContainer]:
+    name = Path(path).name
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such video file: {path}")
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as err:
+        raise VideoDecodeError(f"{name}: not a readable media file ({_reason(err)})") from None
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def _reason(err: av.error.FFmpegError) -> str:
+    return str(err.strerror or err).strip() or type(err).__name__
+
+
+def _video_stream(container: InputContainer, name: str) -> av.VideoStream:
+    if not container.streams.video:
+        kinds: list[str] = sorted({str(s.type) for s in container.streams}) or ["nothing"]
+        raise VideoDecodeError(f"{name}: no video stream (the file holds {', '.join(kinds)})")
+    return container.streams.video[0]
+
+
+def _rotation(frame: av.VideoFrame) -> int:
+    """Counter-clockwise display rotation of a frame, snapped to a multiple of 90 degrees."""
+    degrees = round(frame.rotation / 90.0) * 90 % 360
+    if degrees != frame.rotation % 360:
+        logger.warning("rotation %s is not a multiple of 90 degrees; using %s", frame.rotation, degrees)
+    return degrees
+
+
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """Decoded frame -> (H, W, 3) uint8 RGB as it should be displayed.
+
+    The YUV->RGB matrix comes from the stream's colour tags; untagged HD (height >= 720) is taken as
+    BT.709 and smaller frames as BT.601, which is what players assume. Limited range unless tagged
+    full range (or a yuvj* format).
+    """
+    space = _COLORSPACES.get(int(frame.colorspace))
+    if space is None:
+        space = Colorspace.ITU709 if frame.height >= 720 else Colorspace.ITU601
+    colour_range = ColorRange(int(frame.color_range))
+    if colour_range == ColorRange.UNSPECIFIED:
+        full = frame.format.name.startswith("yuvj")
+        colour_range = ColorRange.JPEG if full else ColorRange.MPEG
+    rgb: np.ndarray = frame.reformat(
+        format="rgb24",
+        src_colorspace=space,
+        src_color_range=colour_range,
+        dst_color_range=ColorRange.JPEG,
+        interpolation=_SWS_FLAGS,
+    ).to_ndarray()
+    turns = _rotation(frame) // 90
+    if turns:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
+    return rgb
+
+
+def probe(path: str | os.PathLike[str]) -> VideoInfo:
+    """Describe a video file. Decodes only the first frame (to check the stream decodes and to read
+    its rotation); counts packets when the container does not store a frame count (mkv, webm).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        VideoDecodeError: not a media file, no video stream, no decodable frame, or no frame rate.
+    """
+    name = Path(path).name
+    with _open_input(path) as container:
+        stream = _video_stream(container, name)
+        try:
+            first = next(container.decode(stream), None)
+        except av.error.FFmpegError as err:
+            raise VideoDecodeError(f"{name}: the first frame does not decode ({_reason(err)})") from None
+        if first is None:
+            raise VideoDecodeError(f"{name}: the video stream holds no frames")
+        rotation = _rotation(first)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate or rate <= 0:
+            raise VideoDecodeError(f"{name}: the video stream has no frame rate")
+        fps = Fraction(rate.numerator, rate.denominator)
+        has_audio = bool(container.streams.audio)
+        codec = stream.codec_context.name
+        pix_fmt = first.format.name
+        width, height = first.width, first.height
+        duration = _duration(container, stream)
+        num_frames = stream.frames
+    if num_frames <= 0:
+        num_frames = _count_packets(path)
+    if duration <= 0:
+        duration = float(num_frames / fps)
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(
+        width=width,
+        height=height,
+        fps=fps,
+        num_frames=num_frames,
+        duration=duration,
+        has_audio=has_audio,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        rotation=rotation,
+    )
+
+
+def _duration(container: InputContainer, stream: av.VideoStream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _count_packets(path: str | os.PathLike[str]) -> int:
+    """Frame count of containers without an index count: demux (no decode) and count packets."""
+    name = Path(path).name
+    with _open_input(path) as container:
+        stream = _video_stream(container, name)
+        try:
+            return sum(1 for packet in container.demux(stream) if packet.size > 0)
+        except av.error.FFmpegError as err:
+            raise VideoDecodeError(f"{name}: corrupt container ({_reason(err)})") from None
+
+
+def iter_frames(path: str | os.PathLike[str], chunk_size: int = 16) -> Iterator[np.ndarray]:
+    """Decode a video into chunks of RGB frames, holding at most one chunk in memory.
+
+    Yields:
+        (t, H, W, 3) uint8 arrays, t <= chunk_size (only the last chunk is shorter), frames in
+        display orientation (rotation metadata applied).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        VideoDecodeError: unreadable file, no video stream, no frames, corrupt or truncated data
+            (raised when the damage is reached; frames before it were already yielded).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    name = Path(path).name
+    with _open_input(path) as container:
+        stream = _video_stream(container, name)
+        stream.thread_type = "AUTO"
+        expected = stream.frames  # 0 when the container does not say
+        chunk: list[np.ndarray] = []
+        decoded = 0
+        try:
+            for frame in container.decode(stream):
+                if frame.is_corrupt:
+                    raise VideoDecodeError(f"{name}: frame {decoded} is corrupt")
+                chunk.append(_to_rgb(frame))
+                decoded += 1
+                if len(chunk) == chunk_size:
+                    yield np.stack(chunk)
+                    chunk = []
+        except av.error.FFmpegError as err:
+            raise VideoDecodeError(
+                f"{name}: corrupt or truncated video data after frame {decoded} ({_reason(err)})"
+            ) from None
+        if chunk:
+            yield np.stack(chunk)
+        if decoded == 0:
+            raise VideoDecodeError(f"{name}: the video stream holds no decodable frames")
+        if expected > 0 and decoded < expected:
+            raise VideoDecodeError(
+                f"{name}: truncated video: decoded {decoded} of the {expected} frames it declares"
+            )
+
+
+def _as_fraction(fps: Fraction | int | float | str) -> Fraction:
+    rate = Fraction(fps) if not isinstance(fps, float) else Fraction(fps).limit_denominator(1001 * 1000)
+    if rate <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return rate
+
+
+# Default channel layouts by channel count, for sources whose layout is unnamed ("2 channels").
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _aac_layout(source: av.AudioStream) -> str:
+    """A channel layout the AAC encoder accepts for ``source`` (unnamed layouts get the default
+    layout of their channel count; more than 8 channels are down-mixed to stereo)."""
+    name = source.layout.name
+    if "channels" not in name and name in _DEFAULT_LAYOUTS.values():
+        return name
+    return _DEFAULT_LAYOUTS.get(source.layout.nb_channels, "stereo")
+
+
+class _AudioTrack:
+    """One audio stream of the source: copied packet for packet, or transcoded to AAC."""
+
+    def __init__(self, out: OutputContainer, source: av.AudioStream) -> None:
+        self.source = source
+        codec = source.codec_context.name
+        self.copy = codec in MP4_AUDIO_CODECS and codec in out.supported_codecs
+        self.resampler: AudioResampler | None = None
+        self.samples = 0
+        if self.copy:
+            self.stream = out.add_stream_from_template(source)
+        else:
+            layout = _aac_layout(source)
+            self.stream = out.add_stream("aac", rate=source.rate, layout=layout)
+            frame_size = self.stream.codec_context.frame_size or 1024
+            self.resampler = AudioResampler(
+                format="fltp", layout=layout, rate=source.rate, frame_size=frame_size
+            )
+
+    def mux(self, out: OutputContainer, packet: av.Packet[Any] | None) -> None:
+        """Send one source packet (``None`` = end of stream: flush the transcoder)."""
+        if packet is not None and packet.size == 0:
+            return  # the demuxer's end-of-stream marker; ``None`` flushes once, at close
+        if self.copy:
+            if packet is not None:
+                packet.stream = self.stream
+                out.mux(packet)
+            return
+        assert self.resampler is not None
+        decoded = packet.decode() if packet is not None else self.source.codec_context.decode(None)
+        frames = [
+            resampled
+            for frame in decoded
+            if isinstance(frame, av.AudioFrame)
+            for resampled in self.resampler.resample(frame)
+        ]
+        if packet is None:
+            frames += self.resampler.resample(None)
+        for frame in frames:
+            # Number samples from 0 so the encoder marks its priming delay (the muxer then writes
+            # the edit list that players use to trim it).
+            frame.pts = self.samples
+            frame.time_base = Fraction(1, self.source.rate)
+            self.samples += frame.samples
+            out.mux(self.stream.encode(frame))
+        if packet is None:
+            out.mux(self.stream.encode(None))
+
+
+class VideoWriter:
+    """Write RGB frames as H.264 into an MP4/MOV/MKV file, atomically.
+
+    Use as a context manager::
+
+        with VideoWriter(out, fps=info.fps, width=w, height=h, audio_source=src) as writer:
+            for chunk in chunks:
+                writer.write(chunk)   # (t, h, w, 3) or (h, w, 3) uint8 RGB
+
+    - libx264 with CRF rate control (``crf`` 0-51, lower = better; ``preset`` trades speed for
+      size), ``pix_fmt`` yuv420p by default, BT.709 primaries/transfer/matrix, limited range, tagged
+      in the bitstream and the container.
+    - The frame rate is the exact rational ``fps`` (30000/1001 stays 30000/1001); frame i has
+      timestamp i / fps.
+    - H.264 4:2:0 needs even dimensions: an odd width or height is padded by repeating the last
+      column or row (``encoded_width``/``encoded_height`` tell the stored size).
+    - Every audio stream of ``audio_source`` is copied when its codec fits MP4 (AAC, MP3, AC-3,
+      E-AC-3, ALAC, Opus, FLAC), else transcoded to AAC; it is interleaved with the video.
+    - The file is written under a temporary name beside ``path`` and renamed to ``path`` only after
+      a successful close; on any error (or an exception inside the ``with`` block) the temporary
+      file is removed and nothing appears at ``path``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fps: Fraction | int | float | str,
+        width: int,
+        height: int,
+        audio_source: str | os.PathLike[str] | None = None,
+        crf: int = 18,
+        preset: str = "medium",
+        pix_fmt: str = "yuv420p",
+    ) -> None:
+        self.path = Path(path)
+        fmt = OUTPUT_FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise ValueError(
+                f"unsupported output suffix {self.path.suffix!r}; expected one of {sorted(OUTPUT_FORMATS)}"
+            )
+        if width < 1 or height < 1:
+            raise ValueError(f"width and height must be >= 1, got {width}x{height}")
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be in [0, 51], got {crf}")
+        self.format = fmt
+        self.fps = _as_fraction(fps)
+        self.width, self.height = width, height
+        self.encoded_width, self.encoded_height = width + width % 2, height + height % 2
+        self.audio_source = Path(audio_source) if audio_source is not None else None
+        self.crf, self.preset, self.pix_fmt = crf, preset, pix_fmt
+        self.frames_written = 0
+        self._tmp = self.path.with_name(
+            f".{self.path.stem}.{uuid.uuid4().hex[:12]}.partial{self.path.suffix}"
+        )
+        self._out: OutputContainer | None = None
+        self._video: Any = None
+        self._to_yuv: av.filter.Graph | None = None
+        self._audio_in: InputContainer | None = None
+        self._audio_tracks: dict[int, _AudioTrack] = {}
+        self._audio_packets: Iterator[av.Packet[Any]] | None = None
+        self._pending: av.Packet[Any] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> VideoWriter:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        """Create the temporary output and its streams (called by ``__enter__``)."""
+        try:
+            options = {"movflags": "+faststart"} if self.format in ("mp4", "mov") else {}
+            self._out = av.open(str(self._tmp), mode="w", format=self.format, options=options)
+            video = self._out.add_stream("libx264", rate=self.fps)
+            video.width, video.height = self.encoded_width, self.encoded_height
+            video.pix_fmt = self.pix_fmt
+            ctx = video.codec_context
+            ctx.time_base = 1 / self.fps
+            ctx.color_primaries = 1  # BT.709
+            ctx.color_trc = 1
+            ctx.colorspace = 1
+            ctx.color_range = int(ColorRange.MPEG)
+            ctx.options = {"crf": str(self.crf), "preset": self.preset}
+            self._video = video
+            self._to_yuv = self._yuv_graph()
+        except av.error.FFmpegError as err:
+            self.abort()
+            raise VideoEncodeError(f"cannot create {self.path.name}: {_reason(err)}") from None
+        if self.audio_source is not None:
+            self._open_audio(self.audio_source)
+
+    def _yuv_graph(self) -> av.filter.Graph:
+        """rgb24 -> ``pix_fmt`` BT.709 limited range, left-sited chroma (see ``_SCALE_TO_BT709``)."""
+        graph = av.filter.Graph()
+        source = graph.add_buffer(
+            width=self.encoded_width,
+            height=self.encoded_height,
+            format=av.VideoFormat("rgb24"),
+            time_base=1 / self.fps,
+        )
+        scale = graph.add("scale", _SCALE_TO_BT709)
+        pixel_format = graph.add("format", f"pix_fmts={self.pix_fmt}")
+        sink = graph.add("buffersink")
+        source.link_to(scale)
+        scale.link_to(pixel_format)
+        pixel_format.link_to(sink)
+        graph.configure()
+        return graph
+
+    def _open_audio(self, source: Path) -> None:
+        assert self._out is not None
+        try:
+            self._audio_in = av.open(str(source), mode="r", metadata_errors="ignore")
+            streams = list(self._audio_in.streams.audio)
+            for stream in streams:
+                self._audio_tracks[stream.index] = _AudioTrack(self._out, stream)
+            if streams:
+                self._audio_packets = iter(self._audio_in.demux(*streams))
+                self._pending = next(self._audio_packets, None)
+        except av.error.FFmpegError as err:
+            self.abort()
+            raise VideoDecodeError(f"{source.name}: cannot read its audio ({_reason(err)})") from None
+
+    def close(self) -> None:
+        """Flush the encoders, finish the file and move it to ``path``."""
+        if self._out is None:
+            return
+        if self.frames_written == 0:
+            self.abort()
+            raise VideoEncodeError(f"no frames were written to {self.path.name}")
+        try:
+            self._out.mux(self._video.encode(None))
+            self._pump_audio(until=None)
+            for track in self._audio_tracks.values():
+                track.mux(self._out, None)
+            self._close_containers()
+            os.replace(self._tmp, self.path)
+        except av.error.FFmpegError as err:
+            self.abort()
+            raise VideoEncodeError(f"cannot finish {self.path.name}: {_reason(err)}") from err
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Give up: close everything and remove the temporary file. Never raises FFmpeg errors."""
+        try:
+            self._close_containers()
+        except av.error.FFmpegError as err:
+            logger.debug("ignoring error while aborting %s: %s", self.path.name, err)
+        self._tmp.unlink(missing_ok=True)
+
+    def _close_containers(self) -> None:
+        out, self._out = self._out, None
+        audio_in, self._audio_in = self._audio_in, None
+        try:
+            if audio_in is not None:
+                audio_in.close()
+        finally:
+            if out is not None:
+                out.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append frames: (t, height, width, 3) or (height, width, 3) uint8 RGB."""
+        if self._out is None:
+            raise RuntimeError("VideoWriter is not open; use it as a context manager")
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.ndim != 4 or frames.shape[1:] != (self.height, self.width, 3):
+            raise ValueError(f"frames must be (t, {self.height}, {self.width}, 3), got {tuple(frames.shape)}")
+        if frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8, got {frames.dtype}")
+        pad_h, pad_w = self.encoded_height - self.height, self.encoded_width - self.width
+        if pad_h or pad_w:
+            frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        assert self._to_yuv is not None
+        try:
+            for rgb in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                frame.pts = self.frames_written
+                self._to_yuv.push(frame)
+                yuv = self._to_yuv.pull()
+                yuv.pts = self.frames_written
+                self._out.mux(self._video.encode(yuv))
+                self.frames_written += 1
+            self._pump_audio(until=float(self.frames_written / self.fps))
+        except av.error.FFmpegError as err:
+            raise VideoEncodeError(f"cannot encode {self.path.name}: {_reason(err)}") from None
+
+    def _pump_audio(self, until: float | None) -> None:
+        """Mux source audio packets up to ``until`` seconds (all of them for ``None``), so audio
+        and video stay interleaved in the file."""
+        assert self._out is not None
+        while self._pending is not None:
+            packet = self._pending
+            known = until is not None and packet.pts is not None and packet.time_base is not None
+            if known and float(packet.pts * packet.time_base) > until:  # type: ignore[operator]
+                return
+            track = self._audio_tracks[packet.stream.index]
+            track.mux(self._out, packet)
+            assert self._audio_packets is not None
+            self._pending = next(self._audio_packets, None)
