@@ -28,7 +28,7 @@ import av.filter
 import numpy as np
 from av.audio.resampler import AudioResampler
 from av.container import InputContainer, OutputContainer
-from av.video.reformatter import ColorRange, Colorspace, Interpolation
+from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from stereocrafter.errors import VideoDecodeError, VideoEncodeError
 
@@ -123,12 +123,13 @@ def _rotation(frame: av.VideoFrame) -> int:
     return degrees
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     """Decoded frame -> (H, W, 3) uint8 RGB as it should be displayed.
 
     The YUV->RGB matrix comes from the stream's colour tags; untagged HD (height >= 720) is taken as
     BT.709 and smaller frames as BT.601, which is what players assume. Limited range unless tagged
-    full range (or a yuvj* format).
+    full range (or a yuvj* format). ``reformatter`` keeps its swscale context between frames
+    (building one per frame costs a third of the conversion time at 1080p).
     """
     space = _COLORSPACES.get(int(frame.colorspace))
     if space is None:
@@ -137,7 +138,8 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     if colour_range == ColorRange.UNSPECIFIED:
         full = frame.format.name.startswith("yuvj")
         colour_range = ColorRange.JPEG if full else ColorRange.MPEG
-    rgb: np.ndarray = frame.reformat(
+    rgb: np.ndarray = reformatter.reformat(
+        frame,
         format="rgb24",
         src_colorspace=space,
         src_color_range=colour_range,
@@ -237,11 +239,12 @@ def iter_frames(path: str | os.PathLike[str], chunk_size: int = 16) -> Iterator[
         expected = stream.frames  # 0 when the container does not say
         chunk: list[np.ndarray] = []
         decoded = 0
+        reformatter = VideoReformatter()
         try:
             for frame in container.decode(stream):
                 if frame.is_corrupt:
                     raise VideoDecodeError(f"{name}: frame {decoded} is corrupt")
-                chunk.append(_to_rgb(frame))
+                chunk.append(_to_rgb(frame, reformatter))
                 decoded += 1
                 if len(chunk) == chunk_size:
                     yield np.stack(chunk)
