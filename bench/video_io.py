@@ -64,8 +64,7 @@ def ours(src: Path, dst: Path) -> float:
 # out_chroma_loc option; the siting does not change the cost.)
 SWS = "bicubic+accurate_rnd+full_chroma_int+full_chroma_inp"
 RGB_ROUND_TRIP = (
-    f"scale=flags={SWS},format=rgb24,"
-    f"scale=out_color_matrix=bt709:out_range=tv:flags={SWS},format=yuv420p"
+    f"scale=flags={SWS},format=rgb24,scale=out_color_matrix=bt709:out_range=tv:flags={SWS},format=yuv420p"
 )
 
 
