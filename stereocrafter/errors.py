@@ -33,3 +33,17 @@ class VideoEncodeError(StereoCrafterError):
 
     code = "encode_failed"
     status = 500
+
+
+class WeightsMissingError(StereoCrafterError):
+    """Model weights are not (completely) present under the weights directory. ``missing`` lists
+    the absent paths relative to it; the service is not ready until they exist."""
+
+    code = "weights_missing"
+    status = 503
+
+    def __init__(self, missing: list[str], weights_dir: str) -> None:
+        listed = ", ".join(missing)
+        super().__init__(f"model weights missing under {weights_dir}: {listed}")
+        self.missing = missing
+        self.weights_dir = weights_dir

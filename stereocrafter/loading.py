@@ -1,0 +1,239 @@
+"""Build the pipelines from ``WEIGHTS_DIR``: the only module that knows the on-disk layout.
+
+Layout (the Hugging Face repos, each under its repo id):
+
+    WEIGHTS_DIR/stabilityai/stable-video-diffusion-img2vid-xt-1-1/
+        vae/config.json, vae/diffusion_pytorch_model.fp16.safetensors        (fp16 variant preferred)
+        image_encoder/config.json, image_encoder/model.fp16.safetensors      (fp16 variant preferred)
+        feature_extractor/preprocessor_config.json
+        scheduler/scheduler_config.json
+    WEIGHTS_DIR/tencent/DepthCrafter/
+        config.json, diffusion_pytorch_model.safetensors                     (root; or unet/)
+    WEIGHTS_DIR/TencentARC/StereoCrafter/
+        unet_diffusers/config.json, unet_diffusers/diffusion_pytorch_model.safetensors  (or the root)
+
+``COMPONENTS`` and ``STAGES`` are the one list of what each stage reads; the weight download takes
+its file list from here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from stereocrafter.errors import WeightsMissingError
+
+if TYPE_CHECKING:  # the pipelines import diffusers; keep this module light to import
+    from stereocrafter.depth import DepthCrafterPipeline
+
+logger = logging.getLogger(__name__)
+
+SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt-1-1"
+DEPTH_REPO = "tencent/DepthCrafter"
+INPAINTING_REPO = "TencentARC/StereoCrafter"
+
+# Written by stereocrafter.testing next to tiny random weights, so nothing presents their output
+# as a real conversion.
+TINY_WEIGHTS_MARKER = "TINY-RANDOM-WEIGHTS.txt"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One model component: where it may live in its repo and which files it needs.
+
+    ``subfolders`` are tried in order (the first complete one wins); ``weights`` are alternative
+    file names, preferred first (the fp16 variant before the full-precision file).
+    """
+
+    name: str
+    repo: str
+    subfolders: tuple[str, ...]
+    config: str
+    weights: tuple[str, ...] = ()
+
+    def resolve(self, weights_dir: Path) -> Resolved | None:
+        """Where this component is complete under ``weights_dir``, or None."""
+        for sub in self.subfolders:
+            folder = weights_dir / self.repo / sub
+            if not (folder / self.config).is_file():
+                continue
+            if not self.weights:
+                return Resolved(self, folder, sub, None)
+            for weight in self.weights:
+                if (folder / weight).is_file():
+                    variant = "fp16" if ".fp16." in weight else None
+                    return Resolved(self, folder, sub, variant)
+        return None
+
+    def describe_missing(self) -> str:
+        """The preferred location, naming the alternatives."""
+        sub = self.subfolders[0]
+        files = [self.config, *self.weights[:1]]
+        paths = [str(Path(self.repo, sub, f)) for f in files]
+        alternatives = [s or "the repo root" for s in self.subfolders[1:]]
+        alternatives += [w for w in self.weights[1:]]
+        note = f" (or {', '.join(alternatives)})" if alternatives else ""
+        return " + ".join(paths) + note
+
+    def download_patterns(self) -> list[str]:
+        """Repo-relative file names to fetch: every accepted location of the config and the
+        preferred weight file."""
+        patterns = []
+        for sub in self.subfolders:
+            prefix = f"{sub}/" if sub else ""
+            patterns.append(prefix + self.config)
+            patterns += [prefix + w for w in self.weights[:1]]
+        return patterns
+
+
+@dataclass(frozen=True)
+class Resolved:
+    component: Component
+    folder: Path
+    subfolder: str
+    variant: str | None
+
+
+VAE = Component(
+    "vae",
+    SVD_REPO,
+    ("vae",),
+    "config.json",
+    ("diffusion_pytorch_model.fp16.safetensors", "diffusion_pytorch_model.safetensors"),
+)
+IMAGE_ENCODER = Component(
+    "image_encoder",
+    SVD_REPO,
+    ("image_encoder",),
+    "config.json",
+    ("model.fp16.safetensors", "model.safetensors"),
+)
+FEATURE_EXTRACTOR = Component(
+    "feature_extractor", SVD_REPO, ("feature_extractor",), "preprocessor_config.json"
+)
+SCHEDULER = Component("scheduler", SVD_REPO, ("scheduler",), "scheduler_config.json")
+DEPTH_UNET = Component(
+    "depth_unet", DEPTH_REPO, ("", "unet"), "config.json", ("diffusion_pytorch_model.safetensors",)
+)
+INPAINTING_UNET = Component(
+    "inpainting_unet",
+    INPAINTING_REPO,
+    ("unet_diffusers", ""),
+    "config.json",
+    ("diffusion_pytorch_model.safetensors",),
+)
+
+COMPONENTS = (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER, DEPTH_UNET, INPAINTING_UNET)
+STAGES: dict[str, tuple[Component, ...]] = {
+    "depth": (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER, DEPTH_UNET),
+    "inpainting": (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER, INPAINTING_UNET),
+}
+
+
+def resolve_stage(weights_dir: str | os.PathLike[str], stage: str) -> dict[str, Resolved]:
+    """Locate every component of ``stage``; raise ``WeightsMissingError`` listing all that are
+    missing."""
+    root = Path(weights_dir)
+    found: dict[str, Resolved] = {}
+    missing: list[str] = []
+    for component in STAGES[stage]:
+        resolved = component.resolve(root)
+        if resolved is None:
+            missing.append(component.describe_missing())
+        else:
+            found[component.name] = resolved
+    if missing:
+        raise WeightsMissingError(missing, str(root))
+    return found
+
+
+def is_tiny(weights_dir: str | os.PathLike[str]) -> bool:
+    """True for the random test weights of ``stereocrafter.testing``."""
+    return (Path(weights_dir) / TINY_WEIGHTS_MARKER).is_file()
+
+
+def default_dtype(device: torch.device | str) -> torch.dtype:
+    """fp16 on CUDA (as the reference), fp32 elsewhere."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def prepare_vae(vae: Any, dtype: torch.dtype) -> None:
+    """SDPA attention; with fp16 and ``force_upcast`` the encoder stays in fp32.
+
+    The reference upcasts the whole VAE for encoding and casts it back for decoding; keeping the
+    encoder in fp32 for good gives the same arithmetic without mutating a shared module mid-call.
+    """
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    vae.set_attn_processor(AttnProcessor2_0())
+    if dtype == torch.float16 and vae.config.force_upcast:
+        vae.encoder.float()
+        vae.quant_conv.float()
+
+
+def _load_svd_parts(
+    parts: dict[str, Resolved], device: torch.device, dtype: torch.dtype
+) -> dict[str, object]:
+    from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler
+    from transformers import CLIPVisionModelWithProjection
+
+    vae_part = parts["vae"]
+    vae = AutoencoderKLTemporalDecoder.from_pretrained(
+        vae_part.folder, variant=vae_part.variant, torch_dtype=dtype, local_files_only=True
+    )
+    prepare_vae(vae, dtype)
+    encoder_part = parts["image_encoder"]
+    image_encoder = CLIPVisionModelWithProjection.from_pretrained(
+        encoder_part.folder,
+        variant=encoder_part.variant,
+        dtype=dtype,
+        attn_implementation="sdpa",
+        local_files_only=True,
+    )
+    scheduler = EulerDiscreteScheduler.from_pretrained(parts["scheduler"].folder, local_files_only=True)
+    processor = json.loads((parts["feature_extractor"].folder / "preprocessor_config.json").read_text())
+    return {
+        "vae": vae.to(device).eval(),
+        "image_encoder": image_encoder.to(device).eval(),
+        "scheduler": scheduler,
+        "image_mean": tuple(processor["image_mean"]),
+        "image_std": tuple(processor["image_std"]),
+    }
+
+
+def load_depth_pipeline(
+    weights_dir: str | os.PathLike[str],
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> DepthCrafterPipeline:
+    """The DepthCrafter pipeline from ``weights_dir`` on ``device`` (fp16 on CUDA, fp32 on CPU by
+    default). Raises ``WeightsMissingError`` before loading anything if a file is missing."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from stereocrafter.depth import (
+        DepthCrafterPipeline,
+        DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
+    )
+
+    parts = resolve_stage(weights_dir, "depth")
+    device = torch.device(device)
+    dtype = dtype or default_dtype(device)
+    if is_tiny(weights_dir):
+        logger.warning("%s holds tiny random test weights: depth maps are meaningless", weights_dir)
+    unet_part = parts["depth_unet"]
+    unet = DiffusersUNetSpatioTemporalConditionModelDepthCrafter.from_pretrained(
+        unet_part.folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
+    )
+    unet.set_attn_processor(AttnProcessor2_0())
+    svd = _load_svd_parts(parts, device, dtype)
+    pipeline = DepthCrafterPipeline(unet=unet.to(device).eval(), **svd)  # type: ignore[arg-type]
+    for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
+        module.requires_grad_(False)
+    return pipeline

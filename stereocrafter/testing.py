@@ -1,0 +1,152 @@
+"""Tiny random weights in the exact on-disk layout of the published ones, for tests and demos.
+
+``make_tiny_weights(root)`` writes seeded, randomly initialised, tiny models where
+``stereocrafter.loading`` expects the real ones: the same folders and file names (the
+``.fp16.safetensors`` variants included), the same config keys and class names, the real SVD
+scheduler and CLIP normalisation configs. The models are small (4-level VAE with scale factor 8,
+CLIP at 224 px with 32-px patches, 2-level UNets with 8 and 9 input channels), so the whole
+pipeline runs on a CPU in seconds. Their output is noise: never present it as a conversion. A
+marker file (``loading.TINY_WEIGHTS_MARKER``) labels the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from stereocrafter.loading import DEPTH_REPO, INPAINTING_REPO, SVD_REPO, TINY_WEIGHTS_MARKER
+
+# The published SVD-xt-1.1 scheduler config (reference notes §3): real, not shrunk.
+SVD_SCHEDULER_CONFIG = {
+    "_class_name": "EulerDiscreteScheduler",
+    "_diffusers_version": "0.24.0.dev0",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "interpolation_type": "linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "v_prediction",
+    "set_alpha_to_one": False,
+    "sigma_max": 700.0,
+    "sigma_min": 0.002,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "timestep_type": "continuous",
+    "trained_betas": None,
+    "use_karras_sigmas": True,
+}
+
+# The published SVD feature_extractor config (CLIP normalisation).
+SVD_PREPROCESSOR_CONFIG = {
+    "crop_size": {"height": 224, "width": 224},
+    "do_center_crop": True,
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "feature_extractor_type": "CLIPFeatureExtractor",
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_processor_type": "CLIPImageProcessor",
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"shortest_edge": 224},
+}
+
+SVD_MODEL_INDEX = {
+    "_class_name": "StableVideoDiffusionPipeline",
+    "_diffusers_version": "0.24.0.dev0",
+    "feature_extractor": ["transformers", "CLIPImageProcessor"],
+    "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+    "unet": ["diffusers", "UNetSpatioTemporalConditionModel"],
+    "vae": ["diffusers", "AutoencoderKLTemporalDecoder"],
+}
+
+TINY_CROSS_ATTENTION_DIM = 32
+
+
+def tiny_unet_kwargs(in_channels: int) -> dict[str, object]:
+    """A 2-level spatio-temporal UNet with the published block types (first cross-attention down
+    block, last plain one; mirrored up), 4 output channels, 3 added time ids."""
+    return {
+        "sample_size": 96,
+        "in_channels": in_channels,
+        "out_channels": 4,
+        "down_block_types": ("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+        "up_block_types": ("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+        "block_out_channels": (32, 64),
+        "addition_time_embed_dim": 8,
+        "projection_class_embeddings_input_dim": 24,
+        "layers_per_block": 1,
+        "cross_attention_dim": TINY_CROSS_ATTENTION_DIM,
+        "transformer_layers_per_block": 1,
+        "num_attention_heads": (2, 4),
+        "num_frames": 25,
+    }
+
+
+def _write_json(path: Path, data: Mapping[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
+    """Write tiny random weights for both stages under ``root``; returns ``root`` as a Path.
+
+    Seeded: the same ``seed`` writes the same weights. The global RNG is left untouched.
+    """
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from stereocrafter.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
+
+    root = Path(root)
+    svd = root / SVD_REPO
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = AutoencoderKLTemporalDecoder(
+            block_out_channels=(32, 32, 32, 32),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            layers_per_block=1,
+            latent_channels=4,
+            sample_size=768,
+            scaling_factor=0.18215,
+            force_upcast=True,
+        )
+        vae.to(torch.float16).save_pretrained(svd / "vae", variant="fp16")
+
+        clip_config = CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=224,
+            patch_size=32,
+            projection_dim=TINY_CROSS_ATTENTION_DIM,
+            hidden_act="gelu",
+            layer_norm_eps=1e-5,
+        )
+        clip = CLIPVisionModelWithProjection(clip_config)
+        clip.to(torch.float16).save_pretrained(svd / "image_encoder", variant="fp16")
+
+        depth_unet = DiffusersUNetSpatioTemporalConditionModelDepthCrafter(**tiny_unet_kwargs(8))
+        depth_unet.to(torch.float16).save_pretrained(root / DEPTH_REPO)
+
+        inpainting_unet = UNetSpatioTemporalConditionModel(**tiny_unet_kwargs(9))
+        inpainting_unet.to(torch.float16).save_pretrained(root / INPAINTING_REPO / "unet_diffusers")
+
+    _write_json(svd / "scheduler" / "scheduler_config.json", SVD_SCHEDULER_CONFIG)
+    _write_json(svd / "feature_extractor" / "preprocessor_config.json", SVD_PREPROCESSOR_CONFIG)
+    _write_json(svd / "model_index.json", SVD_MODEL_INDEX)
+    (root / TINY_WEIGHTS_MARKER).write_text(
+        "Tiny randomly initialised test weights written by stereocrafter.testing.make_tiny_weights.\n"
+        "Their output is noise, not a depth map or a stereo conversion.\n"
+    )
+    return root

@@ -1,0 +1,142 @@
+"""Loading from the published on-disk layout (written by the tiny-weights kit)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereocrafter.errors import WeightsMissingError
+from stereocrafter.loading import (
+    DEPTH_REPO,
+    INPAINTING_REPO,
+    STAGES,
+    SVD_REPO,
+    TINY_WEIGHTS_MARKER,
+    is_tiny,
+    load_depth_pipeline,
+    resolve_stage,
+)
+
+DEPTH_FILES = [
+    f"{SVD_REPO}/vae/config.json",
+    f"{SVD_REPO}/vae/diffusion_pytorch_model.fp16.safetensors",
+    f"{SVD_REPO}/image_encoder/config.json",
+    f"{SVD_REPO}/image_encoder/model.fp16.safetensors",
+    f"{SVD_REPO}/feature_extractor/preprocessor_config.json",
+    f"{SVD_REPO}/scheduler/scheduler_config.json",
+    f"{DEPTH_REPO}/config.json",
+    f"{DEPTH_REPO}/diffusion_pytorch_model.safetensors",
+]
+
+
+@pytest.fixture
+def weights_copy(tiny_weights: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "weights"
+    shutil.copytree(tiny_weights, target)
+    return target
+
+
+def test_tiny_layout_is_the_published_layout(tiny_weights: Path) -> None:
+    for relative in DEPTH_FILES:
+        assert (tiny_weights / relative).is_file(), relative
+    assert (
+        tiny_weights / INPAINTING_REPO / "unet_diffusers" / "diffusion_pytorch_model.safetensors"
+    ).is_file()
+    depth_config = json.loads((tiny_weights / DEPTH_REPO / "config.json").read_text())
+    assert depth_config["_class_name"] == "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"
+    assert depth_config["in_channels"] == 8 and depth_config["out_channels"] == 4
+    inpaint_config = json.loads(
+        (tiny_weights / INPAINTING_REPO / "unet_diffusers" / "config.json").read_text()
+    )
+    assert inpaint_config["_class_name"] == "UNetSpatioTemporalConditionModel"
+    assert inpaint_config["in_channels"] == 9
+    vae_config = json.loads((tiny_weights / SVD_REPO / "vae" / "config.json").read_text())
+    assert vae_config["_class_name"] == "AutoencoderKLTemporalDecoder"
+    assert len(vae_config["block_out_channels"]) == 4 and vae_config["force_upcast"] is True
+    clip_config = json.loads((tiny_weights / SVD_REPO / "image_encoder" / "config.json").read_text())
+    assert (
+        clip_config["architectures"] == ["CLIPVisionModelWithProjection"] and clip_config["image_size"] == 224
+    )
+    assert is_tiny(tiny_weights)
+
+
+def test_loads_through_the_real_code_path(tiny_weights: Path) -> None:
+    pipe = load_depth_pipeline(tiny_weights, device="cpu")
+    assert pipe.unet.dtype == torch.float32  # fp16 files, upcast on the CPU
+    assert type(pipe.unet).__name__ == "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"
+    assert pipe.vae_scale_factor == 8
+    assert pipe.image_mean == (0.48145466, 0.4578275, 0.40821073)
+    processors = {type(p).__name__ for p in pipe.unet.attn_processors.values()}
+    assert processors == {"AttnProcessor2_0"}  # PyTorch SDPA
+
+
+def test_fp16_keeps_the_vae_encoder_in_fp32(tiny_weights: Path) -> None:
+    pipe = load_depth_pipeline(tiny_weights, device="cpu", dtype=torch.float16)
+    assert pipe.unet.dtype == torch.float16
+    assert next(pipe.vae.encoder.parameters()).dtype == torch.float32
+    assert next(pipe.vae.decoder.parameters()).dtype == torch.float16
+
+
+@pytest.mark.parametrize("relative", DEPTH_FILES)
+def test_each_missing_file_is_reported(weights_copy: Path, relative: str) -> None:
+    (weights_copy / relative).unlink()
+    with pytest.raises(WeightsMissingError) as caught:
+        load_depth_pipeline(weights_copy)
+    assert caught.value.status == 503
+    assert len(caught.value.missing) == 1
+    assert relative in caught.value.missing[0]
+    assert relative in caught.value.message
+
+
+def test_everything_missing_lists_every_component(tmp_path: Path) -> None:
+    with pytest.raises(WeightsMissingError) as caught:
+        resolve_stage(tmp_path, "depth")
+    assert len(caught.value.missing) == len(STAGES["depth"])
+
+
+def test_accepts_the_alternative_layouts(weights_copy: Path) -> None:
+    # DepthCrafter's UNet in an unet/ subfolder (its older layout), full-precision file names.
+    depth = weights_copy / DEPTH_REPO
+    (depth / "unet").mkdir()
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        (depth / name).rename(depth / "unet" / name)
+    vae = weights_copy / SVD_REPO / "vae"
+    (vae / "diffusion_pytorch_model.fp16.safetensors").rename(vae / "diffusion_pytorch_model.safetensors")
+    encoder = weights_copy / SVD_REPO / "image_encoder"
+    (encoder / "model.fp16.safetensors").rename(encoder / "model.safetensors")
+    parts = resolve_stage(weights_copy, "depth")
+    assert parts["depth_unet"].subfolder == "unet" and parts["vae"].variant is None
+    pipe = load_depth_pipeline(weights_copy)
+    assert pipe(torch.rand(2, 3, 64, 64), num_inference_steps=1).shape == (2, 1, 64, 64)
+    # StereoCrafter's UNet at the repo root instead of unet_diffusers/.
+    stereo = weights_copy / INPAINTING_REPO
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        (stereo / "unet_diffusers" / name).rename(stereo / name)
+    assert resolve_stage(weights_copy, "inpainting")["inpainting_unet"].subfolder == ""
+
+
+def test_download_patterns_cover_what_the_loaders_read() -> None:
+    from stereocrafter.loading import COMPONENTS
+
+    patterns = {c.name: c.download_patterns() for c in COMPONENTS}
+    assert "vae/diffusion_pytorch_model.fp16.safetensors" in patterns["vae"]
+    assert patterns["depth_unet"] == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+    ]
+    assert "unet_diffusers/diffusion_pytorch_model.safetensors" in patterns["inpainting_unet"]
+    assert all(
+        "unet/" not in p for p in patterns["vae"] + patterns["image_encoder"]
+    )  # SVD's UNet is never fetched
+
+
+def test_marker_labels_tiny_weights(weights_copy: Path) -> None:
+    assert is_tiny(weights_copy)
+    (weights_copy / TINY_WEIGHTS_MARKER).unlink()
+    assert not is_tiny(weights_copy)
