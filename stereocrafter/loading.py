@@ -31,6 +31,7 @@ from stereocrafter.errors import WeightsMissingError
 
 if TYPE_CHECKING:  # the pipelines import diffusers; keep this module light to import
     from stereocrafter.depth import DepthCrafterPipeline
+    from stereocrafter.inpainting import StereoInpaintingPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ class Component:
         sub = self.subfolders[0]
         files = [self.config, *self.weights[:1]]
         paths = [str(Path(self.repo, sub, f)) for f in files]
-        alternatives = [s or "the repo root" for s in self.subfolders[1:]]
-        alternatives += [w for w in self.weights[1:]]
+        alternatives = [f"under {s}/" if s else "at the repo root" for s in self.subfolders[1:]]
+        alternatives += list(self.weights[1:])
         note = f" (or {', '.join(alternatives)})" if alternatives else ""
         return " + ".join(paths) + note
 
@@ -234,6 +235,41 @@ def load_depth_pipeline(
     unet.set_attn_processor(AttnProcessor2_0())
     svd = _load_svd_parts(parts, device, dtype)
     pipeline = DepthCrafterPipeline(unet=unet.to(device).eval(), **svd)  # type: ignore[arg-type]
+    for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
+        module.requires_grad_(False)
+    return pipeline
+
+
+def load_inpainting_pipeline(
+    weights_dir: str | os.PathLike[str],
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+) -> StereoInpaintingPipeline:
+    """The StereoCrafter inpainting pipeline from ``weights_dir`` (same conventions as
+    ``load_depth_pipeline``). Checks that the UNet takes the 9 input channels the pipeline builds."""
+    from diffusers import UNetSpatioTemporalConditionModel
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from stereocrafter.inpainting import StereoInpaintingPipeline
+
+    parts = resolve_stage(weights_dir, "inpainting")
+    device = torch.device(device)
+    dtype = dtype or default_dtype(device)
+    if is_tiny(weights_dir):
+        logger.warning("%s holds tiny random test weights: inpainting output is noise", weights_dir)
+    unet_part = parts["inpainting_unet"]
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(
+        unet_part.folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
+    )
+    if unet.config.in_channels != 9:
+        raise ValueError(
+            f"{unet_part.folder} holds a UNet with {unet.config.in_channels} input channels; StereoCrafter's "
+            "inpainting UNet takes 9 (noise, warped-video latents, mask): wrong weights?"
+        )
+    unet.set_attn_processor(AttnProcessor2_0())
+    svd = _load_svd_parts(parts, device, dtype)
+    pipeline = StereoInpaintingPipeline(unet=unet.to(device).eval(), **svd)  # type: ignore[arg-type]
     for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
         module.requires_grad_(False)
     return pipeline

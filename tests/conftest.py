@@ -19,3 +19,10 @@ def depth_pipeline(tiny_weights: Path):
     from stereocrafter.loading import load_depth_pipeline
 
     return load_depth_pipeline(tiny_weights, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def inpainting_pipeline(tiny_weights: Path):
+    from stereocrafter.loading import load_inpainting_pipeline
+
+    return load_inpainting_pipeline(tiny_weights, device="cpu")

@@ -1,0 +1,301 @@
+"""StereoPipeline: left video -> depth -> disparity -> forward splat -> inpainting -> stereo frames.
+
+No I/O here: frames come from a callable that opens a fresh iterator of uint8 RGB chunks (the video
+decoder, in practice) and composed frames go to a sink callable (the video encoder). Host memory is
+bounded by a window or chunk of frames, not by the clip:
+
+1. Depth pass: the frames are read once, resized to the depth resolution and given to DepthCrafter
+   window by window; only the raw depth at depth resolution (one float per depth pixel) is kept for
+   the clip, because normalisation is over the whole video (reference §1.6).
+2. Stereo pass: the frames are read again in the inpainting chunks' order; each requested range is
+   normalised, resized to the source size, turned into disparity and splatted (in batches of 10, as
+   the reference), the holes are inpainted chunk by chunk, and the kept frames are composed and
+   handed to the sink.
+
+Two decode passes trade a cheap second decode for not holding the clip (reference notes §8.2).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from stereocrafter import depth as depth_stage
+from stereocrafter import inpainting as inpainting_stage
+from stereocrafter.compose import check_mode, compose, output_size, to_uint8
+from stereocrafter.depth import (
+    DepthCrafterPipeline,
+    WindowState,
+    processing_size,
+    resize_frames,
+)
+from stereocrafter.inpainting import Chunk, StereoInpaintingPipeline
+from stereocrafter.splatting import disparity_from_depth, forward_splat
+
+FrameChunks = Iterator[np.ndarray]  # (t, H, W, 3) uint8 RGB chunks, in order
+OpenFrames = Callable[[], FrameChunks]
+Sink = Callable[[np.ndarray], None]  # receives (t, H_out, W_out, 3) uint8
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class StereoConfig:
+    """Every parameter of the two stages; defaults are the reference's."""
+
+    max_disp: float = 20.0
+    depth_steps: int = depth_stage.DEFAULT_STEPS
+    depth_guidance: float = depth_stage.DEFAULT_GUIDANCE
+    depth_window: int = depth_stage.DEFAULT_WINDOW
+    depth_overlap: int = depth_stage.DEFAULT_OVERLAP
+    depth_max_res: int = depth_stage.DEFAULT_MAX_RES
+    noise_aug_strength: float = depth_stage.DEFAULT_NOISE_AUG
+    depth_decode_chunk: int = depth_stage.DEFAULT_DECODE_CHUNK
+    inpaint_steps: int = inpainting_stage.DEFAULT_STEPS
+    inpaint_guidance: float = inpainting_stage.DEFAULT_GUIDANCE
+    frames_chunk: int = inpainting_stage.DEFAULT_FRAMES_CHUNK
+    inpaint_overlap: int = inpainting_stage.DEFAULT_OVERLAP
+    tile_num: int = inpainting_stage.DEFAULT_TILE_NUM
+    splat_batch: int = 10
+    seed: int = depth_stage.DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.max_disp <= 200.0):
+            raise ValueError(f"max_disp must be in [0, 200] pixels, got {self.max_disp}")
+        if self.splat_batch < 1:
+            raise ValueError(f"splat_batch must be >= 1, got {self.splat_batch}")
+
+
+@dataclass
+class StereoResult:
+    num_frames: int
+    width: int  # of the composed output
+    height: int
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+class SequentialFrames:
+    """Serve increasing, possibly overlapping index ranges from a one-pass iterator of chunks.
+
+    Keeps only the frames from the start of the last request on (a window or a chunk).
+    ``transform`` maps each decoded uint8 chunk to what callers get (e.g. a float tensor).
+    """
+
+    def __init__(
+        self, chunks: FrameChunks, num_frames: int, transform: Callable[[np.ndarray], torch.Tensor]
+    ) -> None:
+        self._chunks, self._num_frames, self._transform = chunks, num_frames, transform
+        self._buffer: list[torch.Tensor] = []
+        self._buffer_start = 0  # index of the first buffered frame
+        self._buffered = 0
+
+    def __len__(self) -> int:
+        return self._num_frames
+
+    def __getitem__(self, index: slice) -> torch.Tensor:
+        start, stop = index.start or 0, min(index.stop, self._num_frames)
+        if start < self._buffer_start:
+            raise IndexError(f"frames before {self._buffer_start} were released (asked for {start})")
+        while self._buffer_start + self._buffered < stop:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                raise ValueError(
+                    f"the video ended after {self._buffer_start + self._buffered} frames; "
+                    f"{self._num_frames} were expected"
+                )
+            tensor = self._transform(chunk)
+            self._buffer.append(tensor)
+            self._buffered += tensor.shape[0]
+        frames = torch.cat(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        offset = start - self._buffer_start
+        # Release what precedes this request: later requests never go back further.
+        self._buffer, self._buffer_start, self._buffered = [frames[offset:]], start, frames.shape[0] - offset
+        return frames[offset : offset + stop - start]
+
+
+class StereoPipeline:
+    """Both stages on one device, configured by ``StereoConfig``."""
+
+    def __init__(
+        self,
+        depth: DepthCrafterPipeline,
+        inpainting: StereoInpaintingPipeline,
+        config: StereoConfig | None = None,
+    ) -> None:
+        self.depth = depth
+        self.inpainting = inpainting
+        self.config = config or StereoConfig()
+        self.device = depth._execution_device
+
+    def _to_tensor(self, chunk: np.ndarray) -> torch.Tensor:
+        """(t, H, W, 3) uint8 -> (t, 3, H, W) float32 in [0, 1] on the device."""
+        return (
+            torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        )
+
+    def run(
+        self,
+        open_frames: OpenFrames,
+        sink: Sink,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        mode: str = "anaglyph",
+        progress: Progress | None = None,
+        grid_sink: Sink | None = None,
+    ) -> StereoResult:
+        """Convert one clip. ``open_frames()`` is called twice (one pass per stage) and must yield
+        the same ``num_frames`` frames of ``width`` x ``height`` each time."""
+        mode = check_mode(mode)
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        cfg = self.config
+        timings: dict[str, float] = {}
+        report = progress or (lambda stage, done, total: None)
+
+        # 1. Depth at the processing resolution, one window at a time.
+        started = time.perf_counter()
+        size = processing_size(height, width, cfg.depth_max_res)
+        source = SequentialFrames(
+            open_frames(), num_frames, lambda c: resize_frames(self._to_tensor(c), size)
+        )
+
+        def on_window(state: WindowState) -> None:
+            report("depth", state.end, state.num_frames)
+
+        depth_chunks = [
+            chunk
+            for _, chunk in self.depth.iter_depth(
+                source,
+                num_inference_steps=cfg.depth_steps,
+                guidance_scale=cfg.depth_guidance,
+                window_size=cfg.depth_window,
+                overlap=cfg.depth_overlap,
+                noise_aug_strength=cfg.noise_aug_strength,
+                decode_chunk_size=cfg.depth_decode_chunk,
+                generator=torch.Generator().manual_seed(cfg.seed),
+                callback_on_window_end=on_window,
+            )
+        ]
+        raw_depth = torch.cat(depth_chunks)  # (T, 1, h, w) float32, CPU
+        del depth_chunks, source
+        low, high = float(raw_depth.min()), float(raw_depth.max())
+        timings["depth"] = time.perf_counter() - started
+
+        # 2. Splat and inpaint chunk by chunk; compose and hand over the kept frames.
+        stereo = _StereoSource(self, open_frames(), num_frames, raw_depth, (low, high), (height, width))
+        started = time.perf_counter()
+        out_w, out_h = output_size(mode, width, height)
+        written = 0
+
+        def on_chunk(chunk: Chunk, total: int) -> None:
+            report("inpainting", chunk.end, num_frames)
+
+        for start, right in self.inpainting.iter_inpaint(
+            stereo,
+            num_inference_steps=cfg.inpaint_steps,
+            guidance_scale=cfg.inpaint_guidance,
+            frames_chunk=cfg.frames_chunk,
+            overlap=cfg.inpaint_overlap,
+            tile_num=cfg.tile_num,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            callback_on_chunk_end=on_chunk,
+        ):
+            composed_at = time.perf_counter()
+            left, depth_vis, occlusion, warped = stereo.kept(start, right.shape[0])
+            sink(compose(left, right.to(left.device), mode).cpu().numpy())
+            if grid_sink is not None:
+                grid_sink(debug_grid(left, depth_vis, occlusion, warped))
+            written += right.shape[0]
+            timings["compose_encode"] = timings.get("compose_encode", 0.0) + time.perf_counter() - composed_at
+        total = time.perf_counter() - started
+        timings["splat"] = stereo.splat_seconds
+        timings["inpainting"] = total - stereo.splat_seconds - timings.get("compose_encode", 0.0)
+        if written != num_frames:
+            raise RuntimeError(f"produced {written} frames for a {num_frames}-frame clip")
+        return StereoResult(num_frames=written, width=out_w, height=out_h, timings=timings)
+
+
+class _StereoSource:
+    """The inpainting stage's view of the clip: warped right view and occlusion for a frame range,
+    computed on request from the decoded left view and the clip's depth."""
+
+    def __init__(
+        self,
+        pipeline: StereoPipeline,
+        chunks: FrameChunks,
+        num_frames: int,
+        raw_depth: torch.Tensor,
+        depth_range: tuple[float, float],
+        size: tuple[int, int],
+    ) -> None:
+        self.pipeline = pipeline
+        self.frames = SequentialFrames(chunks, num_frames, pipeline._to_tensor)
+        self.raw_depth, self.depth_range, self.size = raw_depth, depth_range, size
+        self.splat_seconds = 0.0
+        self._last: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        started = time.perf_counter()
+        left = self.frames[index]
+        start = index.start or 0
+        cfg = self.pipeline.config
+        low, high = self.depth_range
+        warped_parts, occlusion_parts, depth_parts = [], [], []
+        for i in range(0, left.shape[0], cfg.splat_batch):
+            raw = self.raw_depth[start + i : start + i + left[i : i + cfg.splat_batch].shape[0]]
+            # Normalised over the whole clip, then resized to the source size (reference §1.6).
+            depth = (raw.to(left.device) - low) / (high - low) if high > low else torch.zeros_like(raw)
+            depth = depth_stage.resize_depth(depth.to(left.device), self.size).clamp(0, 1)
+            warped, occlusion = forward_splat(
+                left[i : i + cfg.splat_batch], disparity_from_depth(depth, cfg.max_disp)
+            )
+            warped_parts.append(warped.clamp(0, 1))
+            occlusion_parts.append(occlusion)
+            depth_parts.append(depth)
+        warped, occlusion = torch.cat(warped_parts), torch.cat(occlusion_parts)
+        self._last = (start, left, torch.cat(depth_parts), occlusion, warped)
+        if left.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.splat_seconds += time.perf_counter() - started
+        return warped, occlusion
+
+    def kept(self, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left view, depth, occlusion and warped view of frames [start, start + count), which are
+        the tail of the last range served."""
+        assert self._last is not None
+        first, left, depth, occlusion, warped = self._last
+        offset = start - first
+        pick = slice(offset, offset + count)
+        return left[pick], depth[pick], occlusion[pick], warped[pick]
+
+
+def inferno(values: torch.Tensor) -> torch.Tensor:
+    """(T, 1, H, W) in [0, 1] -> (T, 3, H, W) through matplotlib's 256-entry "inferno" table, index
+    floor(255 * v) as the reference's visualisation. Needs matplotlib (an optional dependency)."""
+    try:
+        from matplotlib import colormaps
+    except ImportError as err:  # pragma: no cover - exercised only without matplotlib
+        raise RuntimeError("the debug grid needs matplotlib: pip install matplotlib") from err
+    table = torch.tensor(
+        colormaps["inferno"](np.arange(256))[:, :3], dtype=torch.float32, device=values.device
+    )
+    index = (values[:, 0].clamp(0, 1) * 255).long()
+    return table[index].permute(0, 3, 1, 2)
+
+
+def debug_grid(
+    left: torch.Tensor, depth: torch.Tensor, occlusion: torch.Tensor, warped: torch.Tensor
+) -> np.ndarray:
+    """The reference's 2x2 stage-1 grid: [left | inferno depth] over [occlusion mask | warped right],
+    (T, 2H, 2W, 3) uint8."""
+    top = torch.cat([left, inferno(depth)], dim=3)
+    bottom = torch.cat([occlusion.expand(-1, 3, -1, -1), warped], dim=3)
+    return to_uint8(torch.cat([top, bottom], dim=2)).permute(0, 2, 3, 1).cpu().numpy()

@@ -1,0 +1,165 @@
+"""End to end: video file -> StereoPipeline (tiny weights, CPU) -> stereo video file; and the CLI."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stereocrafter.cli import main as cli_main
+from stereocrafter.convert import convert_file
+from stereocrafter.pipeline import SequentialFrames, StereoConfig, StereoPipeline
+from stereocrafter.video_io import iter_frames, probe
+from tests.media import audio_duration, make_video, scene_frames
+
+FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
+
+
+@pytest.fixture(scope="module")
+def stereo(depth_pipeline, inpainting_pipeline) -> StereoPipeline:
+    return StereoPipeline(depth_pipeline, inpainting_pipeline, FAST)
+
+
+@pytest.fixture(scope="module")
+def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "left.mp4"
+    return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
+
+
+def decode(path: Path) -> np.ndarray:
+    return np.concatenate(list(iter_frames(path)))
+
+
+@pytest.mark.parametrize(("mode", "size"), [("sbs", (192, 64)), ("anaglyph", (96, 64))])
+def test_end_to_end_file(
+    stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path, mode: str, size: tuple
+) -> None:
+    out = tmp_path / f"out_{mode}.mp4"
+    stages: list[str] = []
+    result = convert_file(stereo, clip_with_audio, out, mode=mode, progress=lambda s, d, t: stages.append(s))
+    info = probe(out)
+    assert (info.width, info.height) == size == (result.width, result.height)
+    assert info.num_frames == 26 == result.num_frames
+    assert info.fps == Fraction(30000, 1001)
+    assert info.has_audio
+    assert audio_duration(out) == pytest.approx(audio_duration(clip_with_audio), abs=1001 / 30000)
+    assert {"depth", "splat", "inpainting", "compose_encode", "total"} <= set(result.timings)
+    assert stages[0] == "depth" and stages[-1] == "inpainting"
+
+
+def test_sbs_left_half_is_the_source(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
+    out = convert_file(stereo, clip_with_audio, tmp_path / "sbs.mp4", mode="sbs").output
+    left = decode(out)[:, :, :96].astype(float)
+    source = decode(clip_with_audio).astype(float)
+    psnr = 10 * np.log10(255.0**2 / np.mean((left - source) ** 2))
+    assert psnr > 35.0
+
+
+def test_same_seed_same_output(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
+    a = convert_file(stereo, clip_with_audio, tmp_path / "a.mp4", mode="anaglyph").output
+    b = convert_file(stereo, clip_with_audio, tmp_path / "b.mp4", mode="anaglyph").output
+    assert np.array_equal(decode(a), decode(b))
+    other = StereoPipeline(
+        stereo.depth, stereo.inpainting, StereoConfig(depth_steps=2, inpaint_steps=2, seed=7)
+    )
+    c = convert_file(other, clip_with_audio, tmp_path / "c.mp4", mode="anaglyph").output
+    assert not np.array_equal(decode(a), decode(c))
+
+
+@pytest.mark.parametrize("num_frames", [1, 22, 23, 24, 50])
+def test_every_frame_once_and_odd_sizes(stereo: StereoPipeline, num_frames: int) -> None:
+    frames = (np.random.default_rng(num_frames).random((num_frames, 45, 75, 3)) * 255).astype(np.uint8)
+    out: list[np.ndarray] = []
+    config = StereoConfig(depth_steps=1, inpaint_steps=1, depth_window=16, depth_overlap=5)
+    pipeline = StereoPipeline(stereo.depth, stereo.inpainting, config)
+    result = pipeline.run(
+        lambda: iter([frames[i : i + 7] for i in range(0, num_frames, 7)]),
+        out.append,
+        num_frames=num_frames,
+        width=75,
+        height=45,
+        mode="sbs",
+    )
+    stacked = np.concatenate(out)
+    assert stacked.shape == (num_frames, 45, 150, 3) and result.num_frames == num_frames
+    # The left half is the input, frame for frame (and in order).
+    assert np.array_equal(stacked[:, :, :75], frames)
+
+
+def test_sequential_frames_serves_overlapping_ranges_once() -> None:
+    data = torch.arange(10).view(10, 1, 1, 1).float()
+    pulled: list[int] = []
+
+    def chunks():
+        for i in range(0, 10, 3):
+            pulled.append(i)
+            yield data[i : i + 3].numpy()
+
+    source = SequentialFrames(chunks(), 10, torch.from_numpy)
+    assert source[0:4].flatten().tolist() == [0, 1, 2, 3]
+    assert source[2:7].flatten().tolist() == [2, 3, 4, 5, 6]
+    assert source[5:10].flatten().tolist() == [5, 6, 7, 8, 9]
+    assert pulled == [0, 3, 6, 9]  # each chunk decoded once
+    with pytest.raises(IndexError, match="released"):
+        source[0:2]
+    short = SequentialFrames(iter([data[:3].numpy()]), 10, torch.from_numpy)
+    with pytest.raises(ValueError, match="ended after 3 frames"):
+        short[0:5]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="max_disp"):
+        StereoConfig(max_disp=-1)
+
+
+def test_debug_grid(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.mp4"
+    convert_file(stereo, clip_with_audio, tmp_path / "o.mp4", mode="anaglyph", grid_path=grid)
+    info = probe(grid)
+    assert (info.width, info.height, info.num_frames) == (192, 128, 26)
+    frames = decode(grid).astype(float)
+    source = decode(clip_with_audio).astype(float)
+    assert (
+        10 * np.log10(255.0**2 / np.mean((frames[:, :64, :96] - source) ** 2)) > 35.0
+    )  # top-left: left view
+    mask, depth = frames[:, 64:, :96], frames[:, :64, 96:]
+    # bottom-left: a grey-scale mask (4:2:0 chroma smears its noisy edges a little); top-right:
+    # the inferno colouring, far from grey.
+    assert np.mean(np.abs(mask[..., 0] - mask[..., 1])) < 15
+    assert np.mean(np.abs(depth[..., 0] - depth[..., 2])) > 40
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_cli_convert(
+    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "cli.mp4"
+    weights = ["--weights-dir", str(tiny_weights)]
+    code = cli_main(
+        ["convert", str(clip_with_audio), str(out), "--mode", "sbs", *weights, "--device", "cpu", "-q"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "192x64, 26 frames at 30000/1001 fps, audio kept" in printed
+    assert "tiny random test weights" in printed  # never presented as a real conversion
+    assert probe(out).num_frames == 26
+
+
+def test_cli_clear_errors(tmp_path: Path, clip_with_audio: Path, capsys: pytest.CaptureFixture) -> None:
+    code = cli_main(
+        ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--weights-dir", str(tmp_path), "-q"]
+    )
+    err = capsys.readouterr().err
+    assert (
+        code == 2 and "model weights missing" in err and "vae/config.json" in err and "Traceback" not in err
+    )
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    code = cli_main(["convert", str(bad), str(tmp_path / "o.mp4"), "--weights-dir", str(tmp_path), "-q"])
+    assert code == 2 and "not a readable media file" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
