@@ -1,11 +1,11 @@
-# Two commands on a fresh machine (see README): `make bench` and `make test`.
+# Two commands on a fresh machine (see README): `make demo` and `make test`.
 # Each creates .venv and installs the pinned set from requirements/ when needed.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint bench bench-smoke gpu-check lock clean
+.PHONY: venv demo test lint bench bench-smoke lock clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,13 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The whole conversion on this machine, with TINY RANDOM weights (no real weights can be fetched
+# here): writes demo/sample_sbs.mp4 and the debug grid demo/sample_grid.mp4.
+demo: venv
+	$(BIN)/python -m stereocrafter.testing demo
+	$(BIN)/stereocrafter convert demo/sample.mp4 demo/sample_sbs.mp4 --mode sbs \
+	  --weights-dir demo/tiny-weights --save-grid demo/sample_grid.mp4
 
 test: venv
 	$(BIN)/python -m pytest
@@ -27,10 +34,15 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/splat.py
 	$(BIN)/python bench/video_io.py
+	$(BIN)/python bench/depth.py
+	$(BIN)/python bench/memory.py
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke
 	$(BIN)/python bench/video_io.py --smoke
+	$(BIN)/python bench/depth.py --smoke
+	$(BIN)/python bench/gpu_depth.py --smoke
+	$(BIN)/python bench/gpu_pipeline.py --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:
@@ -40,4 +52,4 @@ lock:
 	@echo "review requirements/runtime.txt.new, keep its header, then move it into place"
 
 clean:
-	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache demo

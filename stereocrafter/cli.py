@@ -43,8 +43,8 @@ def run_convert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from stereocrafter.convert import convert_file
-    from stereocrafter.loading import is_tiny, load_depth_pipeline, load_inpainting_pipeline
-    from stereocrafter.pipeline import StereoConfig, StereoPipeline
+    from stereocrafter.loading import is_tiny, load_stereo_pipeline
+    from stereocrafter.pipeline import StereoConfig
     from stereocrafter.settings import load_settings
     from stereocrafter.video_io import probe
 
@@ -57,11 +57,7 @@ def run_convert(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         raise StereoCrafterError(f"no such input file: {args.input}")
     probe(args.input)  # a bad video fails here, before minutes of model loading
-    pipeline = StereoPipeline(
-        load_depth_pipeline(weights_dir, device=device),
-        load_inpainting_pipeline(weights_dir, device=device),
-        config,
-    )
+    pipeline = load_stereo_pipeline(weights_dir, device=device, config=config)
     tiny = is_tiny(weights_dir)
     bars: dict[str, tqdm] = {}
 

@@ -32,6 +32,7 @@ from stereocrafter.errors import WeightsMissingError
 if TYPE_CHECKING:  # the pipelines import diffusers; keep this module light to import
     from stereocrafter.depth import DepthCrafterPipeline
     from stereocrafter.inpainting import StereoInpaintingPipeline
+    from stereocrafter.pipeline import StereoConfig, StereoPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -213,9 +214,11 @@ def load_depth_pipeline(
     *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
+    svd: dict[str, object] | None = None,
 ) -> DepthCrafterPipeline:
     """The DepthCrafter pipeline from ``weights_dir`` on ``device`` (fp16 on CUDA, fp32 on CPU by
-    default). Raises ``WeightsMissingError`` before loading anything if a file is missing."""
+    default). Raises ``WeightsMissingError`` before loading anything if a file is missing.
+    ``svd`` reuses already loaded SVD components (see ``load_stereo_pipeline``)."""
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     from stereocrafter.depth import (
@@ -233,7 +236,7 @@ def load_depth_pipeline(
         unet_part.folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
     )
     unet.set_attn_processor(AttnProcessor2_0())
-    svd = _load_svd_parts(parts, device, dtype)
+    svd = svd or _load_svd_parts(parts, device, dtype)
     pipeline = DepthCrafterPipeline(unet=unet.to(device).eval(), **svd)  # type: ignore[arg-type]
     for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
         module.requires_grad_(False)
@@ -245,6 +248,7 @@ def load_inpainting_pipeline(
     *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
+    svd: dict[str, object] | None = None,
 ) -> StereoInpaintingPipeline:
     """The StereoCrafter inpainting pipeline from ``weights_dir`` (same conventions as
     ``load_depth_pipeline``). Checks that the UNet takes the 9 input channels the pipeline builds."""
@@ -268,8 +272,36 @@ def load_inpainting_pipeline(
             "inpainting UNet takes 9 (noise, warped-video latents, mask): wrong weights?"
         )
     unet.set_attn_processor(AttnProcessor2_0())
-    svd = _load_svd_parts(parts, device, dtype)
+    svd = svd or _load_svd_parts(parts, device, dtype)
     pipeline = StereoInpaintingPipeline(unet=unet.to(device).eval(), **svd)  # type: ignore[arg-type]
     for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
         module.requires_grad_(False)
     return pipeline
+
+
+def load_stereo_pipeline(
+    weights_dir: str | os.PathLike[str],
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    config: StereoConfig | None = None,
+) -> StereoPipeline:
+    """Both stages, sharing one copy of the SVD VAE and CLIP image encoder (the two stages use the
+    same SVD-xt-1.1 components; loading them once saves about 1.5 GB of GPU memory in fp16).
+    Every missing file of either stage is reported at once."""
+    from stereocrafter.pipeline import StereoPipeline
+
+    missing: list[str] = []
+    for stage in STAGES:
+        try:
+            resolve_stage(weights_dir, stage)
+        except WeightsMissingError as err:
+            missing += [m for m in err.missing if m not in missing]
+    if missing:
+        raise WeightsMissingError(missing, str(weights_dir))
+    device = torch.device(device)
+    dtype = dtype or default_dtype(device)
+    svd = _load_svd_parts(resolve_stage(weights_dir, "depth"), device, dtype)
+    depth = load_depth_pipeline(weights_dir, device=device, dtype=dtype, svd=svd)
+    inpainting = load_inpainting_pipeline(weights_dir, device=device, dtype=dtype, svd=svd)
+    return StereoPipeline(depth, inpainting, config)

@@ -150,3 +150,41 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
         "Their output is noise, not a depth map or a stereo conversion.\n"
     )
     return root
+
+
+def write_sample_clip(
+    path: str | os.PathLike[str], frames: int = 48, width: int = 320, height: int = 192
+) -> Path:
+    """A short synthetic clip for demos: a bright disc moving over a textured background."""
+    import numpy as np
+
+    from stereocrafter.video_io import VideoWriter
+
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    path = Path(path)
+    with VideoWriter(path, fps=24, width=width, height=height) as writer:
+        for t in range(frames):
+            background = 0.35 + 0.15 * np.sin(x / 23.0 + y / 31.0)
+            cx = width * (0.3 + 0.4 * t / max(frames - 1, 1))
+            disc = ((x - cx) ** 2 + (y - height / 2) ** 2) < (height / 4) ** 2
+            rgb = np.stack([background + 0.4 * disc, background, background + 0.2 * (1 - disc)], axis=-1)
+            writer.write((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)[None])
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m stereocrafter.testing DIR``: tiny weights in DIR/tiny-weights, a clip DIR/sample.mp4."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write demo assets: tiny random weights and a sample clip")
+    parser.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    weights = args.directory / "tiny-weights"
+    if not (weights / TINY_WEIGHTS_MARKER).is_file():
+        make_tiny_weights(weights)
+    clip = write_sample_clip(args.directory / "sample.mp4")
+    print(f"tiny random weights (NOT real models) in {weights}; sample clip {clip}")
+
+
+if __name__ == "__main__":
+    main()

@@ -140,3 +140,22 @@ def test_marker_labels_tiny_weights(weights_copy: Path) -> None:
     assert is_tiny(weights_copy)
     (weights_copy / TINY_WEIGHTS_MARKER).unlink()
     assert not is_tiny(weights_copy)
+
+
+def test_stereo_pipeline_shares_the_svd_components(tiny_weights: Path) -> None:
+    from stereocrafter.loading import load_stereo_pipeline
+
+    stereo = load_stereo_pipeline(tiny_weights, device="cpu")
+    assert stereo.depth.vae is stereo.inpainting.vae
+    assert stereo.depth.image_encoder is stereo.inpainting.image_encoder
+    assert stereo.inpainting.unet.config.in_channels == 9 and stereo.depth.unet.config.in_channels == 8
+
+
+def test_stereo_pipeline_reports_both_stages_missing(weights_copy: Path) -> None:
+    from stereocrafter.loading import load_stereo_pipeline
+
+    (weights_copy / DEPTH_REPO / "config.json").unlink()
+    (weights_copy / INPAINTING_REPO / "unet_diffusers" / "config.json").unlink()
+    with pytest.raises(WeightsMissingError) as caught:
+        load_stereo_pipeline(weights_copy)
+    assert len(caught.value.missing) == 2
