@@ -1,23 +1,26 @@
-"""One conversion job on local files: decode -> StereoPipeline -> encode, with timings.
-
-The service adds the S3 download/upload around ``convert_file``; the CLI calls it directly.
-"""
+"""Conversion jobs: ``convert_file`` (local files: decode -> StereoPipeline -> encode, with timings,
+used by the CLI) and ``run_job`` (the service's S3 job around it)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from stereocrafter.compose import check_mode
+from stereocrafter.compose import check_mode, output_size
+from stereocrafter.errors import LimitExceededError
 from stereocrafter.pipeline import Progress, StereoPipeline
+from stereocrafter.schemas import InvocationRequest, InvocationResponse
+from stereocrafter.settings import Settings
+from stereocrafter.storage import S3Storage
 from stereocrafter.video_io import VideoInfo, VideoWriter, iter_frames, probe
 
 logger = logging.getLogger(__name__)
@@ -62,8 +65,6 @@ def convert_file(
     def open_frames() -> Iterator[np.ndarray]:
         return iter_frames(source, DECODE_CHUNK)
 
-    from stereocrafter.compose import output_size
-
     out_w, out_h = output_size(mode, info.width, info.height)
     with ExitStack() as stack:
         writer = stack.enter_context(
@@ -98,4 +99,61 @@ def convert_file(
         has_audio=info.has_audio,
         timings=timings,
         source=info,
+    )
+
+
+def run_job(
+    pipeline: StereoPipeline,
+    storage: S3Storage,
+    request: InvocationRequest,
+    settings: Settings,
+    request_id: str,
+) -> InvocationResponse:
+    """One /invocations job: S3 download -> limits -> conversion -> S3 upload.
+
+    Per-request files live in a temporary directory that is always removed. The output object is
+    uploaded only once the local file is complete, so a failed job leaves nothing at the output key.
+    Raises the service's errors (413 limits, 422 bad video, S3 errors, ...).
+    """
+    started = time.time()
+    config = replace(
+        pipeline.config,
+        max_disp=request.max_disp,
+        seed=request.seed,
+        tile_num=request.tile_num,
+        depth_steps=settings.depth_steps,
+        inpaint_steps=settings.inpaint_steps,
+    )
+    job_pipeline = StereoPipeline(pipeline.depth, pipeline.inpainting, config)
+    with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
+        source = Path(tmp) / "input"
+        output = Path(tmp) / "output.mp4"
+        download_started = time.perf_counter()
+        storage.download(request.s3_input_uri, source, max_bytes=settings.max_input_bytes)
+        download_s = time.perf_counter() - download_started
+        info = probe(source)
+        if info.num_frames > settings.max_frames:
+            raise LimitExceededError(
+                f"the segment has {info.num_frames} frames; the limit is {settings.max_frames}"
+            )
+        if info.width * info.height > settings.max_pixels:
+            size, limit = f"{info.width}x{info.height}", settings.max_pixels
+            raise LimitExceededError(f"the segment is {size}; the limit is {limit} pixels per frame")
+        result = convert_file(job_pipeline, source, output, mode=request.mode)
+        upload_started = time.perf_counter()
+        storage.upload(output, request.s3_output_uri)
+        timings = {"download": download_s, **result.timings, "upload": time.perf_counter() - upload_started}
+    return InvocationResponse(
+        s3_output_uri=request.s3_output_uri,
+        mode=request.mode,
+        frames=result.num_frames,
+        fps=str(result.fps),
+        width=result.width,
+        height=result.height,
+        has_audio=result.has_audio,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        request_id=request_id,
+        started_at=started,
+        finished_at=time.time(),
+        tiny_weights=False,
     )

@@ -47,3 +47,45 @@ class WeightsMissingError(StereoCrafterError):
         super().__init__(f"model weights missing under {weights_dir}: {listed}")
         self.missing = missing
         self.weights_dir = weights_dir
+
+
+class BadRequestError(StereoCrafterError):
+    """The request itself is wrong: malformed JSON, unknown fields, a bad value or URI."""
+
+    code = "bad_request"
+    status = 400
+
+
+class S3AccessDeniedError(StereoCrafterError):
+    """S3 refused the service access to the input or output location."""
+
+    code = "s3_access_denied"
+    status = 403
+
+
+class InputNotFoundError(StereoCrafterError):
+    """The input object (or its bucket) does not exist."""
+
+    code = "input_not_found"
+    status = 404
+
+
+class LimitExceededError(StereoCrafterError):
+    """The segment is larger than the configured limits (bytes, frames or resolution)."""
+
+    code = "segment_too_large"
+    status = 413
+
+
+class S3UnavailableError(StereoCrafterError):
+    """S3 could not be reached or kept failing after retries."""
+
+    code = "s3_unavailable"
+    status = 502
+
+
+class NotReadyError(StereoCrafterError):
+    """The models are not loaded (still downloading/loading, or loading failed)."""
+
+    code = "not_ready"
+    status = 503

@@ -156,8 +156,12 @@ def resolve_stage(weights_dir: str | os.PathLike[str], stage: str) -> dict[str, 
 
 
 def is_tiny(weights_dir: str | os.PathLike[str]) -> bool:
-    """True for the random test weights of ``stereocrafter.testing``."""
-    return (Path(weights_dir) / TINY_WEIGHTS_MARKER).is_file()
+    """True for the random test weights of ``stereocrafter.testing`` (marked at the root and in each
+    repo folder, so the label survives a download of the repos)."""
+    root = Path(weights_dir)
+    return (root / TINY_WEIGHTS_MARKER).is_file() or any(
+        (root / repo / TINY_WEIGHTS_MARKER).is_file() for repo in (SVD_REPO, DEPTH_REPO, INPAINTING_REPO)
+    )
 
 
 def default_dtype(device: torch.device | str) -> torch.dtype:

@@ -1,7 +1,8 @@
 """Every environment variable the package reads, read once into a frozen ``Settings``.
 
 This is the only module that reads ``os.environ``; everything else gets its configuration from a
-``Settings`` (or plain arguments) passed down.
+``Settings`` (or plain arguments) passed down. AWS clients read their own standard variables
+(``AWS_REGION``, ``AWS_ENDPOINT_URL``, credentials) through boto3.
 """
 
 from __future__ import annotations
@@ -16,13 +17,32 @@ DEFAULT_WEIGHTS_DIR = "/opt/ml/model/weights"
 
 @dataclass(frozen=True)
 class Settings:
-    weights_dir: Path
-    device: str  # "cuda" when a GPU is present, else "cpu"; STEREOCRAFTER_DEVICE overrides
+    weights_dir: Path  # WEIGHTS_DIR
+    device: str  # STEREOCRAFTER_DEVICE: cpu | cuda (default: cuda if available)
+    hf_token_arn: str | None  # HF_TOKEN_ARN: Secrets Manager secret holding the Hugging Face token
+    work_dir: Path | None  # STEREOCRAFTER_WORK_DIR: per-request temp files (default: system temp)
+    max_input_bytes: int  # STEREOCRAFTER_MAX_INPUT_BYTES (default 4 GiB)
+    max_frames: int  # STEREOCRAFTER_MAX_FRAMES (default 1800)
+    max_pixels: int  # STEREOCRAFTER_MAX_PIXELS per frame (default 1920*1080)
+    depth_steps: int  # STEREOCRAFTER_DEPTH_STEPS (default 8, the reference)
+    inpaint_steps: int  # STEREOCRAFTER_INPAINT_STEPS (default 8, the reference)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the environment once. ``WEIGHTS_DIR`` (default /opt/ml/model/weights);
-    ``STEREOCRAFTER_DEVICE`` (cpu | cuda, default: cuda if available)."""
+    """Read the environment once (see ``Settings`` for the variables and defaults)."""
     env = os.environ if environ is None else environ
     device = env.get("STEREOCRAFTER_DEVICE", "").strip().lower()
     if not device:
@@ -31,4 +51,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise ValueError(f"STEREOCRAFTER_DEVICE must be cpu or cuda, got {device!r}")
-    return Settings(weights_dir=Path(env.get("WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR), device=device)
+    work_dir = env.get("STEREOCRAFTER_WORK_DIR", "").strip()
+    return Settings(
+        weights_dir=Path(env.get("WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR),
+        device=device,
+        hf_token_arn=env.get("HF_TOKEN_ARN", "").strip() or None,
+        work_dir=Path(work_dir) if work_dir else None,
+        max_input_bytes=_int(env, "STEREOCRAFTER_MAX_INPUT_BYTES", 4 * 2**30),
+        max_frames=_int(env, "STEREOCRAFTER_MAX_FRAMES", 1800),
+        max_pixels=_int(env, "STEREOCRAFTER_MAX_PIXELS", 1920 * 1080),
+        depth_steps=_int(env, "STEREOCRAFTER_DEPTH_STEPS", 8),
+        inpaint_steps=_int(env, "STEREOCRAFTER_INPAINT_STEPS", 8),
+    )

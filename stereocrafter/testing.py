@@ -145,10 +145,12 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
     _write_json(svd / "scheduler" / "scheduler_config.json", SVD_SCHEDULER_CONFIG)
     _write_json(svd / "feature_extractor" / "preprocessor_config.json", SVD_PREPROCESSOR_CONFIG)
     _write_json(svd / "model_index.json", SVD_MODEL_INDEX)
-    (root / TINY_WEIGHTS_MARKER).write_text(
+    label = (
         "Tiny randomly initialised test weights written by stereocrafter.testing.make_tiny_weights.\n"
         "Their output is noise, not a depth map or a stereo conversion.\n"
     )
+    for folder in (root, svd, root / DEPTH_REPO, root / INPAINTING_REPO):
+        (folder / TINY_WEIGHTS_MARKER).write_text(label)
     return root
 
 

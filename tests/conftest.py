@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stereocrafter.testing import make_tiny_weights
+from tests.net import free_port
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,37 @@ def inpainting_pipeline(tiny_weights: Path):
     from stereocrafter.loading import load_inpainting_pipeline
 
     return load_inpainting_pipeline(tiny_weights, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's real HTTP server on 127.0.0.1 (S3, Secrets Manager, SageMaker runtime, ...)."""
+    import os
+
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ.setdefault(name, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: str):
+    """boto3 clients against the moto server, state reset for each test."""
+    import boto3
+    import requests
+
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+
+    def client(name: str, **kwargs: object):
+        return boto3.client(name, endpoint_url=moto_server, region_name="us-east-1", **kwargs)
+
+    return client

@@ -1,0 +1,166 @@
+"""Weights at start-up: Secrets Manager token -> Hugging Face download -> WEIGHTS_DIR -> pipelines.
+
+``ModelHolder`` runs this in a background thread so that ``/ping`` answers while it works, and
+reports where it stands (``state``): ``loading``, ``ready``, ``failed``, or ``no_weights`` (no
+``HF_TOKEN_ARN`` and nothing usable in ``WEIGHTS_DIR``: the server runs, conversions get a 503
+that lists the missing files).
+
+The token is read once, handed to ``huggingface_hub`` and nowhere else: never logged, returned,
+stored on an object that is printed, or written to disk by this code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stereocrafter.errors import NotReadyError, StereoCrafterError, WeightsMissingError
+from stereocrafter.loading import COMPONENTS, TINY_WEIGHTS_MARKER
+
+logger = logging.getLogger("bentoml.stereocrafter.weights")
+
+TOKEN_KEYS = ("HF_TOKEN", "token", "hf_token", "HUGGING_FACE_HUB_TOKEN")
+
+
+def read_hf_token(secret_arn: str, client: Any = None) -> str:
+    """The Hugging Face token from Secrets Manager: the secret is the token itself, or JSON with
+    one of ``TOKEN_KEYS``."""
+    if client is None:
+        import boto3
+
+        from stereocrafter.storage import client_config
+
+        client = boto3.client("secretsmanager", config=client_config())
+    response = client.get_secret_value(SecretId=secret_arn)
+    raw = response.get("SecretString")
+    if raw is None:
+        raw = bytes(response["SecretBinary"]).decode("utf-8")
+    raw = raw.strip()
+    if raw.startswith("{"):
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise StereoCrafterError(f"secret {secret_arn} looks like JSON but does not parse") from err
+        token = next((data[k] for k in TOKEN_KEYS if isinstance(data.get(k), str) and data[k].strip()), None)
+        if token is None:
+            raise StereoCrafterError(
+                f"secret {secret_arn} is JSON without any of the keys {', '.join(TOKEN_KEYS)}"
+            )
+        raw = token.strip()
+    if not raw:
+        raise StereoCrafterError(f"secret {secret_arn} is empty")
+    return str(raw)
+
+
+def download_plan() -> dict[str, list[str]]:
+    """repo id -> the file patterns to fetch: exactly what the loaders read (``loading.COMPONENTS``)."""
+    plan: dict[str, list[str]] = {}
+    for component in COMPONENTS:
+        patterns = plan.setdefault(component.repo, [TINY_WEIGHTS_MARKER])  # matches only test repos
+        patterns += [p for p in component.download_patterns() if p not in patterns]
+    return plan
+
+
+def download_weights(
+    weights_dir: str | Path, token: str, *, endpoint: str | None = None, max_workers: int = 8
+) -> None:
+    """Fetch the planned files of every repo into ``WEIGHTS_DIR/<repo id>/``.
+
+    ``snapshot_download`` with ``local_dir`` skips files that are already complete and resumes
+    partial ones, so a restarted container does not download again. ``endpoint`` defaults to
+    ``HF_ENDPOINT`` (huggingface_hub's own setting) or the public Hub.
+    """
+    from huggingface_hub import snapshot_download
+
+    root = Path(weights_dir)
+    for repo, patterns in download_plan().items():
+        started = time.perf_counter()
+        snapshot_download(
+            repo_id=repo,
+            local_dir=root / repo,
+            allow_patterns=patterns,
+            token=token,
+            endpoint=endpoint,
+            max_workers=max_workers,
+        )
+        logger.info("weights of %s ready in %.1f s", repo, time.perf_counter() - started)
+
+
+class ModelHolder:
+    """Loads the pipeline once, in the background, and tells the service whether it can convert."""
+
+    def __init__(
+        self,
+        weights_dir: Path,
+        hf_token_arn: str | None,
+        load: Callable[[Path], Any],
+        *,
+        secrets_client: Any = None,
+    ) -> None:
+        self.weights_dir = weights_dir
+        self._token_arn = hf_token_arn
+        self._load = load
+        self._secrets_client = secrets_client
+        self.state = "loading"
+        self.detail = "starting"
+        self.pipeline: Any = None
+        self.missing: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="weights-loader", daemon=True)
+
+    def start(self) -> ModelHolder:
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    @property
+    def healthy(self) -> bool:
+        """What /ping reports: true once the service can work, and when no weights are configured
+        at all (the server is up; conversions answer 503)."""
+        return self.state in ("ready", "no_weights")
+
+    def require(self) -> Any:
+        """The pipeline, or ``NotReadyError``/``WeightsMissingError`` saying why not."""
+        if self.state == "ready":
+            return self.pipeline
+        if self.state == "no_weights":
+            raise WeightsMissingError(self.missing, str(self.weights_dir))
+        raise NotReadyError(f"models are not ready: {self.state} ({self.detail})")
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        try:
+            if self._token_arn:
+                self.detail = "reading the Hugging Face token"
+                token = read_hf_token(self._token_arn, self._secrets_client)
+                self.detail = "downloading weights"
+                download_weights(self.weights_dir, token)
+                del token
+            else:
+                logger.info("HF_TOKEN_ARN is not set: no download, using what is in %s", self.weights_dir)
+            self.detail = "loading models"
+            self.pipeline = self._load(self.weights_dir)
+            self.state, self.detail = "ready", f"loaded in {time.perf_counter() - started:.1f} s"
+            logger.info("models ready in %.1f s", time.perf_counter() - started)
+        except WeightsMissingError as err:
+            if self._token_arn:
+                self.state, self.detail = "failed", err.message
+                logger.error("weights incomplete after the download: %s", err.message)
+            else:
+                self.state, self.detail, self.missing = "no_weights", err.message, err.missing
+                logger.warning("serving without models: %s", err.message)
+        except Exception as err:
+            self.state, self.detail = "failed", f"{type(err).__name__}: {_safe(err)}"
+            logger.error("loading the models failed: %s", self.detail)
+
+
+def _safe(err: Exception) -> str:
+    """An error's message, cut to one line (library messages can be long)."""
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else ""

@@ -1,0 +1,118 @@
+"""Token from Secrets Manager (moto server) and the weight download from a local Hub-compatible server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stereocrafter.errors import NotReadyError, StereoCrafterError, WeightsMissingError
+from stereocrafter.loading import load_depth_pipeline
+from stereocrafter.weights import ModelHolder, download_plan, download_weights, read_hf_token
+from tests.hf_server import HubServer
+
+TOKEN = "hf_test_secret_0123456789"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [TOKEN, f"  {TOKEN}\n", json.dumps({"HF_TOKEN": TOKEN}), json.dumps({"token": TOKEN, "other": 1})],
+)
+def test_token_from_secrets_manager(aws, secret: str) -> None:
+    client = aws("secretsmanager")
+    arn = client.create_secret(Name="hf", SecretString=secret)["ARN"]
+    assert read_hf_token(arn, client) == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"), [(json.dumps({"user": "x"}), "without any of the keys"), ("{", "does not parse")]
+)
+def test_bad_secrets(aws, secret: str, message: str) -> None:
+    client = aws("secretsmanager")
+    arn = client.create_secret(Name="hf", SecretString=secret)["ARN"]
+    with pytest.raises(StereoCrafterError, match=message) as caught:
+        read_hf_token(arn, client)
+    assert TOKEN not in str(caught.value)
+
+
+def test_plan_fetches_only_what_the_loaders_read() -> None:
+    plan = download_plan()
+    assert set(plan) == {
+        "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
+        "tencent/DepthCrafter",
+        "TencentARC/StereoCrafter",
+    }
+    svd = plan["stabilityai/stable-video-diffusion-img2vid-xt-1-1"]
+    assert "vae/diffusion_pytorch_model.fp16.safetensors" in svd and not any(
+        p.startswith("unet/") for p in svd
+    )
+
+
+@pytest.fixture
+def hub_env(tiny_weights: Path):
+    with HubServer(tiny_weights, TOKEN) as hub:
+        yield hub
+
+
+def test_download_into_the_layout_then_load(hub_env: HubServer, tmp_path: Path) -> None:
+    target = tmp_path / "weights"
+    download_weights(target, TOKEN, endpoint=hub_env.url)
+    assert set(hub_env.auth_headers) == {f"Bearer {TOKEN}"}
+    fetched = sorted(hub_env.downloads)
+    assert "tencent/DepthCrafter/diffusion_pytorch_model.safetensors" in fetched
+    assert not any("model_index.json" in f for f in fetched)  # only what the loaders read
+    pipe = load_depth_pipeline(target)
+    assert pipe.unet.config.in_channels == 8
+    before = len(hub_env.downloads)
+    download_weights(target, TOKEN, endpoint=hub_env.url)  # complete files are not fetched again
+    assert len(hub_env.downloads) == before
+
+
+def test_wrong_token_fails(hub_env: HubServer, tmp_path: Path) -> None:
+    with pytest.raises(Exception) as caught:
+        download_weights(tmp_path / "w", "hf_wrong", endpoint=hub_env.url)
+    assert (
+        "401" in str(caught.value)
+        or "Invalid" in str(caught.value)
+        or "credentials" in str(caught.value).lower()
+    )
+
+
+def test_holder_states(tiny_weights: Path, tmp_path: Path) -> None:
+    empty = ModelHolder(tmp_path, None, load_depth_pipeline).start()
+    empty.wait(60)
+    assert empty.state == "no_weights" and empty.healthy
+    with pytest.raises(WeightsMissingError, match=r"vae/config\.json"):
+        empty.require()
+
+    ready = ModelHolder(tiny_weights, None, load_depth_pipeline).start()
+    ready.wait(120)
+    assert ready.state == "ready" and ready.healthy and ready.require() is ready.pipeline
+
+    def broken(path: Path) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+    failed = ModelHolder(tiny_weights, None, broken).start()
+    failed.wait(60)
+    assert failed.state == "failed" and not failed.healthy
+    with pytest.raises(NotReadyError, match="CUDA out of memory"):
+        failed.require()
+
+
+def test_holder_downloads_with_the_secret(
+    aws,
+    hub_env: HubServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import stereocrafter.weights as weights
+
+    original = weights.download_weights
+    monkeypatch.setattr(weights, "download_weights", lambda d, t: original(d, t, endpoint=hub_env.url))
+    client = aws("secretsmanager")
+    arn = client.create_secret(Name="hf", SecretString=json.dumps({"HF_TOKEN": TOKEN}))["ARN"]
+    holder = ModelHolder(tmp_path / "w", arn, load_depth_pipeline, secrets_client=client).start()
+    holder.wait(120)
+    assert holder.state == "ready", holder.detail
+    assert TOKEN not in holder.detail
