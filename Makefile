@@ -1,11 +1,11 @@
-# Two commands on a fresh machine (see README): `make demo` and `make test`.
+# Two commands on a fresh machine (see README): `make serve` and `make test`.
 # Each creates .venv and installs the pinned set from requirements/ when needed.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench bench-smoke lock clean
+.PHONY: venv serve demo demo-convert test lint bench bench-smoke lock clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +16,23 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The whole conversion on this machine, with TINY RANDOM weights (no real weights can be fetched
-# here): writes demo/sample_sbs.mp4 and the debug grid demo/sample_grid.mp4.
+# The service on http://127.0.0.1:8080 (GET /ping, POST /invocations). Weights come from
+# $WEIGHTS_DIR (default /opt/ml/model/weights), downloaded first when $HF_TOKEN_ARN is set;
+# without any, the server still starts and conversions answer 503 listing the missing files.
+PORT ?= 8080
+serve: venv
+	$(BIN)/bentoml serve service:StereoCrafter --host 127.0.0.1 --port $(PORT)
+
+# The whole service path on this machine: moto S3 on 127.0.0.1, a generated clip, the real service on
+# TINY RANDOM weights, POST /invocations through the Python client (output: demo/sample_sbs.mp4).
 demo: venv
+	$(BIN)/python -m stereocrafter.demo demo
+
+# The local converter alone (no service, no S3), also on tiny random weights, with the debug grid.
+demo-convert: venv
 	$(BIN)/python -m stereocrafter.testing demo
-	$(BIN)/stereocrafter convert demo/sample.mp4 demo/sample_sbs.mp4 --mode sbs \
-	  --weights-dir demo/tiny-weights --save-grid demo/sample_grid.mp4
+	$(BIN)/stereocrafter convert demo/sample.mp4 demo/convert_sbs.mp4 --mode sbs \
+	  --weights-dir demo/tiny-weights --save-grid demo/convert_grid.mp4
 
 test: venv
 	$(BIN)/python -m pytest
