@@ -39,14 +39,11 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+from diffusers import EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
-from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
-    _resize_with_antialiasing,
-)
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import CLIPVisionModelWithProjection
+
+from stereocrafter.svd import SVDPipeline
 
 # StereoCrafter's call of DepthCrafter (reference notes §1.1).
 DEFAULT_STEPS = 8
@@ -60,7 +57,6 @@ DEFAULT_SEED = 42
 # Added time ids of DepthCrafter: fps 7 passed as is (not fps - 1), motion bucket 127.
 DEPTHCRAFTER_FPS = 7
 MOTION_BUCKET_ID = 127
-CLIP_SIZE = (224, 224)
 
 
 class FrameSource(Protocol):
@@ -180,32 +176,13 @@ class DiffusersUNetSpatioTemporalConditionModelDepthCrafter(UNetSpatioTemporalCo
         return UNetSpatioTemporalConditionOutput(sample=hidden)
 
 
-class DepthCrafterPipeline(DiffusionPipeline):
+class DepthCrafterPipeline(SVDPipeline):
     """Video -> relative depth (1 = near), DepthCrafter as StereoCrafter runs it.
 
     Components: ``unet`` (DepthCrafter), ``vae`` (SVD temporal-decoder VAE), ``image_encoder`` (SVD's
     CLIP ViT-H/14), ``scheduler`` (SVD's Euler/Karras config), plus the CLIP normalisation
     (``image_mean``/``image_std`` from SVD's feature_extractor config).
     """
-
-    model_cpu_offload_seq = "image_encoder->unet->vae"
-
-    def __init__(
-        self,
-        unet: DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
-        vae: AutoencoderKLTemporalDecoder,
-        image_encoder: CLIPVisionModelWithProjection,
-        scheduler: EulerDiscreteScheduler,
-        image_mean: tuple[float, float, float],
-        image_std: tuple[float, float, float],
-    ) -> None:
-        super().__init__()
-        self.register_modules(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=scheduler)
-        self.register_to_config(image_mean=tuple(image_mean), image_std=tuple(image_std))
-        self.image_mean = tuple(image_mean)
-        self.image_std = tuple(image_std)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.set_progress_bar_config(disable=True)
 
     # -- validation ------------------------------------------------------------------------
 
@@ -258,21 +235,6 @@ class DepthCrafterPipeline(DiffusionPipeline):
 
     # -- encoders --------------------------------------------------------------------------
 
-    def _clip_embeddings(self, video: torch.Tensor) -> torch.Tensor:
-        """video (n, 3, H, W) in [-1, 1], pipeline dtype -> (n, D) CLIP image embeddings.
-
-        As SVD: float32 antialiased resize to 224x224, back to [0, 1], CLIP mean/std normalisation
-        (the processor is configured to do nothing else), image encoder, ``image_embeds``.
-        """
-        pixels = _resize_with_antialiasing(video.float(), CLIP_SIZE)
-        pixels = (pixels + 1.0) / 2.0
-        mean = torch.tensor(self.image_mean, device=pixels.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std, device=pixels.device).view(1, 3, 1, 1)
-        pixels = (pixels - mean) / std
-        encoder_dtype = next(self.image_encoder.parameters()).dtype
-        embeds: torch.Tensor = self.image_encoder(pixels.to(encoder_dtype)).image_embeds
-        return embeds
-
     def _vae_latents(self, video: torch.Tensor) -> torch.Tensor:
         """video (n, 3, H, W) in [-1, 1] (noise-augmented) -> (n, 4, h, w) posterior mode, unscaled."""
         encoder_dtype = next(self.vae.encoder.parameters()).dtype
@@ -292,7 +254,7 @@ class DepthCrafterPipeline(DiffusionPipeline):
         embeds, latents = [], []
         for start in range(0, frames.shape[0], chunk_size):
             video = frames[start : start + chunk_size].to(device=device, dtype=dtype) * 2.0 - 1.0
-            embeds.append(self._clip_embeddings(video).to(dtype))
+            embeds.append(self.clip_embeddings(video).to(dtype))
             noise = randn_tensor(video.shape, generator=generator, device=device, dtype=dtype)
             latents.append(self._vae_latents(video + noise_aug_strength * noise).to(dtype))
         return torch.cat(embeds), torch.cat(latents)

@@ -33,13 +33,10 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
-from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
-    _resize_with_antialiasing,
-)
+from diffusers import EulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import CLIPVisionModelWithProjection
+
+from stereocrafter.svd import SVDPipeline
 
 DEFAULT_STEPS = 8
 DEFAULT_GUIDANCE = 1.01
@@ -53,7 +50,6 @@ VAE_ENCODE_CHUNK = 5
 VAE_DECODE_CHUNK = 2
 # SVD conditioning: fps 7 passed as fps - 1, motion bucket 127, no noise augmentation.
 ADDED_TIME_IDS = (6.0, 127.0, 0.0)
-CLIP_SIZE = (224, 224)
 ALLOWED_TILE_NUMS = (1, 2, 4)
 
 
@@ -143,31 +139,12 @@ def assemble_tiles(tiles: list[list[torch.Tensor]], stride: tuple[int, int], ext
     return torch.cat(rows, dim=-2)
 
 
-class StereoInpaintingPipeline(DiffusionPipeline):
+class StereoInpaintingPipeline(SVDPipeline):
     """Warped right view + occlusion mask -> inpainted right view (StereoCrafter stage 2).
 
     Components: ``unet`` (StereoCrafter's 9-channel UNet), ``vae``, ``image_encoder`` and
     ``scheduler`` from SVD-xt-1.1, plus the CLIP normalisation (``image_mean``/``image_std``).
     """
-
-    model_cpu_offload_seq = "image_encoder->unet->vae"
-
-    def __init__(
-        self,
-        unet: UNetSpatioTemporalConditionModel,
-        vae: AutoencoderKLTemporalDecoder,
-        image_encoder: CLIPVisionModelWithProjection,
-        scheduler: EulerDiscreteScheduler,
-        image_mean: tuple[float, float, float],
-        image_std: tuple[float, float, float],
-    ) -> None:
-        super().__init__()
-        self.register_modules(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=scheduler)
-        self.register_to_config(image_mean=tuple(image_mean), image_std=tuple(image_std))
-        self.image_mean = tuple(image_mean)
-        self.image_std = tuple(image_std)
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.set_progress_bar_config(disable=True)
 
     def check_inputs(
         self,
@@ -214,16 +191,6 @@ class StereoInpaintingPipeline(DiffusionPipeline):
 
     # -- one tile of one chunk ---------------------------------------------------------------
 
-    def _clip_embedding(self, first_frame: torch.Tensor) -> torch.Tensor:
-        """(1, 3, h, w) in [0, 1] -> (1, 1, D): SVD's CLIP preprocessing of a single image."""
-        pixels = _resize_with_antialiasing((first_frame * 2.0 - 1.0).float(), CLIP_SIZE)
-        pixels = (pixels + 1.0) / 2.0
-        mean = torch.tensor(self.image_mean, device=pixels.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.image_std, device=pixels.device).view(1, 3, 1, 1)
-        encoder_dtype = next(self.image_encoder.parameters()).dtype
-        embeds = self.image_encoder(((pixels - mean) / std).to(encoder_dtype)).image_embeds
-        return embeds[:, None]  # type: ignore[no-any-return]
-
     @torch.no_grad()
     def denoise_tile(
         self,
@@ -251,7 +218,7 @@ class StereoInpaintingPipeline(DiffusionPipeline):
         do_cfg = guidance_scale > 1.0  # the reference's scale of 1.01 always enables guidance
 
         # 1. CLIP embedding of the first frame; the negative is zeros.
-        embeds = self._clip_embedding(frames[:1].to(device)).to(dtype)
+        embeds = self.clip_embeddings(frames[:1].to(device) * 2.0 - 1.0)[:, None].to(dtype)  # (1, 1, D)
         # 2. Added time ids.
         time_ids = torch.tensor([ADDED_TIME_IDS], dtype=dtype, device=device)
         # 3. Warped-video latents: [-1, 1], VAE mode, unscaled, 5 frames per encoder call.

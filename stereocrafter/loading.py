@@ -213,6 +213,25 @@ def _load_svd_parts(
     }
 
 
+def _assemble(
+    pipeline_class: Any,
+    unet: Any,
+    parts: dict[str, Resolved],
+    device: torch.device,
+    dtype: torch.dtype,
+    svd: dict[str, object] | None,
+) -> Any:
+    """A stage's pipeline from its UNet and the (possibly shared) SVD parts, for inference only."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    unet.set_attn_processor(AttnProcessor2_0())
+    svd = svd or _load_svd_parts(parts, device, dtype)
+    pipeline = pipeline_class(unet=unet.to(device).eval(), **svd)
+    for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
+        module.requires_grad_(False)
+    return pipeline
+
+
 def load_depth_pipeline(
     weights_dir: str | os.PathLike[str],
     *,
@@ -223,7 +242,6 @@ def load_depth_pipeline(
     """The DepthCrafter pipeline from ``weights_dir`` on ``device`` (fp16 on CUDA, fp32 on CPU by
     default). Raises ``WeightsMissingError`` before loading anything if a file is missing.
     ``svd`` reuses already loaded SVD components (see ``load_stereo_pipeline``)."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
 
     from stereocrafter.depth import (
         DepthCrafterPipeline,
@@ -239,11 +257,7 @@ def load_depth_pipeline(
     unet = DiffusersUNetSpatioTemporalConditionModelDepthCrafter.from_pretrained(
         unet_part.folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
     )
-    unet.set_attn_processor(AttnProcessor2_0())
-    svd = svd or _load_svd_parts(parts, device, dtype)
-    pipeline = DepthCrafterPipeline(unet=unet.to(device).eval(), **svd)  # type: ignore[arg-type]
-    for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
-        module.requires_grad_(False)
+    pipeline: DepthCrafterPipeline = _assemble(DepthCrafterPipeline, unet, parts, device, dtype, svd)
     return pipeline
 
 
@@ -257,7 +271,6 @@ def load_inpainting_pipeline(
     """The StereoCrafter inpainting pipeline from ``weights_dir`` (same conventions as
     ``load_depth_pipeline``). Checks that the UNet takes the 9 input channels the pipeline builds."""
     from diffusers import UNetSpatioTemporalConditionModel
-    from diffusers.models.attention_processor import AttnProcessor2_0
 
     from stereocrafter.inpainting import StereoInpaintingPipeline
 
@@ -275,11 +288,7 @@ def load_inpainting_pipeline(
             f"{unet_part.folder} holds a UNet with {unet.config.in_channels} input channels; StereoCrafter's "
             "inpainting UNet takes 9 (noise, warped-video latents, mask): wrong weights?"
         )
-    unet.set_attn_processor(AttnProcessor2_0())
-    svd = svd or _load_svd_parts(parts, device, dtype)
-    pipeline = StereoInpaintingPipeline(unet=unet.to(device).eval(), **svd)  # type: ignore[arg-type]
-    for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
-        module.requires_grad_(False)
+    pipeline: StereoInpaintingPipeline = _assemble(StereoInpaintingPipeline, unet, parts, device, dtype, svd)
     return pipeline
 
 

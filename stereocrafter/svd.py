@@ -1,0 +1,50 @@
+"""What both diffusion stages share: the SVD-xt-1.1 components and their CLIP image conditioning."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
+from diffusers.pipelines.pipeline_utils import DiffusionPipeline
+from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
+    _resize_with_antialiasing,
+)
+from transformers import CLIPVisionModelWithProjection
+
+CLIP_SIZE = (224, 224)
+
+
+class SVDPipeline(DiffusionPipeline):
+    """Components: a spatio-temporal ``unet``, SVD's ``vae`` (temporal decoder), ``image_encoder``
+    (CLIP ViT-H/14) and ``scheduler`` (Euler, Karras sigmas, v-prediction), plus the CLIP
+    normalisation (``image_mean``/``image_std`` of SVD's feature_extractor config)."""
+
+    model_cpu_offload_seq = "image_encoder->unet->vae"
+
+    def __init__(
+        self,
+        unet: UNetSpatioTemporalConditionModel,
+        vae: AutoencoderKLTemporalDecoder,
+        image_encoder: CLIPVisionModelWithProjection,
+        scheduler: EulerDiscreteScheduler,
+        image_mean: tuple[float, float, float],
+        image_std: tuple[float, float, float],
+    ) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, vae=vae, image_encoder=image_encoder, scheduler=scheduler)
+        self.register_to_config(image_mean=tuple(image_mean), image_std=tuple(image_std))
+        self.image_mean = tuple(image_mean)
+        self.image_std = tuple(image_std)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.set_progress_bar_config(disable=True)
+
+    def clip_embeddings(self, video: torch.Tensor) -> torch.Tensor:
+        """video (n, 3, H, W) in [-1, 1] -> (n, D) CLIP ``image_embeds``, as SVD prepares them:
+        float32 antialiased resize to 224x224, back to [0, 1], CLIP mean/std normalisation (the
+        processor is configured to do nothing else), image encoder."""
+        pixels = _resize_with_antialiasing(video.float(), CLIP_SIZE)
+        pixels = (pixels + 1.0) / 2.0
+        mean = torch.tensor(self.image_mean, device=pixels.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std, device=pixels.device).view(1, 3, 1, 1)
+        encoder_dtype = next(self.image_encoder.parameters()).dtype
+        embeds: torch.Tensor = self.image_encoder(((pixels - mean) / std).to(encoder_dtype)).image_embeds
+        return embeds
