@@ -40,7 +40,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy stereocrafter
+	$(BIN)/mypy stereocrafter containerize
 
 bench: venv
 	$(BIN)/python bench/splat.py
