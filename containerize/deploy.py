@@ -166,6 +166,19 @@ def _failing_phase(build_info: Mapping[str, Any]) -> str:
 # --- sagemaker -------------------------------------------------------------------------------
 
 
+def ensure_image(ecr: Any, repository_uri: str, tag: str) -> str:
+    """Fail fast (before any SageMaker resource exists) when ``repository_uri:tag`` was never
+    pushed; returns the image's digest."""
+    repository = repository_uri.split("/", 1)[1] if "/" in repository_uri else repository_uri
+    try:
+        images = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
+    except (ecr.exceptions.ImageNotFoundException, ecr.exceptions.RepositoryNotFoundException) as err:
+        raise DeployError(
+            f"{repository_uri}:{tag} is not in ECR (run sagemaker-build first): {err}"
+        ) from None
+    return str(images[0]["imageDigest"])
+
+
 @dataclass(frozen=True)
 class SageMakerTarget:
     endpoint: str
@@ -476,6 +489,7 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
                 error_topic=args.error_topic,
                 autoscale_max=args.autoscale_max,
             )
+            ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
             deploy_sagemaker(
                 make("sagemaker", c["REGION"]),
                 target,
@@ -494,6 +508,7 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
                 make("ec2", c["REGION"]), config.get("EC2_INSTANCE_ID"), config.get("EC2_INSTANCE_NAME")
             )
             image = f"{c['ECR_STEREOCRAFTER_SAGEMAKER_URL']}:{tag}"
+            ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
             deploy_ec2(
                 make("ssm", c["REGION"]), instance, ec2_script(image, c["REGION"], c["HF_TOKEN_SECRET_ARN"])
             )

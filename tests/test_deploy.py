@@ -23,6 +23,7 @@ from containerize.deploy import (
     deploy_ec2,
     deploy_sagemaker,
     ec2_script,
+    ensure_image,
     find_instance,
     main,
     prune,
@@ -365,10 +366,25 @@ def test_cli_sagemaker_against_moto(moto_server: str, tmp_path: Path) -> None:
         "--wait-attempts",
         "3",
     ]
+    # Nothing pushed yet: refused before any SageMaker resource is created.
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "is not in ECR" in result.stderr
+    sm = boto3.client("sagemaker", endpoint_url=moto_server, region_name="us-east-1")
+    assert sm.list_models()["Models"] == []
+    ecr = boto3.client("ecr", endpoint_url=moto_server, region_name="us-east-1")
+    ecr.create_repository(repositoryName="stereocrafter-sagemaker")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {},
+            "layers": [],
+        }
+    )
+    ecr.put_image(repositoryName="stereocrafter-sagemaker", imageManifest=manifest, imageTag="abc1234")
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "endpoint stereocrafter InService" in result.stdout
-    sm = boto3.client("sagemaker", endpoint_url=moto_server, region_name="us-east-1")
     assert sm.describe_endpoint(EndpointName="stereocrafter")["EndpointStatus"] == "InService"
 
 
@@ -414,3 +430,47 @@ def test_buildspec_builds_containerizes_and_pushes_both_tags() -> None:
     runtime = (ROOT / "requirements" / "runtime.txt").read_text()
     for name in ("bentoml", "fastapi", "pydantic", "pydantic_core", "starlette", "anyio"):
         assert f"\n{name}==" in runtime, name
+
+
+def test_image_must_exist_in_ecr(aws) -> None:
+    ecr = aws("ecr")
+    uri = ecr.create_repository(repositoryName="stereocrafter-sagemaker")["repository"]["repositoryUri"]
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {},
+            "layers": [],
+        }
+    )
+    ecr.put_image(repositoryName="stereocrafter-sagemaker", imageManifest=manifest, imageTag="abc1234")
+    assert ensure_image(ecr, uri, "abc1234").startswith("sha256:")
+    with pytest.raises(DeployError, match="is not in ECR"):
+        ensure_image(ecr, uri, "0000000")
+    with pytest.raises(DeployError, match="is not in ECR"):
+        ensure_image(ecr, "123456789012.dkr.ecr.us-east-1.amazonaws.com/missing-repo", "abc1234")
+
+
+def test_build_log_streaming_against_moto_logs(aws) -> None:
+    from containerize.deploy import _stream_logs
+
+    logs = aws("logs")
+    logs.create_log_group(logGroupName="/aws/codebuild/p")
+    where = {"groupName": "/aws/codebuild/p", "streamName": "42"}
+    out = io.StringIO()
+    assert _stream_logs(logs, where, None, out) is None  # the stream does not exist yet
+    logs.create_log_stream(logGroupName="/aws/codebuild/p", logStreamName="42")
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    logs.put_log_events(
+        logGroupName="/aws/codebuild/p",
+        logStreamName="42",
+        logEvents=[{"timestamp": now, "message": "[Container] phase INSTALL"}],
+    )
+    token = _stream_logs(logs, where, None, out)
+    logs.put_log_events(
+        logGroupName="/aws/codebuild/p",
+        logStreamName="42",
+        logEvents=[{"timestamp": now + 1, "message": "bentoml build done"}],
+    )
+    _stream_logs(logs, where, token, out)
+    assert out.getvalue().splitlines() == ["[Container] phase INSTALL", "bentoml build done"]
