@@ -94,18 +94,22 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool):
     return pipe, params
 
 
+def run_setup(smoke: bool, frames: int) -> tuple[torch.device, torch.dtype, int, tuple[int, int]]:
+    """(device, dtype, frames, (height, width)): tiny CPU sizes for --smoke, else CUDA fp16 1024x576."""
+    if smoke:
+        return torch.device("cpu"), torch.float32, 8, (64, 96)
+    if not torch.cuda.is_available():
+        raise SystemExit("needs a CUDA device (use --smoke to check the script on a CPU)")
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    return torch.device("cuda"), torch.float16, frames, (576, 1024)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny configs on the CPU")
     parser.add_argument("--frames", type=int, default=70)
     args = parser.parse_args()
-    if args.smoke:
-        device, dtype, frames, (height, width) = torch.device("cpu"), torch.float32, 8, (64, 96)
-    else:
-        if not torch.cuda.is_available():
-            raise SystemExit("needs a CUDA device (use --smoke to check the script on a CPU)")
-        device, dtype, frames, (height, width) = torch.device("cuda"), torch.float16, args.frames, (576, 1024)
-        print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    device, dtype, frames, (height, width) = run_setup(args.smoke, args.frames)
 
     start = time.perf_counter()
     pipe, params = build(device, dtype, args.smoke)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_depth import REAL_UNET, build
+from gpu_depth import REAL_UNET, build, run_setup
 
 
 def main() -> None:
@@ -36,13 +36,7 @@ def main() -> None:
     from stereocrafter.pipeline import StereoConfig, StereoPipeline
     from stereocrafter.testing import tiny_unet_kwargs
 
-    if args.smoke:
-        device, dtype, frames, (height, width) = torch.device("cpu"), torch.float32, 8, (64, 96)
-    else:
-        if not torch.cuda.is_available():
-            raise SystemExit("needs a CUDA device (use --smoke to check the script on a CPU)")
-        device, dtype, frames, (height, width) = torch.device("cuda"), torch.float16, args.frames, (576, 1024)
-        print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    device, dtype, frames, (height, width) = run_setup(args.smoke, args.frames)
 
     start = time.perf_counter()
     depth, _ = build(device, dtype, args.smoke)

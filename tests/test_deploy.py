@@ -49,6 +49,17 @@ ENV = {
 }
 
 
+def push_image(ecr, tag: str) -> None:
+    """Put a (minimal) image manifest under ``tag`` in the stereocrafter-sagemaker repository."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {},
+        "layers": [],
+    }
+    ecr.put_image(repositoryName="stereocrafter-sagemaker", imageManifest=json.dumps(manifest), imageTag=tag)
+
+
 def offline(name: str):
     return boto3.client(name, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
 
@@ -373,15 +384,7 @@ def test_cli_sagemaker_against_moto(moto_server: str, tmp_path: Path) -> None:
     assert sm.list_models()["Models"] == []
     ecr = boto3.client("ecr", endpoint_url=moto_server, region_name="us-east-1")
     ecr.create_repository(repositoryName="stereocrafter-sagemaker")
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {},
-            "layers": [],
-        }
-    )
-    ecr.put_image(repositoryName="stereocrafter-sagemaker", imageManifest=manifest, imageTag="abc1234")
+    push_image(ecr, "abc1234")
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "endpoint stereocrafter InService" in result.stdout
@@ -435,15 +438,7 @@ def test_buildspec_builds_containerizes_and_pushes_both_tags() -> None:
 def test_image_must_exist_in_ecr(aws) -> None:
     ecr = aws("ecr")
     uri = ecr.create_repository(repositoryName="stereocrafter-sagemaker")["repository"]["repositoryUri"]
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {},
-            "layers": [],
-        }
-    )
-    ecr.put_image(repositoryName="stereocrafter-sagemaker", imageManifest=manifest, imageTag="abc1234")
+    push_image(ecr, "abc1234")
     assert ensure_image(ecr, uri, "abc1234").startswith("sha256:")
     with pytest.raises(DeployError, match="is not in ECR"):
         ensure_image(ecr, uri, "0000000")
