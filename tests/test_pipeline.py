@@ -58,15 +58,30 @@ def test_sbs_left_half_is_the_source(stereo: StereoPipeline, clip_with_audio: Pa
     assert psnr > 35.0
 
 
-def test_same_seed_same_output(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
-    a = convert_file(stereo, clip_with_audio, tmp_path / "a.mp4", mode="anaglyph").output
-    b = convert_file(stereo, clip_with_audio, tmp_path / "b.mp4", mode="anaglyph").output
-    assert np.array_equal(decode(a), decode(b))
+def test_same_seed_same_output(stereo: StereoPipeline, clip_with_audio: Path) -> None:
+    """Compares the composed frames the pipeline hands to the encoder: the libx264 in PyAV's wheel
+    does not always encode identical frames to identical bitstreams on this machine (seen with
+    threads=1 too), so comparing encoded files made this test flaky."""
+    info = probe(clip_with_audio)
+
+    def frames(pipeline: StereoPipeline) -> np.ndarray:
+        out: list[np.ndarray] = []
+        pipeline.run(
+            lambda: iter_frames(clip_with_audio, 16),
+            out.append,
+            num_frames=info.num_frames,
+            width=info.width,
+            height=info.height,
+            mode="anaglyph",
+        )
+        return np.concatenate(out)
+
+    a, b = frames(stereo), frames(stereo)
+    assert np.array_equal(a, b)
     other = StereoPipeline(
         stereo.depth, stereo.inpainting, StereoConfig(depth_steps=2, inpaint_steps=2, seed=7)
     )
-    c = convert_file(other, clip_with_audio, tmp_path / "c.mp4", mode="anaglyph").output
-    assert not np.array_equal(decode(a), decode(c))
+    assert not np.array_equal(a, frames(other))
 
 
 @pytest.mark.parametrize("num_frames", [1, 22, 23, 24, 50])
