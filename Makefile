@@ -47,6 +47,8 @@ bench: venv
 	$(BIN)/python bench/video_io.py
 	$(BIN)/python bench/depth.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/gc_pause.py
+	$(BIN)/python bench/ping_latency.py
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke
@@ -54,6 +56,8 @@ bench-smoke: venv
 	$(BIN)/python bench/depth.py --smoke
 	$(BIN)/python bench/gpu_depth.py --smoke
 	$(BIN)/python bench/gpu_pipeline.py --smoke
+	$(BIN)/python bench/gc_pause.py --smoke
+	$(BIN)/python bench/ping_latency.py --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

@@ -2,30 +2,39 @@
 
 - ``GET /ping``: 200 once the service can work (or runs without any weights configured), 503 while
   weights download/load or after a failed load. It never waits for a job.
-- ``POST /invocations``: the raw JSON body ``{"s3_input_uri", "s3_output_uri", "mode", ...}``;
-  one conversion on the GPU at a time, later requests wait in arrival order. Errors answer
-  ``{"error": code, "message": ..., "request_id": ...}`` with the status of the error type.
+- ``POST /invocations``: the raw JSON body ``{"s3_input_uri", "s3_output_uri", "mode", ...}``
+  (at most ``STEREOCRAFTER_MAX_BODY_BYTES``, 64 KiB by default: a larger one is refused with 413
+  before it is read); one conversion on the GPU at a time, later requests wait in arrival order.
+- ``GET /metrics``: BentoML's Prometheus metrics, for operators (SageMaker proxies only the two
+  routes above to the container).
 
-This module only adapts HTTP to ``stereocrafter``; heavy imports happen in the constructor.
+Nothing else is served: every other path answers 404 and a wrong method 405, and every error of
+every route is ``{"error": code, "message": ..., "request_id": ...}`` with the status of the error
+type. This module only adapts HTTP to ``stereocrafter``; heavy imports happen in the constructor.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import uuid
 from typing import Any
 
 import anyio
 import bentoml
 from fastapi import FastAPI, Request
-from pydantic import ValidationError
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stereocrafter.errors import BadRequestError, StereoCrafterError
-from stereocrafter.schemas import InvocationRequest
+from stereocrafter.echo import bounded, echo, get_logger
+from stereocrafter.errors import (
+    BadRequestError,
+    BodyTooLargeError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
+    StereoCrafterError,
+)
+from stereocrafter.schemas import InvocationRequest, parse_invocation
 
-logger = logging.getLogger("bentoml.stereocrafter.service")
+logger = get_logger("bentoml.stereocrafter.service")
 
 http = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -34,19 +43,71 @@ http = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 # timeout does not stop the job's thread anyway.
 REQUEST_TIMEOUT_S = 7200
 
+# The only routes served, with their methods.
+ROUTES: dict[str, frozenset[str]] = {
+    "/ping": frozenset({"GET"}),
+    "/invocations": frozenset({"POST"}),
+    "/metrics": frozenset({"GET"}),
+}
 
-def _error(err: StereoCrafterError, request_id: str) -> JSONResponse:
-    body = {"error": err.code, "message": err.message, "request_id": request_id}
-    return JSONResponse(body, status_code=err.status, headers={"X-Request-Id": request_id})
+
+def _new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
-def _validation_message(err: ValidationError) -> str:
-    """pydantic errors as one line, without echoing the submitted values."""
-    parts = []
-    for item in err.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in item["loc"]) or "body"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+def _error(err: StereoCrafterError, request_id: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": err.code, "message": bounded(err.message), "request_id": request_id}
+    return JSONResponse(body, status_code=err.status, headers={"X-Request-Id": request_id, **(headers or {})})
+
+
+class OnlyOurRoutes:
+    """ASGI middleware in front of BentoML's router: requests for any path outside ``ROUTES``
+    (BentoML's /docs.json, /schema.json, /readyz, /healthz, /livez, its index page and static
+    files, ...) get 404, a known path with the wrong method 405, both in the JSON error shape."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, method = scope.get("path", ""), scope.get("method", "")
+        methods = ROUTES.get(path)
+        if methods is not None and method in methods:
+            await self.app(scope, receive, send)
+            return
+        request_id = _new_request_id()
+        if methods is None:
+            error: StereoCrafterError = RouteNotFoundError(
+                f"no route {echo(path, 100)}; this service serves GET /ping and POST /invocations"
+            )
+            headers = {}
+        else:
+            allowed = ", ".join(sorted(methods))
+            error = MethodNotAllowedError(f"{echo(method, 20)} is not allowed on {path}; use {allowed}")
+            headers = {"Allow": allowed}
+        await _error(error, request_id, headers)(scope, receive, send)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with ``BodyTooLargeError`` as soon as it is known to be over
+    ``limit`` bytes: at once from a ``Content-Length`` header, else while the chunks arrive (a
+    chunked body is never buffered past the limit)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise BadRequestError(f"the Content-Length header is not a number: {echo(declared, 40)}")
+        if int(declared) > limit:
+            raise BodyTooLargeError(f"the body is {int(declared)} bytes; the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise BodyTooLargeError(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @bentoml.service(
@@ -58,19 +119,27 @@ def _validation_message(err: ValidationError) -> str:
 @bentoml.asgi_app(http, path="/")
 class StereoCrafter:
     def __init__(self) -> None:
-        from stereocrafter.loading import load_stereo_pipeline
+        from stereocrafter.convert import run_job
+        from stereocrafter.loading import is_tiny, load_stereo_pipeline
         from stereocrafter.settings import load_settings
         from stereocrafter.storage import S3Storage
         from stereocrafter.weights import ModelHolder
 
-        self.settings = load_settings()
-        device = self.settings.device
+        self.settings = settings = load_settings()
+        device = settings.device
         self.models = ModelHolder(
-            self.settings.weights_dir,
-            self.settings.hf_token_arn,
+            settings.weights_dir,
+            settings.hf_token_arn,
             lambda weights_dir: load_stereo_pipeline(weights_dir, device=device),
         ).start()
-        self.storage = S3Storage()
+        self.storage = S3Storage(
+            max_attempts=settings.s3_max_attempts,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+        )
+        # Imported here, not at the first job: an import at a job's start holds the GIL and
+        # stalls the event loop that answers /ping.
+        self._run_job, self._is_tiny = run_job, is_tiny
         # One job on the GPU at a time; anyio's limiter lets waiting requests in arrival order.
         self.gpu = anyio.CapacityLimiter(1)
 
@@ -84,11 +153,15 @@ class StereoCrafter:
 
     @http.post("/invocations")
     async def invocations(self, request: Request) -> JSONResponse:
-        request_id = uuid.uuid4().hex[:16]
+        request_id = _new_request_id()
         try:
-            job = self._parse(await request.body())
+            job = parse_invocation(await read_body(request, self.settings.max_body_bytes))
             self.models.require()  # 503 at once, without queueing, when models are not there
             response = await anyio.to_thread.run_sync(self._run, job, request_id, limiter=self.gpu)
+        except BodyTooLargeError as err:
+            logger.info("request %s refused: %s %s", request_id, err.status, err.code)
+            # The rest of the body is never read: close the connection rather than drain it.
+            return _error(err, request_id, {"Connection": "close"})
         except StereoCrafterError as err:
             logger.info("request %s failed: %s %s", request_id, err.status, err.code)
             return _error(err, request_id)
@@ -98,32 +171,20 @@ class StereoCrafter:
             return _error(err, request_id)
         return JSONResponse(response, headers={"X-Request-Id": request_id})
 
-    @staticmethod
-    def _parse(body: bytes) -> InvocationRequest:
-        try:
-            data = json.loads(body or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BadRequestError(
-                f"the body is not valid JSON ({err.msg if hasattr(err, 'msg') else err})"
-            ) from None
-        if not isinstance(data, dict):
-            raise BadRequestError("the body must be a JSON object with s3_input_uri and s3_output_uri")
-        try:
-            return InvocationRequest.model_validate(data)
-        except ValidationError as err:
-            raise BadRequestError(_validation_message(err)) from None
-
     def _run(self, job: InvocationRequest, request_id: str) -> dict[str, Any]:
-        from stereocrafter.convert import run_job
-        from stereocrafter.loading import is_tiny
-
         pipeline = self.models.require()
-        logger.info("request %s: %s -> %s (%s)", request_id, job.s3_input_uri, job.s3_output_uri, job.mode)
+        logger.info(
+            "request %s: %s -> %s (%s)",
+            request_id,
+            echo(job.s3_input_uri.uri),
+            echo(job.s3_output_uri.uri),
+            job.mode,
+        )
         try:
-            result = run_job(pipeline, self.storage, job, self.settings, request_id)
+            result = self._run_job(pipeline, self.storage, job, self.settings, request_id)
         finally:
             _release_gpu_memory()
-        result = result.model_copy(update={"tiny_weights": is_tiny(self.settings.weights_dir)})
+        result = result.model_copy(update={"tiny_weights": self._is_tiny(self.settings.weights_dir)})
         logger.info(
             "request %s done: %d frames in %.1f s",
             request_id,
@@ -133,7 +194,12 @@ class StereoCrafter:
         return result.model_dump()
 
 
+StereoCrafter.add_asgi_middleware(OnlyOurRoutes)
+
+
 def _release_gpu_memory() -> None:
+    """Runs in the job's thread. The collection walks only what the job made: the models and
+    libraries were frozen out of the collector's reach after loading (``weights._freeze_heap``)."""
     import gc
 
     import torch

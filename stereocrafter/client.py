@@ -45,6 +45,14 @@ class SegmentTooLarge(ConversionError):
     """413: over the configured bytes, frames or resolution."""
 
 
+class RequestTooLarge(BadRequest):
+    """413 body_too_large: the request body itself is over the service's limit (64 KiB)."""
+
+
+class OutputExists(ConversionError):
+    """409: ``overwrite=False`` and an object is already at the output URI (nothing was written)."""
+
+
 class InvalidVideo(ConversionError):
     """422: the input is not a decodable video."""
 
@@ -65,11 +73,15 @@ _BY_STATUS: dict[int, type[ConversionError]] = {
     400: BadRequest,
     403: AccessDenied,
     404: InputNotFound,
+    409: OutputExists,
     413: SegmentTooLarge,
     422: InvalidVideo,
     502: StorageUnavailable,
     503: ServiceNotReady,
 }
+
+# Codes that share a status with another meaning.
+_BY_CODE: dict[str, type[ConversionError]] = {"body_too_large": RequestTooLarge}
 
 
 def error_from(status: int, body: bytes | str) -> ConversionError:
@@ -81,7 +93,7 @@ def error_from(status: int, body: bytes | str) -> ConversionError:
     if not isinstance(data, dict):
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
         data = {"error": "unexpected_response", "message": text[:500]}
-    cls = _BY_STATUS.get(status, ServiceError)
+    cls = _BY_CODE.get(str(data.get("error"))) or _BY_STATUS.get(status, ServiceError)
     return cls(status, str(data.get("error", "")), str(data.get("message", "")), data.get("request_id"))
 
 

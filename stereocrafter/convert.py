@@ -18,7 +18,7 @@ import numpy as np
 from stereocrafter.compose import check_mode, output_size
 from stereocrafter.errors import LimitExceededError
 from stereocrafter.pipeline import Progress, StereoPipeline
-from stereocrafter.schemas import InvocationRequest, InvocationResponse
+from stereocrafter.schemas import InvocationRequest, InvocationResponse, Padding
 from stereocrafter.settings import Settings
 from stereocrafter.storage import S3Storage
 from stereocrafter.video_io import VideoInfo, VideoWriter, iter_frames, probe
@@ -34,8 +34,10 @@ class ConversionResult:
     mode: str
     num_frames: int
     fps: Fraction
-    width: int  # of the stereo output
+    width: int  # of the stereo picture
     height: int
+    stored_width: int  # of the encoded frames: the picture padded to even sizes (H.264 4:2:0)
+    stored_height: int
     has_audio: bool
     timings: dict[
         str, float
@@ -86,6 +88,7 @@ def convert_file(
             grid_sink=grid.write if grid is not None else None,
         )
         encode_started = time.perf_counter()
+    stored_width, stored_height = writer.encoded_width, writer.encoded_height
     timings.update(result.timings)
     timings["encode_finish"] = time.perf_counter() - encode_started
     timings["total"] = time.perf_counter() - started
@@ -96,6 +99,8 @@ def convert_file(
         fps=info.fps,
         width=out_w,
         height=out_h,
+        stored_width=stored_width,
+        stored_height=stored_height,
         has_audio=info.has_audio,
         timings=timings,
         source=info,
@@ -109,11 +114,14 @@ def run_job(
     settings: Settings,
     request_id: str,
 ) -> InvocationResponse:
-    """One /invocations job: S3 download -> limits -> conversion -> S3 upload.
+    """One /invocations job: checks -> S3 download -> limits -> conversion -> S3 upload.
 
-    Per-request files live in a temporary directory that is always removed. The output object is
-    uploaded only once the local file is complete, so a failed job leaves nothing at the output key.
-    Raises the service's errors (413 limits, 422 bad video, S3 errors, ...).
+    Before any download, ``storage.preflight`` checks that the input exists, that the output is
+    not the input under another name, that the output bucket takes writes, and (``overwrite``
+    false) that nothing is at the output yet. Per-request files live in a temporary directory that
+    is always removed. The output object is uploaded only once the local file is complete, so a
+    failed job leaves nothing at the output key. Raises the service's errors (400 / 403 / 404 /
+    409 / 413 / 422 / 502, ...).
     """
     started = time.time()
     config = replace(
@@ -125,12 +133,19 @@ def run_job(
         inpaint_steps=settings.inpaint_steps,
     )
     job_pipeline = StereoPipeline(pipeline.depth, pipeline.inpainting, config)
+    source_uri, output_uri = request.s3_input_uri, request.s3_output_uri
+    checked = time.perf_counter()
+    head = storage.preflight(source_uri, output_uri, overwrite=request.overwrite)
+    if head.size > settings.max_input_bytes:
+        limit = settings.max_input_bytes
+        raise LimitExceededError(f"the input is {head.size} bytes; the limit is {limit} bytes")
+    timings = {"preflight": time.perf_counter() - checked}
     with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
         source = Path(tmp) / "input"
         output = Path(tmp) / "output.mp4"
         download_started = time.perf_counter()
-        storage.download(request.s3_input_uri, source, max_bytes=settings.max_input_bytes)
-        download_s = time.perf_counter() - download_started
+        storage.download(source_uri, source, max_bytes=settings.max_input_bytes)
+        timings["download"] = time.perf_counter() - download_started
         info = probe(source)
         if info.num_frames > settings.max_frames:
             raise LimitExceededError(
@@ -141,19 +156,37 @@ def run_job(
             raise LimitExceededError(f"the segment is {size}; the limit is {limit} pixels per frame")
         result = convert_file(job_pipeline, source, output, mode=request.mode)
         upload_started = time.perf_counter()
-        storage.upload(output, request.s3_output_uri)
-        timings = {"download": download_s, **result.timings, "upload": time.perf_counter() - upload_started}
+        storage.upload(output, output_uri, overwrite=request.overwrite)
+        timings.update(result.timings)
+        timings["upload"] = time.perf_counter() - upload_started
     return InvocationResponse(
-        s3_output_uri=request.s3_output_uri,
+        s3_output_uri=output_uri.uri,
         mode=request.mode,
         frames=result.num_frames,
         fps=str(result.fps),
-        width=result.width,
-        height=result.height,
+        width=result.stored_width,
+        height=result.stored_height,
+        padded=padding_of(result),
+        source_width=info.width,
+        source_height=info.height,
         has_audio=result.has_audio,
         timings={k: round(v, 3) for k, v in timings.items()},
         request_id=request_id,
         started_at=started,
         finished_at=time.time(),
         tiny_weights=False,
+    )
+
+
+def padding_of(result: ConversionResult) -> Padding | None:
+    """What the stored frame adds to the stereo picture, and why (None when nothing)."""
+    right, bottom = result.stored_width - result.width, result.stored_height - result.height
+    if not (right or bottom):
+        return None
+    return Padding(
+        right=right,
+        bottom=bottom,
+        reason=f"the {result.width}x{result.height} picture is stored as "
+        f"{result.stored_width}x{result.stored_height}: H.264 with 4:2:0 chroma needs even sizes, "
+        "so the last column and/or row is repeated",
     )

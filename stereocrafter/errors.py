@@ -89,3 +89,32 @@ class NotReadyError(StereoCrafterError):
 
     code = "not_ready"
     status = 503
+
+
+class OutputExistsError(StereoCrafterError):
+    """The request said ``overwrite: false`` and an object already exists at the output URI (or
+    appeared there while the job ran). Nothing was written."""
+
+    code = "output_exists"
+    status = 409
+
+
+class BodyTooLargeError(StereoCrafterError):
+    """The request body is over the service's limit; it was refused before being read whole."""
+
+    code = "body_too_large"
+    status = 413
+
+
+class RouteNotFoundError(StereoCrafterError):
+    """No such route: the service serves ``/ping``, ``/invocations`` and ``/metrics`` only."""
+
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowedError(StereoCrafterError):
+    """The route exists but not for this HTTP method."""
+
+    code = "method_not_allowed"
+    status = 405

@@ -1,48 +1,139 @@
-"""Request and response bodies of ``POST /invocations`` (pydantic, bounded; no torch here)."""
+"""Request and response bodies of ``POST /invocations`` (pydantic, bounded; no torch here).
+
+URIs are parsed exactly once, into ``S3Location(bucket, key)``; every comparison and every S3 call
+uses that parsed pair, never the raw string (a raw ``"s3://in/a.mp4\\n"`` once compared unequal to
+``"s3://in/a.mp4"`` while naming the same key, and the input was overwritten). ``parse_invocation``
+turns the raw body into a request or a ``BadRequestError`` whose message is bounded (``echo``).
+"""
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
 
-S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
+from stereocrafter.echo import bounded, echo
+from stereocrafter.errors import BadRequestError
 
 StereoMode = Literal["anaglyph", "sbs", "half-sbs", "top-bottom", "anaglyph-dubois"]
 
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, UTF-8 encoded
+# Bucket names as S3 creates them today: 3-63 of [a-z0-9.-], starting and ending alphanumeric.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
+_URI = re.compile(r"s3://(?P<bucket>[^/]*)/(?P<key>.*)", re.DOTALL)
+_IP_LIKE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+# C0 controls, DEL and C1 controls: never part of a key anyone means to name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_ERRORS_LISTED = 5
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    """One S3 object: ``bucket`` and ``key`` exactly as S3 sees them (``uri`` is the canonical text)."""
+
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def __str__(self) -> str:
+        return self.uri
+
+    @classmethod
+    def parse(cls, uri: object) -> S3Location:
+        """``"s3://bucket/key"`` -> ``S3Location``; ``ValueError`` naming the rule a value breaks.
+
+        Refused, besides anything that is not ``s3://bucket/key``: control characters anywhere
+        (U+0000-U+001F, U+007F-U+009F), invalid bucket names, keys over 1024 UTF-8 bytes or not
+        encodable as UTF-8, keys ending in ``/`` (a prefix, not an object), and keys with ``.`` or
+        ``..`` segments (a path-normalising hop could resolve ``a/../b`` to another object's key).
+        The whole value must match: nothing, not even a newline, may follow the key.
+        """
+        if isinstance(uri, S3Location):
+            return uri
+        if not isinstance(uri, str):
+            raise ValueError(f"must be a string s3://bucket/key, got {type(uri).__name__}")
+        control = _CONTROL.search(uri)
+        if control is not None:
+            char = ord(control.group())
+            raise ValueError(
+                f"contains the control character U+{char:04X} at position {control.start()}: {echo(uri)}"
+            )
+        match = _URI.fullmatch(uri)
+        if match is None:
+            raise ValueError(f"is not an s3://bucket/key URI: {echo(uri)}")
+        bucket, key = match["bucket"], match["key"]
+        if not _BUCKET.fullmatch(bucket) or ".." in bucket or _IP_LIKE.fullmatch(bucket):
+            raise ValueError(
+                f"has an invalid bucket name {echo(bucket)} (3-63 characters of a-z, 0-9, '.', '-', "
+                "starting and ending with a letter or digit)"
+            )
+        if not key:
+            raise ValueError(f"has no object key: {echo(uri)}")
+        try:
+            size = len(key.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValueError(f"has a key that is not valid Unicode text: {echo(uri)}") from None
+        if size > MAX_KEY_BYTES:
+            raise ValueError(f"has a key of {size} bytes; S3 allows {MAX_KEY_BYTES}: {echo(uri)}")
+        if key.endswith("/"):
+            raise ValueError(f"names a prefix (ends with '/'), not an object: {echo(uri)}")
+        if any(segment in (".", "..") for segment in key.split("/")):
+            raise ValueError(f"has a '.' or '..' path segment in its key: {echo(uri)}")
+        return cls(bucket, key)
+
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key); ``ValueError`` for anything else."""
-    match = S3_URI.match(uri)
-    if match is None:
-        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
-    return match["bucket"], match["key"]
+    """``s3://bucket/key`` -> (bucket, key) by ``S3Location.parse``; ``ValueError`` for anything else."""
+    location = S3Location.parse(uri)
+    return location.bucket, location.key
+
+
+# A request field holding a parsed location; it serialises back to its canonical URI.
+S3Uri = Annotated[S3Location, BeforeValidator(S3Location.parse), PlainSerializer(str, return_type=str)]
 
 
 class InvocationRequest(BaseModel):
-    """The body the video-worker (or SageMaker) posts, as is."""
+    """The body the video-worker (or SageMaker) posts. The URIs are ``S3Location``s once parsed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    s3_input_uri: str = Field(description="s3://bucket/key of the 2D segment")
-    s3_output_uri: str = Field(description="s3://bucket/key where the stereo video is written")
+    s3_input_uri: S3Uri = Field(description="s3://bucket/key of the 2D segment")
+    s3_output_uri: S3Uri = Field(description="s3://bucket/key where the stereo video is written")
     mode: StereoMode = "anaglyph"
     max_disp: float = Field(default=20.0, ge=0.0, le=100.0, description="disparity of the nearest point, px")
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
     tile_num: Literal[1, 2, 4] = Field(default=1, description="inpainting tiles per axis")
-
-    @field_validator("s3_input_uri", "s3_output_uri")
-    @classmethod
-    def _s3_uri(cls, value: str) -> str:
-        split_s3_uri(value)
-        return value
+    overwrite: bool = Field(
+        default=True,
+        description="false: refuse (409) when an object already exists at s3_output_uri, and write "
+        "it only if none has appeared meanwhile (If-None-Match: *)",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> InvocationRequest:
-        if self.s3_input_uri == self.s3_output_uri:
-            raise ValueError("s3_output_uri must differ from s3_input_uri (the input would be overwritten)")
+        if self.s3_input_uri == self.s3_output_uri:  # the parsed (bucket, key) pairs
+            raise ValueError("s3_output_uri names the input object (it would be overwritten)")
         return self
+
+
+class Padding(BaseModel):
+    right: int  # columns added on the right of the stored frame
+    bottom: int  # rows added at the bottom
+    reason: str
 
 
 class InvocationResponse(BaseModel):
@@ -50,8 +141,13 @@ class InvocationResponse(BaseModel):
     mode: StereoMode
     frames: int
     fps: str  # exact rational, e.g. "30000/1001"
-    width: int
+    width: int  # of the stored video, padding included
     height: int
+    padded: Padding | None = Field(
+        default=None, description="set when the stored frame is larger than the stereo picture"
+    )
+    source_width: int
+    source_height: int
     has_audio: bool
     timings: dict[str, float]
     request_id: str
@@ -64,3 +160,59 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     request_id: str
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise BadRequestError(f"the field {echo(key)} appears twice in one JSON object")
+        result[key] = value
+    return result
+
+
+def _loc_part(part: str | int) -> str:
+    """One step of an error's location; a field name the caller made up is echoed, bounded."""
+    if isinstance(part, int) or (part.isidentifier() and part.isascii() and len(part) <= 60):
+        return str(part)
+    return echo(part, 60)
+
+
+def _validation_message(err: ValidationError) -> str:
+    """pydantic's errors as one bounded line: where and what, caller values only through ``echo``."""
+    items = err.errors(include_url=False, include_input=False, include_context=False)
+    parts = []
+    for item in items[:MAX_ERRORS_LISTED]:
+        where = ".".join(_loc_part(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        parts.append(f"{where or 'body'}: {message}")
+    if len(items) > MAX_ERRORS_LISTED:
+        parts.append(f"and {len(items) - MAX_ERRORS_LISTED} more")
+    return bounded("; ".join(parts))
+
+
+def parse_invocation(body: bytes) -> InvocationRequest:
+    """The raw ``/invocations`` body -> ``InvocationRequest``; every failure is a ``BadRequestError``.
+
+    Malformed JSON, nesting too deep for the parser, numbers out of Python's range, duplicate
+    keys, a body that is not an object, unknown fields and bad values all give 400 with a message
+    within ``MESSAGE_LIMIT`` characters.
+    """
+    try:
+        data = json.loads(body or b"null", object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as err:
+        raise BadRequestError(f"the body is not valid JSON ({err.msg} at position {err.pos})") from None
+    except UnicodeDecodeError:
+        raise BadRequestError("the body is not UTF-8 text") from None
+    except RecursionError:
+        raise BadRequestError("the body's JSON is nested too deeply") from None
+    except ValueError as err:  # e.g. an integer literal over Python's 4300-digit limit
+        raise BadRequestError(bounded(f"the body's JSON holds a value that cannot be read: {err}")) from None
+    if not isinstance(data, dict):
+        raise BadRequestError("the body must be a JSON object with s3_input_uri and s3_output_uri")
+    try:
+        return InvocationRequest.model_validate(data)
+    except ValidationError as err:
+        raise BadRequestError(_validation_message(err)) from None
+    except RecursionError:  # a deeply nested value in a field that takes a string
+        raise BadRequestError("a field's value is nested too deeply") from None

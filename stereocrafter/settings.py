@@ -26,6 +26,10 @@ class Settings:
     max_pixels: int  # STEREOCRAFTER_MAX_PIXELS per frame (default 1920*1080)
     depth_steps: int  # STEREOCRAFTER_DEPTH_STEPS (default 8, the reference)
     inpaint_steps: int  # STEREOCRAFTER_INPAINT_STEPS (default 8, the reference)
+    max_body_bytes: int  # STEREOCRAFTER_MAX_BODY_BYTES: /invocations body (default 64 KiB)
+    s3_connect_timeout: float  # STEREOCRAFTER_S3_CONNECT_TIMEOUT seconds (default 3)
+    s3_read_timeout: float  # STEREOCRAFTER_S3_READ_TIMEOUT seconds per socket read (default 15)
+    s3_max_attempts: int  # STEREOCRAFTER_S3_MAX_ATTEMPTS per S3 call, the first included (default 3)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
@@ -38,6 +42,19 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise ValueError(f"{name} must be in (0, 3600] seconds, got {value}")
     return value
 
 
@@ -62,4 +79,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_pixels=_int(env, "STEREOCRAFTER_MAX_PIXELS", 1920 * 1080),
         depth_steps=_int(env, "STEREOCRAFTER_DEPTH_STEPS", 8),
         inpaint_steps=_int(env, "STEREOCRAFTER_INPAINT_STEPS", 8),
+        max_body_bytes=_int(env, "STEREOCRAFTER_MAX_BODY_BYTES", 64 * 1024, low=256),
+        s3_connect_timeout=_seconds(env, "STEREOCRAFTER_S3_CONNECT_TIMEOUT", 3.0),
+        s3_read_timeout=_seconds(env, "STEREOCRAFTER_S3_READ_TIMEOUT", 15.0),
+        s3_max_attempts=_int(env, "STEREOCRAFTER_S3_MAX_ATTEMPTS", 3),
     )

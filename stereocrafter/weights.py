@@ -11,18 +11,19 @@ stored on an object that is printed, or written to disk by this code.
 
 from __future__ import annotations
 
+import gc
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stereocrafter.echo import get_logger
 from stereocrafter.errors import NotReadyError, StereoCrafterError, WeightsMissingError
 from stereocrafter.loading import COMPONENTS, TINY_WEIGHTS_MARKER
 
-logger = logging.getLogger("bentoml.stereocrafter.weights")
+logger = get_logger("bentoml.stereocrafter.weights")
 
 TOKEN_KEYS = ("HF_TOKEN", "token", "hf_token", "HUGGING_FACE_HUB_TOKEN")
 
@@ -131,7 +132,10 @@ class ModelHolder:
             return self.pipeline
         if self.state == "no_weights":
             raise WeightsMissingError(self.missing, str(self.weights_dir))
-        raise NotReadyError(f"models are not ready: {self.state} ({self.detail})")
+        if self.state == "failed":
+            # The reason (library messages, download URLs) stays in the service log.
+            raise NotReadyError("the models failed to load; the service log has the reason")
+        raise NotReadyError(f"models are not ready yet: {self.detail}")
 
     def _run(self) -> None:
         started = time.perf_counter()
@@ -146,6 +150,7 @@ class ModelHolder:
                 logger.info("HF_TOKEN_ARN is not set: no download, using what is in %s", self.weights_dir)
             self.detail = "loading models"
             self.pipeline = self._load(self.weights_dir)
+            _freeze_heap()
             self.state, self.detail = "ready", f"loaded in {time.perf_counter() - started:.1f} s"
             logger.info("models ready in %.1f s", time.perf_counter() - started)
         except WeightsMissingError as err:
@@ -158,6 +163,15 @@ class ModelHolder:
         except Exception as err:
             self.state, self.detail = "failed", f"{type(err).__name__}: {_safe(err)}"
             logger.error("loading the models failed: %s", self.detail)
+
+
+def _freeze_heap() -> None:
+    """Move every object alive now (the models, torch, diffusers, BentoML: millions of them) out of
+    the garbage collector's reach. A full collection would otherwise walk them all, holding the
+    GIL for a large fraction of a second, which stalls the event loop that answers /ping; after
+    this, a collection at a job's edge walks only what the job made."""
+    gc.collect()
+    gc.freeze()
 
 
 def _safe(err: Exception) -> str:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,76 +14,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from stereocrafter.client import BadRequest, HttpClient, InputNotFound, InvalidVideo, ServiceNotReady
+from stereocrafter.client import BadRequest, InputNotFound, InvalidVideo, OutputExists, ServiceNotReady
+from stereocrafter.echo import MESSAGE_LIMIT
+from stereocrafter.storage import worst_case_call_s
 from stereocrafter.video_io import probe
 from tests.hf_server import HubServer
 from tests.media import make_video, scene_frames
-from tests.net import free_port
+from tests.net import StallingServer
+from tests.service_process import Service, start_service, stop
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_service_secret_9f8e7d6c5b4a"
 BUCKET = "videos"
-
-
-class Service:
-    def __init__(self, url: str, log: Path, process: subprocess.Popen[bytes], pings: list[int]) -> None:
-        self.url, self.log, self.process, self.pings = url, log, process, pings
-        self.client = HttpClient(url, timeout=600)
-
-    def post(self, body: bytes | str, **headers: str) -> httpx.Response:
-        return httpx.post(f"{self.url}/invocations", content=body, headers=headers, timeout=600)
-
-    def healthy(self) -> bool:
-        return httpx.get(f"{self.url}/ping", timeout=5).status_code == 200
-
-
-def start_service(tmp: Path, env_extra: dict[str, str], wait_ready: bool = True) -> Service:
-    port = free_port()
-    log = tmp / f"service-{port}.log"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HF_", "BENTOML_", "STEREOCRAFTER_", "WEIGHTS"))
-    }
-    env.update(
-        {
-            "BENTOML_HOME": str(tmp / "bentoml"),
-            "BENTOML_DO_NOT_TRACK": "true",
-            "STEREOCRAFTER_DEVICE": "cpu",
-            "STEREOCRAFTER_DEPTH_STEPS": "2",
-            "STEREOCRAFTER_INPAINT_STEPS": "2",
-            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "PYTHONUNBUFFERED": "1",
-            **env_extra,
-        }
-    )
-    bentoml = str(Path(sys.executable).parent / "bentoml")
-    command = [bentoml, "serve", "service:StereoCrafter", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    pings: list[int] = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"bentoml serve exited:\n{log.read_text()[-3000:]}"
-        try:
-            pings.append(httpx.get(f"{url}/ping", timeout=2).status_code)
-        except httpx.HTTPError:
-            pings.append(0)
-        if pings[-1] == 200 or (pings[-1] and not wait_ready):
-            return Service(url, log, process, pings)
-        time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"service never became healthy:\n{log.read_text()[-3000:]}")
-
-
-def stop(service: Service) -> None:
-    service.process.terminate()
-    try:
-        service.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +113,18 @@ BAD_REQUESTS: list[tuple[str, bytes, int, str]] = [
     ("http URI", body(s3_input_uri="https://videos/in/clip.mp4"), 400, "bad_request"),
     ("URI without key", body(s3_input_uri="s3://videos"), 400, "bad_request"),
     ("output equals input", body(s3_output_uri=CLIP), 400, "bad_request"),
+    ("output is input plus a newline", body(s3_output_uri=CLIP + "\n"), 400, "bad_request"),
+    ("key over 1024 bytes", body(s3_input_uri="s3://videos/" + "k" * 2000), 400, "bad_request"),
+    ("body over 64 KiB", body(s3_input_uri="s3://videos/" + "k" * 100_000), 413, "body_too_large"),
+    ("JSON nested 100,000 deep", b"[" * 30_000 + b"]" * 30_000, 400, "bad_request"),
+    ("duplicate field", b'{"mode": "sbs", "mode": "anaglyph"}', 400, "bad_request"),
+    (
+        "missing output bucket, found before the input is read",
+        body(s3_input_uri="s3://videos/in/notes.mp4", s3_output_uri="s3://no-such-bucket/o.mp4"),
+        400,
+        "bad_request",
+    ),
+    ("prefix as output", body(s3_output_uri="s3://videos/out/"), 400, "bad_request"),
     ("max_disp out of range", body(max_disp=500), 400, "bad_request"),
     ("negative seed", body(seed=-1), 400, "bad_request"),
     ("tile_num 3", body(tile_num=3), 400, "bad_request"),
@@ -255,3 +208,250 @@ def test_without_weights_the_server_starts_and_answers_503(env: dict) -> None:
         assert caught.value.code == "weights_missing" and "vae/config.json" in caught.value.message
     finally:
         stop(svc)
+
+
+# -- hardened request edges (issue: an output URI with a trailing newline overwrote the input) ----
+
+
+def test_a_trailing_newline_does_not_overwrite_the_input(service: Service, env: dict) -> None:
+    s3 = env["s3"]
+    before = s3.head_object(Bucket=BUCKET, Key="in/clip.mp4")
+    response = service.post(
+        json.dumps({"s3_input_uri": CLIP, "s3_output_uri": CLIP + "\n"}),
+        **{"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+    assert "U+000A" in response.json()["message"]
+    after = s3.head_object(Bucket=BUCKET, Key="in/clip.mp4")
+    assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
+    assert service.healthy()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"x" * 60_000: 1},
+        {"s3_input_uri": "http://" + "a" * 60_000},
+        {"s3_output_uri": "s3://videos/" + "k" * 60_000},
+    ],
+    ids=["60 KB field name", "60 KB http URI", "60 KB key"],
+)
+def test_error_messages_echo_a_bounded_part_of_the_input(service: Service, fields: dict) -> None:
+    response = service.post(body(**fields))
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert len(message) <= MESSAGE_LIMIT and "characters" in message
+    assert len(response.content) < 2 * MESSAGE_LIMIT
+
+
+def test_control_characters_never_reach_the_log_raw(service: Service) -> None:
+    marker = "inject-7f3a"
+    response = service.post(body(s3_output_uri=f"s3://videos/{marker}\x1b[2J\x1b[31m\r\nFAKE LOG LINE\x07"))
+    assert response.status_code == 400
+    assert "\x1b" not in response.text and "U+001B" in response.json()["message"]
+    # an S3 failure logs the key: a key with a bidi override and a line separator (valid in S3)
+    response = service.post(body(s3_input_uri=f"s3://videos/{marker}\u202e\u2028x.mp4"))
+    assert response.status_code == 404
+    log = service.log_text()
+    assert "\x1b" not in log and "\x07" not in log and "\u202e" not in log and "\u2028" not in log
+
+
+def test_a_declared_oversized_body_is_refused_before_it_is_read(service: Service) -> None:
+    """A body declared as 512 MiB: 413 after the headers, with only a kilobyte sent."""
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 536870912\r\n\r\n"
+    )
+    status, payload, sent = service.raw_exchange(head, [b" " * 1024] * 64, pause=0.05)
+    assert status == 413 and sent < 64 * 1024
+    data = json.loads(payload)
+    assert data["error"] == "body_too_large" and "65536" in data["message"]
+    assert service.healthy()
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(service: Service) -> None:
+    """No length declared: the service stops reading at 64 KiB and answers 413."""
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"%x\r\n%s\r\n" % (8192, b" " * 8192)
+    status, payload, sent = service.raw_exchange(head, [chunk] * 512, pause=0.02)  # 4 MiB offered
+    assert status == 413 and json.loads(payload)["error"] == "body_too_large"
+    assert sent < 1024 * 1024  # answered long before the 4 MiB were sent
+    assert service.healthy()
+
+
+def test_a_body_just_under_the_limit_is_read(service: Service) -> None:
+    padded = body(mode="sbs", s3_input_uri="s3://videos/in/none.mp4")
+    padded = padded[:-1] + b" " * (65536 - len(padded)) + b"}"
+    assert len(padded) == 65536
+    assert service.post(padded).status_code == 404  # parsed, then the input was looked up
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/docs.json", 404),
+        ("GET", "/schema.json", 404),
+        ("GET", "/", 404),
+        ("GET", "/readyz", 404),
+        ("GET", "/healthz", 404),
+        ("GET", "/livez", 404),
+        ("GET", "/static_content/index.css", 404),
+        ("GET", "/nowhere", 404),
+        ("GET", "/invocations", 405),
+        ("PUT", "/invocations", 405),
+        ("POST", "/ping", 405),
+        ("DELETE", "/metrics", 405),
+        ("HEAD", "/ping", 405),
+    ],
+)
+def test_only_the_contract_routes_are_served_and_errors_are_json(
+    service: Service, method: str, path: str, status: int
+) -> None:
+    response = httpx.request(method, f"{service.url}{path}", timeout=10)
+    assert response.status_code == status
+    data = (
+        response.json()
+        if method != "HEAD"
+        else {"error": "method_not_allowed", "message": "", "request_id": ""}
+    )
+    assert set(data) == {"error", "message", "request_id"}
+    assert data["error"] == {404: "not_found", 405: "method_not_allowed"}[status]
+    if status == 405:
+        assert response.headers["allow"]
+
+
+def test_the_contract_routes_answer(service: Service) -> None:
+    assert httpx.get(f"{service.url}/ping", timeout=5).status_code == 200
+    assert httpx.get(f"{service.url}/metrics", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(("width", "height"), [(33, 17), (1, 1)])
+def test_the_response_reports_the_stored_size_and_its_padding(
+    service: Service, env: dict, width: int, height: int
+) -> None:
+    frames = scene_frames(3, max(width, 2), max(height, 2))[:, :height, :width]
+    clip = make_video(env["tmp"] / f"odd_{width}x{height}.mkv", frames, codec="ffv1", pix_fmt="yuv444p")
+    env["s3"].upload_file(str(clip), BUCKET, f"in/odd_{width}.mkv")
+    out_key = f"out/odd_{width}.mp4"
+    result = service.client.convert(f"s3://{BUCKET}/in/odd_{width}.mkv", f"s3://{BUCKET}/{out_key}")
+    local = env["tmp"] / f"odd_{width}_got.mp4"
+    env["s3"].download_file(BUCKET, out_key, str(local))
+    info = probe(local)
+    assert (result["width"], result["height"]) == (info.width, info.height) == (width + 1, height + 1)
+    assert (result["source_width"], result["source_height"]) == (width, height)
+    assert result["padded"]["right"] == 1 and result["padded"]["bottom"] == 1
+    assert "even" in result["padded"]["reason"]
+
+
+def test_even_sizes_report_no_padding(service: Service) -> None:
+    result = service.client.convert(CLIP, f"s3://{BUCKET}/out/even.mp4", mode="sbs")
+    assert result["padded"] is None and (result["width"], result["height"]) == (128, 48)
+    assert "preflight" in result["timings"]
+
+
+def test_overwrite_false_refuses_an_existing_output(service: Service, env: dict) -> None:
+    env["s3"].put_object(Bucket=BUCKET, Key="out/keep.mp4", Body=b"keep me")
+    response = service.post(body(s3_output_uri=f"s3://{BUCKET}/out/keep.mp4", overwrite=False))
+    assert response.status_code == 409 and response.json()["error"] == "output_exists"
+    assert env["s3"].get_object(Bucket=BUCKET, Key="out/keep.mp4")["Body"].read() == b"keep me"
+    with pytest.raises(OutputExists):
+        service.client.convert(CLIP, f"s3://{BUCKET}/out/keep.mp4", overwrite=False)
+
+
+# -- fuzzing the live server ---------------------------------------------------------------------
+
+field_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+live_uris = st.builds(
+    lambda bucket, key, tail: f"s3://{bucket}/{key}{tail}",
+    st.sampled_from(["videos", "no-such-bucket", "Bad_Bucket"]),
+    st.text(st.characters(codec="utf-8"), min_size=0, max_size=30),
+    st.sampled_from(["", "\n", "/", "\x1b[31m", "/../x"]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.dictionaries(
+        st.sampled_from(["s3_output_uri", "mode", "max_disp", "seed", "tile_num", "overwrite", "junk"]),
+        field_values | live_uris,
+        max_size=5,
+    ),
+    live_uris,
+)
+def test_fuzz_the_live_server_never_answers_5xx(service: Service, fields: dict, source: str) -> None:
+    """Random requests against the running service, none of which can convert anything (the
+    input never exists): every answer is a 4xx in the JSON error shape, within the bound."""
+    payload = {"s3_input_uri": source.replace("videos/", "videos/absent/", 1), **fields}
+    response = httpx.post(f"{service.url}/invocations", json=payload, timeout=60)
+    assert 400 <= response.status_code < 500, response.text
+    data = response.json()
+    assert set(data) == {"error", "message", "request_id"}
+    assert len(data["message"]) <= MESSAGE_LIMIT and data["message"].isprintable()
+
+
+# -- separate processes: a failed weight load, and an S3 that hangs ----------------------------------
+
+
+def test_the_503_after_a_failed_load_hides_internal_details(env: dict) -> None:
+    import boto3
+
+    secrets = boto3.client("secretsmanager", endpoint_url=env["moto"], region_name="us-east-1")
+    arn = secrets.create_secret(Name="hf-token-wrong", SecretString="hf_not_the_right_token")["ARN"]
+    svc = start_service(
+        env["tmp"],
+        {
+            "AWS_ENDPOINT_URL": env["moto"],
+            "HF_ENDPOINT": env["hub"].url,
+            "HF_TOKEN_ARN": arn,
+            "WEIGHTS_DIR": str(env["tmp"] / "weights-wrong-token"),
+        },
+        wait_ready=False,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{svc.url}/ping", timeout=5).json()["status"] != "failed":
+            assert time.monotonic() < deadline, svc.log_text()[-2000:]
+            time.sleep(0.5)
+        assert httpx.get(f"{svc.url}/ping", timeout=5).status_code == 503
+        response = svc.post(body())
+        assert response.status_code == 503 and response.json()["error"] == "not_ready"
+        message = response.json()["message"]
+        assert "failed to load" in message
+        assert "http" not in message and "127.0.0.1" not in message and "Error" not in message
+        assert "loading the models failed" in svc.log_text()  # the reason is in the log
+    finally:
+        stop(svc)
+
+
+def test_a_hung_s3_fails_the_request_in_bounded_time(env: dict, tiny_weights: Path) -> None:
+    """S3 accepts connections and never answers: 502 after 3 tries x 1 s read time-out (the
+    production budget is 3 x 15 s), and the service stays healthy."""
+    with StallingServer() as stall:
+        svc = start_service(
+            env["tmp"],
+            {
+                "AWS_ENDPOINT_URL": stall.url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "WEIGHTS_DIR": str(tiny_weights),
+                "STEREOCRAFTER_S3_READ_TIMEOUT": "1",
+                "STEREOCRAFTER_S3_CONNECT_TIMEOUT": "1",
+            },
+        )
+        try:
+            started = time.monotonic()
+            response = svc.post(body())
+            elapsed = time.monotonic() - started
+            assert response.status_code == 502, response.text
+            assert (
+                response.json()["error"] == "s3_unavailable" and "ReadTimeout" in response.json()["message"]
+            )
+            assert stall.accepted == 3
+            assert elapsed < worst_case_call_s(3, 1.0, 1.0) + 5.0
+            assert svc.healthy()
+        finally:
+            stop(svc)

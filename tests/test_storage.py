@@ -12,10 +12,13 @@ from stereocrafter.errors import (
     BadRequestError,
     InputNotFoundError,
     LimitExceededError,
+    OutputExistsError,
     S3AccessDeniedError,
     S3UnavailableError,
 )
-from stereocrafter.storage import S3Storage
+from stereocrafter.schemas import S3Location
+from stereocrafter.storage import S3Storage, client_config, worst_case_call_s
+from tests.net import StallingServer, TricklingS3
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ def test_multipart_upload(s3, tmp_path: Path) -> None:
 
 def test_missing_and_too_large(s3, tmp_path: Path) -> None:
     storage = S3Storage(s3)
-    with pytest.raises(InputNotFoundError, match=r"no object at s3://videos/nope\.mp4"):
+    with pytest.raises(InputNotFoundError, match=r"no object at 's3://videos/nope\.mp4'"):
         storage.download("s3://videos/nope.mp4", tmp_path / "x")
     with pytest.raises(InputNotFoundError, match="bucket"):
         storage.download("s3://no-such-bucket/a.mp4", tmp_path / "x")
@@ -104,3 +107,145 @@ def test_failed_multipart_upload_leaves_nothing(s3, tmp_path: Path) -> None:
     s3.meta.events.unregister("before-send.s3.UploadPart", fail_second_part)
     assert "Contents" not in s3.list_objects_v2(Bucket="videos", Prefix="out/")
     assert not s3.list_multipart_uploads(Bucket="videos").get("Uploads")
+
+
+def _offline_client(endpoint: str | None = None, **config: object):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+        config=client_config(**config),  # type: ignore[arg-type]
+    )
+
+
+def test_preflight_finds_a_missing_output_bucket_before_any_download(s3, tmp_path: Path) -> None:
+    s3.put_object(Bucket="videos", Key="in/a.mp4", Body=b"x" * 10)
+    storage = S3Storage(s3)
+    with pytest.raises(BadRequestError, match="output bucket"):
+        storage.preflight("s3://videos/in/a.mp4", "s3://no-such-bucket/out.mp4")
+    with pytest.raises(InputNotFoundError):
+        storage.preflight("s3://videos/in/missing.mp4", "s3://videos/out.mp4")
+    info = storage.preflight("s3://videos/in/a.mp4", "s3://videos/out/a.mp4")
+    assert info.size == 10
+    # the write probe leaves neither an object nor a pending multipart upload behind
+    assert "Contents" not in s3.list_objects_v2(Bucket="videos", Prefix="out/")
+    assert not s3.list_multipart_uploads(Bucket="videos").get("Uploads")
+
+
+def test_overwrite_false_refuses_an_existing_output_and_one_that_appears_later(s3, tmp_path: Path) -> None:
+    s3.put_object(Bucket="videos", Key="in/a.mp4", Body=b"input")
+    s3.put_object(Bucket="videos", Key="out/taken.mp4", Body=b"precious")
+    storage = S3Storage(s3, chunk_mib=5)
+    with pytest.raises(OutputExistsError) as caught:
+        storage.preflight("s3://videos/in/a.mp4", "s3://videos/out/taken.mp4", overwrite=False)
+    assert caught.value.status == 409
+    # overwrite true (the default) passes the same check
+    storage.preflight("s3://videos/in/a.mp4", "s3://videos/out/taken.mp4")
+
+    local = tmp_path / "result"
+    for size in (100, 11 * 2**20):  # PutObject, then a 3-part multipart upload
+        local.write_bytes(b"r" * size)
+        with pytest.raises(OutputExistsError):  # appeared after the preflight: If-None-Match: *
+            storage.upload(local, S3Location("videos", "out/taken.mp4"), overwrite=False)
+        body = s3.get_object(Bucket="videos", Key="out/taken.mp4")["Body"].read()
+        assert body == b"precious"
+        assert not s3.list_multipart_uploads(Bucket="videos").get("Uploads")
+    storage.upload(local, "s3://videos/out/new.mp4", overwrite=False)
+    assert s3.head_object(Bucket="videos", Key="out/new.mp4")["ContentLength"] == 11 * 2**20
+    # the condition applied to that one write only
+    storage.upload(local, "s3://videos/out/taken.mp4")
+    assert s3.head_object(Bucket="videos", Key="out/taken.mp4")["ContentLength"] == 11 * 2**20
+
+
+def test_preflight_refuses_the_input_under_another_name(tmp_path: Path) -> None:
+    """An access-point alias names the same object as its bucket: S3 then reports the same size,
+    ETag and time for both names, and the output is refused before anything runs."""
+    import datetime
+
+    client = _offline_client()
+    head = {
+        "ContentLength": 123,
+        "ETag": '"abc"',
+        "LastModified": datetime.datetime(2026, 11, 28, tzinfo=datetime.UTC),
+    }
+    with Stubber(client) as stub:
+        stub.add_response("head_object", head, {"Bucket": "videos", "Key": "in/a.mp4"})
+        stub.add_response("head_object", head, {"Bucket": "videos-ap-abc-s3alias", "Key": "in/a.mp4"})
+        with pytest.raises(BadRequestError, match="input object under another name"):
+            S3Storage(client).preflight("s3://videos/in/a.mp4", "s3://videos-ap-abc-s3alias/in/a.mp4")
+        stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("KeyTooLongError", 400, BadRequestError),
+        ("InvalidBucketName", 400, BadRequestError),
+        ("UriTooLong", 414, BadRequestError),
+        ("InvalidObjectState", 403, BadRequestError),
+        ("SlowDown", 503, S3UnavailableError),
+        ("InternalError", 500, S3UnavailableError),
+        ("AccessDenied", 403, S3AccessDeniedError),
+    ],
+)
+def test_s3_errors_map_to_the_party_at_fault(code: str, status: int, expected: type, tmp_path: Path) -> None:
+    client = _offline_client(max_attempts=1)
+    with Stubber(client) as stub:
+        stub.add_client_error("head_object", service_error_code=code, http_status_code=status)
+        with pytest.raises(expected) as caught:
+            S3Storage(client, max_attempts=1).download("s3://videos/a.mp4", tmp_path / "a")
+    assert caught.value.status == expected.status
+    assert "'s3://videos/a.mp4'" in caught.value.message
+
+
+def test_hung_s3_fails_within_the_time_out_budget(tmp_path: Path) -> None:
+    """An endpoint that accepts connections and never answers: every call gives up after its
+    attempts x read time-out (here 3 x 0.5 s plus back-off), not botocore's 60 s per read."""
+    import time
+
+    settings = {"max_attempts": 3, "connect_timeout": 1.0, "read_timeout": 0.5}
+    with StallingServer() as stall:
+        storage = S3Storage(_offline_client(stall.url, **settings), **settings)
+        started = time.monotonic()
+        with pytest.raises(S3UnavailableError) as caught:
+            storage.download("s3://videos/a.mp4", tmp_path / "a")
+        elapsed = time.monotonic() - started
+    assert caught.value.status == 502 and "ReadTimeout" in caught.value.message
+    assert stall.accepted == 3  # the standard retry budget, no more
+    assert elapsed < worst_case_call_s(**settings) + 2.0  # type: ignore[arg-type]
+    assert not (tmp_path / "a").exists()
+
+
+def test_the_default_budget_bounds_a_hung_call_to_about_a_minute() -> None:
+    config = client_config()
+    assert config.retries == {"total_max_attempts": 3, "mode": "standard"}
+    assert (config.connect_timeout, config.read_timeout) == (3.0, 15.0)
+    assert worst_case_call_s() <= 60.0
+
+
+def test_a_slow_but_progressing_download_succeeds(tmp_path: Path) -> None:
+    """A body trickling in 200-byte pieces every 0.2 s takes about 2 s in all, four times the
+    0.5 s read time-out: no read waits that long, so the download completes."""
+    body = bytes(range(256)) * 8
+    settings = {"max_attempts": 1, "connect_timeout": 1.0, "read_timeout": 0.5}
+    with TricklingS3(body, piece=200, interval=0.2) as server:
+        storage = S3Storage(_offline_client(server.url, **settings), **settings)
+        assert storage.download("s3://videos/slow.mp4", tmp_path / "slow") == len(body)
+    assert (tmp_path / "slow").read_bytes() == body
+    assert "GET /videos/slow.mp4" in server.requests
+
+
+def test_a_download_that_stops_mid_way_fails_after_two_gets(tmp_path: Path) -> None:
+    body = b"v" * 4000
+    settings = {"max_attempts": 1, "connect_timeout": 1.0, "read_timeout": 0.5}
+    with TricklingS3(body, piece=500, interval=0.01, stall_after=1000) as server:
+        storage = S3Storage(_offline_client(server.url, **settings), **settings)
+        with pytest.raises(S3UnavailableError) as caught:
+            storage.download("s3://videos/broken.mp4", tmp_path / "broken")
+    assert caught.value.status == 502
+    assert server.requests.count("GET /videos/broken.mp4") == 2
+    assert not (tmp_path / "broken").exists()

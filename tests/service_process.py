@@ -1,0 +1,127 @@
+"""A real `bentoml serve` process of this service on 127.0.0.1, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from stereocrafter.client import HttpClient
+from tests.net import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Service:
+    def __init__(self, url: str, log: Path, process: subprocess.Popen[bytes], pings: list[int]) -> None:
+        self.url, self.log, self.process, self.pings = url, log, process, pings
+        self.client = HttpClient(url, timeout=600)
+        self.port = int(url.rsplit(":", 1)[1])
+
+    def post(self, body: bytes | str, **headers: str) -> httpx.Response:
+        return httpx.post(f"{self.url}/invocations", content=body, headers=headers, timeout=600)
+
+    def healthy(self) -> bool:
+        return httpx.get(f"{self.url}/ping", timeout=5).status_code == 200
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def raw_exchange(
+        self, head: bytes, parts: list[bytes], *, pause: float = 0.0, timeout: float = 30.0
+    ) -> tuple[int, bytes, int]:
+        """Send ``head`` then each of ``parts`` (with ``pause`` seconds between them) on one raw
+        socket, stopping as soon as the server answers. Returns the status, the response's body
+        and how many body bytes were sent before the answer came."""
+        import select
+
+        sent = 0
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+            sock.sendall(head)
+            response = b""
+            deadline = time.monotonic() + timeout
+            for part in parts:
+                readable, _, _ = select.select([sock], [], [], pause)
+                if readable:
+                    break
+                try:
+                    sock.sendall(part)
+                except OSError:  # the server answered and closed while we were still sending
+                    break
+                sent += len(part)
+            while time.monotonic() < deadline:
+                readable, _, _ = select.select([sock], [], [], 0.5)
+                if not readable:
+                    continue
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    break
+                if not chunk:
+                    break
+                response += chunk
+                if b"\r\n\r\n" in response:
+                    header, _, rest = response.partition(b"\r\n\r\n")
+                    length = next(
+                        (int(line.split(b":")[1]) for line in header.split(b"\r\n")
+                         if line.lower().startswith(b"content-length:")),
+                        None,
+                    )  # fmt: skip
+                    if length is not None and len(rest) >= length:
+                        break
+        assert response, "the server sent no answer"
+        header, _, rest = response.partition(b"\r\n\r\n")
+        return int(header.split(b" ")[1]), rest, sent
+
+
+def start_service(tmp: Path, env_extra: dict[str, str], wait_ready: bool = True) -> Service:
+    port = free_port()
+    log = tmp / f"service-{port}.log"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "BENTOML_", "STEREOCRAFTER_", "WEIGHTS"))
+    }
+    env.update(
+        {
+            "BENTOML_HOME": str(tmp / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "STEREOCRAFTER_DEVICE": "cpu",
+            "STEREOCRAFTER_DEPTH_STEPS": "2",
+            "STEREOCRAFTER_INPAINT_STEPS": "2",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "PYTHONUNBUFFERED": "1",
+            **env_extra,
+        }
+    )
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    command = [bentoml, "serve", "service:StereoCrafter", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    pings: list[int] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"bentoml serve exited:\n{log.read_text()[-3000:]}"
+        try:
+            pings.append(httpx.get(f"{url}/ping", timeout=2).status_code)
+        except httpx.HTTPError:
+            pings.append(0)
+        if pings[-1] == 200 or (pings[-1] and not wait_ready):
+            return Service(url, log, process, pings)
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"service never became healthy:\n{log.read_text()[-3000:]}")
+
+
+def stop(service: Service) -> None:
+    service.process.terminate()
+    try:
+        service.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        service.process.kill()
