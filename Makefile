@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv serve demo demo-convert test lint bench bench-smoke lock clean
+.PHONY: venv serve demo demo-convert test test-slow lint bench bench-smoke lock clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo-convert: venv
 test: venv
 	$(BIN)/python -m pytest
 
+# The slow end-to-end tests (torch.compile of both UNets); CI runs them after `make test`.
+test-slow: venv
+	$(BIN)/python -m pytest -m slow
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -55,7 +59,8 @@ bench-smoke: venv
 	$(BIN)/python bench/video_io.py --smoke
 	$(BIN)/python bench/depth.py --smoke
 	$(BIN)/python bench/gpu_depth.py --smoke
-	$(BIN)/python bench/gpu_pipeline.py --smoke
+	$(BIN)/python bench/gpu_presets.py --smoke
+	$(BIN)/python bench/flops.py --check
 	$(BIN)/python bench/gc_pause.py --smoke
 	$(BIN)/python bench/ping_latency.py --smoke
 

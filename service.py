@@ -16,6 +16,7 @@ type. This module only adapts HTTP to ``stereocrafter``; heavy imports happen in
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -121,17 +122,20 @@ class StereoCrafter:
     def __init__(self) -> None:
         from stereocrafter.convert import run_job
         from stereocrafter.loading import is_tiny, load_stereo_pipeline
+        from stereocrafter.pipeline import StereoConfig
         from stereocrafter.settings import load_settings
         from stereocrafter.storage import S3Storage
         from stereocrafter.weights import ModelHolder
 
         self.settings = settings = load_settings()
-        device = settings.device
-        self.models = ModelHolder(
-            settings.weights_dir,
-            settings.hf_token_arn,
-            lambda weights_dir: load_stereo_pipeline(weights_dir, device=device),
-        ).start()
+        config = StereoConfig.from_preset(settings.preset)  # the compile warm-up's window and chunk
+
+        def load(weights_dir: Path) -> Any:
+            return load_stereo_pipeline(
+                weights_dir, device=settings.device, config=config, compile_backend=settings.compile_backend
+            )
+
+        self.models = ModelHolder(settings.weights_dir, settings.hf_token_arn, load).start()
         self.storage = S3Storage(
             max_attempts=settings.s3_max_attempts,
             connect_timeout=settings.s3_connect_timeout,

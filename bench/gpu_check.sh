@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The prepared GPU check for a session that is lent a device (H100/H200), sized well under 8 minutes:
-# the CUDA rows of the splatting benchmark, the real-size depth stage and whole pipeline (random weights), and
-# the tests marked `gpu`. Record what it prints in bench/RESULTS.md with the card's name.
+# The prepared GPU check for a session that is lent a device (H100/H200), sized well under 8 minutes
+# (about 5 on an H100): an import check that fails at once without the carried wheels, the CUDA rows of
+# the splatting benchmark, both presets end to end at real size (random weights, bf16) at 1024x576 and
+# 1920x1080 on 46 frames with s/frame per stage, peak memory and the UNets' share of the bf16 peak, and
+# the tests marked `gpu`. Results: $OUT/results.jsonl (when $OUT is set) and the printed tail. Record
+# what it prints in bench/RESULTS.md with the card's name.
 #
 # The device image has PyTorch, transformers, huggingface_hub and safetensors but not diffusers.
 # Prepare once, here (not on the device):
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffusers==0.42.1
-# then run with the device tool: command `bash bench/gpu_check.sh`, carry [".whl"].
+# then run with the device tool: command `bash bench/gpu_check.sh`, carry [".whl"], timeout_s 540.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -17,9 +20,12 @@ else
   export PYTHONPATH="$PWD"
 fi
 export PYTHONUNBUFFERED=1
+OUT="${OUT:-/tmp/gpu-check}"; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
-echo "== bench/splat.py"; timeout 90 python3 bench/splat.py
-echo "== bench/gpu_depth.py"; timeout 120 python3 bench/gpu_depth.py
-echo "== bench/gpu_pipeline.py"; timeout 180 python3 bench/gpu_pipeline.py
+# Fail at once, not minutes in, when a carried wheel is missing.
+python3 -c 'import torch, diffusers, transformers; from stereocrafter.pipeline import StereoPipeline; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "diffusers", diffusers.__version__, "transformers", transformers.__version__)' || { echo "IMPORT CHECK FAILED: carry the wheels (see the header)"; exit 3; }
+echo "== bench/splat.py"; timeout 60 python3 bench/splat.py
+echo "== bench/gpu_presets.py (fast, reference) x (1024x576, 1920x1080), 46 frames"
+timeout 330 python3 bench/gpu_presets.py --out "$OUT/results.jsonl"
 echo "== pytest -m gpu"; timeout 45 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_splatting.py
+echo "== results.jsonl"; cat "$OUT/results.jsonl" 2>/dev/null

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stereocrafter.compose import MODES
 from stereocrafter.errors import StereoCrafterError
+from stereocrafter.presets import PRESET_NAMES
 
 logger = logging.getLogger("stereocrafter")
 
@@ -25,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("input", type=Path)
     convert.add_argument("output", type=Path, help="output file (.mp4, .mov or .mkv)")
     convert.add_argument("--mode", choices=MODES, default="anaglyph")
+    convert.add_argument(
+        "--preset",
+        help=f"conversion preset: {' | '.join(PRESET_NAMES)} (default: $STEREOCRAFTER_PRESET or reference)",
+    )
     convert.add_argument("--weights-dir", type=Path, help="default: $WEIGHTS_DIR or /opt/ml/model/weights")
     convert.add_argument("--max-disp", type=float, default=20.0, help="disparity of the nearest point, px")
     convert.add_argument("--seed", type=int, default=42)
@@ -42,9 +47,8 @@ def run_convert(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from stereocrafter.convert import convert_file
+    from stereocrafter.convert import convert_file, job_config
     from stereocrafter.loading import is_tiny, load_stereo_pipeline
-    from stereocrafter.pipeline import StereoConfig
     from stereocrafter.settings import load_settings
     from stereocrafter.video_io import probe
 
@@ -53,7 +57,10 @@ def run_convert(args: argparse.Namespace) -> int:
     device = args.device or settings.device
     if device == "cuda" and not torch.cuda.is_available():
         raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
-    config = StereoConfig(max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
+    if args.preset is not None and args.preset not in PRESET_NAMES:
+        raise StereoCrafterError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+    preset = args.preset or settings.preset
+    config = job_config(preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
     if not args.input.is_file():
         raise StereoCrafterError(f"no such input file: {args.input}")
     probe(args.input)  # a bad video fails here, before minutes of model loading
@@ -84,7 +91,8 @@ def run_convert(args: argparse.Namespace) -> int:
         bar.close()
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     print(
-        f"wrote {result.output}: {result.mode}, {result.width}x{result.height}, {result.num_frames} frames "
+        f"wrote {result.output}: {result.mode} ({preset} preset), {result.width}x{result.height}, "
+        f"{result.num_frames} frames "
         f"at {result.fps} fps{', audio kept' if result.has_audio else ''} ({timing})"
     )
     if tiny:

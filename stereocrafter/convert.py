@@ -9,18 +9,20 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stereocrafter.compose import check_mode, output_size
 from stereocrafter.errors import LimitExceededError
-from stereocrafter.pipeline import Progress, StereoPipeline
+from stereocrafter.pipeline import Progress, StereoConfig, StereoPipeline
 from stereocrafter.schemas import InvocationRequest, InvocationResponse, Padding
 from stereocrafter.settings import Settings
 from stereocrafter.storage import S3Storage
+from stereocrafter.streams import BackgroundSink
 from stereocrafter.video_io import VideoInfo, VideoWriter, iter_frames, probe
 
 logger = logging.getLogger(__name__)
@@ -77,15 +79,19 @@ def convert_file(
             grid = stack.enter_context(
                 VideoWriter(grid_path, fps=info.fps, width=2 * info.width, height=2 * info.height, crf=crf)
             )
+        # libx264 encodes chunk k in a thread while the GPU works on chunk k + 1; the sinks are
+        # left (queues drained, or dropped after an error) before the writers close.
+        sink = stack.enter_context(BackgroundSink(writer.write))
+        grid_sink = stack.enter_context(BackgroundSink(grid.write)) if grid is not None else None
         result = pipeline.run(
             open_frames,
-            writer.write,
+            sink,
             num_frames=info.num_frames,
             width=info.width,
             height=info.height,
             mode=mode,
             progress=progress,
-            grid_sink=grid.write if grid is not None else None,
+            grid_sink=grid_sink,
         )
         encode_started = time.perf_counter()
     stored_width, stored_height = writer.encoded_width, writer.encoded_height
@@ -107,6 +113,13 @@ def convert_file(
     )
 
 
+def job_config(preset: str, settings: Settings, **overrides: Any) -> StereoConfig:
+    """The preset's ``StereoConfig`` with the request's values, and the step counts of
+    ``STEREOCRAFTER_DEPTH_STEPS``/``_INPAINT_STEPS`` when those are set."""
+    steps = {"depth_steps": settings.depth_steps, "inpaint_steps": settings.inpaint_steps}
+    return StereoConfig.from_preset(preset, **{k: v for k, v in steps.items() if v is not None}, **overrides)
+
+
 def run_job(
     pipeline: StereoPipeline,
     storage: S3Storage,
@@ -124,13 +137,9 @@ def run_job(
     409 / 413 / 422 / 502, ...).
     """
     started = time.time()
-    config = replace(
-        pipeline.config,
-        max_disp=request.max_disp,
-        seed=request.seed,
-        tile_num=request.tile_num,
-        depth_steps=settings.depth_steps,
-        inpaint_steps=settings.inpaint_steps,
+    preset = request.preset or settings.preset
+    config = job_config(
+        preset, settings, max_disp=request.max_disp, seed=request.seed, tile_num=request.tile_num
     )
     job_pipeline = StereoPipeline(pipeline.depth, pipeline.inpainting, config)
     source_uri, output_uri = request.s3_input_uri, request.s3_output_uri
@@ -162,6 +171,7 @@ def run_job(
     return InvocationResponse(
         s3_output_uri=output_uri.uri,
         mode=request.mode,
+        preset=preset,
         frames=result.num_frames,
         fps=str(result.fps),
         width=result.stored_width,

@@ -235,12 +235,6 @@ class DepthCrafterPipeline(SVDPipeline):
 
     # -- encoders --------------------------------------------------------------------------
 
-    def _vae_latents(self, video: torch.Tensor) -> torch.Tensor:
-        """video (n, 3, H, W) in [-1, 1] (noise-augmented) -> (n, 4, h, w) posterior mode, unscaled."""
-        encoder_dtype = next(self.vae.encoder.parameters()).dtype
-        latents: torch.Tensor = self.vae.encode(video.to(encoder_dtype)).latent_dist.mode()
-        return latents
-
     def _encode(
         self,
         frames: torch.Tensor,
@@ -256,7 +250,7 @@ class DepthCrafterPipeline(SVDPipeline):
             video = frames[start : start + chunk_size].to(device=device, dtype=dtype) * 2.0 - 1.0
             embeds.append(self.clip_embeddings(video).to(dtype))
             noise = randn_tensor(video.shape, generator=generator, device=device, dtype=dtype)
-            latents.append(self._vae_latents(video + noise_aug_strength * noise).to(dtype))
+            latents.append(self.vae_latents(video + noise_aug_strength * noise).to(dtype))
         return torch.cat(embeds), torch.cat(latents)
 
     def _decode(self, latents: torch.Tensor, chunk_size: int) -> torch.Tensor:

@@ -16,8 +16,11 @@ reference ``StableVideoDiffusionInpaintingPipeline`` and its driver (reference n
   and columns, assembled, then decoded 2 frames at a time; outputs quantised to 8 bits.
 
 Deliberate differences (reference defects listed in the notes):
-- No crop to multiples of 128: frames are padded (edge replication) up to them and the result is
-  cropped back, so the output keeps the source resolution (the reference drops up to 127 rows).
+- No crop to multiples of 128: frames are padded (edge replication) up to the next multiple of 64
+  with one tile (what the UNet needs: 1080 -> 1088, 6% more rows instead of the 128-multiple's
+  1152, 11%) or of 128 with several tiles, and the result is cropped back, so the output keeps the
+  source resolution (the reference drops up to 127 rows). At multiples of 128 nothing is padded
+  and the arithmetic is the reference's.
 - Tensors in, tensors out: no lossy mp4v grid video between the stages.
 - Seeded: the noise of every chunk and tile comes from an explicit generator (default seed 42); the
   reference uses the unseeded global RNG. Clips of 1-3 frames get one chunk (the reference's loop
@@ -45,8 +48,8 @@ DEFAULT_OVERLAP = 3
 DEFAULT_TILE_NUM = 1
 DEFAULT_SEED = 42
 TILE_OVERLAP_PX = 128
-SIZE_MULTIPLE = 128
-VAE_ENCODE_CHUNK = 5
+SIZE_MULTIPLE = 128  # with several tiles: the reference's multiple, which makes 2 and 4 tiles divide evenly
+UNET_MULTIPLE = 64  # with one tile: what the UNet needs (latent /8, three 2x downsamplings)
 VAE_DECODE_CHUNK = 2
 # SVD conditioning: fps 7 passed as fps - 1, motion bucket 127, no noise augmentation.
 ADDED_TIME_IDS = (6.0, 127.0, 0.0)
@@ -170,7 +173,7 @@ class StereoInpaintingPipeline(SVDPipeline):
             raise ValueError(
                 f"need frames_chunk >= 1 and 0 <= overlap < frames_chunk, got {frames_chunk} and {overlap}"
             )
-        padded_h, padded_w = _padded(height), _padded(width)
+        padded_h, padded_w = _padded(height, tile_num), _padded(width, tile_num)
         tile_layout(padded_h, tile_num)
         tile_layout(padded_w, tile_num)
         if self.unet.config.in_channels != 9:
@@ -221,15 +224,10 @@ class StereoInpaintingPipeline(SVDPipeline):
         embeds = self.clip_embeddings(frames[:1].to(device) * 2.0 - 1.0)[:, None].to(dtype)  # (1, 1, D)
         # 2. Added time ids.
         time_ids = torch.tensor([ADDED_TIME_IDS], dtype=dtype, device=device)
-        # 3. Warped-video latents: [-1, 1], VAE mode, unscaled, 5 frames per encoder call.
-        encoder_dtype = next(self.vae.encoder.parameters()).dtype
-        video = frames.to(device=device, dtype=encoder_dtype) * 2.0 - 1.0
-        video_latents = torch.cat(
-            [
-                self.vae.encode(video[i : i + VAE_ENCODE_CHUNK]).latent_dist.mode()
-                for i in range(0, num_frames, VAE_ENCODE_CHUNK)
-            ]
-        ).to(dtype)[None]  # (1, T, 4, h, w)
+        # 3. Warped-video latents: [-1, 1], VAE mode, unscaled (the reference encodes 5 frames
+        #    per call; the encoder is per frame, so ``svd.VAE_ENCODE_BATCH`` gives the same latents).
+        video = frames.to(device=device, dtype=torch.float32) * 2.0 - 1.0
+        video_latents = self.vae_latents(video).to(dtype)[None]  # (1, T, 4, h, w)
         # 4. Mask: binarised at 0.5, nearest 1/8 (keeps pixel (8i, 8j)).
         binary = (mask.to(device=device, dtype=torch.float32) >= 0.5).float()
         mask_latents = F.interpolate(binary, scale_factor=1 / factor).to(dtype)[None]  # (1, T, 1, h, w)
@@ -318,7 +316,7 @@ class StereoInpaintingPipeline(SVDPipeline):
             def __getitem__(self, index: slice) -> tuple[torch.Tensor, torch.Tensor]:
                 return warped[index], mask[index]
 
-        return torch.cat([frames for _, frames in self.iter_inpaint(Pairs(), **kwargs)])
+        return torch.cat([frames.cpu() for _, frames in self.iter_inpaint(Pairs(), **kwargs)])
 
     @torch.no_grad()
     def iter_inpaint(
@@ -334,7 +332,7 @@ class StereoInpaintingPipeline(SVDPipeline):
         latents: torch.Tensor | None = None,
         callback_on_chunk_end: Callable[[Chunk, int], None] | None = None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(first_frame_index, right view (n, 3, H, W) in [0, 1] on the CPU)`` chunk by chunk.
+        """Yield ``(first_frame_index, right view (n, 3, H, W) in [0, 1] on the device)`` chunk by chunk.
 
         Args:
             source: warped frames and masks by index range (see ``InpaintSource``).
@@ -357,7 +355,7 @@ class StereoInpaintingPipeline(SVDPipeline):
         if generator is None:
             generator = torch.Generator().manual_seed(DEFAULT_SEED)
         device = self._execution_device
-        pad_h, pad_w = _padded(height) - height, _padded(width) - width
+        pad_h, pad_w = _padded(height, tile_num) - height, _padded(width, tile_num) - width
         previous: torch.Tensor | None = None  # last generated chunk, padded, on the device
         for chunk in chunks:
             warped, mask = source[chunk.start : chunk.end]
@@ -378,14 +376,16 @@ class StereoInpaintingPipeline(SVDPipeline):
                 generator=generator,
             )
             previous = generated
-            kept = generated[chunk.reused :, :, :height, :width]
-            yield chunk.start + chunk.reused, kept.cpu()
+            yield chunk.start + chunk.reused, generated[chunk.reused :, :, :height, :width]
             if callback_on_chunk_end is not None:
                 callback_on_chunk_end(chunk, len(chunks))
 
 
-def _padded(size: int) -> int:
-    return -(-size // SIZE_MULTIPLE) * SIZE_MULTIPLE
+def _padded(size: int, tile_num: int) -> int:
+    """The size the stage works at: the next multiple of 64 with one tile (1080 -> 1088), of 128
+    with several (1080 -> 1152, so that 2 and 4 overlapping tiles divide it evenly)."""
+    multiple = UNET_MULTIPLE if tile_num == 1 else SIZE_MULTIPLE
+    return -(-size // multiple) * multiple
 
 
 def _pad(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,6 +184,21 @@ def prepare_vae(vae: Any, dtype: torch.dtype) -> None:
         vae.quant_conv.float()
 
 
+def prepare_unet(unet: Any) -> None:
+    """How both UNets run; neither changes what they compute:
+
+    - SDPA attention with batches cut to CUDA's grid limit (``attention.BatchSplitAttnProcessor``);
+    - feed-forward layers one frame (spatial blocks) or one frame step (temporal blocks) at a
+      time (diffusers' ``enable_forward_chunking``): the GEGLU's 8x-wide intermediate of a whole
+      window is what set the UNet's peak; chunked, a 110-frame depth window at 1024x576 needs
+      9.7 GB of activations instead of 17.5 GB, and the FLOPs are the same (bench/flops.py).
+    """
+    from stereocrafter.attention import use_batch_split_attention
+
+    use_batch_split_attention(unet)
+    unet.enable_forward_chunking(chunk_size=1, dim=0)
+
+
 def _load_svd_parts(
     parts: dict[str, Resolved], device: torch.device, dtype: torch.dtype
 ) -> dict[str, object]:
@@ -222,9 +238,7 @@ def _assemble(
     svd: dict[str, object] | None,
 ) -> Any:
     """A stage's pipeline from its UNet and the (possibly shared) SVD parts, for inference only."""
-    from diffusers.models.attention_processor import AttnProcessor2_0
-
-    unet.set_attn_processor(AttnProcessor2_0())
+    prepare_unet(unet)
     svd = svd or _load_svd_parts(parts, device, dtype)
     pipeline = pipeline_class(unet=unet.to(device).eval(), **svd)
     for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
@@ -292,16 +306,49 @@ def load_inpainting_pipeline(
     return pipeline
 
 
+def compile_unets(
+    pipeline: StereoPipeline, backend: str = "inductor", warmup_size: tuple[int, int] | None = (576, 1024)
+) -> None:
+    """``torch.compile`` both UNets in place (``nn.Module.compile``) and, with ``warmup_size``,
+    run each once at that frame size with the pipeline config's window and chunk lengths, so
+    that the compilation happens now (while ``/ping`` says 503), not in the first request. Other
+    sizes compile on their first use."""
+    cfg = pipeline.config
+    for unet in (pipeline.depth.unet, pipeline.inpainting.unet):
+        unet.compile(backend=backend)
+    if warmup_size is None:
+        return
+    latent = (warmup_size[0] // 8, warmup_size[1] // 8)
+    runs = (
+        (pipeline.depth.unet, cfg.depth_window, 1),
+        (pipeline.inpainting.unet, cfg.frames_chunk, 2 if cfg.inpaint_guidance > 1.0 else 1),
+    )
+    with torch.no_grad():
+        for unet, frames, batch in runs:
+            device, dtype = unet.device, unet.dtype
+            sample = torch.zeros(batch, frames, unet.config.in_channels, *latent, device=device, dtype=dtype)
+            context = (frames if unet is pipeline.depth.unet else 1, unet.config.cross_attention_dim)
+            unet(
+                sample,
+                torch.tensor(1.0, device=device),
+                encoder_hidden_states=torch.zeros(batch, *context, device=device, dtype=dtype),
+                added_time_ids=torch.zeros(batch, 3, device=device, dtype=dtype),
+                return_dict=False,
+            )
+
+
 def load_stereo_pipeline(
     weights_dir: str | os.PathLike[str],
     *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype | None = None,
     config: StereoConfig | None = None,
+    compile_backend: str | None = None,
 ) -> StereoPipeline:
     """Both stages, sharing one copy of the SVD VAE and CLIP image encoder (the two stages use the
     same SVD-xt-1.1 components; loading them once saves about 1.5 GB of GPU memory in fp16).
-    Every missing file of either stage is reported at once."""
+    Every missing file of either stage is reported at once. ``compile_backend`` (e.g.
+    "inductor"): ``compile_unets`` before returning."""
     from stereocrafter.pipeline import StereoPipeline
 
     missing: list[str] = []
@@ -317,4 +364,9 @@ def load_stereo_pipeline(
     svd = _load_svd_parts(resolve_stage(weights_dir, "depth"), device, dtype)
     depth = load_depth_pipeline(weights_dir, device=device, dtype=dtype, svd=svd)
     inpainting = load_inpainting_pipeline(weights_dir, device=device, dtype=dtype, svd=svd)
-    return StereoPipeline(depth, inpainting, config)
+    pipeline = StereoPipeline(depth, inpainting, config)
+    if compile_backend:
+        started = time.perf_counter()
+        compile_unets(pipeline, compile_backend)
+        logger.info("UNets compiled (%s) in %.0f s", compile_backend, time.perf_counter() - started)
+    return pipeline

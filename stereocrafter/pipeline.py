@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,9 +35,13 @@ from stereocrafter.depth import (
     resize_frames,
 )
 from stereocrafter.inpainting import Chunk, StereoInpaintingPipeline
+from stereocrafter.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
+from stereocrafter.presets import PRESETS, check_preset
 from stereocrafter.splatting import disparity_from_depth, forward_splat
+from stereocrafter.streams import prefetch
 
 FrameChunks = Iterator[np.ndarray]  # (t, H, W, 3) uint8 RGB chunks, in order
+HostChunks = Iterator[np.ndarray] | Iterator[torch.Tensor]  # the same, as numpy or torch
 OpenFrames = Callable[[], FrameChunks]
 Sink = Callable[[np.ndarray], None]  # receives (t, H_out, W_out, 3) uint8
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -61,12 +66,33 @@ class StereoConfig:
     tile_num: int = inpainting_stage.DEFAULT_TILE_NUM
     splat_batch: int = 10
     seed: int = depth_stage.DEFAULT_SEED
+    # The reference inpaints the whole frame at the source size and takes all of it. The `fast`
+    # preset caps the inpainting's long side and keeps the splat outside the (grown) holes.
+    inpaint_max_res: int = 0  # 0: the source size
+    holes_only: bool = False  # True: splatted pixels outside the holes, exactly
+    hole_dilate_px: int = 0  # holes grown by this much before merging (source pixels)
+    hole_feather_px: int = 0  # then a linear fade over this many pixels
 
     def __post_init__(self) -> None:
         if not (0.0 <= self.max_disp <= 200.0):
             raise ValueError(f"max_disp must be in [0, 200] pixels, got {self.max_disp}")
         if self.splat_batch < 1:
             raise ValueError(f"splat_batch must be >= 1, got {self.splat_batch}")
+        if self.inpaint_max_res < 0 or (self.inpaint_max_res and self.inpaint_max_res < 64):
+            raise ValueError(
+                f"inpaint_max_res must be 0 (the source size) or >= 64, not {self.inpaint_max_res}"
+            )
+        if self.inpaint_max_res and not self.holes_only:
+            raise ValueError(
+                "inpaint_max_res needs holes_only: a resized inpaint is merged only into the holes"
+            )
+        if self.hole_dilate_px < 0 or self.hole_feather_px < 0:
+            raise ValueError("hole_dilate_px and hole_feather_px must be >= 0")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> StereoConfig:
+        """The preset's table (``presets.PRESETS``) over the defaults, then ``overrides``."""
+        return cls(**{**PRESETS[check_preset(name)], **overrides})
 
 
 @dataclass
@@ -84,9 +110,7 @@ class SequentialFrames:
     ``transform`` maps each decoded uint8 chunk to what callers get (e.g. a float tensor).
     """
 
-    def __init__(
-        self, chunks: FrameChunks, num_frames: int, transform: Callable[[np.ndarray], torch.Tensor]
-    ) -> None:
+    def __init__(self, chunks: HostChunks, num_frames: int, transform: Callable[[Any], torch.Tensor]) -> None:
         self._chunks, self._num_frames, self._transform = chunks, num_frames, transform
         self._buffer: list[torch.Tensor] = []
         self._buffer_start = 0  # index of the first buffered frame
@@ -130,11 +154,25 @@ class StereoPipeline:
         self.config = config or StereoConfig()
         self.device = depth._execution_device
 
-    def _to_tensor(self, chunk: np.ndarray) -> torch.Tensor:
+    def _host_tensor(self, chunk: np.ndarray) -> torch.Tensor:
+        """(t, H, W, 3) uint8 numpy -> the same as a torch tensor, in page-locked memory when the
+        device is a GPU (so the copy to it can be asynchronous). Runs in the decoding thread."""
+        tensor = torch.from_numpy(np.ascontiguousarray(chunk))
+        return tensor.pin_memory() if self.device.type == "cuda" else tensor
+
+    def _to_tensor(self, chunk: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(t, H, W, 3) uint8 -> (t, 3, H, W) float32 in [0, 1] on the device."""
-        return (
-            torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
-        )
+        host = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
+        return host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
+
+    def _frames(self, open_frames: OpenFrames) -> Iterator[torch.Tensor]:
+        """One pass over the decoded frames, decoded ahead in a thread (``streams.prefetch``)."""
+        return prefetch(open_frames(), self._host_tensor)
+
+    def _generator(self, seed: int) -> torch.Generator:
+        """Noise is drawn on the device itself: no host round trip inside the loops. A seed gives
+        the same output on a given device; CPU and CUDA generators draw different numbers."""
+        return torch.Generator(device=self.device).manual_seed(seed)
 
     def run(
         self,
@@ -161,7 +199,7 @@ class StereoPipeline:
         started = time.perf_counter()
         size = processing_size(height, width, cfg.depth_max_res)
         source = SequentialFrames(
-            open_frames(), num_frames, lambda c: resize_frames(self._to_tensor(c), size)
+            self._frames(open_frames), num_frames, lambda c: resize_frames(self._to_tensor(c), size)
         )
 
         def on_window(state: WindowState) -> None:
@@ -177,7 +215,7 @@ class StereoPipeline:
                 overlap=cfg.depth_overlap,
                 noise_aug_strength=cfg.noise_aug_strength,
                 decode_chunk_size=cfg.depth_decode_chunk,
-                generator=torch.Generator().manual_seed(cfg.seed),
+                generator=self._generator(cfg.seed),
                 callback_on_window_end=on_window,
             )
         ]
@@ -187,7 +225,10 @@ class StereoPipeline:
         timings["depth"] = time.perf_counter() - started
 
         # 2. Splat and inpaint chunk by chunk; compose and hand over the kept frames.
-        stereo = _StereoSource(self, open_frames(), num_frames, raw_depth, (low, high), (height, width))
+        work = working_size(height, width, cfg.inpaint_max_res)
+        stereo = _StereoSource(
+            self, self._frames(open_frames), num_frames, raw_depth, (low, high), (height, width), work
+        )
         started = time.perf_counter()
         out_w, out_h = output_size(mode, width, height)
         written = 0
@@ -202,12 +243,15 @@ class StereoPipeline:
             frames_chunk=cfg.frames_chunk,
             overlap=cfg.inpaint_overlap,
             tile_num=cfg.tile_num,
-            generator=torch.Generator().manual_seed(cfg.seed),
+            generator=self._generator(cfg.seed),
             callback_on_chunk_end=on_chunk,
         ):
             composed_at = time.perf_counter()
             left, depth_vis, occlusion, warped = stereo.kept(start, right.shape[0])
-            sink(compose(left, right.to(left.device), mode).cpu().numpy())
+            if cfg.holes_only:  # the inpaint only inside the grown holes, the splat elsewhere
+                weight = hole_weights(occlusion, cfg.hole_dilate_px, cfg.hole_feather_px)
+                right = merge_right_view(warped, enlarge(right, (height, width)), weight)
+            sink(compose(left, right, mode).cpu().numpy())
             if grid_sink is not None:
                 grid_sink(debug_grid(left, depth_vis, occlusion, warped))
             written += right.shape[0]
@@ -227,15 +271,17 @@ class _StereoSource:
     def __init__(
         self,
         pipeline: StereoPipeline,
-        chunks: FrameChunks,
+        chunks: HostChunks,
         num_frames: int,
         raw_depth: torch.Tensor,
         depth_range: tuple[float, float],
         size: tuple[int, int],
+        work_size: tuple[int, int],
     ) -> None:
         self.pipeline = pipeline
         self.frames = SequentialFrames(chunks, num_frames, pipeline._to_tensor)
         self.raw_depth, self.depth_range, self.size = raw_depth, depth_range, size
+        self.work_size = work_size  # what the inpainting sees (``merge.working_size``)
         self.splat_seconds = 0.0
         self._last: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -243,6 +289,8 @@ class _StereoSource:
         return len(self.frames)
 
     def __getitem__(self, index: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Warped view and occlusion of a frame range at the working size; the full-size ones
+        stay here for ``kept``."""
         started = time.perf_counter()
         left = self.frames[index]
         start = index.start or 0
@@ -265,7 +313,7 @@ class _StereoSource:
         if left.device.type == "cuda":
             torch.cuda.synchronize()
         self.splat_seconds += time.perf_counter() - started
-        return warped, occlusion
+        return shrink(warped, occlusion, self.work_size)
 
     def kept(self, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left view, depth, occlusion and warped view of frames [start, start + count), which are

@@ -20,11 +20,13 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from stereocrafter.echo import bounded, echo
 from stereocrafter.errors import BadRequestError
+from stereocrafter.presets import PRESET_NAMES, PRESETS
 
 StereoMode = Literal["anaglyph", "sbs", "half-sbs", "top-bottom", "anaglyph-dubois"]
 
@@ -117,11 +119,22 @@ class InvocationRequest(BaseModel):
     max_disp: float = Field(default=20.0, ge=0.0, le=100.0, description="disparity of the nearest point, px")
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
     tile_num: Literal[1, 2, 4] = Field(default=1, description="inpainting tiles per axis")
+    preset: str | None = Field(
+        default=None,
+        description="conversion preset (reference | fast); default: the service's STEREOCRAFTER_PRESET",
+    )
     overwrite: bool = Field(
         default=True,
         description="false: refuse (409) when an object already exists at s3_output_uri, and write "
         "it only if none has appeared meanwhile (If-None-Match: *)",
     )
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            raise ValueError(f"unknown preset {echo(value, 40)}; choose one of {', '.join(PRESET_NAMES)}")
+        return value
 
     @model_validator(mode="after")
     def _distinct(self) -> InvocationRequest:
@@ -139,6 +152,7 @@ class Padding(BaseModel):
 class InvocationResponse(BaseModel):
     s3_output_uri: str
     mode: StereoMode
+    preset: str
     frames: int
     fps: str  # exact rational, e.g. "30000/1001"
     width: int  # of the stored video, padding included

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stereocrafter.presets import DEFAULT_PRESET, check_preset
+
 DEFAULT_WEIGHTS_DIR = "/opt/ml/model/weights"
 
 
@@ -24,8 +26,10 @@ class Settings:
     max_input_bytes: int  # STEREOCRAFTER_MAX_INPUT_BYTES (default 4 GiB)
     max_frames: int  # STEREOCRAFTER_MAX_FRAMES (default 1800)
     max_pixels: int  # STEREOCRAFTER_MAX_PIXELS per frame (default 1920*1080)
-    depth_steps: int  # STEREOCRAFTER_DEPTH_STEPS (default 8, the reference)
-    inpaint_steps: int  # STEREOCRAFTER_INPAINT_STEPS (default 8, the reference)
+    preset: str  # STEREOCRAFTER_PRESET: the default conversion preset (default "reference")
+    depth_steps: int | None  # STEREOCRAFTER_DEPTH_STEPS: overrides the preset's (tests, demos)
+    inpaint_steps: int | None  # STEREOCRAFTER_INPAINT_STEPS: overrides the preset's
+    compile_backend: str | None  # STEREOCRAFTER_COMPILE: 1 = torch.compile the UNets (inductor), or a backend
     max_body_bytes: int  # STEREOCRAFTER_MAX_BODY_BYTES: /invocations body (default 64 KiB)
     s3_connect_timeout: float  # STEREOCRAFTER_S3_CONNECT_TIMEOUT seconds (default 3)
     s3_read_timeout: float  # STEREOCRAFTER_S3_READ_TIMEOUT seconds per socket read (default 15)
@@ -43,6 +47,20 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
     if value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    """The variable as an integer >= 1, or None when it is unset or empty."""
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, 1)
+
+
+def _compile_backend(raw: str) -> str | None:
+    value = raw.strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return None
+    return "inductor" if value in ("1", "true", "yes", "on") else value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -77,8 +95,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_input_bytes=_int(env, "STEREOCRAFTER_MAX_INPUT_BYTES", 4 * 2**30),
         max_frames=_int(env, "STEREOCRAFTER_MAX_FRAMES", 1800),
         max_pixels=_int(env, "STEREOCRAFTER_MAX_PIXELS", 1920 * 1080),
-        depth_steps=_int(env, "STEREOCRAFTER_DEPTH_STEPS", 8),
-        inpaint_steps=_int(env, "STEREOCRAFTER_INPAINT_STEPS", 8),
+        preset=check_preset(env.get("STEREOCRAFTER_PRESET", "").strip() or DEFAULT_PRESET),
+        depth_steps=_optional_int(env, "STEREOCRAFTER_DEPTH_STEPS"),
+        inpaint_steps=_optional_int(env, "STEREOCRAFTER_INPAINT_STEPS"),
+        compile_backend=_compile_backend(env.get("STEREOCRAFTER_COMPILE", "")),
         max_body_bytes=_int(env, "STEREOCRAFTER_MAX_BODY_BYTES", 64 * 1024, low=256),
         s3_connect_timeout=_seconds(env, "STEREOCRAFTER_S3_CONNECT_TIMEOUT", 3.0),
         s3_read_timeout=_seconds(env, "STEREOCRAFTER_S3_READ_TIMEOUT", 15.0),

@@ -211,18 +211,15 @@ def test_unet_inputs_channels_context_and_guidance(depth_pipeline: DepthCrafterP
 
 def test_noise_augmentation_reaches_the_vae_not_clip(depth_pipeline: DepthCrafterPipeline) -> None:
     frames = clip(8)
-    seen: dict[str, torch.Tensor] = {}
-    handles = [
-        depth_pipeline.vae.encoder.register_forward_pre_hook(
-            lambda m, a: seen.__setitem__("vae", a[0].clone())
-        ),
-    ]
+    seen: list[torch.Tensor] = []  # the encoder's inputs, VAE_ENCODE_BATCH frames per call
+    handles = [depth_pipeline.vae.encoder.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))]
     try:
         depth_pipeline(frames, num_inference_steps=1, noise_aug_strength=0.02)
     finally:
         for handle in handles:
             handle.remove()
-    residual = (seen["vae"] - (frames * 2 - 1)) / 0.02
+    assert [len(x) for x in seen] == [2, 2, 2, 2]
+    residual = (torch.cat(seen) - (frames * 2 - 1)) / 0.02
     assert abs(float(residual.mean())) < 0.05
     assert float(residual.std()) == pytest.approx(1.0, abs=0.05)
 

@@ -18,6 +18,7 @@ from stereocrafter.inpainting import (
     tile_layout,
 )
 from stereocrafter.loading import DEPTH_REPO, INPAINTING_REPO, load_inpainting_pipeline
+from stereocrafter.svd import VAE_ENCODE_BATCH
 
 
 def inputs(t: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,8 +162,9 @@ def test_later_chunks_are_conditioned_on_generated_frames(
         handle.remove()
     assert [(c.start, c.end, c.reused) for c in chunks] == [(0, 23, 0), (10, 30, 13)]
     first_chunk_out = outputs[0][1]
-    # Encoder inputs of chunk 2 (5 frames per call; padded to 128 px): its first 13 frames.
-    second = torch.cat(encoded[5:])[:13, :, :32, :32]
+    # Encoder inputs of chunk 2 (after chunk 1's 23 frames; padded to 64 px): its first 13 frames.
+    assert max(len(x) for x in encoded) == VAE_ENCODE_BATCH and sum(len(x) for x in encoded) == 23 + 20
+    second = torch.cat(encoded)[23 : 23 + 13, :, :32, :32]
     torch.testing.assert_close(second, first_chunk_out[10:23] * 2 - 1, rtol=0, atol=1e-6)
     # and the generated frames are 8-bit levels
     torch.testing.assert_close(first_chunk_out * 255, (first_chunk_out * 255).round(), rtol=0, atol=1e-4)
@@ -204,7 +206,7 @@ def test_rejects_bad_input(inpainting_pipeline: StereoInpaintingPipeline) -> Non
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         inpainting_pipeline(warped * 3, mask)
     with pytest.raises(ValueError, match="latents must have shape"):
-        inpainting_pipeline(warped, mask, latents=torch.zeros(1, 2, 4, 8, 8))
+        inpainting_pipeline(warped, mask, latents=torch.zeros(1, 2, 4, 16, 16))  # 64 px is 8 latents
 
 
 def test_loader_rejects_an_eight_channel_unet(tiny_weights: Path, tmp_path: Path) -> None:

@@ -71,7 +71,9 @@ def test_loads_through_the_real_code_path(tiny_weights: Path) -> None:
     assert pipe.vae_scale_factor == 8
     assert pipe.image_mean == (0.48145466, 0.4578275, 0.40821073)
     processors = {type(p).__name__ for p in pipe.unet.attn_processors.values()}
-    assert processors == {"AttnProcessor2_0"}  # PyTorch SDPA
+    assert processors == {"BatchSplitAttnProcessor"}  # PyTorch SDPA, batches within CUDA's grid limit
+    chunks = {m._chunk_size for m in pipe.unet.modules() if hasattr(m, "_chunk_size")}
+    assert chunks == {1}  # feed-forward one frame at a time (prepare_unet)
 
 
 def test_fp16_keeps_the_vae_encoder_in_fp32(tiny_weights: Path) -> None:
@@ -160,3 +162,28 @@ def test_stereo_pipeline_reports_both_stages_missing(weights_copy: Path) -> None
     with pytest.raises(WeightsMissingError) as caught:
         load_stereo_pipeline(weights_copy)
     assert len(caught.value.missing) == 2
+
+
+@pytest.mark.slow
+def test_compiled_unets_give_the_same_conversion(tiny_weights: Path) -> None:
+    """STEREOCRAFTER_COMPILE: both UNets go through torch.compile (dynamo; the "eager" backend
+    here, inductor in production) and warm up at load; the conversion is unchanged."""
+    import numpy as np
+
+    from stereocrafter.loading import compile_unets, load_stereo_pipeline
+    from stereocrafter.pipeline import StereoConfig
+
+    config = StereoConfig(depth_steps=1, inpaint_steps=1)
+    frames = (np.random.default_rng(0).random((5, 64, 96, 3)) * 255).astype(np.uint8)
+
+    def convert(pipeline) -> np.ndarray:
+        out: list[np.ndarray] = []
+        pipeline.run(lambda: iter([frames]), out.append, num_frames=5, width=96, height=64, mode="sbs")
+        return np.concatenate(out)
+
+    plain = convert(load_stereo_pipeline(tiny_weights, device="cpu", config=config))
+    compiled = load_stereo_pipeline(tiny_weights, device="cpu", config=config)
+    compile_unets(compiled, "eager", warmup_size=(64, 96))
+    for unet in (compiled.depth.unet, compiled.inpainting.unet):
+        assert unet._compiled_call_impl is not None
+    assert np.array_equal(convert(compiled), plain)

@@ -128,6 +128,87 @@ def test_sequential_frames_serves_overlapping_ranges_once() -> None:
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="max_disp"):
         StereoConfig(max_disp=-1)
+    with pytest.raises(ValueError, match="holes_only"):
+        StereoConfig(inpaint_max_res=1024)  # a resized inpaint over the whole frame: refused
+    with pytest.raises(ValueError, match="unknown preset 'turbo'; choose one of reference, fast"):
+        StereoConfig.from_preset("turbo")
+
+
+def test_presets_are_tables_over_the_reference_defaults() -> None:
+    assert StereoConfig.from_preset("reference") == StereoConfig()
+    fast = StereoConfig.from_preset("fast", seed=7)
+    # DepthCrafter's own inference defaults (run.py): 5 steps, no CFG, window 110 / overlap 25
+    assert (fast.depth_steps, fast.depth_guidance, fast.depth_window, fast.depth_overlap) == (5, 1.0, 110, 25)
+    # one conditional inpainting pass, the same 8 steps, at most 1024 px, merged into the holes
+    assert (fast.inpaint_steps, fast.inpaint_guidance, fast.inpaint_max_res) == (8, 1.0, 1024)
+    assert fast.holes_only and fast.seed == 7 and fast.depth_max_res == StereoConfig().depth_max_res
+
+
+def test_fast_keeps_every_non_hole_pixel_of_the_splat(
+    stereo: StereoPipeline, clip_with_audio: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a working size below the source (96x64 -> 64x40 here, as 1920x1080 -> 1024x576), the
+    right view is the splat exactly wherever the grown-hole weight is 0, and the inpaint on every
+    hole pixel."""
+    import stereocrafter.pipeline as pipeline_module
+    from stereocrafter.compose import to_uint8
+
+    seen: list[tuple[torch.Tensor, ...]] = []
+    real_weights, real_merge = pipeline_module.hole_weights, pipeline_module.merge_right_view
+
+    def spy_weights(occlusion: torch.Tensor, dilate: int, feather: int) -> torch.Tensor:
+        weight = real_weights(occlusion, dilate, feather)
+        seen.append((occlusion, weight))
+        return weight
+
+    def spy_merge(warped: torch.Tensor, inpainted: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        merged = real_merge(warped, inpainted, weight)
+        seen.append((warped, inpainted, merged))
+        return merged
+
+    monkeypatch.setattr(pipeline_module, "hole_weights", spy_weights)
+    monkeypatch.setattr(pipeline_module, "merge_right_view", spy_merge)
+    # (tiny random weights give noisy depth: a small disparity and margin leave some splat to check)
+    config = StereoConfig.from_preset(
+        "fast",
+        depth_steps=1,
+        inpaint_steps=1,
+        inpaint_max_res=64,
+        max_disp=1.5,
+        hole_dilate_px=1,
+        hole_feather_px=1,
+    )
+    fast = StereoPipeline(stereo.depth, stereo.inpainting, config)
+    info = probe(clip_with_audio)
+    out: list[np.ndarray] = []
+    fast.run(lambda: iter_frames(clip_with_audio, 16), out.append, num_frames=info.num_frames,
+             width=info.width, height=info.height, mode="sbs")  # fmt: skip
+    right = np.concatenate(out)[:, :, 96:]
+    occlusion = torch.cat([s[0] for s in seen[0::2]])
+    weight = torch.cat([s[1] for s in seen[0::2]])
+    warped = torch.cat([s[0] for s in seen[1::2]])
+    inpainted = torch.cat([s[1] for s in seen[1::2]])
+    assert warped.shape == (26, 3, 64, 96) and inpainted.shape == warped.shape
+    keep = (weight == 0).expand_as(warped)
+    assert 0.05 < float((weight > 0).float().mean()) < 0.95  # some holes, mostly splat
+    expected = to_uint8(warped).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(right[keep.permute(0, 2, 3, 1).numpy()], expected[keep.permute(0, 2, 3, 1).numpy()])
+    assert bool((weight[occlusion >= 0.5] == 1).all())
+    hole = (occlusion >= 0.5).expand_as(warped)
+    merged = torch.cat([s[2] for s in seen[1::2]])
+    torch.testing.assert_close(merged[hole], inpainted[hole], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["reference", "fast"])
+def test_both_presets_keep_frames_size_and_fps(
+    stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path, preset: str
+) -> None:
+    config = StereoConfig.from_preset(preset, depth_steps=1, inpaint_steps=1)
+    pipeline = StereoPipeline(stereo.depth, stereo.inpainting, config)
+    result = convert_file(pipeline, clip_with_audio, tmp_path / f"{preset}.mp4", mode="sbs")
+    info = probe(tmp_path / f"{preset}.mp4")
+    assert (info.num_frames, info.width, info.height, info.fps) == (26, 192, 64, Fraction(30000, 1001))
+    assert result.num_frames == 26 and info.has_audio
 
 
 def test_debug_grid(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
@@ -163,6 +244,22 @@ def test_cli_convert(
     assert "192x64, 26 frames at 30000/1001 fps, audio kept" in printed
     assert "tiny random test weights" in printed  # never presented as a real conversion
     assert probe(out).num_frames == 26
+
+
+def test_cli_preset(
+    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("STEREOCRAFTER_DEPTH_STEPS", "1")
+    monkeypatch.setenv("STEREOCRAFTER_INPAINT_STEPS", "1")
+    args = ["convert", str(clip_with_audio), "--weights-dir", str(tiny_weights), "--device", "cpu", "-q"]
+    assert cli_main([*args[:2], str(tmp_path / "fast.mp4"), *args[2:], "--preset", "fast"]) == 0
+    assert "(fast preset)" in capsys.readouterr().out
+    assert probe(tmp_path / "fast.mp4").num_frames == 26
+    assert cli_main([*args[:2], str(tmp_path / "x.mp4"), *args[2:], "--preset", "turbo"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "stereocrafter: error: unknown preset 'turbo'; choose one of reference, fast"
+    assert not (tmp_path / "x.mp4").exists()
 
 
 def test_cli_clear_errors(tmp_path: Path, clip_with_audio: Path, capsys: pytest.CaptureFixture) -> None:

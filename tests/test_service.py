@@ -125,6 +125,7 @@ BAD_REQUESTS: list[tuple[str, bytes, int, str]] = [
         "bad_request",
     ),
     ("prefix as output", body(s3_output_uri="s3://videos/out/"), 400, "bad_request"),
+    ("unknown preset", body(preset="turbo"), 400, "bad_request"),
     ("max_disp out of range", body(max_disp=500), 400, "bad_request"),
     ("negative seed", body(seed=-1), 400, "bad_request"),
     ("tile_num 3", body(tile_num=3), 400, "bad_request"),
@@ -344,6 +345,15 @@ def test_the_response_reports_the_stored_size_and_its_padding(
     assert (result["source_width"], result["source_height"]) == (width, height)
     assert result["padded"]["right"] == 1 and result["padded"]["bottom"] == 1
     assert "even" in result["padded"]["reason"]
+
+
+def test_the_preset_is_chosen_per_request(service: Service) -> None:
+    fast = service.client.convert(CLIP, f"s3://{BUCKET}/out/fast.mp4", mode="sbs", preset="fast")
+    assert fast["preset"] == "fast" and (fast["width"], fast["height"], fast["frames"]) == (128, 48, 10)
+    default = service.client.convert(CLIP, f"s3://{BUCKET}/out/default.mp4", mode="sbs")
+    assert default["preset"] == "reference"  # STEREOCRAFTER_PRESET is not set
+    with pytest.raises(BadRequest, match="unknown preset 'turbo'; choose one of reference, fast"):
+        service.client.convert(CLIP, f"s3://{BUCKET}/out/x.mp4", preset="turbo")
 
 
 def test_even_sizes_report_no_padding(service: Service) -> None:

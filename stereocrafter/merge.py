@@ -1,0 +1,70 @@
+"""Merging a low-resolution inpaint into the full-resolution splat (the ``fast`` preset): pure torch.
+
+The inpainting stage fills the holes of the warped right view; outside the holes the splat already
+holds the source pixel moved to its right-eye place. ``hole_weights`` turns the occlusion map
+into a blending weight: 1 on every hole pixel (occlusion >= 0.5, the model's own binarisation)
+and within ``dilate_px`` of one (Chebyshev distance), then falling linearly to 0 over
+``feather_px`` more pixels, exactly 0 beyond. ``merge_right_view`` takes the inpainted pixel
+where the weight is 1, the splatted one where it is 0 (bit for bit), a mix in between.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def hole_weights(occlusion: torch.Tensor, dilate_px: int, feather_px: int) -> torch.Tensor:
+    """occlusion (T, 1, H, W) in [0, 1] (1 = hole) -> weight (T, 1, H, W) float32 in [0, 1]."""
+    if dilate_px < 0 or feather_px < 0:
+        raise ValueError(f"dilate_px and feather_px must be >= 0, got {dilate_px} and {feather_px}")
+    grown = (occlusion >= 0.5).float()
+    if dilate_px:
+        grown = F.max_pool2d(grown, 2 * dilate_px + 1, stride=1, padding=dilate_px)
+    weight = grown
+    for step in range(1, feather_px + 1):
+        # one more pixel of growth per step; each ring gets a lower weight
+        grown = F.max_pool2d(grown, 3, stride=1, padding=1)
+        weight = torch.maximum(weight, grown * (1.0 - step / (feather_px + 1)))
+    return weight
+
+
+def merge_right_view(warped: torch.Tensor, inpainted: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """warped, inpainted (T, 3, H, W) in [0, 1], weight (T, 1, H, W) -> the merged right view.
+    Where ``weight`` is 0 the result IS ``warped`` (no arithmetic touches those pixels)."""
+    if inpainted.shape != warped.shape:
+        raise ValueError(f"inpainted {tuple(inpainted.shape)} must match warped {tuple(warped.shape)}")
+    mixed = warped + (inpainted.to(warped.dtype) - warped) * weight
+    return torch.where(weight > 0, mixed, warped)
+
+
+def working_size(height: int, width: int, max_res: int, multiple: int = 8) -> tuple[int, int]:
+    """The inpainting working size: the source size when ``max_res`` is 0 or not exceeded, else
+    scaled so the long side is ``max_res``, each side rounded to a multiple of ``multiple``
+    (1920x1080 -> 1024x576, 1280x720 -> 1024x576, 3840x1600 -> 1024x424)."""
+    if max_res <= 0 or max(height, width) <= max_res:
+        return height, width
+    scale = max_res / max(height, width)
+    return (
+        max(multiple, round(height * scale / multiple) * multiple),
+        max(multiple, round(width * scale / multiple) * multiple),
+    )
+
+
+def shrink(
+    warped: torch.Tensor, occlusion: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inpainting input at the working size: the view resampled with antialiasing, the holes
+    kept conservatively (a working pixel is a hole if any source pixel under it is one)."""
+    if tuple(warped.shape[-2:]) == tuple(size):
+        return warped, occlusion
+    small = F.interpolate(warped, size=size, mode="bilinear", antialias=True, align_corners=False)
+    holes = F.interpolate((occlusion >= 0.5).float(), size=size, mode="area")
+    return small.clamp(0, 1), (holes > 0).float()
+
+
+def enlarge(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The inpainted view back at the source size (bicubic), clamped to [0, 1]."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    return F.interpolate(frames.float(), size=size, mode="bicubic", align_corners=False).clamp(0, 1)

@@ -1,0 +1,54 @@
+"""Named conversion presets: data only, one table each (no torch here).
+
+A preset is the set of ``StereoConfig`` fields it changes from the defaults, which are the
+published pipeline's. The request's ``preset``, the CLI's ``--preset`` and
+``STEREOCRAFTER_PRESET`` are looked up here; ``StereoConfig.from_preset`` applies a table.
+
+- ``reference``: the published StereoCrafter procedure, bit-faithful (depth 8 steps, CFG 1.2,
+  window 70/25; inpainting 8 steps, CFG 1.01, the whole frame at full resolution).
+- ``fast``: the same models, run as their authors run them when speed matters:
+  - depth with DepthCrafter's own published inference defaults, the `main` arguments of
+    Tencent/DepthCrafter's run.py (also listed in the team's reference notes §1.1): 5 steps,
+    guidance 1.0 (one UNet pass, no unconditional one), window 110, overlap 25, max_res 1024;
+  - inpainting with a single conditional pass (guidance exactly 1.0 instead of 1.01, which
+    was eps_c + 0.01 (eps_c - eps_u): a second UNet pass for a 1% nudge), still 8 steps;
+  - inpainting at a working resolution of at most 1024 px on the long side, whatever the source;
+    its result is resized back to the source size and used ONLY inside the occlusion mask,
+    dilated by ``hole_dilate_px`` and feathered over ``hole_feather_px``. Everywhere else the
+    right view is the forward-splatted source pixel, exactly (full-resolution texture kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+DEFAULT_PRESET = "reference"
+
+PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "reference": MappingProxyType({}),
+        "fast": MappingProxyType(
+            {
+                "depth_steps": 5,
+                "depth_guidance": 1.0,
+                "depth_window": 110,
+                "depth_overlap": 25,
+                "inpaint_guidance": 1.0,
+                "inpaint_max_res": 1024,
+                "holes_only": True,
+                "hole_dilate_px": 4,
+                "hole_feather_px": 4,
+            }
+        ),
+    }
+)
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+
+
+def check_preset(name: str) -> str:
+    """``name`` if it is a preset, else ``ValueError`` listing the names."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+    return name
