@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv serve demo demo-convert test test-slow lint bench bench-smoke lock clean
+.PHONY: venv serve demo demo-convert test test-slow test-all lint bench bench-smoke lock clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,8 @@ demo: venv
 
 # The local converter alone (no service, no S3), also on tiny random weights, with the debug grid.
 demo-convert: venv
-	$(BIN)/python -m stereocrafter.testing demo
-	$(BIN)/stereocrafter convert demo/sample.mp4 demo/convert_sbs.mp4 --mode sbs \
+	$(BIN)/python -m stereocrafter.testing demo --clip convert_input.mp4
+	$(BIN)/stereocrafter convert demo/convert_input.mp4 demo/convert_sbs.mp4 --mode sbs \
 	  --weights-dir demo/tiny-weights --save-grid demo/convert_grid.mp4
 
 test: venv
@@ -40,6 +40,9 @@ test: venv
 # The slow end-to-end tests (torch.compile of both UNets); CI runs them after `make test`.
 test-slow: venv
 	$(BIN)/python -m pytest -m slow
+
+# Both tiers, as CI runs them.
+test-all: test test-slow
 
 lint: venv
 	$(BIN)/ruff check .

@@ -120,7 +120,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 @bentoml.asgi_app(http, path="/")
 class StereoCrafter:
     def __init__(self) -> None:
+        from stereocrafter.thirdparty import quiet_known_messages
+
+        quiet_known_messages()  # before transformers and diffusers are imported
         from stereocrafter.convert import run_job
+        from stereocrafter.doctor import diagnose
         from stereocrafter.loading import is_tiny, load_stereo_pipeline
         from stereocrafter.pipeline import StereoConfig
         from stereocrafter.settings import load_settings
@@ -128,6 +132,8 @@ class StereoCrafter:
         from stereocrafter.weights import ModelHolder
 
         self.settings = settings = load_settings()
+        for line in diagnose(settings):  # what this instance can do, in CloudWatch
+            logger.info("doctor: %s", line)
         config = StereoConfig.from_preset(settings.preset)  # the compile warm-up's window and chunk
 
         def load(weights_dir: Path) -> Any:
@@ -190,10 +196,12 @@ class StereoCrafter:
             _release_gpu_memory()
         result = result.model_copy(update={"tiny_weights": self._is_tiny(self.settings.weights_dir)})
         logger.info(
-            "request %s done: %d frames in %.1f s",
+            "request %s done (%s preset): %d frames in %.1f s; %s",
             request_id,
+            result.preset,
             result.frames,
             result.finished_at - result.started_at,
+            ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items()),
         )
         return result.model_dump()
 

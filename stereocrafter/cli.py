@@ -1,16 +1,24 @@
-"""Command line: ``stereocrafter convert INPUT OUTPUT --mode anaglyph|sbs|...``.
+"""Command line: ``stereocrafter convert INPUT OUTPUT ...`` and ``stereocrafter doctor``.
 
-Runs the whole conversion locally on the CPU or a GPU, with a progress bar. Errors that a user can
-fix (missing weights, an unreadable video, bad options) print one line and exit with status 2.
+``convert`` runs the whole conversion locally on the CPU or a GPU, with a progress bar per stage.
+Everything a user can get wrong is checked before any model loads (minutes on a GPU): the options'
+ranges, the preset, the output and grid paths (folder exists and is writable, supported suffix,
+not a directory) and the input (probed, and its packets counted, so a truncated file is caught
+now). Every user error is one line on stderr and exit status 2; an internal error is one line and
+status 1, with the traceback under ``--verbose``. ``doctor`` prints what this machine and its
+weights can do (the service logs the same lines at start-up).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from stereocrafter.compose import MODES
 from stereocrafter.errors import StereoCrafterError
@@ -19,12 +27,19 @@ from stereocrafter.presets import PRESET_NAMES
 logger = logging.getLogger("stereocrafter")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (``stereocrafter: error: ...``), status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog.split()[0]}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stereocrafter", description="2D to stereo 3D video conversion")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="stereocrafter", description="2D to stereo 3D video conversion")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     convert = commands.add_parser("convert", help="convert a local video file")
     convert.add_argument("input", type=Path)
-    convert.add_argument("output", type=Path, help="output file (.mp4, .mov or .mkv)")
+    convert.add_argument("output", type=Path, help="output file (.mp4, .m4v, .mov or .mkv)")
     convert.add_argument("--mode", choices=MODES, default="anaglyph")
     convert.add_argument(
         "--preset",
@@ -39,61 +54,118 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--save-grid", type=Path, help="also write the 2x2 debug grid video here")
     convert.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     convert.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower is better)")
-    convert.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    convert.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    convert.add_argument("-v", "--verbose", action="store_true", help="tracebacks and library warnings")
+    doctor = commands.add_parser("doctor", help="what this machine and its weights can do")
+    doctor.add_argument("--weights-dir", type=Path, help="default: $WEIGHTS_DIR or /opt/ml/model/weights")
+    doctor.add_argument("--preset", help="the preset whose memory needs to compare with")
+    doctor.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
+def check_output_path(path: Path, what: str) -> None:
+    """A file can be written at ``path``: a supported suffix, not a directory, in a folder that
+    exists and is writable. ``StereoCrafterError`` saying which of these fails."""
+    from stereocrafter.video_io import OUTPUT_FORMATS
+
+    if path.is_dir():
+        raise StereoCrafterError(f"the {what} {path} is a directory; give a file name")
+    if path.suffix.lower() not in OUTPUT_FORMATS:
+        suffixes = ", ".join(sorted(OUTPUT_FORMATS))
+        raise StereoCrafterError(f"the {what} {path} has the suffix {path.suffix!r}; use one of {suffixes}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise StereoCrafterError(f"the folder {folder} of the {what} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StereoCrafterError(f"the folder {folder} of the {what} is not writable")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    if not 0 <= args.crf <= 51:
+        raise StereoCrafterError(f"--crf must be in 0-51, got {args.crf}")
+    if not 0 <= args.max_disp <= 200:
+        raise StereoCrafterError(f"--max-disp must be in 0-200 pixels, got {args.max_disp:g}")
+    if not 0 <= args.seed < 2**63:
+        raise StereoCrafterError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.preset is not None and args.preset not in PRESET_NAMES:
+        raise StereoCrafterError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+
+
 def run_convert(args: argparse.Namespace) -> int:
+    # 1. Everything the user controls, before anything heavy is imported or loaded.
+    check_options(args)
+    if not args.input.is_file():
+        raise StereoCrafterError(f"no such input file: {args.input}")
+    check_output_path(args.output, "output")
+    if args.save_grid is not None:
+        check_output_path(args.save_grid, "grid")
+        if args.save_grid.resolve() == args.output.resolve():
+            raise StereoCrafterError("--save-grid must differ from the output")
+    if args.output.resolve() == args.input.resolve():
+        raise StereoCrafterError("the output must differ from the input (it would be overwritten)")
+
+    from stereocrafter.convert import job_config
+    from stereocrafter.settings import load_settings
+    from stereocrafter.video_io import check_packets, probe
+
+    try:
+        settings = load_settings()
+    except ValueError as err:  # a bad STEREOCRAFTER_* variable
+        raise StereoCrafterError(str(err)) from None
+    preset = args.preset or settings.preset
+    try:
+        config = job_config(preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
+    except ValueError as err:
+        raise StereoCrafterError(str(err)) from None
+    info = probe(args.input)
+    check_packets(args.input, info)  # a truncated file fails now, not after the models load
+    device = args.device or settings.device
+
     import torch
     from tqdm import tqdm
 
-    from stereocrafter.convert import convert_file, job_config
+    from stereocrafter.convert import convert_file
     from stereocrafter.loading import is_tiny, load_stereo_pipeline
-    from stereocrafter.settings import load_settings
-    from stereocrafter.video_io import probe
 
-    settings = load_settings()
-    weights_dir = args.weights_dir or settings.weights_dir
-    device = args.device or settings.device
     if device == "cuda" and not torch.cuda.is_available():
         raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
-    if args.preset is not None and args.preset not in PRESET_NAMES:
-        raise StereoCrafterError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
-    preset = args.preset or settings.preset
-    config = job_config(preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
-    if not args.input.is_file():
-        raise StereoCrafterError(f"no such input file: {args.input}")
-    probe(args.input)  # a bad video fails here, before minutes of model loading
+    weights_dir = args.weights_dir or settings.weights_dir
+
+    # 2. The models, then the conversion with one bar per stage.
     pipeline = load_stereo_pipeline(weights_dir, device=device, config=config)
     tiny = is_tiny(weights_dir)
-    bars: dict[str, tqdm] = {}
+    bars: dict[str, Any] = {}
+    stages = {"depth": "1/2 depth", "inpainting": "2/2 inpainting"}
 
     def progress(stage: str, done: int, total: int) -> None:
         if args.quiet:
             return
         bar = bars.get(stage)
-        if bar is None:
+        if bar is None:  # created when the stage starts, so its clock is the stage's
             for finished in bars.values():
                 finished.close()
-            bar = bars[stage] = tqdm(total=total, desc=f"{stage:10s}", unit="frame", leave=True)
+            label = stages.get(stage, stage)
+            bar = bars[stage] = tqdm(total=total, desc=f"{label:15s}", unit="frame", leave=True)
         bar.update(done - bar.n)
 
-    result = convert_file(
-        pipeline,
-        args.input,
-        args.output,
-        mode=args.mode,
-        progress=progress,
-        grid_path=args.save_grid,
-        crf=args.crf,
-    )
-    for bar in bars.values():
-        bar.close()
+    try:
+        result = convert_file(
+            pipeline,
+            args.input,
+            args.output,
+            mode=args.mode,
+            progress=progress,
+            grid_path=args.save_grid,
+            crf=args.crf,
+        )
+    finally:  # an error message must not land in the middle of a bar's line
+        for bar in bars.values():
+            bar.close()
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     print(
         f"wrote {result.output}: {result.mode} ({preset} preset), {result.width}x{result.height}, "
-        f"{result.num_frames} frames "
-        f"at {result.fps} fps{', audio kept' if result.has_audio else ''} ({timing})"
+        f"{result.num_frames} frames at {result.fps} fps{', audio kept' if result.has_audio else ''} "
+        f"({timing})"
     )
     if tiny:
         print(
@@ -102,17 +174,49 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_doctor(args: argparse.Namespace) -> int:
+    from stereocrafter.doctor import diagnose
+    from stereocrafter.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except ValueError as err:
+        raise StereoCrafterError(str(err)) from None
+    if args.preset is not None and args.preset not in PRESET_NAMES:
+        raise StereoCrafterError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+    for line in diagnose(settings, args.weights_dir, args.preset, list_missing=True):
+        print(line)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        from stereocrafter.thirdparty import quiet_known_messages
+
+        quiet_known_messages()
     try:
-        return run_convert(args)
+        return run_doctor(args) if args.command == "doctor" else run_convert(args)
     except StereoCrafterError as err:
         print(f"stereocrafter: error: {err.message}", file=sys.stderr)
         return 2
     except FileNotFoundError as err:
         print(f"stereocrafter: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("stereocrafter: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.verbose:
+            traceback.print_exc()
+        text = str(err).strip().splitlines()
+        first = text[0][:300] if text else ""
+        print(
+            f"stereocrafter: internal error: {type(err).__name__}: {first} (--verbose shows where)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

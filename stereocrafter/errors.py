@@ -43,8 +43,18 @@ class WeightsMissingError(StereoCrafterError):
     status = 503
 
     def __init__(self, missing: list[str], weights_dir: str) -> None:
-        listed = ", ".join(missing)
-        super().__init__(f"model weights missing under {weights_dir}: {listed}")
+        # Short: one or two components by name, else a count per repo (the full list is in
+        # ``missing``, the service log and ``stereocrafter doctor``).
+        if len(missing) <= 2:
+            detail = "; ".join(missing)
+        else:
+            repos: dict[str, int] = {}
+            for item in missing:
+                repo = "/".join(item.split("/")[:2])
+                repos[repo] = repos.get(repo, 0) + 1
+            counts = ", ".join(f"{n} in {repo}" for repo, n in repos.items())
+            detail = f"{len(missing)} components ({counts}); `stereocrafter doctor` lists the files"
+        super().__init__(f"model weights missing under {weights_dir}: {detail}")
         self.missing = missing
         self.weights_dir = weights_dir
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +31,10 @@ from stereocrafter import inpainting as inpainting_stage
 from stereocrafter.compose import check_mode, compose, output_size, to_uint8
 from stereocrafter.depth import (
     DepthCrafterPipeline,
-    WindowState,
     processing_size,
     resize_frames,
 )
-from stereocrafter.inpainting import Chunk, StereoInpaintingPipeline
+from stereocrafter.inpainting import StereoInpaintingPipeline
 from stereocrafter.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
 from stereocrafter.presets import PRESETS, check_preset
 from stereocrafter.splatting import disparity_from_depth, forward_splat
@@ -202,23 +202,22 @@ class StereoPipeline:
             self._frames(open_frames), num_frames, lambda c: resize_frames(self._to_tensor(c), size)
         )
 
-        def on_window(state: WindowState) -> None:
-            report("depth", state.end, state.num_frames)
-
-        depth_chunks = [
-            chunk
-            for _, chunk in self.depth.iter_depth(
-                source,
-                num_inference_steps=cfg.depth_steps,
-                guidance_scale=cfg.depth_guidance,
-                window_size=cfg.depth_window,
-                overlap=cfg.depth_overlap,
-                noise_aug_strength=cfg.noise_aug_strength,
-                decode_chunk_size=cfg.depth_decode_chunk,
-                generator=self._generator(cfg.seed),
-                callback_on_window_end=on_window,
-            )
-        ]
+        depth_progress = StageProgress(report, "depth", num_frames, depth_increments(num_frames, cfg))
+        with depth_progress.watching(self.depth.unet):
+            depth_chunks = [
+                chunk
+                for _, chunk in self.depth.iter_depth(
+                    source,
+                    num_inference_steps=cfg.depth_steps,
+                    guidance_scale=cfg.depth_guidance,
+                    window_size=cfg.depth_window,
+                    overlap=cfg.depth_overlap,
+                    noise_aug_strength=cfg.noise_aug_strength,
+                    decode_chunk_size=cfg.depth_decode_chunk,
+                    generator=self._generator(cfg.seed),
+                )
+            ]
+        depth_progress.finish()
         raw_depth = torch.cat(depth_chunks)  # (T, 1, h, w) float32, CPU
         del depth_chunks, source
         low, high = float(raw_depth.min()), float(raw_depth.max())
@@ -233,35 +232,98 @@ class StereoPipeline:
         out_w, out_h = output_size(mode, width, height)
         written = 0
 
-        def on_chunk(chunk: Chunk, total: int) -> None:
-            report("inpainting", chunk.end, num_frames)
-
-        for start, right in self.inpainting.iter_inpaint(
-            stereo,
-            num_inference_steps=cfg.inpaint_steps,
-            guidance_scale=cfg.inpaint_guidance,
-            frames_chunk=cfg.frames_chunk,
-            overlap=cfg.inpaint_overlap,
-            tile_num=cfg.tile_num,
-            generator=self._generator(cfg.seed),
-            callback_on_chunk_end=on_chunk,
-        ):
-            composed_at = time.perf_counter()
-            left, depth_vis, occlusion, warped = stereo.kept(start, right.shape[0])
-            if cfg.holes_only:  # the inpaint only inside the grown holes, the splat elsewhere
-                weight = hole_weights(occlusion, cfg.hole_dilate_px, cfg.hole_feather_px)
-                right = merge_right_view(warped, enlarge(right, (height, width)), weight)
-            sink(compose(left, right, mode).cpu().numpy())
-            if grid_sink is not None:
-                grid_sink(debug_grid(left, depth_vis, occlusion, warped))
-            written += right.shape[0]
-            timings["compose_encode"] = timings.get("compose_encode", 0.0) + time.perf_counter() - composed_at
+        inpaint_progress = StageProgress(
+            report, "inpainting", num_frames, inpainting_increments(num_frames, cfg)
+        )
+        with inpaint_progress.watching(self.inpainting.unet):
+            for start, right in self.inpainting.iter_inpaint(
+                stereo,
+                num_inference_steps=cfg.inpaint_steps,
+                guidance_scale=cfg.inpaint_guidance,
+                frames_chunk=cfg.frames_chunk,
+                overlap=cfg.inpaint_overlap,
+                tile_num=cfg.tile_num,
+                generator=self._generator(cfg.seed),
+            ):
+                composed_at = time.perf_counter()
+                left, depth_vis, occlusion, warped = stereo.kept(start, right.shape[0])
+                if cfg.holes_only:  # the inpaint only inside the grown holes, the splat elsewhere
+                    weight = hole_weights(occlusion, cfg.hole_dilate_px, cfg.hole_feather_px)
+                    right = merge_right_view(warped, enlarge(right, (height, width)), weight)
+                sink(compose(left, right, mode).cpu().numpy())
+                if grid_sink is not None:
+                    grid_sink(debug_grid(left, depth_vis, occlusion, warped))
+                written += right.shape[0]
+                timings["compose_encode"] = (
+                    timings.get("compose_encode", 0.0) + time.perf_counter() - composed_at
+                )
+        inpaint_progress.finish()
         total = time.perf_counter() - started
         timings["splat"] = stereo.splat_seconds
         timings["inpainting"] = total - stereo.splat_seconds - timings.get("compose_encode", 0.0)
         if written != num_frames:
             raise RuntimeError(f"produced {written} frames for a {num_frames}-frame clip")
         return StereoResult(num_frames=written, width=out_w, height=out_h, timings=timings)
+
+
+def depth_windows(num_frames: int, window: int, overlap: int) -> list[tuple[int, int, int]]:
+    """The depth stage's windows as ``iter_depth`` walks them: (start, end, frames it finishes)."""
+    if num_frames <= window:
+        return [(0, num_frames, num_frames)]
+    windows: list[tuple[int, int, int]] = []
+    start = 0
+    while start < num_frames - overlap:
+        end = min(start + window, num_frames)
+        windows.append((start, end, end - (start + overlap) if windows else end))
+        start += window - overlap
+    return windows
+
+
+def depth_increments(num_frames: int, cfg: StereoConfig) -> list[float]:
+    """Frames finished per depth-UNet call: each window's new frames spread over its calls."""
+    calls = cfg.depth_steps * (2 if cfg.depth_guidance > 1.0 else 1)
+    windows = depth_windows(num_frames, cfg.depth_window, cfg.depth_overlap)
+    return [new / calls for _, _, new in windows for _ in range(calls)]
+
+
+def inpainting_increments(num_frames: int, cfg: StereoConfig) -> list[float]:
+    """Frames finished per inpainting-UNet call: each chunk's kept frames over steps x tiles."""
+    calls = cfg.inpaint_steps * cfg.tile_num**2  # the guidance pair is one batched call
+    chunks = inpainting_stage.plan_chunks(num_frames, cfg.frames_chunk, cfg.inpaint_overlap)
+    return [(c.end - c.start - c.reused) / calls for c in chunks for _ in range(calls)]
+
+
+class StageProgress:
+    """Progress of one stage in frames, from its UNet's calls (a forward hook, no argument threaded
+    through the stage): each call advances the count by its share of the frames its window or
+    chunk finishes, and every whole frame crossed is reported, from 0 at the stage's start (so a
+    bar's clock is the stage's) to ``total`` at its end."""
+
+    def __init__(self, report: Progress, stage: str, total: int, increments: list[float]) -> None:
+        self.report, self.stage, self.total = report, stage, total
+        self._increments = iter(increments)
+        self._done, self._reported = 0.0, 0
+        report(stage, 0, total)
+
+    @contextmanager
+    def watching(self, unet: torch.nn.Module) -> Iterator[None]:
+        handle = unet.register_forward_hook(self._after_call)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _after_call(self, *_: Any) -> None:
+        self._done += next(self._increments, 0.0)
+        self._emit(min(int(self._done + 1e-6), self.total))
+
+    def _emit(self, upto: int) -> None:
+        while self._reported < upto:
+            self._reported += 1
+            self.report(self.stage, self._reported, self.total)
+
+    def finish(self) -> None:
+        self._emit(self.total)
 
 
 class _StereoSource:

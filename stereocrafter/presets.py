@@ -46,6 +46,11 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
 )
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 
+# Peak GPU memory of a 1920x1080 conversion with one tile, GB: the four models' bf16 weights plus
+# the largest model call's activations, counted on fake tensors by bench/flops.py (not yet
+# measured on a GPU). ``stereocrafter doctor`` compares the free GPU memory with it.
+PEAK_GPU_GB_1080P: Mapping[str, float] = MappingProxyType({"reference": 23.2, "fast": 17.4})
+
 
 def check_preset(name: str) -> str:
     """``name`` if it is a preset, else ``ValueError`` listing the names."""

@@ -218,6 +218,18 @@ def _count_packets(path: str | os.PathLike[str]) -> int:
             raise VideoDecodeError(f"{name}: corrupt container ({_reason(err)})") from None
 
 
+def check_packets(path: str | os.PathLike[str], info: VideoInfo) -> None:
+    """Demux (no decoding) the whole video stream and check that it holds the frames ``probe``
+    found: a file cut short behind an intact index (an MP4 with its index in front) passes
+    ``probe`` and would fail only mid-conversion. Seconds for a long 1080p file."""
+    name = Path(path).name
+    present = _count_packets(path)
+    if present < info.num_frames:
+        raise VideoDecodeError(
+            f"{name}: truncated video: {present} of the {info.num_frames} frames it declares are present"
+        )
+
+
 def iter_frames(path: str | os.PathLike[str], chunk_size: int = 16) -> Iterator[np.ndarray]:
     """Decode a video into chunks of RGB frames, holding at most one chunk in memory.
 

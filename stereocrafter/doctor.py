@@ -1,0 +1,97 @@
+"""``stereocrafter doctor``: what this machine and its weights can do, in a few lines.
+
+The same lines are logged by the service at start-up (SageMaker ships them to CloudWatch): the
+device and library versions, whether the weights under ``WEIGHTS_DIR`` are complete (and real or
+tiny test weights), the free GPU and host memory against what the preset needs, and what a
+start-up download would fetch. Nothing here loads a model or touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from stereocrafter.presets import DEFAULT_PRESET, PEAK_GPU_GB_1080P
+from stereocrafter.settings import Settings
+
+
+def _versions() -> str:
+    import av
+    import torch
+
+    cuda = torch.version.cuda or "none"
+    libav = av.library_versions.get("libavcodec", ())
+    ffmpeg = ".".join(str(v) for v in libav) if libav else "?"
+    return f"torch {torch.__version__} (CUDA {cuda}), PyAV {av.__version__} (libavcodec {ffmpeg})"
+
+
+def _device(settings: Settings) -> tuple[str, float | None]:
+    """A line on the device, and the free GPU memory in GB (None without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"device: {settings.device} (no CUDA device visible)", None
+    count = torch.cuda.device_count()
+    free, total = torch.cuda.mem_get_info(0)
+    name = torch.cuda.get_device_name(0)
+    memory = f"{free / 1e9:.1f} of {total / 1e9:.1f} GB free"
+    line = f"device: {settings.device}; {count} GPU(s), GPU 0 {name}, {memory}"
+    return line, free / 1e9
+
+
+def _host_memory_gb() -> float | None:
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / 1e9
+    except OSError:
+        return None
+    return None
+
+
+def _weights(weights_dir: Path, list_missing: bool) -> list[str]:
+    from stereocrafter.loading import COMPONENTS, is_tiny
+
+    missing = [c for c in COMPONENTS if c.resolve(weights_dir) is None]
+    if not missing:
+        kind = "TINY RANDOM TEST WEIGHTS (outputs are noise)" if is_tiny(weights_dir) else "real weights"
+        return [f"weights: complete under {weights_dir}, {kind}"]
+    lines = [f"weights: {len(missing)} of {len(COMPONENTS)} components missing under {weights_dir}"]
+    if list_missing:
+        lines += [f"  missing: {c.describe_missing()}" for c in missing]
+    return lines
+
+
+def _download(settings: Settings) -> str:
+    from stereocrafter.weights import download_plan
+
+    plan = download_plan()
+    files = sum(len(patterns) - 1 for patterns in plan.values())  # minus the test-weights marker
+    repos = ", ".join(plan)
+    if settings.hf_token_arn:
+        return f"download at start-up: yes (HF_TOKEN_ARN set), {files} file patterns from {repos}"
+    return f"download at start-up: no (HF_TOKEN_ARN not set); would fetch {files} file patterns from {repos}"
+
+
+def diagnose(
+    settings: Settings, weights_dir: Path | None = None, preset: str | None = None, list_missing: bool = False
+) -> list[str]:
+    """The report's lines (see the module docstring)."""
+    preset = preset or settings.preset or DEFAULT_PRESET
+    device_line, free_gpu = _device(settings)
+    lines = [device_line, _versions()]
+    lines += _weights(Path(weights_dir or settings.weights_dir), list_missing)
+    need = PEAK_GPU_GB_1080P[preset]
+    host = _host_memory_gb()
+    host_text = f"{host:.1f} GB host memory available" if host is not None else "host memory unknown"
+    if free_gpu is None:
+        verdict = "no GPU: CPU conversions only (tiny weights, tests)"
+    else:
+        verdict = "enough" if free_gpu >= need else "NOT ENOUGH for 1080p (use fast, or a bigger GPU)"
+    lines.append(
+        f"memory: preset {preset} needs about {need:.1f} GB of GPU memory at 1080p (bench/flops.py); "
+        f"{verdict}; {host_text}; {os.cpu_count()} CPUs"
+    )
+    lines.append(_download(settings))
+    return lines
