@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from stereocrafter.testing import make_tiny_weights
 from tests.net import free_port
+
+# CI replays the same examples on every run (a landing must not depend on luck); a developer's
+# run draws new ones each time, which is where fuzzing finds things.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
