@@ -15,6 +15,7 @@ type. This module only adapts HTTP to ``stereocrafter``; heavy imports happen in
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from stereocrafter import metrics
 from stereocrafter.echo import bounded, echo, get_logger
 from stereocrafter.errors import (
     BadRequestError,
@@ -159,30 +161,42 @@ class StereoCrafter:
     @http.get("/ping")
     def ping(self) -> JSONResponse:
         status = 200 if self.models.healthy else 503
+        metrics.set_model_state(self.models.state)
         return JSONResponse({"status": self.models.state}, status_code=status)
 
     @http.post("/invocations")
     async def invocations(self, request: Request) -> JSONResponse:
         request_id = _new_request_id()
+        arrived = time.monotonic()
         try:
             job = parse_invocation(await read_body(request, self.settings.max_body_bytes))
             self.models.require()  # 503 at once, without queueing, when models are not there
-            response = await anyio.to_thread.run_sync(self._run, job, request_id, limiter=self.gpu)
+            response = await anyio.to_thread.run_sync(self._run, job, request_id, arrived, limiter=self.gpu)
         except BodyTooLargeError as err:
             logger.info("request %s refused: %s %s", request_id, err.status, err.code)
+            metrics.JOBS.labels("error", err.code).inc()
             # The rest of the body is never read: close the connection rather than drain it.
             return _error(err, request_id, {"Connection": "close"})
         except StereoCrafterError as err:
             logger.info("request %s failed: %s %s", request_id, err.status, err.code)
+            metrics.JOBS.labels("error", err.code).inc()
             return _error(err, request_id)
         except Exception:
             logger.exception("request %s failed unexpectedly", request_id)
             err = StereoCrafterError("internal error; the request id identifies it in the service log")
+            metrics.JOBS.labels("error", err.code).inc()
             return _error(err, request_id)
+        metrics.JOBS.labels("ok", "").inc()
         return JSONResponse(response, headers={"X-Request-Id": request_id})
 
-    def _run(self, job: InvocationRequest, request_id: str) -> dict[str, Any]:
+    def _run(self, job: InvocationRequest, request_id: str, arrived: float) -> dict[str, Any]:
+        import torch
+
+        metrics.QUEUE_WAIT.observe(time.monotonic() - arrived)
         pipeline = self.models.require()
+        on_gpu = torch.cuda.is_available() and self.settings.device == "cuda"
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
         logger.info(
             "request %s: %s -> %s (%s)",
             request_id,
@@ -192,8 +206,12 @@ class StereoCrafter:
         )
         try:
             result = self._run_job(pipeline, self.storage, job, self.settings, request_id)
+            if on_gpu:
+                metrics.PEAK_GPU_MEMORY.observe(torch.cuda.max_memory_allocated())
         finally:
             _release_gpu_memory()
+        metrics.job_finished(result.frames, result.timings)
+        metrics.set_model_state(self.models.state)
         result = result.model_copy(update={"tiny_weights": self._is_tiny(self.settings.weights_dir)})
         logger.info(
             "request %s done (%s preset): %d frames in %.1f s; %s",

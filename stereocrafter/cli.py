@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile-num", type=int, choices=(1, 2, 4), default=1, help="inpainting tiles per axis"
     )
     convert.add_argument("--save-grid", type=Path, help="also write the 2x2 debug grid video here")
+    convert.add_argument(
+        "--report", type=Path, help="write the quality report here (JSON; the contact sheet beside it, .png)"
+    )
     convert.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
     convert.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower is better)")
     convert.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -80,6 +83,14 @@ def check_output_path(path: Path, what: str) -> None:
         raise StereoCrafterError(f"the folder {folder} of the {what} is not writable")
 
 
+def check_report_path(path: Path) -> None:
+    if path.suffix.lower() != ".json" or path.is_dir():
+        raise StereoCrafterError(f"--report {path} must name a .json file (the .png goes beside it)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise StereoCrafterError(f"the folder {folder} of the report does not exist or is not writable")
+
+
 def check_options(args: argparse.Namespace) -> None:
     if not 0 <= args.crf <= 51:
         raise StereoCrafterError(f"--crf must be in 0-51, got {args.crf}")
@@ -103,6 +114,8 @@ def run_convert(args: argparse.Namespace) -> int:
             raise StereoCrafterError("--save-grid must differ from the output")
     if args.output.resolve() == args.input.resolve():
         raise StereoCrafterError("the output must differ from the input (it would be overwritten)")
+    if args.report is not None:
+        check_report_path(args.report)
 
     from stereocrafter.convert import job_config
     from stereocrafter.settings import load_settings
@@ -148,6 +161,9 @@ def run_convert(args: argparse.Namespace) -> int:
             bar = bars[stage] = tqdm(total=total, desc=f"{label:15s}", unit="frame", leave=True)
         bar.update(done - bar.n)
 
+    from stereocrafter.report import QualityReport
+
+    report = QualityReport() if args.report is not None else None
     try:
         result = convert_file(
             pipeline,
@@ -157,6 +173,7 @@ def run_convert(args: argparse.Namespace) -> int:
             progress=progress,
             grid_path=args.save_grid,
             crf=args.crf,
+            observer=report,
         )
     finally:  # an error message must not land in the middle of a bar's line
         for bar in bars.values():
@@ -167,6 +184,16 @@ def run_convert(args: argparse.Namespace) -> int:
         f"{result.num_frames} frames at {result.fps} fps{', audio kept' if result.has_audio else ''} "
         f"({timing})"
     )
+    if report is not None:  # the conversion stands whatever happens here
+        from stereocrafter.convert import report_extra, write_report
+
+        png = args.report.with_suffix(".png")
+        try:
+            extra = {**report_extra(preset, result.timings), "tiny_weights": tiny}
+            write_report(report, args.report, png, extra)
+            print(f"report: {args.report} and {png}")
+        except Exception as err:
+            print(f"stereocrafter: warning: no report written ({type(err).__name__}: {err})", file=sys.stderr)
     if tiny:
         print(
             "NOTE: made with tiny random test weights: the depth and inpainting are noise, not a conversion"

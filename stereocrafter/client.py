@@ -5,8 +5,11 @@
   ``invoke_endpoint`` (``convert``) or asynchronous ``invoke_endpoint_async`` (``convert_async``,
   which puts the request JSON in S3 and waits for SageMaker's output object).
 
-Both return the service's JSON result as a dict and raise a ``ConversionError`` subclass chosen by
-the HTTP status the service answered, carrying ``status``, ``code``, ``message`` and ``request_id``.
+Both return the service's JSON result as a dict (``result["report"]``: the quality report's clip
+figures, ``result["report_uris"]``: its JSON and PNG beside the output) and raise a
+``ConversionError`` subclass chosen by the HTTP status the service answered (or, where two
+meanings share a status, by the error code), carrying ``status``, ``code``, ``message`` and
+``request_id``.
 """
 
 from __future__ import annotations

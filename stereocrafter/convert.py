@@ -3,6 +3,7 @@ used by the CLI) and ``run_job`` (the service's S3 job around it)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -17,9 +18,12 @@ from typing import Any
 import numpy as np
 
 from stereocrafter.compose import check_mode, output_size
-from stereocrafter.errors import LimitExceededError
-from stereocrafter.pipeline import Progress, StereoConfig, StereoPipeline
-from stereocrafter.schemas import InvocationRequest, InvocationResponse, Padding
+from stereocrafter.echo import bounded
+from stereocrafter.errors import LimitExceededError, StereoCrafterError
+from stereocrafter.loading import is_tiny
+from stereocrafter.pipeline import Observer, Progress, StereoConfig, StereoPipeline
+from stereocrafter.report import QualityReport
+from stereocrafter.schemas import InvocationRequest, InvocationResponse, Padding, S3Location
 from stereocrafter.settings import Settings
 from stereocrafter.storage import S3Storage
 from stereocrafter.streams import BackgroundSink
@@ -56,6 +60,7 @@ def convert_file(
     progress: Progress | None = None,
     grid_path: str | os.PathLike[str] | None = None,
     crf: int = 18,
+    observer: Observer | None = None,
 ) -> ConversionResult:
     """Convert ``source`` into a stereo video at ``output`` (exact fps and frame count, audio kept).
 
@@ -92,6 +97,7 @@ def convert_file(
             mode=mode,
             progress=progress,
             grid_sink=grid_sink,
+            observer=observer,
         )
         encode_started = time.perf_counter()
     stored_width, stored_height = writer.encoded_width, writer.encoded_height
@@ -163,11 +169,18 @@ def run_job(
         if info.width * info.height > settings.max_pixels:
             size, limit = f"{info.width}x{info.height}", settings.max_pixels
             raise LimitExceededError(f"the segment is {size}; the limit is {limit} pixels per frame")
-        result = convert_file(job_pipeline, source, output, mode=request.mode)
+        report = QualityReport() if request.report else None
+        result = convert_file(job_pipeline, source, output, mode=request.mode, observer=report)
         upload_started = time.perf_counter()
         storage.upload(output, output_uri, overwrite=request.overwrite)
         timings.update(result.timings)
         timings["upload"] = time.perf_counter() - upload_started
+        reported: dict[str, Any] = {}
+        if report is not None:  # after the video, and never failing the job
+            tiny = is_tiny(settings.weights_dir)
+            reported = publish_report(
+                report, storage, output_uri, Path(tmp), preset, timings, tiny, request_id
+            )
     return InvocationResponse(
         s3_output_uri=output_uri.uri,
         mode=request.mode,
@@ -185,6 +198,7 @@ def run_job(
         started_at=started,
         finished_at=time.time(),
         tiny_weights=False,
+        **reported,
     )
 
 
@@ -200,3 +214,64 @@ def padding_of(result: ConversionResult) -> Padding | None:
         f"{result.stored_width}x{result.stored_height}: H.264 with 4:2:0 chroma needs even sizes, "
         "so the last column and/or row is repeated",
     )
+
+
+def report_extra(preset: str, timings: dict[str, float]) -> dict[str, Any]:
+    """What a report says about its run besides the figures: preset, versions, timings."""
+    import diffusers
+    import torch
+
+    from stereocrafter import __version__
+
+    return {
+        "preset": preset,
+        "versions": {
+            "stereocrafter": __version__,
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+        },
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def write_report(report: QualityReport, json_path: Path, png_path: Path, extra: dict[str, Any]) -> None:
+    """The report's two files: JSON (``QualityReport.as_dict``) and the PNG contact sheet."""
+    from stereocrafter.report_image import write_png
+
+    if report.error is not None:
+        raise RuntimeError(f"the report could not be computed: {report.error}")
+    json_path.write_text(json.dumps(report.as_dict(**extra), indent=1))
+    title = f"{extra.get('preset', '')} preset" + (
+        ", TINY RANDOM WEIGHTS" if extra.get("tiny_weights") else ""
+    )
+    write_png(report, png_path, title=title)
+
+
+def publish_report(
+    report: QualityReport,
+    storage: S3Storage,
+    output: S3Location,
+    tmp: Path,
+    preset: str,
+    timings: dict[str, float],
+    tiny: bool,
+    request_id: str,
+) -> dict[str, Any]:
+    """Write the report beside the uploaded video (``<key>.report.json`` and ``.report.png``);
+    the response's report fields. Any failure is logged and named in ``report_error``: the job
+    and its video stand."""
+    summary: dict[str, Any] | None = None
+    try:
+        summary = report.clip() if report.error is None else None
+        targets = {kind: S3Location.parse(f"{output.uri}.report.{kind}") for kind in ("json", "png")}
+        extra = {**report_extra(preset, timings), "tiny_weights": tiny}
+        files = {kind: tmp / f"report.{kind}" for kind in targets}
+        write_report(report, files["json"], files["png"], extra)
+        for kind, target in targets.items():
+            content = "application/json" if kind == "json" else "image/png"
+            storage.upload(files[kind], target, content_type=content)
+    except Exception as err:
+        logger.warning("request %s: no report: %s: %s", request_id, type(err).__name__, err)
+        message = err.message if isinstance(err, StereoCrafterError) else f"{type(err).__name__}: {err}"
+        return {"report": summary, "report_error": bounded(message)}
+    return {"report": summary, "report_uris": {kind: t.uri for kind, t in targets.items()}}

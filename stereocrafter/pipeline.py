@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -45,6 +45,17 @@ HostChunks = Iterator[np.ndarray] | Iterator[torch.Tensor]  # the same, as numpy
 OpenFrames = Callable[[], FrameChunks]
 Sink = Callable[[np.ndarray], None]  # receives (t, H_out, W_out, 3) uint8
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class Observer(Protocol):
+    """Sees what a run holds without changing it (``report.QualityReport`` is one): the clip's
+    facts once, before the stereo pass, then every composed chunk's full-size tensors."""
+
+    def on_start(self, *, num_frames: int, width: int, height: int, config: StereoConfig,
+                 depth_range: tuple[float, float], seams: list[int]) -> None: ...  # fmt: skip
+
+    def on_frames(self, start: int, left: torch.Tensor, depth: torch.Tensor, occlusion: torch.Tensor,
+                  right: torch.Tensor) -> None: ...  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,7 @@ class StereoPipeline:
         mode: str = "anaglyph",
         progress: Progress | None = None,
         grid_sink: Sink | None = None,
+        observer: Observer | None = None,
     ) -> StereoResult:
         """Convert one clip. ``open_frames()`` is called twice (one pass per stage) and must yield
         the same ``num_frames`` frames of ``width`` x ``height`` each time."""
@@ -224,6 +236,11 @@ class StereoPipeline:
         timings["depth"] = time.perf_counter() - started
 
         # 2. Splat and inpaint chunk by chunk; compose and hand over the kept frames.
+        if observer is not None:
+            chunks = inpainting_stage.plan_chunks(num_frames, cfg.frames_chunk, cfg.inpaint_overlap)
+            seams = [chunk.start + chunk.reused for chunk in chunks[1:]]  # first frame each later chunk keeps
+            observer.on_start(num_frames=num_frames, width=width, height=height, config=cfg,
+                              depth_range=(low, high), seams=seams)  # fmt: skip
         work = working_size(height, width, cfg.inpaint_max_res)
         stereo = _StereoSource(
             self, self._frames(open_frames), num_frames, raw_depth, (low, high), (height, width), work
@@ -251,6 +268,8 @@ class StereoPipeline:
                     weight = hole_weights(occlusion, cfg.hole_dilate_px, cfg.hole_feather_px)
                     right = merge_right_view(warped, enlarge(right, (height, width)), weight)
                 sink(compose(left, right, mode).cpu().numpy())
+                if observer is not None:
+                    observer.on_frames(start, left, depth_vis, occlusion, right)
                 if grid_sink is not None:
                     grid_sink(debug_grid(left, depth_vis, occlusion, warped))
                 written += right.shape[0]

@@ -123,6 +123,10 @@ class InvocationRequest(BaseModel):
         default=None,
         description="conversion preset (reference | fast); default: the service's STEREOCRAFTER_PRESET",
     )
+    report: bool = Field(
+        default=True,
+        description="write <output>.report.json and <output>.report.png beside the video",
+    )
     overwrite: bool = Field(
         default=True,
         description="false: refuse (409) when an object already exists at s3_output_uri, and write "
@@ -168,6 +172,9 @@ class InvocationResponse(BaseModel):
     started_at: float  # epoch seconds, when the job got the GPU (after any wait in the queue)
     finished_at: float
     tiny_weights: bool = Field(description="true when the service runs on random test weights")
+    report: dict[str, Any] | None = Field(default=None, description="the report's clip-level figures")
+    report_uris: dict[str, str] | None = Field(default=None, description="json and png, once uploaded")
+    report_error: str | None = Field(default=None, description="why no report was written, if so")
 
 
 class ErrorBody(BaseModel):

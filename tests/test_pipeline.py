@@ -404,6 +404,29 @@ def test_known_library_messages_are_dropped_and_others_kept(caplog: pytest.LogCa
     ]
 
 
+def test_cli_report(
+    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import json
+
+    from PIL import Image
+
+    monkeypatch.setenv("STEREOCRAFTER_DEPTH_STEPS", "1")
+    monkeypatch.setenv("STEREOCRAFTER_INPAINT_STEPS", "1")
+    report = tmp_path / "clip.report.json"
+    argv = ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--weights-dir", str(tiny_weights)]
+    assert run_cli([*argv, "-q", "--report", str(report)]) == 0
+    assert f"report: {report} and {report.with_suffix('.png')}" in capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert data["num_frames"] == 26 and len(data["frames"]) == 26 and data["tiny_weights"] is True
+    assert data["seams"] == [23] and data["clip"]["seam_stability"]["seams"] == 1  # chunks [0,23) [6,26)
+    with Image.open(report.with_suffix(".png")) as sheet:
+        assert sheet.size[0] == 988
+    assert run_cli([*argv, "-q", "--report", str(tmp_path / "r.txt")]) == 2
+    assert "must name a .json file" in capsys.readouterr().err
+
+
 def test_cli_clear_errors(tmp_path: Path, clip_with_audio: Path, capsys: pytest.CaptureFixture) -> None:
     code = cli_main(
         ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--weights-dir", str(tmp_path), "-q"]

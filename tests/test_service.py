@@ -199,8 +199,47 @@ def test_concurrent_requests_run_one_at_a_time_and_ping_stays_fast(service: Serv
 
 
 def test_metrics_count_invocations(service: Service) -> None:
+    assert service.post(body(mode="3d")).status_code == 400
     text = httpx.get(f"{service.url}/metrics", timeout=5).text
     assert "bentoml_service_request_total" in text and "/invocations" in text
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text format (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample, _, label_text = head.partition("{")
+        if sample != name:
+            continue
+        found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part)
+        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+def test_service_metrics_on_the_real_server(service: Service) -> None:
+    before = httpx.get(f"{service.url}/metrics", timeout=5).text
+    result = service.client.convert(CLIP, f"s3://{BUCKET}/out/metrics.mp4", mode="sbs", report=False)
+    assert service.post(body(mode="3d")).status_code == 400
+    for _ in range(5):
+        assert service.healthy()
+    text = httpx.get(f"{service.url}/metrics", timeout=5).text
+    ok = metric(text, "stereocrafter_jobs_total", outcome="ok", code="")
+    assert ok - metric(before, "stereocrafter_jobs_total", outcome="ok", code="") == 1
+    bad = metric(text, "stereocrafter_jobs_total", outcome="error", code="bad_request")
+    assert bad - metric(before, "stereocrafter_jobs_total", outcome="error", code="bad_request") == 1
+    frames = metric(text, "stereocrafter_frames_total") - metric(before, "stereocrafter_frames_total")
+    assert frames == result["frames"] == 10
+    for stage in ("depth", "splat", "inpainting"):
+        assert metric(text, "stereocrafter_stage_seconds_per_frame_count", stage=stage) >= 1
+    assert metric(text, "stereocrafter_queue_wait_seconds_count") >= 1
+    assert metric(text, "stereocrafter_model_state", state="ready") == 1
+    assert metric(text, "stereocrafter_model_state", state="loading") == 0
+    # /ping never counts as a job (BentoML's own request counters do count it: see the README)
+    pings = metric(text, "stereocrafter_jobs_total", outcome="ok", code="") - ok
+    assert pings == 0
 
 
 def test_without_weights_the_server_starts_and_answers_503(env: dict) -> None:
@@ -358,6 +397,41 @@ def test_the_preset_is_chosen_per_request(service: Service) -> None:
     assert default["preset"] == "reference"  # STEREOCRAFTER_PRESET is not set
     with pytest.raises(BadRequest, match="unknown preset 'turbo'; choose one of reference, fast"):
         service.client.convert(CLIP, f"s3://{BUCKET}/out/x.mp4", preset="turbo")
+
+
+def test_the_report_lands_beside_the_video(service: Service, env: dict) -> None:
+    from PIL import Image
+
+    result = service.client.convert(CLIP, f"s3://{BUCKET}/out/reported.mp4", mode="sbs", preset="fast")
+    assert result["report_uris"] == {
+        "json": f"s3://{BUCKET}/out/reported.mp4.report.json",
+        "png": f"s3://{BUCKET}/out/reported.mp4.report.png",
+    }
+    assert "report_error" not in result or result["report_error"] is None
+    assert result["report"]["hole_ratio"]["mean"] > 0 and "seam_stability" in result["report"]
+    s3 = env["s3"]
+    heads = {key: s3.head_object(Bucket=BUCKET, Key=f"out/{key}") for key in
+             ("reported.mp4", "reported.mp4.report.json", "reported.mp4.report.png")}  # fmt: skip
+    assert heads["reported.mp4.report.json"]["LastModified"] >= heads["reported.mp4"]["LastModified"]
+    assert heads["reported.mp4.report.json"]["ContentType"] == "application/json"
+    data = json.loads(s3.get_object(Bucket=BUCKET, Key="out/reported.mp4.report.json")["Body"].read())
+    assert data["preset"] == "fast" and data["tiny_weights"] is True and data["num_frames"] == 10
+    assert [row["frame"] for row in data["frames"]] == list(range(10)) and data["config"]["max_disp"] == 20
+    local = env["tmp"] / "report.png"
+    s3.download_file(BUCKET, "out/reported.mp4.report.png", str(local))
+    with Image.open(local) as sheet:
+        assert sheet.format == "PNG" and sheet.size[0] == 2 * 8 + 4 * 240 + 3 * 4
+
+
+def test_a_failing_report_upload_keeps_the_job_and_its_video(service: Service, env: dict) -> None:
+    """An output key of 1016 bytes is valid; its report's key (+ ".report.json") is over S3's 1024."""
+    key = "out/" + "k" * 1008 + ".mp4"
+    result = service.client.convert(CLIP, f"s3://{BUCKET}/{key}", mode="sbs")
+    assert "1024" in result["report_error"] and result["report_uris"] is None
+    assert result["report"] is not None  # the figures were computed; only the files are missing
+    assert env["s3"].head_object(Bucket=BUCKET, Key=key)["ContentLength"] > 0
+    listed = env["s3"].list_objects_v2(Bucket=BUCKET, Prefix=key).get("Contents", [])
+    assert [o["Key"] for o in listed] == [key]
 
 
 def test_even_sizes_report_no_padding(service: Service) -> None:

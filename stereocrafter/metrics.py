@@ -1,0 +1,60 @@
+"""The service's own Prometheus metrics, served with BentoML's on ``GET /metrics``.
+
+BentoML runs its workers with prometheus_client's multiprocess mode and exports every metric
+written there, so these are plain prometheus_client objects (``bentoml.metrics`` is deprecated in
+favour of them). Names and meaning:
+
+- ``stereocrafter_jobs_total{outcome, code}``: every ``/invocations`` answer; outcome ``ok`` or
+  ``error``, code the error body's ``error`` ("" when ok).
+- ``stereocrafter_frames_total``: frames converted.
+- ``stereocrafter_stage_seconds_per_frame{stage}``: histogram per job of each stage's seconds over
+  its frames (depth, splat, inpainting, compose_encode, ...).
+- ``stereocrafter_queue_wait_seconds``: histogram of the wait for the GPU slot.
+- ``stereocrafter_peak_gpu_memory_bytes``: histogram of each job's peak allocated GPU memory
+  (observed only on a GPU).
+- ``stereocrafter_model_state{state}``: 1 for the models' current state (loading, ready,
+  failed, no_weights), 0 for the others.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MODEL_STATES = ("loading", "ready", "failed", "no_weights")
+
+JOBS = Counter("stereocrafter_jobs", "Answers of /invocations by outcome and error code", ["outcome", "code"])
+FRAMES = Counter("stereocrafter_frames", "Frames converted")
+STAGE_SECONDS_PER_FRAME = Histogram(
+    "stereocrafter_stage_seconds_per_frame",
+    "Seconds per frame of each stage, one observation per job",
+    ["stage"],
+    buckets=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
+)
+QUEUE_WAIT = Histogram(
+    "stereocrafter_queue_wait_seconds",
+    "Seconds a request waited for the GPU slot",
+    buckets=(0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 3600.0),
+)
+PEAK_GPU_MEMORY = Histogram(
+    "stereocrafter_peak_gpu_memory_bytes",
+    "Peak allocated GPU memory of each job",
+    buckets=tuple(gb * 2**30 for gb in (4, 8, 16, 24, 32, 48, 64, 80, 141)),
+)
+MODEL_STATE = Gauge(
+    "stereocrafter_model_state",
+    "1 for the current state of the models",
+    ["state"],
+    multiprocess_mode="livemax",
+)
+
+
+def set_model_state(state: str) -> None:
+    for name in MODEL_STATES:
+        MODEL_STATE.labels(name).set(1 if name == state else 0)
+
+
+def job_finished(frames: int, timings: dict[str, float]) -> None:
+    FRAMES.inc(frames)
+    for stage, seconds in timings.items():
+        if stage not in ("total", "download", "upload", "preflight", "probe") and frames:
+            STAGE_SECONDS_PER_FRAME.labels(stage).observe(seconds / frames)

@@ -1,0 +1,180 @@
+"""What a conversion did, measured from what the pipeline already holds: a stereo quality report.
+
+``QualityReport`` is an observer of ``StereoPipeline.run``: it is told the clip's size, config,
+depth-normalisation range and inpainting chunk seams once, then sees every composed chunk's left
+view, normalised depth, occlusion and final right view. It keeps a few numbers per frame and a few
+small thumbnails, never the frames, and answers with a JSON-ready dict (``as_dict``); the contact
+sheet is drawn by ``report_image``.
+
+Definitions (also in the README's table):
+- disparity (px) = (2 * depth - 1) * max_disp, as the splat uses it; positive = nearer than the
+  zero-parallax plane, i.e. in front of the screen (the right view moves it left). Per frame: min,
+  max, 1st and 99th percentiles (of every pixel); for the clip: min, max, and percentiles of a
+  fixed subsample of each frame's pixels pooled.
+- comfort: a frame is over budget when its disparity spread (99th - 1st percentile) exceeds
+  ``COMFORT_BUDGET`` of the width. 3 % is the usual total budget for TV-sized screens (the "1/30"
+  rule of thumb and broadcasters' limits of about 1 % in front of the screen and 2 % behind).
+- holes: share of pixels with occlusion >= 0.5 (the inpainting's own binarisation).
+- seam stability: mean absolute change of the right view's mean luma (BT.709, 0-255) between
+  consecutive frames, at the inpainting's chunk seams (the first frame a later chunk keeps)
+  against inside chunks; their ratio flags right-eye brightness pulsing at the chunk period.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+COMFORT_BUDGET = 0.03  # of the width: the whole disparity spread of a frame
+THUMBNAIL_WIDTH = 240
+SUBSAMPLE = 4096  # pixels per frame pooled for the clip's percentiles
+LUMA = (0.2126, 0.7152, 0.0722)
+
+
+class QualityReport:
+    """Collects the report while ``StereoPipeline.run`` converts (pass it as ``observer``)."""
+
+    def __init__(self, thumbnails: int = 4) -> None:
+        self.error: str | None = None  # a failure here never fails the conversion: it is kept here
+        self.thumbnails_wanted = thumbnails
+        self.frames: list[dict[str, float]] = []
+        self.thumbnails: dict[int, dict[str, torch.Tensor]] = {}  # frame -> panel -> (3, h, w) uint8
+        self._pooled: list[torch.Tensor] = []
+        self.info: dict[str, Any] = {}
+
+    # -- the observer protocol -------------------------------------------------------------------
+
+    def on_start(self, **facts: Any) -> None:
+        self._guarded(self._start, **facts)
+
+    def on_frames(self, *tensors: Any) -> None:
+        self._guarded(self._frames, *tensors)
+
+    def _guarded(self, step: Any, *args: Any, **kwargs: Any) -> None:
+        if self.error is not None:
+            return
+        try:
+            step(*args, **kwargs)
+        except Exception as err:
+            self.error = f"{type(err).__name__}: {err}"[:300]
+
+    def _start(self, *, num_frames: int, width: int, height: int, config: Any,
+               depth_range: tuple[float, float], seams: list[int]) -> None:  # fmt: skip
+        self.max_disp = float(config.max_disp)
+        self.width, self.height = width, height
+        self.seams = sorted(seams)
+        self.info = {
+            "num_frames": num_frames,
+            "width": width,
+            "height": height,
+            "config": asdict(config),
+            "depth_range": {"low": depth_range[0], "high": depth_range[1]},
+            "seams": self.seams,
+        }
+        count = min(self.thumbnails_wanted, num_frames)
+        self._thumb_at = sorted({round(i * (num_frames - 1) / max(count - 1, 1)) for i in range(count)})
+
+    def _frames(self, start: int, left: torch.Tensor, depth: torch.Tensor, occlusion: torch.Tensor,
+                right: torch.Tensor) -> None:  # fmt: skip
+        """left, right (n, 3, H, W) in [0, 1]; depth (n, 1, H, W) normalised in [0, 1]; occlusion
+        (n, 1, H, W), 1 = hole. Frames ``start .. start + n``, in order."""
+        disparity = ((2.0 * depth.float() - 1.0) * self.max_disp).flatten(1)  # (n, H*W)
+        levels = torch.tensor([0.01, 0.99], device=disparity.device)
+        percentiles = _quantiles(disparity, levels)  # (2, n)
+        holes = (occlusion >= 0.5).float().flatten(1).mean(1)
+        weights = torch.tensor(LUMA, device=right.device).view(1, 3, 1, 1)
+        luma = (right.float() * weights).sum(1).flatten(1).mean(1) * 255.0
+        step = max(1, disparity.shape[1] // SUBSAMPLE)
+        self._pooled.append(disparity[:, ::step].cpu())
+        rows = torch.stack(
+            [disparity.min(1).values, disparity.max(1).values, percentiles[0], percentiles[1], holes, luma]
+        ).T.cpu()
+        for offset, (low, high, p1, p99, hole, bright) in enumerate(rows.tolist()):
+            self.frames.append(
+                {"frame": start + offset, "min": low, "max": high, "p1": p1, "p99": p99,
+                 "hole_ratio": hole, "luma": bright}
+            )  # fmt: skip
+            if start + offset in self._thumb_at:
+                self.thumbnails[start + offset] = _thumbnail_panels(
+                    left[offset], depth[offset], occlusion[offset], right[offset]
+                )
+
+    # -- results ---------------------------------------------------------------------------------
+
+    def seam_stability(self) -> dict[str, float | int | None]:
+        """Mean |change of mean luma| between consecutive frames at seams and inside chunks."""
+        lumas = [f["luma"] for f in sorted(self.frames, key=lambda f: f["frame"])]
+        seams = set(self.seams)
+        at_seams = [abs(lumas[t] - lumas[t - 1]) for t in range(1, len(lumas)) if t in seams]
+        inside = [abs(lumas[t] - lumas[t - 1]) for t in range(1, len(lumas)) if t not in seams]
+        seam_mean = sum(at_seams) / len(at_seams) if at_seams else None
+        inside_mean = sum(inside) / len(inside) if inside else None
+        ratio = seam_mean / inside_mean if seam_mean is not None and inside_mean else None
+        return {"seams": len(at_seams), "seam_luma_change": seam_mean, "inside_luma_change": inside_mean,
+                "ratio": ratio}  # fmt: skip
+
+    def clip(self) -> dict[str, Any]:
+        """The clip-level figures (also returned in the service's response)."""
+        if not self.frames:
+            return {}
+        pooled = torch.cat([p.flatten() for p in self._pooled])
+        p1, p99 = _quantiles(pooled[None], torch.tensor([0.01, 0.99]))[:, 0].tolist()
+        width = float(self.width)
+        budget_px = COMFORT_BUDGET * width
+        over = sum(1 for f in self.frames if f["p99"] - f["p1"] > budget_px)
+        low = min(f["min"] for f in self.frames)
+        high = max(f["max"] for f in self.frames)
+        holes = [f["hole_ratio"] for f in self.frames]
+        return {
+            "disparity_px": {"min": low, "max": high, "p1": p1, "p99": p99},
+            "disparity_percent_of_width": {k: 100 * v / width for k, v in
+                                           {"min": low, "max": high, "p1": p1, "p99": p99}.items()},
+            "comfort": {"budget_percent_of_width": 100 * COMFORT_BUDGET, "budget_px": budget_px,
+                        "frames_over_budget": over, "share_over_budget": over / len(self.frames)},
+            "hole_ratio": {"mean": sum(holes) / len(holes), "max": max(holes)},
+            "seam_stability": self.seam_stability(),
+        }  # fmt: skip
+
+    def as_dict(self, **extra: Any) -> dict[str, Any]:
+        """The whole report: ``extra`` (preset, versions, timings, ...), the run's parameters, the
+        clip's figures and one row per frame (disparity in px and % of width, holes, luma)."""
+        width = float(self.width)
+        frames = [
+            {**f, **{f"{k}_percent": 100 * f[k] / width for k in ("min", "max", "p1", "p99")}}
+            for f in sorted(self.frames, key=lambda f: f["frame"])
+        ]
+        return {**extra, **self.info, "clip": self.clip(), "frames": _finite(frames)}
+
+
+def _quantiles(values: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """(k, n) quantiles of each row of ``values`` (n, m); linear interpolation, any size."""
+    ordered = values.sort(dim=1).values
+    positions = levels.to(ordered.device).double() * (ordered.shape[1] - 1)
+    below = positions.floor().long()
+    above = positions.ceil().long()
+    fraction = (positions - below.double()).float()[:, None]
+    return ordered[:, below].T * (1 - fraction) + ordered[:, above].T * fraction
+
+
+def _thumbnail_panels(left: torch.Tensor, depth: torch.Tensor, occlusion: torch.Tensor,
+                      right: torch.Tensor) -> dict[str, torch.Tensor]:  # fmt: skip
+    height, width = left.shape[-2:]
+    size = (max(1, round(height * THUMBNAIL_WIDTH / width)), THUMBNAIL_WIDTH)
+
+    def small(x: torch.Tensor) -> torch.Tensor:
+        shrunk = F.interpolate(x[None].float(), size=size, mode="area")[0]
+        return (shrunk.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+    return {"left": small(left), "depth": small(depth), "holes": small((occlusion >= 0.5).float()),
+            "right": small(right)}  # fmt: skip
+
+
+def _finite(rows: list[dict[str, float]]) -> list[dict[str, float | None]]:
+    """JSON has no NaN: such values become null."""
+    return [
+        {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in r.items()} for r in rows
+    ]
