@@ -1,8 +1,9 @@
 """Both presets end to end on a GPU at real size: s/frame per stage, peak memory, achieved TFLOP/s.
 
-The published architectures with random weights in bf16 (the VAE encoder in fp32, as loading
-keeps it), built once on the GPU and run the way the service runs them (``loading.prepare_unet``:
-chunked feed-forward, split attention). For each (preset, size) it converts ``--frames`` random
+The published architectures with random weights in fp16, the service's dtype on CUDA (the VAE
+encoder in fp32, as loading keeps it; fp16 and bf16 share the tensor cores' peak), built once on
+the GPU and run the way the service runs them (``loading.prepare_unet``: chunked feed-forward,
+split attention). For each (preset, size) it converts ``--frames`` random
 frames to sbs through ``StereoPipeline`` (no video encoding: the sink only counts frames) and
 records per stage the seconds per frame, the peak GPU memory, and for the UNets the achieved
 TFLOP/s: the FLOPs of every UNet call, counted on the meta device for that call's exact shape
@@ -33,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 
-# Dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, matched on the device name.
+# Dense bf16/fp16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, matched on the device name.
 BF16_PEAK = {
     "H200": 989.4,
     "H100 NVL": 835.0,
@@ -224,7 +225,7 @@ def main() -> int:
     else:
         if not torch.cuda.is_available():
             raise SystemExit("needs a CUDA device (use --smoke to check the script on a CPU)")
-        device, dtype, frames = torch.device("cuda"), torch.bfloat16, args.frames
+        device, dtype, frames = torch.device("cuda"), torch.float16, args.frames  # as loading.default_dtype
         sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
         name = torch.cuda.get_device_name()
         peak = bf16_peak(name)

@@ -27,7 +27,7 @@ from stereocrafter.schemas import InvocationRequest, InvocationResponse, Padding
 from stereocrafter.settings import Settings
 from stereocrafter.storage import S3Storage
 from stereocrafter.streams import BackgroundSink
-from stereocrafter.video_io import VideoInfo, VideoWriter, iter_frames, probe
+from stereocrafter.video_io import VideoInfo, VideoWriter, check_packets, iter_frames, probe
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ def run_job(
         storage.download(source_uri, source, max_bytes=settings.max_input_bytes)
         timings["download"] = time.perf_counter() - download_started
         info = probe(source)
+        check_packets(source, info)  # a truncated segment is a 422 now, not minutes into the job
         if info.num_frames > settings.max_frames:
             raise LimitExceededError(
                 f"the segment has {info.num_frames} frames; the limit is {settings.max_frames}"

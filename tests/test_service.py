@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from stereocrafter.client import BadRequest, InputNotFound, InvalidVideo, OutputExists, ServiceNotReady
 from stereocrafter.echo import MESSAGE_LIMIT
 from stereocrafter.storage import worst_case_call_s
-from stereocrafter.video_io import probe
+from stereocrafter.video_io import VideoWriter, probe
 from tests.hf_server import HubServer
 from tests.media import make_video, scene_frames
 from tests.net import StallingServer
@@ -46,6 +46,10 @@ def env(moto_server: str, tiny_weights: Path, tmp_path_factory: pytest.TempPathF
     s3.put_object(Bucket=BUCKET, Key="in/notes.mp4", Body=b"this is not a video")
     long_clip = make_video(tmp / "long.mp4", scene_frames(45, 64, 48), fps=24)
     s3.upload_file(str(long_clip), BUCKET, "in/long.mp4")
+    with VideoWriter(tmp / "whole.mp4", fps=24, width=64, height=48) as writer:  # index in front
+        writer.write(scene_frames(30, 64, 48))
+    whole = (tmp / "whole.mp4").read_bytes()
+    s3.put_object(Bucket=BUCKET, Key="in/cut.mp4", Body=whole[: int(len(whole) * 0.7)])
     secrets = boto3.client("secretsmanager", endpoint_url=moto_server, region_name="us-east-1")
     arn = secrets.create_secret(Name="hf-token", SecretString=json.dumps({"HF_TOKEN": TOKEN}))["ARN"]
     with HubServer(tiny_weights, TOKEN) as hub:
@@ -135,6 +139,7 @@ BAD_REQUESTS: list[tuple[str, bytes, int, str]] = [
     ("missing object", body(s3_input_uri="s3://videos/in/none.mp4"), 404, "input_not_found"),
     ("missing bucket", body(s3_input_uri="s3://no-such-bucket/a.mp4"), 404, "input_not_found"),
     ("not a video", body(s3_input_uri="s3://videos/in/notes.mp4"), 422, "invalid_video"),
+    ("truncated video", body(s3_input_uri="s3://videos/in/cut.mp4"), 422, "invalid_video"),
     ("too many frames", body(s3_input_uri="s3://videos/in/long.mp4"), 413, "segment_too_large"),
     ("output bucket missing", body(s3_output_uri="s3://no-such-bucket/o.mp4"), 400, "bad_request"),
 ]
