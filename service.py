@@ -3,6 +3,7 @@
 - ``GET /ping``: 200 once the service can work (or runs without any weights configured), 503 while
   weights download/load or after a failed load. It never waits for a job.
 - ``POST /invocations``: the raw JSON body ``{"s3_input_uri", "s3_output_uri", "mode", ...}``
+  (or ``{"task": "depth", "s3_input_uri", "depth_output_uri"}``: stage 1 alone, for long videos)
   (at most ``STEREOCRAFTER_MAX_BODY_BYTES``, 64 KiB by default: a larger one is refused with 413
   before it is read); one conversion on the GPU at a time, later requests wait in arrival order.
 - ``GET /metrics``: BentoML's Prometheus metrics, for operators (SageMaker proxies only the two
@@ -201,8 +202,8 @@ class StereoCrafter:
             "request %s: %s -> %s (%s)",
             request_id,
             echo(job.s3_input_uri.uri),
-            echo(job.s3_output_uri.uri),
-            job.mode,
+            echo(job.output.uri),
+            job.mode if job.task == "stereo" else "depth task",
         )
         try:
             result = self._run_job(pipeline, self.storage, job, self.settings, request_id)

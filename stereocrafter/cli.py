@@ -59,6 +59,32 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower is better)")
     convert.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     convert.add_argument("-v", "--verbose", action="store_true", help="tracebacks and library warnings")
+    long = commands.add_parser(
+        "convert-long",
+        help="convert a long video in segments with one depth scale (cut, depth, align, stereo, stitch)",
+    )
+    long.add_argument("input", type=Path)
+    long.add_argument("output", type=Path, help="output file (.mp4, .m4v, .mov or .mkv)")
+    long.add_argument("--segment-seconds", type=float, default=10.0, help="length of a segment (default 10)")
+    long.add_argument("--mode", choices=MODES, default="anaglyph")
+    long.add_argument(
+        "--preset", help=f"{' | '.join(PRESET_NAMES)} (default: $STEREOCRAFTER_PRESET or reference)"
+    )
+    long.add_argument("--weights-dir", type=Path, help="default: $WEIGHTS_DIR or /opt/ml/model/weights")
+    long.add_argument("--max-disp", type=float, default=20.0, help="disparity of the nearest point, px")
+    long.add_argument("--seed", type=int, default=42)
+    long.add_argument("--tile-num", type=int, choices=(1, 2, 4), default=1, help="inpainting tiles per axis")
+    long.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    long.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower is better)")
+    long.add_argument(
+        "--workdir", type=Path, help="keep the segments' depth and video here (default: a temp dir)"
+    )
+    long.add_argument("--plan", action="store_true", help="only run the depth passes and print the alignment")
+    long.add_argument(
+        "--no-align", action="store_true", help="normalise every segment alone (for comparison)"
+    )
+    long.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    long.add_argument("-v", "--verbose", action="store_true", help="tracebacks and library warnings")
     doctor = commands.add_parser("doctor", help="what this machine and its weights can do")
     doctor.add_argument("--weights-dir", type=Path, help="default: $WEIGHTS_DIR or /opt/ml/model/weights")
     doctor.add_argument("--preset", help="the preset whose memory needs to compare with")
@@ -108,6 +134,8 @@ def run_convert(args: argparse.Namespace) -> int:
     if not args.input.is_file():
         raise StereoCrafterError(f"no such input file: {args.input}")
     check_output_path(args.output, "output")
+    if args.command == "convert-long":
+        return run_convert_long(args)
     if args.save_grid is not None:
         check_output_path(args.save_grid, "grid")
         if args.save_grid.resolve() == args.output.resolve():
@@ -117,50 +145,13 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.report is not None:
         check_report_path(args.report)
 
-    from stereocrafter.convert import job_config
-    from stereocrafter.settings import load_settings
-    from stereocrafter.video_io import check_packets, probe
-
-    try:
-        settings = load_settings()
-    except ValueError as err:  # a bad STEREOCRAFTER_* variable
-        raise StereoCrafterError(str(err)) from None
-    preset = args.preset or settings.preset
-    try:
-        config = job_config(preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
-    except ValueError as err:
-        raise StereoCrafterError(str(err)) from None
-    info = probe(args.input)
-    check_packets(args.input, info)  # a truncated file fails now, not after the models load
-    device = args.device or settings.device
-
-    import torch
-    from tqdm import tqdm
+    pipeline, preset, weights_dir, progress = _prepare(args)
+    bars = progress.bars
 
     from stereocrafter.convert import convert_file
-    from stereocrafter.loading import is_tiny, load_stereo_pipeline
+    from stereocrafter.loading import is_tiny
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
-    weights_dir = args.weights_dir or settings.weights_dir
-
-    # 2. The models, then the conversion with one bar per stage.
-    pipeline = load_stereo_pipeline(weights_dir, device=device, config=config)
     tiny = is_tiny(weights_dir)
-    bars: dict[str, Any] = {}
-    stages = {"depth": "1/2 depth", "inpainting": "2/2 inpainting"}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if args.quiet:
-            return
-        bar = bars.get(stage)
-        if bar is None:  # created when the stage starts, so its clock is the stage's
-            for finished in bars.values():
-                finished.close()
-            label = stages.get(stage, stage)
-            bar = bars[stage] = tqdm(total=total, desc=f"{label:15s}", unit="frame", leave=True)
-        bar.update(done - bar.n)
-
     from stereocrafter.report import QualityReport
 
     report = QualityReport() if args.report is not None else None
@@ -195,6 +186,97 @@ def run_convert(args: argparse.Namespace) -> int:
         except Exception as err:
             print(f"stereocrafter: warning: no report written ({type(err).__name__}: {err})", file=sys.stderr)
     if tiny:
+        print(
+            "NOTE: made with tiny random test weights: the depth and inpainting are noise, not a conversion"
+        )
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, str, Path, Any]:
+    """The checks both conversions share after the paths: settings, config, input, device; then
+    the models. Returns (pipeline, preset, weights folder, progress callback)."""
+    from stereocrafter.convert import job_config
+    from stereocrafter.settings import load_settings
+    from stereocrafter.video_io import check_packets, probe
+
+    try:
+        settings = load_settings()
+    except ValueError as err:  # a bad STEREOCRAFTER_* variable
+        raise StereoCrafterError(str(err)) from None
+    preset = args.preset or settings.preset
+    try:
+        config = job_config(preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
+    except ValueError as err:
+        raise StereoCrafterError(str(err)) from None
+    info = probe(args.input)
+    check_packets(args.input, info)  # a truncated file fails now, not after the models load
+    device = args.device or settings.device
+
+    import torch
+
+    from stereocrafter.loading import load_stereo_pipeline
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
+    weights_dir = args.weights_dir or settings.weights_dir
+    pipeline = load_stereo_pipeline(weights_dir, device=device, config=config)
+    return pipeline, preset, weights_dir, _progress_bars(args.quiet)
+
+
+def _progress_bars(quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+    stages = {"depth": "1/2 depth", "inpainting": "2/2 inpainting"}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        bar = bars.get(stage)
+        if bar is None or (done == 0 and bar.n):  # a new bar per stage (and per segment)
+            for finished in bars.values():
+                finished.close()
+            label = stages.get(stage, stage)
+            bar = bars[stage] = tqdm(total=total, desc=f"{label:15s}", unit="frame", leave=not quiet)
+        bar.update(done - bar.n)
+
+    progress.bars = bars  # type: ignore[attr-defined]  # closed by the caller
+    return progress
+
+
+def run_convert_long(args: argparse.Namespace) -> int:
+    import tempfile
+
+    if not args.segment_seconds > 0:
+        raise StereoCrafterError(f"--segment-seconds must be > 0, got {args.segment_seconds:g}")
+    if args.output.resolve() == args.input.resolve():
+        raise StereoCrafterError("the output must differ from the input (it would be overwritten)")
+    if args.workdir is not None and not args.workdir.is_dir():
+        raise StereoCrafterError(f"--workdir {args.workdir} is not a folder")
+    if args.plan and args.no_align:
+        raise StereoCrafterError("--plan shows the alignment; it cannot be combined with --no-align")
+    pipeline, preset, weights_dir, progress = _prepare(args)
+
+    from stereocrafter.loading import is_tiny
+    from stereocrafter.long import convert_long
+
+    with tempfile.TemporaryDirectory(prefix="stereocrafter-long-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        done = convert_long(
+            pipeline, args.input, args.output, segment_seconds=args.segment_seconds, workdir=workdir,
+            mode=args.mode, align=not args.no_align, plan_only=args.plan, crf=args.crf,
+            progress=None if args.quiet else progress, log=lambda line: print(line, file=sys.stderr),
+        )  # fmt: skip
+    for bar in progress.bars.values():
+        bar.close()
+    print(f"{len(done.segments)} segments of about {args.segment_seconds:g} s ({preset} preset)")
+    if done.result is not None:
+        print(done.result.alignment.table())
+    if done.stitched is not None:
+        s = done.stitched
+        print(f"wrote {s.output}: {args.mode}, {s.frames} frames ({' + '.join(map(str, s.segment_frames))}), "
+              f"audio: {s.audio}")  # fmt: skip
+    if is_tiny(weights_dir):
         print(
             "NOTE: made with tiny random test weights: the depth and inpainting are noise, not a conversion"
         )

@@ -8,22 +8,24 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from stereocrafter.compose import check_mode, output_size
+from stereocrafter.depthstore import depth_summary, read_depth, write_depth
 from stereocrafter.echo import bounded
 from stereocrafter.errors import LimitExceededError, StereoCrafterError
 from stereocrafter.loading import is_tiny
 from stereocrafter.pipeline import Observer, Progress, StereoConfig, StereoPipeline
 from stereocrafter.report import QualityReport
-from stereocrafter.schemas import InvocationRequest, InvocationResponse, Padding, S3Location
+from stereocrafter.schemas import DepthResponse, InvocationRequest, InvocationResponse, Padding, S3Location
 from stereocrafter.settings import Settings
 from stereocrafter.storage import S3Storage
 from stereocrafter.streams import BackgroundSink
@@ -61,23 +63,29 @@ def convert_file(
     grid_path: str | os.PathLike[str] | None = None,
     crf: int = 18,
     observer: Observer | None = None,
+    frames: tuple[int, int] | None = None,
+    depth: torch.Tensor | None = None,
+    depth_map: tuple[float, float] | None = None,
+    depth_range: tuple[float, float] | None = None,
 ) -> ConversionResult:
     """Convert ``source`` into a stereo video at ``output`` (exact fps and frame count, audio kept).
 
-    Raises ``VideoDecodeError`` for an unusable input; nothing is left at ``output`` on failure.
+    ``frames`` = (start, count) converts only those frames (a segment of a long file; no audio).
+    ``depth``, ``depth_map`` and ``depth_range``: see ``StereoPipeline.run`` (a stored, aligned
+    depth: no depth pass). Raises ``VideoDecodeError`` for an unusable input; nothing is left at
+    ``output`` on failure.
     """
     mode = check_mode(mode)
     started = time.perf_counter()
-    info = probe(source)
+    info = segment_info(source, frames)
     timings = {"probe": time.perf_counter() - started}
-
-    def open_frames() -> Iterator[np.ndarray]:
-        return iter_frames(source, DECODE_CHUNK)
+    open_frames = frame_opener(source, frames)
+    audio_source = source if frames is None else None
 
     out_w, out_h = output_size(mode, info.width, info.height)
     with ExitStack() as stack:
         writer = stack.enter_context(
-            VideoWriter(output, fps=info.fps, width=out_w, height=out_h, audio_source=source, crf=crf)
+            VideoWriter(output, fps=info.fps, width=out_w, height=out_h, audio_source=audio_source, crf=crf)
         )
         grid = None
         if grid_path is not None:
@@ -98,6 +106,9 @@ def convert_file(
             progress=progress,
             grid_sink=grid_sink,
             observer=observer,
+            depth=depth,
+            depth_map=depth_map,
+            depth_range=depth_range,
         )
         encode_started = time.perf_counter()
     stored_width, stored_height = writer.encoded_width, writer.encoded_height
@@ -119,6 +130,87 @@ def convert_file(
     )
 
 
+def segment_info(source: str | os.PathLike[str], frames: tuple[int, int] | None) -> VideoInfo:
+    """``probe(source)``, narrowed to frames (start, count) when given (no audio then)."""
+    info = probe(source)
+    if frames is None:
+        return info
+    start, count = frames
+    if start < 0 or count < 1 or start + count > info.num_frames:
+        raise ValueError(f"frames {start}+{count} are outside the {info.num_frames}-frame video")
+    return replace(info, num_frames=count, duration=float(count / info.fps), has_audio=False)
+
+
+def frame_opener(
+    source: str | os.PathLike[str], frames: tuple[int, int] | None
+) -> Callable[[], Iterator[np.ndarray]]:
+    start, count = frames if frames is not None else (0, None)
+
+    def open_frames() -> Iterator[np.ndarray]:
+        return iter_frames(source, DECODE_CHUNK, start=start, count=count)
+
+    return open_frames
+
+
+@dataclass(frozen=True)
+class DepthFileResult:
+    summary: dict[str, Any]  # ``depthstore.depth_summary``: stats and thumbnails
+    info: VideoInfo  # of the segment
+    depth_width: int
+    depth_height: int
+    depth_bytes: int
+    timings: dict[str, float]
+
+
+def depth_file(
+    pipeline: StereoPipeline,
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    frames: tuple[int, int] | None = None,
+    progress: Progress | None = None,
+    extra: dict[str, Any] | None = None,
+) -> DepthFileResult:
+    """Stage 1 alone: the segment's raw depth stored at ``output`` (``depthstore`` format) and the
+    summary the alignment of segments works from. Nothing is left at ``output`` on failure."""
+    started = time.perf_counter()
+    info = segment_info(source, frames)
+    timings = {"probe": time.perf_counter() - started}
+    opener = frame_opener(source, frames)
+    ends: dict[str, np.ndarray] = {}
+
+    def open_frames() -> Iterator[np.ndarray]:  # the first and last frames' colours, on the way
+        for chunk in opener():
+            ends.setdefault("first", chunk[0].copy())
+            ends["last"] = chunk[-1]
+            yield chunk
+
+    depth_started = time.perf_counter()
+    raw = pipeline.depth_pass(
+        open_frames, num_frames=info.num_frames, width=info.width, height=info.height, progress=progress
+    )
+    timings["depth"] = time.perf_counter() - depth_started
+    store_started = time.perf_counter()
+    try:
+        write_depth(
+            output, raw, fps=info.fps, source_width=info.width, source_height=info.height, extra=extra
+        )
+    except BaseException:
+        Path(output).unlink(missing_ok=True)
+        raise
+    summary = depth_summary(raw, ends["first"], ends["last"])
+    timings["depth_store"] = time.perf_counter() - store_started
+    timings["total"] = time.perf_counter() - started
+    return DepthFileResult(
+        summary=summary,
+        info=info,
+        depth_width=int(raw.shape[-1]),
+        depth_height=int(raw.shape[-2]),
+        depth_bytes=Path(output).stat().st_size,
+        timings=timings,
+    )
+
+
 def job_config(preset: str, settings: Settings, **overrides: Any) -> StereoConfig:
     """The preset's ``StereoConfig`` with the request's values, and the step counts of
     ``STEREOCRAFTER_DEPTH_STEPS``/``_INPAINT_STEPS`` when those are set."""
@@ -132,46 +224,56 @@ def run_job(
     request: InvocationRequest,
     settings: Settings,
     request_id: str,
-) -> InvocationResponse:
+) -> InvocationResponse | DepthResponse:
     """One /invocations job: checks -> S3 download -> limits -> conversion -> S3 upload.
 
     Before any download, ``storage.preflight`` checks that the input exists, that the output is
     not the input under another name, that the output bucket takes writes, and (``overwrite``
-    false) that nothing is at the output yet. Per-request files live in a temporary directory that
-    is always removed. The output object is uploaded only once the local file is complete, so a
-    failed job leaves nothing at the output key. Raises the service's errors (400 / 403 / 404 /
-    409 / 413 / 422 / 502, ...).
+    false) that nothing is at the output yet; a ``depth_uri`` must exist too. Per-request files
+    live in a temporary directory that is always removed. The output object is uploaded only once
+    the local file is complete, so a failed job leaves nothing at the output key. Raises the
+    service's errors (400 / 403 / 404 / 409 / 413 / 422 / 502, ...).
+
+    ``task: "depth"`` runs stage 1 only and stores the raw depth (``run_depth_job``).
     """
+    if request.task == "depth":
+        return run_depth_job(pipeline, storage, request, settings, request_id)
     started = time.time()
     preset = request.preset or settings.preset
     config = job_config(
         preset, settings, max_disp=request.max_disp, seed=request.seed, tile_num=request.tile_num
     )
     job_pipeline = StereoPipeline(pipeline.depth, pipeline.inpainting, config)
-    source_uri, output_uri = request.s3_input_uri, request.s3_output_uri
+    source_uri, output_uri = request.s3_input_uri, request.output
     checked = time.perf_counter()
     head = storage.preflight(source_uri, output_uri, overwrite=request.overwrite)
-    if head.size > settings.max_input_bytes:
-        limit = settings.max_input_bytes
-        raise LimitExceededError(f"the input is {head.size} bytes; the limit is {limit} bytes")
+    check_input_size(head.size, settings)
+    depth_bytes = max_depth_bytes(settings)
+    if request.depth_uri is not None:
+        stored_size = storage.head(request.depth_uri).size  # 404 / 403 before any work
+        if stored_size > depth_bytes:
+            raise LimitExceededError(f"the stored depth is {stored_size} bytes; the limit is {depth_bytes}")
     timings = {"preflight": time.perf_counter() - checked}
     with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
         source = Path(tmp) / "input"
         output = Path(tmp) / "output.mp4"
-        download_started = time.perf_counter()
-        storage.download(source_uri, source, max_bytes=settings.max_input_bytes)
-        timings["download"] = time.perf_counter() - download_started
-        info = probe(source)
-        check_packets(source, info)  # a truncated segment is a 422 now, not minutes into the job
-        if info.num_frames > settings.max_frames:
-            raise LimitExceededError(
-                f"the segment has {info.num_frames} frames; the limit is {settings.max_frames}"
-            )
-        if info.width * info.height > settings.max_pixels:
-            size, limit = f"{info.width}x{info.height}", settings.max_pixels
-            raise LimitExceededError(f"the segment is {size}; the limit is {limit} pixels per frame")
+        info = fetch_segment(storage, source_uri, source, settings, timings)
+        depth = None
+        if request.depth_uri is not None:
+            loaded = time.perf_counter()
+            storage.download(request.depth_uri, Path(tmp) / "depth.mkv", max_bytes=depth_bytes)
+            stored = read_depth(Path(tmp) / "depth.mkv")
+            stored.check_matches(info.num_frames, info.width, info.height)
+            depth = stored.depth
+            timings["depth_load"] = time.perf_counter() - loaded
+        depth_map = None
+        if request.depth_scale is not None or request.depth_shift is not None:
+            depth_map = (request.depth_scale or 1.0, request.depth_shift or 0.0)
         report = QualityReport() if request.report else None
-        result = convert_file(job_pipeline, source, output, mode=request.mode, observer=report)
+        result = convert_file(
+            job_pipeline, source, output, mode=request.mode, observer=report, depth=depth,
+            depth_map=depth_map, depth_range=request.depth_range,
+        )  # fmt: skip
         upload_started = time.perf_counter()
         storage.upload(output, output_uri, overwrite=request.overwrite)
         timings.update(result.timings)
@@ -201,6 +303,83 @@ def run_job(
         tiny_weights=False,
         **reported,
     )
+
+
+def run_depth_job(
+    pipeline: StereoPipeline,
+    storage: S3Storage,
+    request: InvocationRequest,
+    settings: Settings,
+    request_id: str,
+) -> DepthResponse:
+    """``task: "depth"``: the same checks and limits as a conversion, then stage 1 alone; the raw
+    depth goes to ``depth_output_uri`` (``depthstore`` format) and its summary into the answer."""
+    started = time.time()
+    preset = request.preset or settings.preset
+    config = job_config(preset, settings, seed=request.seed)
+    job_pipeline = StereoPipeline(pipeline.depth, pipeline.inpainting, config)
+    source_uri, output_uri = request.s3_input_uri, request.output
+    checked = time.perf_counter()
+    head = storage.preflight(source_uri, output_uri, overwrite=request.overwrite)
+    check_input_size(head.size, settings)
+    timings = {"preflight": time.perf_counter() - checked}
+    with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
+        source, output = Path(tmp) / "input", Path(tmp) / "depth.mkv"
+        fetch_segment(storage, source_uri, source, settings, timings)
+        extra = {"preset": preset, "seed": request.seed, "input": source_uri.uri}
+        result = depth_file(job_pipeline, source, output, extra=extra)
+        upload_started = time.perf_counter()
+        storage.upload(output, output_uri, content_type="video/x-matroska", overwrite=request.overwrite)
+        timings.update(result.timings)
+        timings["upload"] = time.perf_counter() - upload_started
+    return DepthResponse(
+        depth_output_uri=output_uri.uri,
+        preset=preset,
+        frames=result.info.num_frames,
+        fps=str(result.info.fps),
+        source_width=result.info.width,
+        source_height=result.info.height,
+        depth_width=result.depth_width,
+        depth_height=result.depth_height,
+        depth_bytes=result.depth_bytes,
+        stats=result.summary["stats"],
+        thumbnails=result.summary["thumbnails"],
+        timings={k: round(v, 3) for k, v in timings.items()},
+        request_id=request_id,
+        started_at=started,
+        finished_at=time.time(),
+        tiny_weights=False,
+    )
+
+
+def check_input_size(size: int, settings: Settings) -> None:
+    if size > settings.max_input_bytes:
+        raise LimitExceededError(f"the input is {size} bytes; the limit is {settings.max_input_bytes} bytes")
+
+
+def max_depth_bytes(settings: Settings) -> int:
+    """A stored depth is refused above what FFV1 could take for ``max_frames`` frames at the depth
+    stage's largest size (1024 x 1024, 16 bits; FFV1 never stores much above its raw size)."""
+    return settings.max_frames * (2 * 1024 * 1024 + 65536)
+
+
+def fetch_segment(
+    storage: S3Storage, uri: S3Location, path: Path, settings: Settings, timings: dict[str, float]
+) -> VideoInfo:
+    """Download the segment and check it against the limits before any model work."""
+    download_started = time.perf_counter()
+    storage.download(uri, path, max_bytes=settings.max_input_bytes)
+    timings["download"] = time.perf_counter() - download_started
+    info = probe(path)
+    check_packets(path, info)  # a truncated segment is a 422 now, not minutes into the job
+    if info.num_frames > settings.max_frames:
+        raise LimitExceededError(
+            f"the segment has {info.num_frames} frames; the limit is {settings.max_frames}"
+        )
+    if info.width * info.height > settings.max_pixels:
+        size, limit = f"{info.width}x{info.height}", settings.max_pixels
+        raise LimitExceededError(f"the segment is {size}; the limit is {limit} pixels per frame")
+    return info
 
 
 def padding_of(result: ConversionResult) -> Padding | None:

@@ -27,6 +27,20 @@ class VideoDecodeError(StereoCrafterError):
     status = 422
 
 
+class InvalidDepthError(StereoCrafterError):
+    """A stored depth (``depth_uri``) is not a depth file this service wrote, or is damaged."""
+
+    code = "invalid_depth"
+    status = 422
+
+
+class DepthMismatchError(StereoCrafterError):
+    """A stored depth belongs to another segment: its frame count or source size differ."""
+
+    code = "depth_mismatch"
+    status = 422
+
+
 class VideoEncodeError(StereoCrafterError):
     """The output video could not be written (encoder or muxer failure). No file is left at the
     destination path."""

@@ -197,9 +197,21 @@ class StereoPipeline:
         progress: Progress | None = None,
         grid_sink: Sink | None = None,
         observer: Observer | None = None,
+        depth: torch.Tensor | None = None,
+        depth_map: tuple[float, float] | None = None,
+        depth_range: tuple[float, float] | None = None,
     ) -> StereoResult:
         """Convert one clip. ``open_frames()`` is called twice (one pass per stage) and must yield
-        the same ``num_frames`` frames of ``width`` x ``height`` each time."""
+        the same ``num_frames`` frames of ``width`` x ``height`` each time (once, when ``depth``
+        is given).
+
+        For long videos converted in segments (``stereocrafter.align``): ``depth`` is the clip's
+        raw depth stored by an earlier ``depth_pass`` ((T, 1, h, w), any h x w: it is resized to
+        the source size), so no depth pass runs; ``depth_map`` = (scale, shift) maps the raw depth
+        into a reference segment's scale; ``depth_range`` = (low, high) normalises with that range
+        instead of the clip's own min and max (values outside it are clamped). Without the three,
+        the run is the reference's: the clip's own depth, normalised by its own min and max.
+        """
         mode = check_mode(mode)
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -207,33 +219,27 @@ class StereoPipeline:
         timings: dict[str, float] = {}
         report = progress or (lambda stage, done, total: None)
 
-        # 1. Depth at the processing resolution, one window at a time.
-        started = time.perf_counter()
-        size = processing_size(height, width, cfg.depth_max_res)
-        source = SequentialFrames(
-            self._frames(open_frames), num_frames, lambda c: resize_frames(self._to_tensor(c), size)
-        )
-
-        depth_progress = StageProgress(report, "depth", num_frames, depth_increments(num_frames, cfg))
-        with depth_progress.watching(self.depth.unet):
-            depth_chunks = [
-                chunk
-                for _, chunk in self.depth.iter_depth(
-                    source,
-                    num_inference_steps=cfg.depth_steps,
-                    guidance_scale=cfg.depth_guidance,
-                    window_size=cfg.depth_window,
-                    overlap=cfg.depth_overlap,
-                    noise_aug_strength=cfg.noise_aug_strength,
-                    decode_chunk_size=cfg.depth_decode_chunk,
-                    generator=self._generator(cfg.seed),
+        # 1. Depth at the processing resolution, one window at a time (or the stored one).
+        if depth is None:
+            started = time.perf_counter()
+            raw_depth = self.depth_pass(open_frames, num_frames=num_frames, width=width, height=height,
+                                        progress=progress)  # fmt: skip
+            timings["depth"] = time.perf_counter() - started
+        else:
+            if depth.ndim != 4 or depth.shape[:2] != (num_frames, 1):
+                raise ValueError(
+                    f"the stored depth is {tuple(depth.shape)}; this clip needs ({num_frames}, 1, h, w)"
                 )
-            ]
-        depth_progress.finish()
-        raw_depth = torch.cat(depth_chunks)  # (T, 1, h, w) float32, CPU
-        del depth_chunks, source
-        low, high = float(raw_depth.min()), float(raw_depth.max())
-        timings["depth"] = time.perf_counter() - started
+            raw_depth = depth
+        if depth_map is not None and tuple(depth_map) != (1.0, 0.0):
+            scale, shift = depth_map
+            raw_depth = raw_depth * scale + shift
+        if depth_range is not None:
+            low, high = float(depth_range[0]), float(depth_range[1])
+            if not high > low:
+                raise ValueError(f"depth_range must have low < high, got {depth_range}")
+        else:
+            low, high = float(raw_depth.min()), float(raw_depth.max())
 
         # 2. Splat and inpaint chunk by chunk; compose and hand over the kept frames.
         if observer is not None:
@@ -283,6 +289,43 @@ class StereoPipeline:
         if written != num_frames:
             raise RuntimeError(f"produced {written} frames for a {num_frames}-frame clip")
         return StereoResult(num_frames=written, width=out_w, height=out_h, timings=timings)
+
+    def depth_pass(
+        self,
+        open_frames: OpenFrames,
+        *,
+        num_frames: int,
+        width: int,
+        height: int,
+        progress: Progress | None = None,
+    ) -> torch.Tensor:
+        """Stage 1 alone: the clip's raw (unnormalised) depth, (T, 1, h, w) float32 on the CPU at
+        the depth stage's processing size. ``open_frames()`` is called once."""
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        cfg = self.config
+        report = progress or (lambda stage, done, total: None)
+        size = processing_size(height, width, cfg.depth_max_res)
+        source = SequentialFrames(
+            self._frames(open_frames), num_frames, lambda c: resize_frames(self._to_tensor(c), size)
+        )
+        depth_progress = StageProgress(report, "depth", num_frames, depth_increments(num_frames, cfg))
+        with depth_progress.watching(self.depth.unet):
+            depth_chunks = [
+                chunk
+                for _, chunk in self.depth.iter_depth(
+                    source,
+                    num_inference_steps=cfg.depth_steps,
+                    guidance_scale=cfg.depth_guidance,
+                    window_size=cfg.depth_window,
+                    overlap=cfg.depth_overlap,
+                    noise_aug_strength=cfg.noise_aug_strength,
+                    decode_chunk_size=cfg.depth_decode_chunk,
+                    generator=self._generator(cfg.seed),
+                )
+            ]
+        depth_progress.finish()
+        return torch.cat(depth_chunks)  # (T, 1, h, w) float32, CPU
 
 
 def depth_windows(num_frames: int, window: int, overlap: int) -> list[tuple[int, int, int]]:

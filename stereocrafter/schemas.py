@@ -38,6 +38,12 @@ _IP_LIKE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 # C0 controls, DEL and C1 controls: never part of a key anyone means to name.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_ERRORS_LISTED = 5
+MAX_DEPTH_VALUE = 1e6  # bound of depth_scale, depth_shift and depth_range (raw depth is in [0, 1])
+DepthValue = Annotated[float, Field(ge=-MAX_DEPTH_VALUE, le=MAX_DEPTH_VALUE, allow_inf_nan=False)]
+# Fields of the stereo task that the depth task refuses, and the reverse.
+STEREO_ONLY = ("s3_output_uri", "mode", "max_disp", "tile_num", "report", "depth_uri", "depth_scale",
+               "depth_shift", "depth_range")  # fmt: skip
+DEPTH_ONLY = ("depth_output_uri",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +119,31 @@ class InvocationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    task: Literal["stereo", "depth"] = Field(
+        default="stereo",
+        description="stereo: the conversion (default); depth: stage 1 only, the raw depth to "
+        "depth_output_uri and its summary in the answer (long videos, see stereocrafter.align)",
+    )
     s3_input_uri: S3Uri = Field(description="s3://bucket/key of the 2D segment")
-    s3_output_uri: S3Uri = Field(description="s3://bucket/key where the stereo video is written")
+    s3_output_uri: S3Uri | None = Field(
+        default=None, description="s3://bucket/key where the stereo video is written (stereo task)"
+    )
+    depth_output_uri: S3Uri | None = Field(
+        default=None, description="where the depth task writes the raw depth (Matroska, FFV1 16-bit)"
+    )
+    depth_uri: S3Uri | None = Field(
+        default=None, description="a stored depth of this segment (from a depth task): no depth pass"
+    )
+    depth_scale: float | None = Field(
+        default=None, gt=0.0, le=MAX_DEPTH_VALUE, allow_inf_nan=False,
+        description="aligned depth = depth_scale * raw + depth_shift",
+    )  # fmt: skip
+    depth_shift: float | None = Field(
+        default=None, ge=-MAX_DEPTH_VALUE, le=MAX_DEPTH_VALUE, allow_inf_nan=False
+    )
+    depth_range: tuple[DepthValue, DepthValue] | None = Field(
+        default=None, description="[low, high] normalising the aligned depth (default: its min and max)"
+    )
     mode: StereoMode = "anaglyph"
     max_disp: float = Field(default=20.0, ge=0.0, le=100.0, description="disparity of the nearest point, px")
     seed: int = Field(default=42, ge=0, le=2**31 - 1)
@@ -141,10 +170,31 @@ class InvocationRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _distinct(self) -> InvocationRequest:
-        if self.s3_input_uri == self.s3_output_uri:  # the parsed (bucket, key) pairs
-            raise ValueError("s3_output_uri names the input object (it would be overwritten)")
+    def _consistent(self) -> InvocationRequest:
+        given = self.model_fields_set
+        wrong = [name for name in (STEREO_ONLY if self.task == "depth" else DEPTH_ONLY) if name in given]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} does not apply to the {self.task} task")
+        if self.task == "depth" and self.depth_output_uri is None:
+            raise ValueError("the depth task needs depth_output_uri")
+        if self.task == "stereo" and self.s3_output_uri is None:
+            raise ValueError("s3_output_uri is required")
+        if self.depth_range is not None and not self.depth_range[0] < self.depth_range[1]:
+            raise ValueError("depth_range must be [low, high] with low < high")
+        # The parsed (bucket, key) pairs: no output may name the input or a stored depth in use.
+        for name in ("s3_output_uri", "depth_output_uri"):
+            if getattr(self, name) is not None and getattr(self, name) == self.s3_input_uri:
+                raise ValueError(f"{name} names the input object (it would be overwritten)")
+        if self.depth_uri is not None and self.depth_uri in (self.s3_input_uri, self.s3_output_uri):
+            raise ValueError("depth_uri names the input or the output object")
         return self
+
+    @property
+    def output(self) -> S3Location:
+        """Where this task writes: the stereo video, or the depth."""
+        target = self.depth_output_uri if self.task == "depth" else self.s3_output_uri
+        assert target is not None  # validated
+        return target
 
 
 class Padding(BaseModel):
@@ -175,6 +225,31 @@ class InvocationResponse(BaseModel):
     report: dict[str, Any] | None = Field(default=None, description="the report's clip-level figures")
     report_uris: dict[str, str] | None = Field(default=None, description="json and png, once uploaded")
     report_error: str | None = Field(default=None, description="why no report was written, if so")
+
+
+class DepthResponse(BaseModel):
+    """The depth task's answer: where the depth is, and what the alignment of segments needs."""
+
+    task: Literal["depth"] = "depth"
+    depth_output_uri: str
+    preset: str
+    frames: int
+    fps: str
+    source_width: int
+    source_height: int
+    depth_width: int  # of the stored depth frames (the depth stage's processing size)
+    depth_height: int
+    depth_bytes: int  # size of the stored object
+    stats: dict[str, float] = Field(description="raw depth: min, max, p1, p99")
+    thumbnails: dict[str, Any] = Field(
+        description="depth_first/depth_last (raw depth, long side 64), colour_first/colour_last "
+        "(uint8 RGB, long side 32) of the first and last frames"
+    )
+    timings: dict[str, float]
+    request_id: str
+    started_at: float
+    finished_at: float
+    tiny_weights: bool
 
 
 class ErrorBody(BaseModel):

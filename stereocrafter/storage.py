@@ -194,8 +194,7 @@ class S3Storage:
         existing = self._head_if_readable(dst)
         if existing is not None and existing.same_object(info):
             raise BadRequestError(
-                f"s3_output_uri {echo(dst.uri)} is the input object under another name; "
-                "it would be overwritten"
+                f"the output {echo(dst.uri)} is the input object under another name; it would be overwritten"
             )
         if existing is not None and not overwrite:
             raise OutputExistsError(f"an object already exists at {echo(dst.uri)} and overwrite is false")

@@ -230,8 +230,14 @@ def check_packets(path: str | os.PathLike[str], info: VideoInfo) -> None:
         )
 
 
-def iter_frames(path: str | os.PathLike[str], chunk_size: int = 16) -> Iterator[np.ndarray]:
+def iter_frames(
+    path: str | os.PathLike[str], chunk_size: int = 16, *, start: int = 0, count: int | None = None
+) -> Iterator[np.ndarray]:
     """Decode a video into chunks of RGB frames, holding at most one chunk in memory.
+
+    ``start`` and ``count`` pick frames [start, start + count) (a segment of a long file, for
+    ``stereocrafter convert-long``): the frames before ``start`` are decoded (exact for any stream,
+    no seeking) but not converted to RGB.
 
     Yields:
         (t, H, W, 3) uint8 arrays, t <= chunk_size (only the last chunk is shorter), frames in
@@ -244,6 +250,8 @@ def iter_frames(path: str | os.PathLike[str], chunk_size: int = 16) -> Iterator[
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if start < 0 or (count is not None and count < 1):
+        raise ValueError(f"start must be >= 0 and count >= 1, got {start} and {count}")
     name = Path(path).name
     with _open_input(path) as container:
         stream = _video_stream(container, name)
@@ -256,11 +264,15 @@ def iter_frames(path: str | os.PathLike[str], chunk_size: int = 16) -> Iterator[
             for frame in container.decode(stream):
                 if frame.is_corrupt:
                     raise VideoDecodeError(f"{name}: frame {decoded} is corrupt")
-                chunk.append(_to_rgb(frame, reformatter))
                 decoded += 1
+                if decoded <= start:
+                    continue
+                chunk.append(_to_rgb(frame, reformatter))
                 if len(chunk) == chunk_size:
                     yield np.stack(chunk)
                     chunk = []
+                if count is not None and decoded == start + count:
+                    break
         except av.error.FFmpegError as err:
             raise VideoDecodeError(
                 f"{name}: corrupt or truncated video data after frame {decoded} ({_reason(err)})"
@@ -269,7 +281,11 @@ def iter_frames(path: str | os.PathLike[str], chunk_size: int = 16) -> Iterator[
             yield np.stack(chunk)
         if decoded == 0:
             raise VideoDecodeError(f"{name}: the video stream holds no decodable frames")
-        if expected > 0 and decoded < expected:
+        if count is not None and decoded < start + count:
+            raise VideoDecodeError(
+                f"{name}: the video ended after {decoded} frames; {start}-{start + count - 1} were asked"
+            )
+        if count is None and expected > 0 and decoded < expected:
             raise VideoDecodeError(
                 f"{name}: truncated video: decoded {decoded} of the {expected} frames it declares"
             )

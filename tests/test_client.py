@@ -118,3 +118,56 @@ def test_model_error_carries_the_containers_status() -> None:
                 "s3://v/a.mp4", "s3://v/b.mp4", mode="x"
             )
     assert caught.value.status == 400 and caught.value.request_id == "r3"
+
+
+def test_convert_segments_on_the_sagemaker_async_backend(aws, moto_server: str) -> None:
+    """``convert_segments`` through ``invoke_endpoint_async`` (moto hands back canned answers in
+    order: three depth summaries, then three stereo results): the stereo requests SageMaker gets
+    carry the stored depth and the maps that undo each segment's distortion."""
+    import numpy as np
+
+    from stereocrafter.client import convert_segments
+
+    s3 = aws("s3")
+    s3.create_bucket(Bucket="requests")
+    truth = np.random.default_rng(4).uniform(0.1, 0.9, (36, 64))
+    distortions = [(1.3, 0.2), (0.7, -0.1), (1.1, 0.05)]
+    colour = np.full((18, 32, 3), 90).tolist()
+
+    def summary(a: float, b: float) -> dict:
+        d = (a * truth + b).tolist()
+        stats = {"min": a * 0.1 + b, "max": a * 0.9 + b, "p1": a * 0.11 + b, "p99": a * 0.89 + b}
+        thumbs = {"depth_first": d, "depth_last": d, "colour_first": colour, "colour_last": colour}
+        return {"task": "depth", "stats": stats, "thumbnails": thumbs}
+
+    answers = [summary(a, b) for a, b in distortions] + [{**RESULT, "frames": 8}] * 3
+    requests.post(
+        f"{moto_server}/moto-api/static/sagemaker/async-endpoint-results",
+        json={"results": [{"data": json.dumps(a), "is_failure": False} for a in answers]},
+        timeout=10,
+    )
+    client = SageMakerClient("stereo", runtime=aws("sagemaker-runtime"), s3=s3)
+    backend = client.async_backend("s3://requests/jobs/", poll_interval=0.05, timeout=30)
+    pairs = [(f"s3://videos/in/{i}.mp4", f"s3://videos/out/{i}.mp4") for i in range(3)]
+    result = convert_segments(pairs, backend, mode="sbs", max_concurrency=1, preset="fast")
+    assert result.failed == [] and all(o.ok for o in result.segments)
+    bodies = [
+        json.loads(s3.get_object(Bucket="requests", Key=o["Key"])["Body"].read())
+        for o in sorted(s3.list_objects_v2(Bucket="requests")["Contents"], key=lambda o: o["LastModified"])
+    ]
+    depth_bodies = [b for b in bodies if b.get("task") == "depth"]
+    stereo_bodies = [b for b in bodies if "task" not in b]
+    assert sorted(b["depth_output_uri"] for b in depth_bodies) == [
+        f"s3://videos/out/{i}.mp4.depth.mkv" for i in range(3)
+    ]
+    assert all(b["preset"] == "fast" and "mode" not in b for b in depth_bodies)
+    for body in stereo_bodies:
+        i = int(body["s3_input_uri"][-5])
+        a, b = distortions[i]
+        assert body["depth_uri"] == f"s3://videos/out/{i}.mp4.depth.mkv" and body["mode"] == "sbs"
+        # the map takes segment i's raw depth back into the reference's (segment 1's) units
+        ra, rb = distortions[1]
+        assert body["depth_scale"] * a == pytest.approx(ra) and body["depth_scale"] * b + body[
+            "depth_shift"
+        ] == (pytest.approx(rb))
+        assert body["depth_range"] == [pytest.approx(ra * 0.11 + rb), pytest.approx(ra * 0.89 + rb)]

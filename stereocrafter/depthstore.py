@@ -1,0 +1,195 @@
+"""A segment's raw depth on disk, and the small summary the alignment of segments works from.
+
+Format (``write_depth``/``read_depth``): Matroska holding one FFV1 video stream of 16-bit grey
+frames (``gray16le``, every frame a key frame, slice CRCs on), at the depth stage's processing size
+and the segment's frame rate. Raw depth d in [low, high] (the segment's own min and max) is stored
+as q = round((d - low) / (high - low) * 65535); ``low`` and ``high`` are written exactly (Python's
+float repr) in the container's ``STEREOCRAFTER_DEPTH`` tag, a JSON object with the frame count and
+the source segment's size, so a reader can refuse a depth that belongs to another segment.
+
+FFV1 is lossless: reading gives back q exactly, so the only loss is the 16-bit quantisation, at
+most (high - low) / 131070 per value: 1.5e-4 px of disparity at max_disp 20. Depth maps are smooth,
+and FFV1's context modelling stores them at a fraction of their 2 bytes per pixel (measured per
+frame in bench/depth_store.py and README "Long videos"). Any player or ``ffprobe`` opens the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stereocrafter.errors import DepthMismatchError, InvalidDepthError
+
+TAG = "STEREOCRAFTER_DEPTH"
+FORMAT_VERSION = 1
+LEVELS = 65535
+DEPTH_THUMB = 64  # long side of the depth thumbnails (64 x 36 for 16:9)
+COLOUR_THUMB = 32  # long side of the colour thumbnails
+SUBSAMPLE = 4096  # pixels per frame pooled for the clip's percentiles
+
+
+@dataclass(frozen=True)
+class StoredDepth:
+    depth: torch.Tensor  # (T, 1, h, w) float32 raw depth
+    low: float
+    high: float
+    source_width: int
+    source_height: int
+    meta: dict[str, Any]
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.depth.shape[0])
+
+    def check_matches(self, num_frames: int, width: int, height: int) -> None:
+        """``DepthMismatchError`` (422) unless this depth was made from a segment of this frame
+        count and size."""
+        if self.num_frames != num_frames:
+            raise DepthMismatchError(
+                f"the stored depth has {self.num_frames} frames; the segment has {num_frames}"
+            )
+        if (self.source_width, self.source_height) != (width, height):
+            raise DepthMismatchError(
+                f"the stored depth was made from a {self.source_width}x{self.source_height} segment; "
+                f"this segment is {width}x{height}"
+            )
+
+
+def write_depth(
+    path: str | os.PathLike[str],
+    depth: torch.Tensor,
+    *,
+    fps: Fraction,
+    source_width: int,
+    source_height: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Store raw depth (T, 1, h, w) at ``path`` (.mkv); returns the tag it wrote."""
+    if depth.ndim != 4 or depth.shape[1] != 1 or depth.shape[0] < 1:
+        raise ValueError(f"depth must be (T, 1, h, w) with T >= 1, got {tuple(depth.shape)}")
+    values = depth[:, 0].detach().float().cpu()
+    if not torch.isfinite(values).all():
+        raise ValueError("the depth holds non-finite values")
+    low, high = float(values.min()), float(values.max())
+    span = high - low
+    num_frames, height, width = values.shape
+    meta = {
+        "version": FORMAT_VERSION,
+        "low": low,
+        "high": high,
+        "frames": num_frames,
+        "source_width": source_width,
+        "source_height": source_height,
+        **(extra or {}),
+    }
+    with av.open(str(path), mode="w", format="matroska") as out:
+        out.metadata[TAG] = json.dumps(meta)
+        stream = out.add_stream("ffv1", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "gray16le"
+        stream.codec_context.options = {"level": "3", "slicecrc": "1", "context": "1", "g": "1"}
+        for t in range(num_frames):
+            if span > 0:
+                q = ((values[t] - low) / span * LEVELS).round().clamp(0, LEVELS).to(torch.int32)
+            else:
+                q = torch.zeros(height, width, dtype=torch.int32)
+            frame = av.VideoFrame.from_ndarray(q.numpy().astype(np.uint16), format="gray16le")
+            frame.pts = t
+            frame.time_base = 1 / fps
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return meta
+
+
+def read_depth(path: str | os.PathLike[str]) -> StoredDepth:
+    """The depth ``write_depth`` stored; ``InvalidDepthError`` (422) for anything else: not a
+    Matroska/FFV1 file, no or a malformed tag, a frame count short of the tag's, damaged data."""
+    name = "the depth object"
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.FFmpegError:
+        raise InvalidDepthError(f"{name} is not a readable depth file (Matroska with FFV1)") from None
+    with container:
+        try:
+            meta = json.loads(container.metadata.get(TAG, ""))
+            low, high = float(meta["low"]), float(meta["high"])
+            frames, source_w, source_h = (
+                int(meta["frames"]),
+                int(meta["source_width"]),
+                int(meta["source_height"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            raise InvalidDepthError(f"{name} has no valid {TAG} tag (not written by this service?)") from None
+        if not (np.isfinite([low, high]).all() and high >= low and frames >= 1):
+            raise InvalidDepthError(f"{name} has an invalid {TAG} tag")
+        if not container.streams.video or container.streams.video[0].codec_context.name != "ffv1":
+            raise InvalidDepthError(f"{name} holds no FFV1 depth stream")
+        stream = container.streams.video[0]
+        planes: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                if frame.format.name != "gray16le" or frame.is_corrupt:
+                    raise InvalidDepthError(f"{name}: frame {len(planes)} is not intact 16-bit depth")
+                planes.append(frame.to_ndarray())
+                if len(planes) > frames:
+                    break
+        except av.error.FFmpegError:
+            raise InvalidDepthError(f"{name} is damaged after frame {len(planes)}") from None
+    if len(planes) != frames:
+        raise InvalidDepthError(f"{name} holds {len(planes)} frames; its tag says {frames}")
+    q = torch.from_numpy(np.stack(planes).astype(np.float32))
+    depth = (low + q / LEVELS * (high - low))[:, None] if high > low else torch.full_like(q, low)[:, None]
+    return StoredDepth(depth, low, high, source_w, source_h, meta)
+
+
+def thumbnail_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) with the long side ``long_side`` and the frame's aspect ratio."""
+    if width >= height:
+        return max(1, round(height * long_side / width)), long_side
+    return long_side, max(1, round(width * long_side / height))
+
+
+def _area(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.adaptive_avg_pool2d(x.float(), size)
+
+
+def depth_summary(depth: torch.Tensor, first_rgb: np.ndarray, last_rgb: np.ndarray) -> dict[str, Any]:
+    """What the client aligns segments with: raw-depth statistics (min, max, 1st and 99th
+    percentiles of every pixel; the percentiles over ``SUBSAMPLE`` evenly spaced pixels per
+    frame), area-averaged thumbnails of the first and last frames' raw depth (long side
+    ``DEPTH_THUMB``) and of their colours (uint8 RGB, long side ``COLOUR_THUMB``)."""
+    values = depth[:, 0].float()
+    num_frames, height, width = values.shape
+    flat = values.reshape(num_frames, -1)
+    step = max(1, flat.shape[1] // SUBSAMPLE)
+    pooled = flat[:, ::step].reshape(-1).double()
+    pooled = pooled[:: -(-pooled.numel() // 2**24)]  # torch.quantile's limit: 2**24 values
+    p1, p99 = torch.quantile(pooled, torch.tensor([0.01, 0.99], dtype=torch.float64)).tolist()
+    dh, dw = thumbnail_size(height, width, DEPTH_THUMB)
+    thumbs = _area(values[[0, -1]][:, None], (dh, dw))[:, 0]
+
+    def colour(rgb: np.ndarray) -> list[list[list[int]]]:
+        ch, cw = thumbnail_size(rgb.shape[0], rgb.shape[1], COLOUR_THUMB)
+        small = _area(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None], (ch, cw))[0]
+        out: list[list[list[int]]] = small.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).tolist()
+        return out
+
+    def rounded(x: torch.Tensor) -> list[list[float]]:
+        return [[float(f"{v:.6g}") for v in row] for row in x.tolist()]
+
+    return {
+        "stats": {"min": float(values.min()), "max": float(values.max()), "p1": p1, "p99": p99},
+        "thumbnails": {
+            "depth_first": rounded(thumbs[0]),
+            "depth_last": rounded(thumbs[1]),
+            "colour_first": colour(first_rgb),
+            "colour_last": colour(last_rgb),
+        },
+    }

@@ -1,0 +1,162 @@
+"""Long videos on one machine: ``stereocrafter convert-long`` (cut -> depth per segment -> align ->
+stereo per segment -> stitch), through the same ``convert_segments`` as the service's callers.
+
+``LocalBackend`` runs the two tasks of the service (``task: "depth"`` and the stereo task with a
+stored, aligned depth) on local files with the same functions the service's jobs call
+(``convert.depth_file``, ``convert.convert_file``); a segment is a frame range of the source
+(``LocalSegment``), so nothing is cut or re-encoded before the conversion.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stereocrafter.client import SegmentsResult, convert_segments
+from stereocrafter.convert import convert_file, depth_file
+from stereocrafter.depthstore import read_depth
+from stereocrafter.pipeline import Observer, Progress, StereoPipeline
+from stereocrafter.stitch import StitchResult, stitch
+from stereocrafter.video_io import probe
+
+MIN_TAIL_FRAMES = 8  # a last segment shorter than this joins the one before it
+
+
+@dataclass(frozen=True)
+class LocalSegment:
+    path: Path
+    start: int  # first frame
+    count: int  # frames
+
+    def __str__(self) -> str:
+        return f"{self.path.name}[{self.start}:{self.start + self.count}]"
+
+
+def cut_segments(path: Path, seconds: float) -> list[LocalSegment]:
+    """Frame ranges of about ``seconds`` each (whole frames, at the video's rate)."""
+    if not seconds > 0:
+        raise ValueError(f"the segment length must be > 0 seconds, got {seconds}")
+    info = probe(path)
+    size = max(1, round(seconds * info.fps))
+    starts = list(range(0, info.num_frames, size))
+    if len(starts) > 1 and info.num_frames - starts[-1] < MIN_TAIL_FRAMES:
+        starts.pop()
+    ends = [*starts[1:], info.num_frames]
+    return [LocalSegment(Path(path), a, b - a) for a, b in zip(starts, ends, strict=True)]
+
+
+class LocalBackend:
+    """``convert_segments``'s backend on this machine: one pipeline, one task at a time.
+
+    ``observer_factory(segment)`` may give each stereo task an ``Observer`` (a quality report,
+    or a test's probe of the disparity it used).
+    """
+
+    STEREO_OPTIONS = frozenset({"mode", "depth_uri", "depth_scale", "depth_shift", "depth_range"})
+
+    def __init__(
+        self,
+        pipeline: StereoPipeline,
+        workdir: Path,
+        *,
+        crf: int = 18,
+        progress: Progress | None = None,
+        observer_factory: Callable[[LocalSegment], Observer | None] | None = None,
+    ) -> None:
+        self.pipeline, self.workdir, self.crf = pipeline, Path(workdir), crf
+        self.progress, self.observer_factory = progress, observer_factory
+        self._lock = threading.Lock()  # one device: tasks run one after another
+
+    def depth_location(self, index: int, output: str) -> str:
+        return str(self.workdir / f"segment-{index:04d}.depth.mkv")
+
+    def depth(self, source: LocalSegment, depth_output: str, **options: Any) -> dict[str, Any]:
+        if options:
+            raise TypeError(
+                f"the local backend takes its preset and seed from its pipeline, not {sorted(options)}"
+            )
+        with self._lock:
+            result = depth_file(
+                self.pipeline,
+                source.path,
+                depth_output,
+                frames=(source.start, source.count),
+                progress=self.progress,
+            )
+        return {
+            "task": "depth",
+            "depth_output_uri": depth_output,
+            "frames": result.info.num_frames,
+            "depth_bytes": result.depth_bytes,
+            **result.summary,
+            "timings": result.timings,
+        }
+
+    def stereo(self, source: LocalSegment, output: str, **options: Any) -> dict[str, Any]:
+        unknown = set(options) - self.STEREO_OPTIONS
+        if unknown:
+            raise TypeError(
+                f"the local backend takes these from its pipeline's config, not {sorted(unknown)}"
+            )
+        depth = None
+        if options.get("depth_uri"):
+            stored = read_depth(options["depth_uri"])
+            info = probe(source.path)
+            stored.check_matches(source.count, info.width, info.height)
+            depth = stored.depth
+        scale, shift = options.get("depth_scale"), options.get("depth_shift")
+        depth_map = None if scale is None and shift is None else (scale or 1.0, shift or 0.0)
+        low_high = options.get("depth_range")
+        observer = self.observer_factory(source) if self.observer_factory else None
+        with self._lock:
+            result = convert_file(
+                self.pipeline, source.path, output, mode=options.get("mode", "anaglyph"),
+                progress=self.progress, crf=self.crf, observer=observer,
+                frames=(source.start, source.count), depth=depth, depth_map=depth_map,
+                depth_range=tuple(low_high) if low_high is not None else None,
+            )  # fmt: skip
+        return {"output": output, "frames": result.num_frames, "timings": result.timings}
+
+
+@dataclass(frozen=True)
+class LongResult:
+    segments: list[LocalSegment]
+    result: SegmentsResult | None  # None with ``align=False``
+    stitched: StitchResult | None  # None with ``plan_only``
+
+
+def convert_long(
+    pipeline: StereoPipeline,
+    source: Path,
+    output: Path,
+    *,
+    segment_seconds: float,
+    workdir: Path,
+    mode: str = "anaglyph",
+    align: bool = True,
+    plan_only: bool = False,
+    crf: int = 18,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> LongResult:
+    """The whole local workflow, segment files in ``workdir``. ``align=False`` normalises every
+    segment alone (what one plain request per segment gives), for comparison."""
+    segments = cut_segments(source, segment_seconds)
+    backend = LocalBackend(pipeline, workdir, crf=crf, progress=progress)
+    pairs = [(seg, str(workdir / f"segment-{i:04d}.mp4")) for i, seg in enumerate(segments)]
+    result = None
+    if align:
+        result = convert_segments(pairs, backend, mode=mode, max_concurrency=1, plan_only=plan_only, log=log)
+        if plan_only:
+            return LongResult(segments, result, None)
+        if result.failed:
+            failures = "; ".join(f"{s.index}: {s.error}" for s in result.segments if s.error)
+            raise RuntimeError(f"segments {result.failed} failed: {failures}")
+    else:
+        for seg, part in pairs:
+            backend.stereo(seg, part, mode=mode)
+    stitched = stitch([part for _, part in pairs], output, audio_from=source)
+    return LongResult(segments, result, stitched)

@@ -1,0 +1,82 @@
+"""A long synthetic video whose depth is known, and a depth stage that returns it distorted.
+
+Every frame carries its true depth (DepthCrafter's convention: 1 = near) in the blue channel;
+red and green are a smooth texture. Three planes move in depth over the video (the background
+recedes, a rectangle approaches, another drifts), so each segment's own depth range differs from
+its neighbours'; that is what makes per-segment normalisation jump at every boundary. From
+``cut_at`` on, a different shot: other colours and another layout (a scene cut).
+
+``KnownDepth`` stands in for DepthCrafter: it reads the frames it is given, takes the blue
+channel as the depth and applies a random affine map drawn anew for every call, which is
+DepthCrafter's per-clip ambiguity (its depth is right only up to such a map per clip).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from stereocrafter.depth import FrameSource
+
+
+def true_depth(t: int, n: int, height: int, width: int, cut_at: int | None) -> np.ndarray:
+    """(H, W) depth in [0, 1] of frame t of n."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    shot2 = cut_at is not None and t >= cut_at
+    s = t / max(n - 1, 1)
+    if not shot2:
+        depth = np.full((height, width), 0.30 - 0.10 * s)  # the background recedes
+        depth += 0.05 * y / height  # a slanted floor
+        a = (x >= 0.15 * width) & (x < 0.45 * width) & (y >= 0.2 * height) & (y < 0.7 * height)
+        depth[a] = 0.5 + 0.2 * s  # approaching
+        cx = 0.55 * width + 0.05 * width * math.sin(2 * math.pi * s)
+        b = (np.abs(x - cx) < 0.1 * width) & (y >= 0.4 * height) & (y < 0.9 * height)
+        depth[b] = 0.6
+        if 0.3 <= s <= 0.45:  # something very near passes by, in one segment only
+            c = (np.abs(x - (0.2 + 3 * (s - 0.3)) * width) < 0.08 * width) & (y < 0.35 * height)
+            depth[c] = 0.95
+    else:
+        depth = 0.2 + 0.6 * x / width  # a wall at an angle
+        c = (np.abs(x - 0.3 * width) < 0.15 * width) & (np.abs(y - 0.5 * height) < 0.25 * height)
+        depth[c] = 0.9 - 0.2 * s
+    return depth
+
+
+def render(n: int, height: int, width: int, cut_at: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n, H, W, 3) uint8 frames and (n, H, W) the depth they carry (blue / 255)."""
+    frames = np.empty((n, height, width, 3), dtype=np.uint8)
+    depths = np.empty((n, height, width))
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    for t in range(n):
+        d = np.round(true_depth(t, n, height, width, cut_at) * 255) / 255
+        shot2 = cut_at is not None and t >= cut_at
+        if not shot2:
+            r = 0.7 + 0.2 * np.sin(2 * math.pi * (x / 37 + t / 40))
+            g = 0.6 + 0.2 * np.cos(2 * math.pi * y / 29)
+        else:
+            r = 0.15 + 0.1 * np.sin(2 * math.pi * x / 23)
+            g = 0.15 + 0.1 * np.cos(2 * math.pi * (x + y) / 31)
+        frames[t] = np.clip(np.round(np.stack([r, g, d], axis=-1) * 255), 0, 255).astype(np.uint8)
+        depths[t] = d
+    return frames, depths
+
+
+class KnownDepth:
+    """A depth stage with ``iter_depth``'s interface (what ``StereoPipeline`` calls)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.unet = torch.nn.Identity()  # progress hooks attach here; it is never called
+        self._execution_device = torch.device("cpu")
+        self.maps: list[tuple[float, float]] = []  # the distortion of each call
+
+    def iter_depth(self, frames: FrameSource, **_: Any) -> Iterator[tuple[int, torch.Tensor]]:
+        scale, shift = float(self.rng.uniform(0.4, 2.5)), float(self.rng.uniform(-0.6, 0.6))
+        self.maps.append((scale, shift))
+        for start in range(0, len(frames), 8):
+            chunk = frames[start : start + 8]
+            yield start, (chunk[:, 2:3].float() * scale + shift).cpu()
