@@ -5,10 +5,10 @@ segments normalised alone make the disparity jump at every boundary. From each s
 summary (``depthstore.depth_summary``: raw-depth statistics and thumbnails of its first and last
 frames) this module:
 
-1. fits, at each boundary, raw_i ~ a * raw_{i+1} + b from the last depth thumbnail of segment i and
-   the first of segment i+1 (adjacent frames), by trimmed least squares: fit, drop the
-   ``TRIM`` share of pixels with the largest residuals (moving edges, disocclusions), refit, a few
-   times;
+1. fits, at each boundary, raw_i ~ a * raw_{i+1} + b from the last depth thumbnails of segment i
+   and the first of segment i+1 (adjacent frames; each side extrapolated to the other's frame at
+   constant speed, ``fit_boundary``), by trimmed least squares: fit, drop the ``TRIM`` share of
+   pixels with the largest residuals (moving edges, disocclusions), refit, a few times;
 2. calls the boundary a scene cut, and does not chain across it, when the colours change (mean
    absolute difference of the colour thumbnails over ``COLOUR_CUT``), when the depth thumbnails
    do not agree (correlation under ``CORRELATION_CUT``) or when the fit is implausible (a scale
@@ -140,11 +140,27 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 1.0  # two flat maps agree
 
 
-def fit_boundary(index: int, before: dict[str, Any], after: dict[str, Any]) -> Boundary:
-    """The boundary between two segments' summaries (the ``depth`` task's ``thumbnails``)."""
-    last = np.asarray(before["thumbnails"]["depth_last"], dtype=np.float64)
-    first = np.asarray(after["thumbnails"]["depth_first"], dtype=np.float64)
-    scale, shift, residual = fit_affine(first, last)
+def fit_boundary(
+    index: int, before: dict[str, Any], after: dict[str, Any], *, extrapolate: bool = True
+) -> Boundary:
+    """The boundary between two segments' summaries (the ``depth`` task's ``thumbnails``).
+
+    The two sides are different frames (the last of one segment, the first of the next), so the
+    scene may have moved in depth between them; a change of the whole scene (a dolly) would be
+    taken for the clip ambiguity and carried down the chain. With the second and second-to-last
+    thumbnails, each side is extrapolated one frame at constant speed to the other's frame
+    (2 d_f - d_(f-1) and 2 d_(f+1) - d_(f+2)) and both equations are fitted at once, which
+    cancels motion at constant speed; without them, the plain frames are fitted.
+    """
+    tb, ta = before["thumbnails"], after["thumbnails"]
+    last = np.asarray(tb["depth_last"], dtype=np.float64)
+    first = np.asarray(ta["depth_first"], dtype=np.float64)
+    if extrapolate and "depth_second_last" in tb and "depth_second" in ta:
+        ahead = 2 * last - np.asarray(tb["depth_second_last"], dtype=np.float64)  # segment i at f + 1
+        behind = 2 * first - np.asarray(ta["depth_second"], dtype=np.float64)  # segment i + 1 at f
+        scale, shift, residual = fit_affine(np.concatenate([first, behind]), np.concatenate([ahead, last]))
+    else:
+        scale, shift, residual = fit_affine(first, last)
     correlation = _correlation(first, last)
     colour_a = np.asarray(before["thumbnails"]["colour_last"], dtype=np.float64) / 255.0
     colour_b = np.asarray(after["thumbnails"]["colour_first"], dtype=np.float64) / 255.0
@@ -159,13 +175,18 @@ def fit_boundary(index: int, before: dict[str, Any], after: dict[str, Any]) -> B
     return Boundary(index, scale, shift, residual, correlation, colour, bool(reasons), "; ".join(reasons))
 
 
-def align(summaries: list[dict[str, Any] | None], *, robust: bool = True) -> Alignment:
-    """The alignment of segments in playback order; ``None`` marks a segment whose depth failed."""
+def align(
+    summaries: list[dict[str, Any] | None], *, robust: bool = True, extrapolate: bool = True
+) -> Alignment:
+    """The alignment of segments in playback order; ``None`` marks a segment whose depth failed.
+    ``extrapolate=False`` fits the plain adjacent frames (see ``fit_boundary``)."""
     n = len(summaries)
     boundaries: list[Boundary | None] = []
     for i in range(n - 1):
         a, b = summaries[i], summaries[i + 1]
-        boundaries.append(fit_boundary(i, a, b) if a is not None and b is not None else None)
+        boundaries.append(
+            fit_boundary(i, a, b, extrapolate=extrapolate) if a is not None and b is not None else None
+        )
     # Shots: runs of present segments joined by chained boundaries.
     shots: list[list[int]] = []
     for i in range(n):

@@ -409,6 +409,7 @@ def convert_segments(
     retries: int = 2,
     backoff: float = 2.0,
     robust: bool = True,
+    extrapolate: bool = True,
     plan_only: bool = False,
     depth_uris: Sequence[str] | None = None,
     log: Callable[[str], None] | None = None,
@@ -424,7 +425,8 @@ def convert_segments(
     3. Stereo tasks, ``max_concurrency`` at a time, each with its stored depth (no second depth
        pass), its map and its shot's range. Skipped with ``plan_only`` (``plan_segments``).
 
-    ``options`` go to the stereo tasks (``preset`` and ``seed`` to the depth tasks too). A failed
+    ``robust`` and ``extrapolate``: see ``stereocrafter.align.align``. ``options`` go to the
+    stereo tasks (``preset`` and ``seed`` to the depth tasks too). A failed
     task is retried ``retries`` times when the service or the network failed (5xx, no answer),
     with exponential ``backoff``; a segment that still fails is reported by index in the result
     (its neighbours' boundaries are not chained through it) and the others go on.
@@ -446,7 +448,7 @@ def convert_segments(
 
     with ThreadPoolExecutor(max_concurrency) as pool:
         list(pool.map(depth, outcomes))
-    alignment = align([o.depth for o in outcomes], robust=robust)
+    alignment = align([o.depth for o in outcomes], robust=robust, extrapolate=extrapolate)
     if plan_only:
         return SegmentsResult(outcomes, alignment)
 

@@ -1,11 +1,12 @@
 """A segment's raw depth on disk, and the small summary the alignment of segments works from.
 
 Format (``write_depth``/``read_depth``): Matroska holding one FFV1 video stream of 16-bit grey
-frames (``gray16le``, every frame a key frame, slice CRCs on), at the depth stage's processing size
-and the segment's frame rate. Raw depth d in [low, high] (the segment's own min and max) is stored
-as q = round((d - low) / (high - low) * 65535); ``low`` and ``high`` are written exactly (Python's
-float repr) in the container's ``STEREOCRAFTER_DEPTH`` tag, a JSON object with the frame count and
-the source segment's size, so a reader can refuse a depth that belongs to another segment.
+frames (``gray16le``; FFV1 version 3: every frame a key frame, slice CRCs on), at the depth stage's
+processing size and the segment's frame rate. Raw depth d in [low, high] (the segment's own min and
+max) is stored as q = round((d - low) / (high - low) * 65535); ``low`` and ``high`` are written
+exactly (Python's float repr) in the container's ``STEREOCRAFTER_DEPTH`` tag, a JSON object with the
+frame count and the source segment's size, so a reader can refuse a depth that belongs to another
+segment.
 
 FFV1 is lossless: reading gives back q exactly, so the only loss is the 16-bit quantisation, at
 most (high - low) / 131070 per value: 1.5e-4 px of disparity at max_disp 20. Depth maps are smooth,
@@ -92,9 +93,10 @@ def write_depth(
     }
     with av.open(str(path), mode="w", format="matroska") as out:
         out.metadata[TAG] = json.dumps(meta)
-        stream = out.add_stream("ffv1", rate=fps)
+        # FFV1 version 3: every frame a key frame, CRC per slice (a damaged object is detected)
+        options = {"level": "3", "slicecrc": "1", "g": "1"}
+        stream = out.add_stream("ffv1", rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "gray16le"
-        stream.codec_context.options = {"level": "3", "slicecrc": "1", "context": "1", "g": "1"}
         for t in range(num_frames):
             if span > 0:
                 q = ((values[t] - low) / span * LEVELS).round().clamp(0, LEVELS).to(torch.int32)
@@ -163,8 +165,9 @@ def _area(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def depth_summary(depth: torch.Tensor, first_rgb: np.ndarray, last_rgb: np.ndarray) -> dict[str, Any]:
     """What the client aligns segments with: raw-depth statistics (min, max, 1st and 99th
     percentiles of every pixel; the percentiles over ``SUBSAMPLE`` evenly spaced pixels per
-    frame), area-averaged thumbnails of the first and last frames' raw depth (long side
-    ``DEPTH_THUMB``) and of their colours (uint8 RGB, long side ``COLOUR_THUMB``)."""
+    frame), area-averaged thumbnails of the raw depth of the first two and last two frames (long
+    side ``DEPTH_THUMB``; the second ones let the alignment allow for motion) and of the first and
+    last frames' colours (uint8 RGB, long side ``COLOUR_THUMB``)."""
     values = depth[:, 0].float()
     num_frames, height, width = values.shape
     flat = values.reshape(num_frames, -1)
@@ -173,7 +176,8 @@ def depth_summary(depth: torch.Tensor, first_rgb: np.ndarray, last_rgb: np.ndarr
     pooled = pooled[:: -(-pooled.numel() // 2**24)]  # torch.quantile's limit: 2**24 values
     p1, p99 = torch.quantile(pooled, torch.tensor([0.01, 0.99], dtype=torch.float64)).tolist()
     dh, dw = thumbnail_size(height, width, DEPTH_THUMB)
-    thumbs = _area(values[[0, -1]][:, None], (dh, dw))[:, 0]
+    ends = [0, min(1, num_frames - 1), max(num_frames - 2, 0), num_frames - 1]
+    thumbs = _area(values[ends][:, None], (dh, dw))[:, 0]
 
     def colour(rgb: np.ndarray) -> list[list[list[int]]]:
         ch, cw = thumbnail_size(rgb.shape[0], rgb.shape[1], COLOUR_THUMB)
@@ -188,7 +192,9 @@ def depth_summary(depth: torch.Tensor, first_rgb: np.ndarray, last_rgb: np.ndarr
         "stats": {"min": float(values.min()), "max": float(values.max()), "p1": p1, "p99": p99},
         "thumbnails": {
             "depth_first": rounded(thumbs[0]),
-            "depth_last": rounded(thumbs[1]),
+            "depth_second": rounded(thumbs[1]),
+            "depth_second_last": rounded(thumbs[2]),
+            "depth_last": rounded(thumbs[3]),
             "colour_first": colour(first_rgb),
             "colour_last": colour(last_rgb),
         },

@@ -131,6 +131,36 @@ def test_maps_chain_from_the_middle_segment_and_undo_each_distortion() -> None:
         assert (seg.low, seg.high) == (pytest.approx(truth.min()), pytest.approx(truth.max()))
 
 
+def test_extrapolation_cancels_a_dolly_between_the_boundary_frames() -> None:
+    """The whole scene moves in depth at constant speed: plain adjacent frames take that motion
+    for the clip ambiguity; extrapolating each side one frame does not."""
+    base, v = np.random.default_rng(2).uniform(0.2, 0.7, (36, 64)), 0.01
+    (a1, b1), (a2, b2) = (1.2, 0.1), (0.7, -0.2)
+
+    def thumbs(frames: list[np.ndarray], a: float, b: float) -> dict:
+        d = [(a * f + b).tolist() for f in frames]
+        rgb = np.full((18, 32, 3), 50).tolist()
+        return {"depth_first": d[0], "depth_second": d[1], "depth_second_last": d[-2], "depth_last": d[-1],
+                "colour_first": rgb, "colour_last": rgb}  # fmt: skip
+
+    stats = {"min": 0.0, "max": 1.0, "p1": 0.0, "p99": 1.0}
+    before = {"stats": stats, "thumbnails": thumbs([base + v * t for t in range(4)], a1, b1)}  # frames 0-3
+    after = {"stats": stats, "thumbnails": thumbs([base + v * t for t in range(4, 8)], a2, b2)}  # frames 4-7
+    for extrapolate, tolerance in ((True, 1e-9), (False, None)):
+        result = align([before, after], extrapolate=extrapolate)
+        first, second = result.segments
+        assert first is not None and second is not None
+        # The same true depth t must map to the same aligned value from both segments.
+        t = np.array([0.2, 0.6])
+        gap = np.abs(
+            (first.scale * (a1 * t + b1) + first.shift) - (second.scale * (a2 * t + b2) + second.shift)
+        )
+        if tolerance is not None:
+            assert gap.max() < tolerance
+        else:
+            assert gap.max() > 0.5 * a1 * v  # about one frame of motion, taken for the ambiguity
+
+
 def test_cuts_and_missing_segments_split_the_chain() -> None:
     rng = np.random.default_rng(1)
     shot_a, shot_b = rng.uniform(0, 1, (36, 64)), rng.uniform(0, 1, (36, 64))
