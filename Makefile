@@ -56,6 +56,8 @@ bench: venv
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/gc_pause.py
 	$(BIN)/python bench/ping_latency.py
+	$(BIN)/python bench/depth_store.py
+	$(BIN)/python bench/long_align.py
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke
@@ -66,6 +68,8 @@ bench-smoke: venv
 	$(BIN)/python bench/flops.py --check
 	$(BIN)/python bench/gc_pause.py --smoke
 	$(BIN)/python bench/ping_latency.py --smoke
+	$(BIN)/python bench/depth_store.py --smoke
+	$(BIN)/python bench/long_align.py --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

@@ -28,6 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stereocrafter.thirdparty import quiet_known_messages  # noqa: E402
+
+quiet_known_messages()  # before tests.long_scene imports diffusers
 from stereocrafter.depthstore import read_depth, write_depth  # noqa: E402
 from tests.long_scene import true_depth  # noqa: E402
 
