@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv serve demo demo-convert test test-slow test-all lint bench bench-smoke lock clean
+.PHONY: venv serve demo demo-convert demo-long test test-slow test-all lint bench bench-smoke lock clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ demo-convert: venv
 	$(BIN)/python -m stereocrafter.testing demo --clip convert_input.mp4
 	$(BIN)/stereocrafter convert demo/convert_input.mp4 demo/convert_sbs.mp4 --mode sbs \
 	  --weights-dir demo/tiny-weights --save-grid demo/convert_grid.mp4
+
+# A long file in segments with one depth scale (cut, depth, align, stereo, stitch), tiny weights,
+# 2 steps per stage: 96 frames in 4 one-second segments -> demo/long_sbs.mp4 and the alignment table.
+demo-long: venv
+	$(BIN)/python -m stereocrafter.testing demo --clip long_input.mp4 --frames 96
+	STEREOCRAFTER_DEPTH_STEPS=2 STEREOCRAFTER_INPAINT_STEPS=2 $(BIN)/stereocrafter convert-long \
+	  demo/long_input.mp4 demo/long_sbs.mp4 --mode sbs --segment-seconds 1 --weights-dir demo/tiny-weights
 
 test: venv
 	$(BIN)/python -m pytest

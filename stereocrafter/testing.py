@@ -175,18 +175,19 @@ def write_sample_clip(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m stereocrafter.testing DIR [--clip NAME]``: tiny weights in DIR/tiny-weights and a
-    sample clip DIR/NAME (default sample.mp4)."""
+    """``python -m stereocrafter.testing DIR [--clip NAME] [--frames N]``: tiny weights in
+    DIR/tiny-weights and a sample clip DIR/NAME (default sample.mp4, 48 frames)."""
     import argparse
 
     parser = argparse.ArgumentParser(description="write demo assets: tiny random weights and a sample clip")
     parser.add_argument("directory", type=Path)
     parser.add_argument("--clip", default="sample.mp4", help="file name of the clip inside DIRECTORY")
+    parser.add_argument("--frames", type=int, default=48, help="frames of the clip (24 fps)")
     args = parser.parse_args(argv)
     weights = args.directory / "tiny-weights"
     if not (weights / TINY_WEIGHTS_MARKER).is_file():
         make_tiny_weights(weights)
-    clip = write_sample_clip(args.directory / args.clip)
+    clip = write_sample_clip(args.directory / args.clip, frames=args.frames)
     print(f"tiny random weights (NOT real models) in {weights}; sample clip {clip}")
 
 

@@ -89,7 +89,9 @@ def start_service(tmp: Path, env_extra: dict[str, str], wait_ready: bool = True)
     }
     env.update(
         {
-            "BENTOML_HOME": str(tmp / "bentoml"),
+            # One home per process: BentoML keeps its Prometheus multiprocess files there and
+            # clears them when a server starts, which would blind another running server's metrics.
+            "BENTOML_HOME": str(tmp / f"bentoml-{port}"),
             "BENTOML_DO_NOT_TRACK": "true",
             "STEREOCRAFTER_DEVICE": "cpu",
             "STEREOCRAFTER_DEPTH_STEPS": "2",

@@ -209,3 +209,63 @@ def test_fuzz_output_that_differs_from_the_input_only_in_its_tail(
     if request is not None:  # accepted: the two really are different S3 keys
         assert request.s3_input_uri.key != request.s3_output_uri.key
         assert request.s3_input_uri.uri == source and request.s3_output_uri.uri == target
+
+
+LONG = {"s3_input_uri": "s3://inbox/a.mp4", "s3_output_uri": "s3://outbox/a.mp4"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"depth_scale": "NaN"}, "depth_scale"),
+        ({"depth_scale": "Infinity"}, "depth_scale"),
+        ({"depth_scale": -1}, "depth_scale"),
+        ({"depth_scale": 1e7}, "depth_scale"),
+        ({"depth_shift": "-Infinity"}, "depth_shift"),
+        ({"depth_shift": 2e6}, "depth_shift"),
+        ({"depth_range": [0, "NaN"]}, "depth_range"),
+        ({"depth_range": [0, 1, 2]}, "depth_range"),
+        ({"depth_range": [0.5, 0.5]}, "low < high"),
+        ({"depth_range": "0,1"}, "depth_range"),
+        ({"depth_uri": "s3://outbox/a.mp4"}, "depth_uri names"),
+        ({"depth_uri": "s3://inbox/d.mkv\n"}, "depth_uri"),
+    ],
+)
+def test_long_video_fields_are_bounded(fields: dict, needle: str) -> None:
+    # NaN and Infinity as JSON's non-standard literals, as Python's json module writes them
+    raw = json.dumps({**LONG, **fields}).replace('"NaN"', "NaN").replace('"Infinity"', "Infinity")
+    raw = raw.replace('"-Infinity"', "-Infinity")
+    with pytest.raises(BadRequestError, match=needle) as caught:
+        parse_invocation(raw.encode())
+    assert len(caught.value.message) <= MESSAGE_LIMIT
+
+
+DEPTH_TASK = {
+    "task": "depth",
+    "s3_input_uri": "s3://inbox/a.mp4",
+    "depth_output_uri": "s3://outbox/a.depth.mkv",
+}
+ALIGNED = {
+    "depth_uri": "s3://outbox/a.depth.mkv",
+    "depth_scale": 1.5,
+    "depth_shift": -0.2,
+    "depth_range": [0.1, 0.9],
+}
+
+
+def test_the_two_tasks_take_their_own_fields() -> None:
+    depth = parse_invocation(json.dumps({**DEPTH_TASK, "seed": 3}).encode())
+    assert depth.task == "depth" and depth.output.uri == "s3://outbox/a.depth.mkv"
+    assert depth.s3_output_uri is None and depth.seed == 3
+    stereo = parse_invocation(json.dumps({**LONG, **ALIGNED}).encode())
+    assert stereo.task == "stereo" and stereo.output.uri == "s3://outbox/a.mp4"
+    assert (stereo.depth_scale, stereo.depth_shift, stereo.depth_range) == (1.5, -0.2, (0.1, 0.9))
+    plain = parse_invocation(json.dumps(LONG).encode())  # today's request: nothing new set
+    assert (plain.task, plain.depth_uri, plain.depth_scale, plain.depth_range) == ("stereo", None, None, None)
+    for body, needle in [
+        ({**DEPTH_TASK, "report": False}, "report does not apply to the depth task"),
+        ({**DEPTH_TASK, **LONG}, "s3_output_uri does not apply"),
+        ({"s3_input_uri": "s3://inbox/a.mp4"}, "s3_output_uri is required"),
+    ]:
+        with pytest.raises(BadRequestError, match=needle):
+            parse_invocation(json.dumps(body).encode())
