@@ -34,31 +34,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stereocrafter.client import convert_segments  # noqa: E402
 from stereocrafter.loading import load_inpainting_pipeline  # noqa: E402
-from stereocrafter.long import LocalBackend, LocalSegment, cut_segments  # noqa: E402
+from stereocrafter.long import cut_segments  # noqa: E402
 from stereocrafter.pipeline import StereoConfig, StereoPipeline  # noqa: E402
-from stereocrafter.splatting import disparity_from_depth  # noqa: E402
 from stereocrafter.testing import make_tiny_weights  # noqa: E402
 from stereocrafter.thirdparty import quiet_known_messages  # noqa: E402
-from tests.long_scene import KnownDepth, render  # noqa: E402
+from tests.long_scene import KnownDepth, convert_both_ways, render  # noqa: E402
 from tests.media import make_video  # noqa: E402
 
 MAX_DISP, FPS, HEIGHT, WIDTH = 20.0, 12, 72, 128
-
-
-class Recorder:
-    def __init__(self, store: dict[int, torch.Tensor], segment: LocalSegment) -> None:
-        self.store, self.offset = store, segment.start
-
-    def on_start(self, **_: Any) -> None:
-        pass
-
-    def on_frames(self, start: int, left: Any, depth: torch.Tensor, occlusion: Any, right: Any) -> None:
-        for i in range(depth.shape[0]):
-            self.store[self.offset + start + i] = disparity_from_depth(depth[i : i + 1], MAX_DISP)[
-                0, 0
-            ].clone()
 
 
 FIXED = (int(0.65 * HEIGHT), int(0.55 * WIDTH))  # a point on a plane that never moves in depth
@@ -70,14 +54,7 @@ def run(length: int, segments: int, tmp: Path, inpainting: Any, extrapolate: boo
     source = make_video(tmp / f"scene{seed}.mkv", frames, fps=FPS, codec="ffv1", pix_fmt="bgr0")
     parts = cut_segments(source, length / FPS)
     pipeline = StereoPipeline(KnownDepth(seed), inpainting, StereoConfig(max_disp=MAX_DISP, inpaint_steps=1))
-    unaligned: dict[int, torch.Tensor] = {}
-    aligned: dict[int, torch.Tensor] = {}
-    alone = LocalBackend(pipeline, tmp, observer_factory=lambda s: Recorder(unaligned, s))
-    for i, part in enumerate(parts):
-        alone.stereo(part, str(tmp / f"alone{seed}_{i}.mp4"))
-    backend = LocalBackend(pipeline, tmp, observer_factory=lambda s: Recorder(aligned, s))
-    pairs = [(p, str(tmp / f"part{seed}_{i}.mp4")) for i, p in enumerate(parts)]
-    result = convert_segments(pairs, backend, extrapolate=extrapolate)
+    unaligned, aligned, result = convert_both_ways(pipeline, parts, tmp, extrapolate=extrapolate)
     assert not result.failed, result.failed
     true_disp = torch.from_numpy(truth).float()
     true_disp = MAX_DISP * (2 * (true_disp - true_disp.min()) / (true_disp.max() - true_disp.min()) - 1)

@@ -36,7 +36,7 @@ TRIM = 0.2  # share of thumbnail pixels dropped as outliers at each refit
 FIT_ITERATIONS = 4
 COLOUR_CUT = 0.12  # mean absolute colour difference (0-1) above which a boundary is a cut
 CORRELATION_CUT = 0.3  # depth-thumbnail correlation below which a boundary is a cut
-MAX_STEP_SCALE = 4.0  # a boundary's fitted scale beyond 4x either way is not the same shot
+MAX_STEP_SCALE = 10.0  # a boundary's fitted scale beyond 10x either way is not the same shot
 FLAT = 1e-9  # a thumbnail with less variance than this gives no scale (shift only)
 
 

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from stereocrafter.client import SegmentsResult, convert_segments
 from stereocrafter.depth import FrameSource
+from stereocrafter.long import LocalBackend, LocalSegment
+from stereocrafter.pipeline import StereoPipeline
+from stereocrafter.splatting import disparity_from_depth
 
 
 def true_depth(t: int, n: int, height: int, width: int, cut_at: int | None) -> np.ndarray:
@@ -80,3 +85,38 @@ class KnownDepth:
         for start in range(0, len(frames), 8):
             chunk = frames[start : start + 8]
             yield start, (chunk[:, 2:3].float() * scale + shift).cpu()
+
+
+class DisparityProbe:
+    """An ``Observer``: the disparity (px) the stereo pass used, per frame of the long video."""
+
+    def __init__(self, store: dict[int, torch.Tensor], offset: int, max_disp: float) -> None:
+        self.store, self.offset, self.max_disp = store, offset, max_disp
+
+    def on_start(self, **_: Any) -> None:
+        pass
+
+    def on_frames(self, start: int, left: Any, depth: torch.Tensor, occlusion: Any, right: Any) -> None:
+        for i in range(depth.shape[0]):
+            disparity = disparity_from_depth(depth[i : i + 1], self.max_disp)
+            self.store[self.offset + start + i] = disparity[0, 0].clone()
+
+
+def convert_both_ways(
+    pipeline: StereoPipeline, segments: list[LocalSegment], tmp: Path, **kwargs: Any
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], SegmentsResult]:
+    """Each segment converted alone (one plain request each), then all through
+    ``convert_segments`` (``kwargs``); the disparity each used, per frame, and the result."""
+    max_disp = pipeline.config.max_disp
+    unaligned: dict[int, torch.Tensor] = {}
+    aligned: dict[int, torch.Tensor] = {}
+    alone = LocalBackend(
+        pipeline, tmp, observer_factory=lambda s: DisparityProbe(unaligned, s.start, max_disp)
+    )
+    for i, segment in enumerate(segments):
+        alone.stereo(segment, str(tmp / f"alone{id(segments)}_{i}.mp4"))
+    backend = LocalBackend(
+        pipeline, tmp, observer_factory=lambda s: DisparityProbe(aligned, s.start, max_disp)
+    )
+    pairs = [(s, str(tmp / f"part{id(segments)}_{i}.mp4")) for i, s in enumerate(segments)]
+    return unaligned, aligned, convert_segments(pairs, backend, **kwargs)

@@ -21,10 +21,9 @@ from stereocrafter.depthstore import depth_summary, read_depth, write_depth
 from stereocrafter.errors import DepthMismatchError, InvalidDepthError, VideoDecodeError
 from stereocrafter.long import LocalBackend, LocalSegment, cut_segments
 from stereocrafter.pipeline import StereoConfig, StereoPipeline
-from stereocrafter.splatting import disparity_from_depth
 from stereocrafter.stitch import stitch
 from stereocrafter.video_io import iter_frames, probe
-from tests.long_scene import KnownDepth, render
+from tests.long_scene import KnownDepth, convert_both_ways, render
 from tests.media import audio_duration, make_video, scene_frames
 
 MAX_DISP = 20.0
@@ -224,22 +223,6 @@ def test_stitching_copies_the_segments_and_the_source_audio(tmp_path: Path) -> N
 # --- the whole workflow on a scene whose depth is known ----------------------------------------
 
 
-class DisparityProbe:
-    """An ``Observer``: the disparity (px) the stereo pass used for every frame of a segment."""
-
-    def __init__(self, store: dict[int, torch.Tensor], segment: LocalSegment) -> None:
-        self.store, self.offset = store, segment.start
-
-    def on_start(self, **_: object) -> None:
-        pass
-
-    def on_frames(self, start: int, left, depth, occlusion, right) -> None:  # type: ignore[no-untyped-def]
-        for i in range(depth.shape[0]):
-            self.store[self.offset + start + i] = disparity_from_depth(depth[i : i + 1], MAX_DISP)[
-                0, 0
-            ].clone()
-
-
 def boundary_jumps(disparity: dict[int, torch.Tensor], boundaries: list[int]) -> list[float]:
     """Mean absolute disparity change (px) between the last frame before and the first after."""
     return [float((disparity[b] - disparity[b - 1]).abs().mean()) for b in boundaries]
@@ -263,16 +246,7 @@ def test_aligned_segments_keep_the_disparity_continuous_across_boundaries(
     )
     segments = cut_segments(known_scene, 1.0)
     assert [s.count for s in segments] == [SEGMENT] * 4
-    unaligned: dict[int, torch.Tensor] = {}
-    aligned: dict[int, torch.Tensor] = {}
-
-    # One plain request per segment: each normalised alone.
-    alone = LocalBackend(pipeline, tmp_path, observer_factory=lambda s: DisparityProbe(unaligned, s))
-    for i, segment in enumerate(segments):
-        alone.stereo(segment, str(tmp_path / f"alone{i}.mp4"))
-    backend = LocalBackend(pipeline, tmp_path, observer_factory=lambda s: DisparityProbe(aligned, s))
-    pairs = [(s, str(tmp_path / f"part{i}.mp4")) for i, s in enumerate(segments)]
-    result = convert_segments(pairs, backend, max_concurrency=2)
+    unaligned, aligned, result = convert_both_ways(pipeline, segments, tmp_path, max_concurrency=2)
 
     assert result.failed == [] and all(o.ok for o in result.segments)
     assert len({m for m in depth_stage.maps}) == 8  # a different distortion for every depth pass
