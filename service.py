@@ -17,6 +17,7 @@ type. This module only adapts HTTP to ``stereocrafter``; heavy imports happen in
 from __future__ import annotations
 
 import time
+import traceback
 import uuid
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from stereocrafter.echo import bounded, echo, get_logger
 from stereocrafter.errors import (
     BadRequestError,
     BodyTooLargeError,
+    GpuFailedError,
+    InsufficientGpuMemoryError,
     MethodNotAllowedError,
     RouteNotFoundError,
     StereoCrafterError,
@@ -128,6 +131,9 @@ class StereoCrafter:
         quiet_known_messages()  # before transformers and diffusers are imported
         from stereocrafter.convert import run_job
         from stereocrafter.doctor import diagnose
+        from stereocrafter.faults import Faults
+        from stereocrafter.gpu import check_device, classify, device_lines
+        from stereocrafter.guard import Deadline
         from stereocrafter.loading import is_tiny, load_stereo_pipeline
         from stereocrafter.pipeline import StereoConfig
         from stereocrafter.settings import load_settings
@@ -140,9 +146,16 @@ class StereoCrafter:
         config = StereoConfig.from_preset(settings.preset)  # the compile warm-up's window and chunk
 
         def load(weights_dir: Path) -> Any:
-            return load_stereo_pipeline(
+            check_device(settings.device)  # CUDA asked for and missing: failed, never the CPU
+            for line in device_lines(settings.device):
+                logger.info("device: %s", line)
+            pipeline = load_stereo_pipeline(
                 weights_dir, device=settings.device, config=config, compile_backend=settings.compile_backend
             )
+            if settings.faults_file is not None:
+                logger.warning("fault injection is on (STEREOCRAFTER_FAULTS_FILE=%s)", settings.faults_file)
+                Faults(settings.faults_file).install(pipeline)
+            return pipeline
 
         self.models = ModelHolder(settings.weights_dir, settings.hf_token_arn, load).start()
         self.storage = S3Storage(
@@ -153,6 +166,7 @@ class StereoCrafter:
         # Imported here, not at the first job: an import at a job's start holds the GIL and
         # stalls the event loop that answers /ping.
         self._run_job, self._is_tiny = run_job, is_tiny
+        self._classify, self._deadline = classify, Deadline
         # One job on the GPU at a time; anyio's limiter lets waiting requests in arrival order.
         self.gpu = anyio.CapacityLimiter(1)
 
@@ -163,7 +177,10 @@ class StereoCrafter:
     def ping(self) -> JSONResponse:
         status = 200 if self.models.healthy else 503
         metrics.set_model_state(self.models.state)
-        return JSONResponse({"status": self.models.state}, status_code=status)
+        body = {"status": self.models.state}
+        if self.models.state == "failed":
+            body["reason"] = self.models.reason or "the models failed to load; the service log has the reason"
+        return JSONResponse(body, status_code=status)
 
     @http.post("/invocations")
     async def invocations(self, request: Request) -> JSONResponse:
@@ -195,6 +212,10 @@ class StereoCrafter:
 
         metrics.QUEUE_WAIT.observe(time.monotonic() - arrived)
         pipeline = self.models.require()
+        budget, why = self.settings.job_timeout_s, " (STEREOCRAFTER_JOB_TIMEOUT_S)"
+        if job.deadline_s is not None and job.deadline_s < budget:
+            budget, why = job.deadline_s, " (deadline_s)"
+        deadline = self._deadline(budget, since=arrived, why=why)
         on_gpu = torch.cuda.is_available() and self.settings.device == "cuda"
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
@@ -206,9 +227,27 @@ class StereoCrafter:
             job.mode if job.task == "stereo" else "depth task",
         )
         try:
-            result = self._run_job(pipeline, self.storage, job, self.settings, request_id)
+            result = self._run_job(pipeline, self.storage, job, self.settings, request_id, deadline)
             if on_gpu:
                 metrics.PEAK_GPU_MEMORY.observe(torch.cuda.max_memory_allocated())
+        except Exception as err:
+            kind = self._classify(err)
+            if kind == "oom":  # this job's problem: the memory is freed below, the service goes on
+                logger.warning("request %s: out of GPU memory: %s", request_id, bounded(str(err)))
+                traceback.clear_frames(err.__traceback__)  # its frames hold the job's tensors
+                raise InsufficientGpuMemoryError(
+                    "the GPU ran out of memory on this segment; it was freed and the service is up. "
+                    "Try the fast preset (it inpaints at most 1024 px), a smaller tile_num, or a shorter "
+                    "or smaller segment"
+                ) from None
+            if kind == "fatal":  # the CUDA context is poisoned: every later job would fail too
+                reason = (
+                    f"a CUDA error poisoned the GPU context ({bounded(str(err), 200)}); replace this instance"
+                )
+                self.models.mark_failed(reason)
+                metrics.set_model_state(self.models.state)
+                raise GpuFailedError(reason) from None
+            raise
         finally:
             _release_gpu_memory()
         metrics.job_finished(result.frames, result.timings)
@@ -237,4 +276,7 @@ def _release_gpu_memory() -> None:
 
     gc.collect()
     if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+        try:
+            torch.cuda.empty_cache()
+        except RuntimeError as err:  # after a sticky CUDA error every call fails; already reported
+            logger.warning("could not empty the CUDA cache: %s", bounded(str(err)))

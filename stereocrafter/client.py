@@ -80,6 +80,19 @@ class ServiceNotReady(ConversionError):
     """503: models still loading, failed, or no weights configured: retry later or elsewhere."""
 
 
+class GpuFailed(ServiceNotReady):
+    """503 gpu_failed: the instance's GPU failed during this job; it marked itself unhealthy."""
+
+
+class DeadlineExceeded(ConversionError):
+    """504 deadline_exceeded: the job passed its deadline and was stopped; nothing was written."""
+
+
+class InsufficientGpuMemory(ConversionError):
+    """507 insufficient_gpu_memory: the segment needs more GPU memory than the instance has; try
+    the fast preset, a smaller tile_num, or a shorter or smaller segment."""
+
+
 class ServiceError(ConversionError):
     """500 or any other unexpected status."""
 
@@ -93,6 +106,8 @@ _BY_STATUS: dict[int, type[ConversionError]] = {
     422: InvalidVideo,
     502: StorageUnavailable,
     503: ServiceNotReady,
+    504: DeadlineExceeded,
+    507: InsufficientGpuMemory,
 }
 
 # Codes that share a status with another meaning.
@@ -100,6 +115,7 @@ _BY_CODE: dict[str, type[ConversionError]] = {
     "body_too_large": RequestTooLarge,
     "invalid_depth": InvalidDepth,
     "depth_mismatch": InvalidDepth,
+    "gpu_failed": GpuFailed,
 }
 
 
@@ -278,6 +294,10 @@ def _failure(body: bytes) -> ConversionError:
         "invalid_depth": 422,
         "depth_mismatch": 422,
         "output_exists": 409,
+        "deadline_exceeded": 504,
+        "insufficient_gpu_memory": 507,
+        "gpu_failed": 503,
+        "non_finite_output": 500,
         "s3_unavailable": 502,
         "not_ready": 503,
         "weights_missing": 503,
@@ -373,8 +393,8 @@ class SegmentsResult:
 
 def retryable(err: BaseException) -> bool:
     """Worth another attempt: the service or the network failed, not the request (5xx, no answer)."""
-    if isinstance(err, ConversionError):
-        return err.status >= 500
+    if isinstance(err, ConversionError):  # not 507: the same segment needs the same memory
+        return err.status >= 500 and err.status != 507
     return isinstance(err, httpx.TransportError | TimeoutError | ConnectionError)
 
 

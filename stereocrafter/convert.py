@@ -22,6 +22,7 @@ from stereocrafter.compose import check_mode, output_size
 from stereocrafter.depthstore import depth_summary, read_depth, write_depth
 from stereocrafter.echo import bounded
 from stereocrafter.errors import LimitExceededError, StereoCrafterError
+from stereocrafter.guard import Deadline
 from stereocrafter.loading import is_tiny
 from stereocrafter.pipeline import Observer, Progress, StereoConfig, StereoPipeline
 from stereocrafter.report import QualityReport
@@ -67,6 +68,7 @@ def convert_file(
     depth: torch.Tensor | None = None,
     depth_map: tuple[float, float] | None = None,
     depth_range: tuple[float, float] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> ConversionResult:
     """Convert ``source`` into a stereo video at ``output`` (exact fps and frame count, audio kept).
 
@@ -109,6 +111,7 @@ def convert_file(
             depth=depth,
             depth_map=depth_map,
             depth_range=depth_range,
+            check=check,
         )
         encode_started = time.perf_counter()
     stored_width, stored_height = writer.encoded_width, writer.encoded_height
@@ -170,6 +173,7 @@ def depth_file(
     frames: tuple[int, int] | None = None,
     progress: Progress | None = None,
     extra: dict[str, Any] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> DepthFileResult:
     """Stage 1 alone: the segment's raw depth stored at ``output`` (``depthstore`` format) and the
     summary the alignment of segments works from. Nothing is left at ``output`` on failure."""
@@ -187,7 +191,12 @@ def depth_file(
 
     depth_started = time.perf_counter()
     raw = pipeline.depth_pass(
-        open_frames, num_frames=info.num_frames, width=info.width, height=info.height, progress=progress
+        open_frames,
+        num_frames=info.num_frames,
+        width=info.width,
+        height=info.height,
+        progress=progress,
+        check=check,
     )
     timings["depth"] = time.perf_counter() - depth_started
     store_started = time.perf_counter()
@@ -224,6 +233,7 @@ def run_job(
     request: InvocationRequest,
     settings: Settings,
     request_id: str,
+    deadline: Deadline | None = None,
 ) -> InvocationResponse | DepthResponse:
     """One /invocations job: checks -> S3 download -> limits -> conversion -> S3 upload.
 
@@ -234,10 +244,13 @@ def run_job(
     the local file is complete, so a failed job leaves nothing at the output key. Raises the
     service's errors (400 / 403 / 404 / 409 / 413 / 422 / 502, ...).
 
-    ``task: "depth"`` runs stage 1 only and stores the raw depth (``run_depth_job``).
+    ``task: "depth"`` runs stage 1 only and stores the raw depth (``run_depth_job``). ``deadline``
+    (``guard.Deadline``) is checked before the download, before the conversion and inside it.
     """
+    check = deadline.check if deadline is not None else _no_check
     if request.task == "depth":
-        return run_depth_job(pipeline, storage, request, settings, request_id)
+        return run_depth_job(pipeline, storage, request, settings, request_id, deadline)
+    check()
     started = time.time()
     preset = request.preset or settings.preset
     config = job_config(
@@ -258,6 +271,7 @@ def run_job(
         source = Path(tmp) / "input"
         output = Path(tmp) / "output.mp4"
         info = fetch_segment(storage, source_uri, source, settings, timings)
+        check()
         depth = None
         if request.depth_uri is not None:
             loaded = time.perf_counter()
@@ -272,7 +286,7 @@ def run_job(
         report = QualityReport() if request.report else None
         result = convert_file(
             job_pipeline, source, output, mode=request.mode, observer=report, depth=depth,
-            depth_map=depth_map, depth_range=request.depth_range,
+            depth_map=depth_map, depth_range=request.depth_range, check=check,
         )  # fmt: skip
         upload_started = time.perf_counter()
         storage.upload(output, output_uri, overwrite=request.overwrite)
@@ -311,9 +325,12 @@ def run_depth_job(
     request: InvocationRequest,
     settings: Settings,
     request_id: str,
+    deadline: Deadline | None = None,
 ) -> DepthResponse:
     """``task: "depth"``: the same checks and limits as a conversion, then stage 1 alone; the raw
     depth goes to ``depth_output_uri`` (``depthstore`` format) and its summary into the answer."""
+    check = deadline.check if deadline is not None else _no_check
+    check()
     started = time.time()
     preset = request.preset or settings.preset
     config = job_config(preset, settings, seed=request.seed)
@@ -326,8 +343,9 @@ def run_depth_job(
     with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
         source, output = Path(tmp) / "input", Path(tmp) / "depth.mkv"
         fetch_segment(storage, source_uri, source, settings, timings)
+        check()
         extra = {"preset": preset, "seed": request.seed, "input": source_uri.uri}
-        result = depth_file(job_pipeline, source, output, extra=extra)
+        result = depth_file(job_pipeline, source, output, extra=extra, check=check)
         upload_started = time.perf_counter()
         storage.upload(output, output_uri, content_type="video/x-matroska", overwrite=request.overwrite)
         timings.update(result.timings)
@@ -350,6 +368,10 @@ def run_depth_job(
         finished_at=time.time(),
         tiny_weights=False,
     )
+
+
+def _no_check() -> None:
+    pass
 
 
 def check_input_size(size: int, settings: Settings) -> None:

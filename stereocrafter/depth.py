@@ -256,11 +256,10 @@ class DepthCrafterPipeline(SVDPipeline):
     def _decode(self, latents: torch.Tensor, chunk_size: int) -> torch.Tensor:
         """latents (n, 4, h, w) -> depth (n, 1, H, W) float32 on the CPU, ``chunk_size`` frames per
         temporal-decoder call; (x / 2 + 0.5).clamp(0, 1), mean over RGB."""
-        decoder_dtype = next(self.vae.decoder.parameters()).dtype
         out = []
         for start in range(0, latents.shape[0], chunk_size):
             chunk = latents[start : start + chunk_size] / self.vae.config.scaling_factor
-            frames = self.vae.decode(chunk.to(decoder_dtype), num_frames=chunk.shape[0]).sample.float()
+            frames = self.decode_checked(chunk)
             rgb = (frames / 2 + 0.5).clamp(0, 1)
             out.append(rgb.mean(dim=1, keepdim=True).cpu())
         return torch.cat(out)

@@ -123,6 +123,44 @@ class OutputExistsError(StereoCrafterError):
     status = 409
 
 
+class DeadlineExceededError(StereoCrafterError):
+    """The job passed its deadline (``deadline_s`` or ``STEREOCRAFTER_JOB_TIMEOUT_S``, counted from
+    the request's arrival, so the wait in the queue counts); it was stopped and nothing written."""
+
+    code = "deadline_exceeded"
+    status = 504
+
+
+class InsufficientGpuMemoryError(StereoCrafterError):
+    """The GPU ran out of memory on this job; the memory was freed and the service stays up.
+    A smaller ``tile_num``-bound job or the ``fast`` preset needs less."""
+
+    code = "insufficient_gpu_memory"
+    status = 507
+
+
+class GpuFailedError(StereoCrafterError):
+    """A CUDA error that poisons the device's context (illegal address, ECC, launch failure): this
+    job failed, the service marks itself failed (``/ping`` 503) so that it is replaced."""
+
+    code = "gpu_failed"
+    status = 503
+
+
+class NonFiniteOutputError(StereoCrafterError):
+    """The VAE decoded non-finite values (inf/NaN) even after the retry in float32."""
+
+    code = "non_finite_output"
+    status = 500
+
+
+class DeviceUnavailableError(StereoCrafterError):
+    """CUDA was asked for (``STEREOCRAFTER_DEVICE=cuda``) but torch sees no CUDA device."""
+
+    code = "device_unavailable"
+    status = 503
+
+
 class BodyTooLargeError(StereoCrafterError):
     """The request body is over the service's limit; it was refused before being read whole."""
 

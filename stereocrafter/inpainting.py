@@ -265,12 +265,11 @@ class StereoInpaintingPipeline(SVDPipeline):
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(1, T, 4, h, w) -> (T, 3, H, W) in [0, 1], 2 frames per decoder call, quantised to 8 bits
         (the reference goes through PIL images)."""
-        decoder_dtype = next(self.vae.decoder.parameters()).dtype
         flat = latents[0] / self.vae.config.scaling_factor
-        frames = []
-        for i in range(0, flat.shape[0], VAE_DECODE_CHUNK):
-            chunk = flat[i : i + VAE_DECODE_CHUNK].to(decoder_dtype)
-            frames.append(self.vae.decode(chunk, num_frames=chunk.shape[0]).sample.float())
+        frames = [
+            self.decode_checked(flat[i : i + VAE_DECODE_CHUNK])
+            for i in range(0, flat.shape[0], VAE_DECODE_CHUNK)
+        ]
         video = (torch.cat(frames) / 2 + 0.5).clamp(0, 1)
         return (video * 255).round() / 255
 

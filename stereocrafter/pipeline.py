@@ -200,6 +200,7 @@ class StereoPipeline:
         depth: torch.Tensor | None = None,
         depth_map: tuple[float, float] | None = None,
         depth_range: tuple[float, float] | None = None,
+        check: Callable[[], None] | None = None,
     ) -> StereoResult:
         """Convert one clip. ``open_frames()`` is called twice (one pass per stage) and must yield
         the same ``num_frames`` frames of ``width`` x ``height`` each time (once, when ``depth``
@@ -211,6 +212,9 @@ class StereoPipeline:
         into a reference segment's scale; ``depth_range`` = (low, high) normalises with that range
         instead of the clip's own min and max (values outside it are clamped). Without the three,
         the run is the reference's: the clip's own depth, normalised by its own min and max.
+
+        ``check()`` is called after every UNet evaluation and between stages; whatever it raises
+        (``guard.Deadline``'s 504) stops the run there.
         """
         mode = check_mode(mode)
         if num_frames < 1:
@@ -223,7 +227,7 @@ class StereoPipeline:
         if depth is None:
             started = time.perf_counter()
             raw_depth = self.depth_pass(open_frames, num_frames=num_frames, width=width, height=height,
-                                        progress=progress)  # fmt: skip
+                                        progress=progress, check=check)  # fmt: skip
             timings["depth"] = time.perf_counter() - started
         else:
             if depth.ndim != 4 or depth.shape[:2] != (num_frames, 1):
@@ -255,8 +259,10 @@ class StereoPipeline:
         out_w, out_h = output_size(mode, width, height)
         written = 0
 
+        if check is not None:
+            check()
         inpaint_progress = StageProgress(
-            report, "inpainting", num_frames, inpainting_increments(num_frames, cfg)
+            report, "inpainting", num_frames, inpainting_increments(num_frames, cfg), check=check
         )
         with inpaint_progress.watching(self.inpainting.unet):
             for start, right in self.inpainting.iter_inpaint(
@@ -298,9 +304,10 @@ class StereoPipeline:
         width: int,
         height: int,
         progress: Progress | None = None,
+        check: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Stage 1 alone: the clip's raw (unnormalised) depth, (T, 1, h, w) float32 on the CPU at
-        the depth stage's processing size. ``open_frames()`` is called once."""
+        the depth stage's processing size. ``open_frames()`` is called once; ``check``: see ``run``."""
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         cfg = self.config
@@ -309,7 +316,9 @@ class StereoPipeline:
         source = SequentialFrames(
             self._frames(open_frames), num_frames, lambda c: resize_frames(self._to_tensor(c), size)
         )
-        depth_progress = StageProgress(report, "depth", num_frames, depth_increments(num_frames, cfg))
+        depth_progress = StageProgress(
+            report, "depth", num_frames, depth_increments(num_frames, cfg), check=check
+        )
         with depth_progress.watching(self.depth.unet):
             depth_chunks = [
                 chunk
@@ -357,12 +366,19 @@ def inpainting_increments(num_frames: int, cfg: StereoConfig) -> list[float]:
 
 class StageProgress:
     """Progress of one stage in frames, from its UNet's calls (a forward hook, no argument threaded
-    through the stage): each call advances the count by its share of the frames its window or
-    chunk finishes, and every whole frame crossed is reported, from 0 at the stage's start (so a
-    bar's clock is the stage's) to ``total`` at its end."""
+    through the stage; the same hook runs ``check``): each call advances the count by its share of
+    the frames its window or chunk finishes, and every whole frame crossed is reported, from 0 at
+    the stage's start (so a bar's clock is the stage's) to ``total`` at its end."""
 
-    def __init__(self, report: Progress, stage: str, total: int, increments: list[float]) -> None:
-        self.report, self.stage, self.total = report, stage, total
+    def __init__(
+        self,
+        report: Progress,
+        stage: str,
+        total: int,
+        increments: list[float],
+        check: Callable[[], None] | None = None,
+    ) -> None:
+        self.report, self.stage, self.total, self.check = report, stage, total, check
         self._increments = iter(increments)
         self._done, self._reported = 0.0, 0
         report(stage, 0, total)
@@ -376,6 +392,8 @@ class StageProgress:
             handle.remove()
 
     def _after_call(self, *_: Any) -> None:
+        if self.check is not None:
+            self.check()  # e.g. the job's deadline: raising here stops the stage after this call
         self._done += next(self._increments, 0.0)
         self._emit(min(int(self._done + 1e-6), self.total))
 

@@ -156,6 +156,11 @@ class InvocationRequest(BaseModel):
         default=True,
         description="write <output>.report.json and <output>.report.png beside the video",
     )
+    deadline_s: float | None = Field(
+        default=None, gt=0, le=86400, allow_inf_nan=False,
+        description="stop the job (504) this many seconds after the request arrived, the wait in the "
+        "queue included; the service's STEREOCRAFTER_JOB_TIMEOUT_S (3500 s) applies when it is shorter",
+    )  # fmt: skip
     overwrite: bool = Field(
         default=True,
         description="false: refuse (409) when an object already exists at s3_output_uri, and write "

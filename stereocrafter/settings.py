@@ -34,6 +34,8 @@ class Settings:
     s3_connect_timeout: float  # STEREOCRAFTER_S3_CONNECT_TIMEOUT seconds (default 3)
     s3_read_timeout: float  # STEREOCRAFTER_S3_READ_TIMEOUT seconds per socket read (default 15)
     s3_max_attempts: int  # STEREOCRAFTER_S3_MAX_ATTEMPTS per S3 call, the first included (default 3)
+    job_timeout_s: float  # STEREOCRAFTER_JOB_TIMEOUT_S: a job's deadline from its arrival (default 3500)
+    faults_file: Path | None  # STEREOCRAFTER_FAULTS_FILE: fault injection for tests and drills (faults.py)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
@@ -63,7 +65,7 @@ def _compile_backend(raw: str) -> str | None:
     return "inductor" if value in ("1", "true", "yes", "on") else value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, high: float = 3600) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -71,8 +73,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not 0 < value <= 3600:
-        raise ValueError(f"{name} must be in (0, 3600] seconds, got {value}")
+    if not 0 < value <= high:
+        raise ValueError(f"{name} must be in (0, {high:g}] seconds, got {value}")
     return value
 
 
@@ -103,4 +105,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         s3_connect_timeout=_seconds(env, "STEREOCRAFTER_S3_CONNECT_TIMEOUT", 3.0),
         s3_read_timeout=_seconds(env, "STEREOCRAFTER_S3_READ_TIMEOUT", 15.0),
         s3_max_attempts=_int(env, "STEREOCRAFTER_S3_MAX_ATTEMPTS", 3),
+        # Just under SageMaker's 3600 s for an asynchronous request: the job stops itself first.
+        job_timeout_s=_seconds(env, "STEREOCRAFTER_JOB_TIMEOUT_S", 3500.0, high=86400),
+        faults_file=Path(env["STEREOCRAFTER_FAULTS_FILE"]) if env.get("STEREOCRAFTER_FAULTS_FILE") else None,
     )

@@ -1,6 +1,9 @@
-"""What both diffusion stages share: the SVD-xt-1.1 components and their CLIP image conditioning."""
+"""What both diffusion stages share: the SVD-xt-1.1 components, their CLIP image conditioning and
+the checked VAE decode."""
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
@@ -16,6 +19,8 @@ CLIP_SIZE = (224, 224)
 # reference encodes 8 (depth) or 5 (inpainting) frames per call; in fp32 (force_upcast) 8 frames
 # of 1024x576 hold 12.1 GB of activations, 2 hold 3.0 GB (bench/flops.py).
 VAE_ENCODE_BATCH = 2
+
+logger = logging.getLogger(__name__)
 
 
 class SVDPipeline(DiffusionPipeline):
@@ -65,3 +70,28 @@ class SVDPipeline(DiffusionPipeline):
                 for i in range(0, video.shape[0], VAE_ENCODE_BATCH)
             ]
         )
+
+    def decode_checked(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled-back latents (n, 4, h, w) -> the VAE's frames (n, 3, H, W) as float32, checked
+        for non-finite values: the fp16 decoder can overflow at 1080p, and inf or NaN would be
+        encoded as garbage (clamping turns inf into white). Such a chunk is decoded again with the
+        decoder in float32 (on the CPU, where it already is float32, simply again); still not
+        finite is a ``NonFiniteOutputError``."""
+        from stereocrafter.errors import NonFiniteOutputError
+
+        decoder = self.vae.decoder
+        dtype = next(decoder.parameters()).dtype
+        frames: torch.Tensor = self.vae.decode(latents.to(dtype), num_frames=latents.shape[0]).sample.float()
+        if bool(torch.isfinite(frames).all()):
+            return frames
+        logger.warning("the VAE decoded non-finite values in %s; decoding the chunk again in float32", dtype)
+        try:
+            decoder.to(torch.float32)
+            frames = self.vae.decode(latents.float(), num_frames=latents.shape[0]).sample.float()
+        finally:
+            decoder.to(dtype)
+        if not bool(torch.isfinite(frames).all()):
+            raise NonFiniteOutputError(
+                "the VAE decoded non-finite values (inf/NaN), in float32 too; nothing was written"
+            )
+        return frames

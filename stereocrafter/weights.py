@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from stereocrafter.echo import get_logger
-from stereocrafter.errors import NotReadyError, StereoCrafterError, WeightsMissingError
+from stereocrafter.errors import (
+    DeviceUnavailableError,
+    NotReadyError,
+    StereoCrafterError,
+    WeightsMissingError,
+)
 from stereocrafter.loading import COMPONENTS, TINY_WEIGHTS_MARKER
 
 logger = get_logger("bentoml.stereocrafter.weights")
@@ -111,6 +116,8 @@ class ModelHolder:
         self.detail = "starting"
         self.pipeline: Any = None
         self.missing: list[str] = []
+        # Why the state is "failed", in words a caller may see (/ping); None: only the log knows.
+        self.reason: str | None = None
         self._thread = threading.Thread(target=self._run, name="weights-loader", daemon=True)
 
     def start(self) -> ModelHolder:
@@ -126,6 +133,13 @@ class ModelHolder:
         at all (the server is up; conversions answer 503)."""
         return self.state in ("ready", "no_weights")
 
+    def mark_failed(self, reason: str) -> None:
+        """The models cannot work any more (a poisoned CUDA context): /ping says 503 from now on,
+        so the platform replaces this instance, and every request gets 503 at once."""
+        self.state, self.detail, self.reason = "failed", reason, reason
+        self.pipeline = None
+        logger.error("marked failed: %s", reason)
+
     def require(self) -> Any:
         """The pipeline, or ``NotReadyError``/``WeightsMissingError`` saying why not."""
         if self.state == "ready":
@@ -133,8 +147,9 @@ class ModelHolder:
         if self.state == "no_weights":
             raise WeightsMissingError(self.missing, str(self.weights_dir))
         if self.state == "failed":
-            # The reason (library messages, download URLs) stays in the service log.
-            raise NotReadyError("the models failed to load; the service log has the reason")
+            # The reason (library messages, download URLs) stays in the service log, unless it is
+            # one of ours and safe to tell (no CUDA device, a failed GPU).
+            raise NotReadyError(self.reason or "the models failed to load; the service log has the reason")
         raise NotReadyError(f"models are not ready yet: {self.detail}")
 
     def _run(self) -> None:
@@ -160,6 +175,9 @@ class ModelHolder:
             else:
                 self.state, self.detail, self.missing = "no_weights", err.message, err.missing
                 logger.warning("serving without models: %s", err.message)
+        except DeviceUnavailableError as err:
+            self.state, self.detail, self.reason = "failed", err.message, err.message
+            logger.error("no usable device: %s", err.message)
         except Exception as err:
             self.state, self.detail = "failed", f"{type(err).__name__}: {_safe(err)}"
             logger.error("loading the models failed: %s", self.detail)

@@ -1,0 +1,109 @@
+"""GPU failure handling that a CPU machine can check: the device check, the classification of
+CUDA errors, the checked VAE decode with an injected overflow, deadlines inside the pipeline, and
+the fault injector itself."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereocrafter.errors import DeadlineExceededError, DeviceUnavailableError, NonFiniteOutputError
+from stereocrafter.faults import Faults
+from stereocrafter.gpu import check_device, classify, device_lines
+from stereocrafter.guard import Deadline
+from stereocrafter.pipeline import StereoConfig, StereoPipeline
+
+
+def test_cuda_asked_for_without_a_device_is_an_error_not_the_cpu() -> None:
+    assert not torch.cuda.is_available()  # this machine
+    with pytest.raises(DeviceUnavailableError) as caught:
+        check_device("cuda")
+    message = caught.value.message
+    assert "STEREOCRAFTER_DEVICE=cuda" in message and "NVIDIA driver" in message
+    assert f"torch {torch.__version__}" in message and "built for CUDA" in message
+    assert caught.value.status == 503
+    check_device("cpu")  # asked for, and there
+    assert device_lines("cpu") == [f"device: cpu (torch {torch.__version__})"]
+
+
+def test_cuda_errors_are_classified() -> None:
+    assert classify(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) == "oom"
+    assert classify(RuntimeError("CUDA error: out of memory")) == "oom"
+    sticky = [
+        "CUDA error: an illegal memory access was encountered",
+        "CUDA error: uncorrectable ECC error encountered",
+        "CUDA error: unspecified launch failure",
+        "device-side assert triggered",
+    ]
+    for text in sticky:
+        assert classify(torch.AcceleratorError(text)) == "fatal", text
+        assert classify(RuntimeError(text)) == "fatal", text
+    assert classify(ValueError("an illegal memory access")) is None  # not from CUDA
+    assert classify(RuntimeError("shapes cannot be multiplied")) is None
+
+
+def test_the_fault_file_is_consumed_one_line_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "faults"
+    faults = Faults(path)
+    assert not faults.take("oom")  # no file: nothing pending
+    path.write_text("overflow\noom\noverflow\n")
+    assert not faults.take("cuda_fatal")
+    assert faults.take("overflow") and faults.take("oom") and not faults.take("oom")
+    assert path.read_text() == "overflow\n"
+
+
+def _depth(pipeline, frames: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    return pipeline(frames, num_inference_steps=1, window_size=8, overlap=2, decode_chunk_size=4)
+
+
+def test_a_non_finite_decode_is_retried_and_gives_the_same_depth(depth_pipeline) -> None:  # type: ignore[no-untyped-def]
+    frames = torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    clean = _depth(depth_pipeline, frames)
+    calls = {"n": 0}
+
+    def overflow_once(_module, _inputs, output):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        return torch.full_like(output, float("inf")) if calls["n"] == 1 else None
+
+    handle = depth_pipeline.vae.decoder.register_forward_hook(overflow_once)
+    try:
+        retried = _depth(depth_pipeline, frames)
+    finally:
+        handle.remove()
+    assert calls["n"] == 3  # 2 chunks of decoding, the first decoded twice
+    assert torch.equal(retried, clean)  # without the check, inf would clamp to a white (1.0) depth
+
+
+def test_a_decode_that_stays_non_finite_is_a_typed_error(depth_pipeline) -> None:  # type: ignore[no-untyped-def]
+    handle = depth_pipeline.vae.decoder.register_forward_hook(
+        lambda _m, _i, output: torch.full_like(output, float("nan"))
+    )
+    try:
+        with pytest.raises(NonFiniteOutputError, match="in float32 too"):
+            _depth(depth_pipeline, torch.rand(4, 3, 64, 64))
+    finally:
+        handle.remove()
+    assert next(depth_pipeline.vae.decoder.parameters()).dtype == torch.float32  # restored
+
+
+def test_a_deadline_stops_the_pipeline_at_the_next_unet_call(depth_pipeline, inpainting_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline = StereoPipeline(
+        depth_pipeline, inpainting_pipeline, StereoConfig(depth_steps=2, inpaint_steps=2)
+    )
+    frames = (torch.rand(8, 32, 48, 3) * 255).to(torch.uint8).numpy()
+    calls: list[float] = []
+    deadline = Deadline(0.0, since=time.monotonic() + 3600, why=" (test)")  # not yet: 3600 s ahead
+
+    def check() -> None:
+        calls.append(deadline.remaining)
+        if len(calls) == 3:  # the third UNet call passes the deadline
+            deadline.since = time.monotonic() - 1.0
+        deadline.check()
+
+    written: list[object] = []
+    with pytest.raises(DeadlineExceededError, match=r"deadline of 0 s \(test\)"):
+        pipeline.run(lambda: iter([frames]), written.append, num_frames=8, width=48, height=32, check=check)
+    assert len(calls) == 3 and written == []  # stopped inside the depth stage, nothing composed
