@@ -37,6 +37,8 @@ def test_dockerfile_is_sagemaker_ready(bento: Path) -> None:
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"  # never the v1 builder's empty value
     assert env["CUDA_VISIBLE_DEVICES"] == "0"
     assert env["WEIGHTS_DIR"] == "/opt/ml/model/weights"
+    assert env["STEREOCRAFTER_DEVICE"] == "cuda"  # no silent CPU fallback in the image
+    assert env["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
     assert 'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh" ]' in dockerfile
     # The setup script (run as root, before USER bentoml) makes WEIGHTS_DIR writable.
     script = next((bento / "env" / "docker").glob("script__*")).read_text()

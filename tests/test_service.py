@@ -59,6 +59,8 @@ def env(moto_server: str, tiny_weights: Path, tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="module")
 def service(env: dict) -> Iterator[Service]:
+    work = env["tmp"] / "work"  # the jobs' temporary files
+    work.mkdir()
     svc = start_service(
         env["tmp"],
         {
@@ -71,6 +73,8 @@ def service(env: dict) -> Iterator[Service]:
             "WEIGHTS_DIR": str(env["tmp"] / "weights"),
             "STEREOCRAFTER_MAX_FRAMES": "40",
             "STEREOCRAFTER_MAX_INPUT_BYTES": "3000000",
+            "STEREOCRAFTER_FAULTS_FILE": str(env["tmp"] / "faults"),  # empty: no fault pending
+            "STEREOCRAFTER_WORK_DIR": str(work),
         },
     )
     yield svc
@@ -691,3 +695,130 @@ def test_convert_segments_through_the_real_service_then_stitch(service: Service,
     assert stitched.frames == info.num_frames == 4 * SEGMENT_FRAMES and (info.width, info.height) == (128, 48)
     assert stitched.audio == "source" and info.has_audio
     assert service.healthy()
+
+
+# --- GPU failures and deadlines (fault injection: STEREOCRAFTER_FAULTS_FILE) --------------------
+
+
+def plant(env: dict, *faults: str) -> None:
+    (env["tmp"] / "faults").write_text("".join(f"{f}\n" for f in faults))
+
+
+def nothing_at(env: dict, key: str) -> bool:
+    return "Contents" not in env["s3"].list_objects_v2(Bucket=BUCKET, Prefix=key)
+
+
+def test_an_out_of_memory_job_is_a_507_and_the_next_job_succeeds(service: Service, env: dict) -> None:
+    plant(env, "oom")
+    response = service.post(json.dumps({"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/gpu/oom.mp4"}))
+    assert response.status_code == 507, response.text
+    body = response.json()
+    assert body["error"] == "insufficient_gpu_memory" and "fast preset" in body["message"]
+    assert "Traceback" not in response.text and nothing_at(env, "gpu/oom.mp4")
+    assert service.healthy()
+    result = service.client.convert(CLIP, f"s3://{BUCKET}/gpu/after_oom.mp4", report=False)
+    assert result["frames"] == 10
+
+
+def test_a_non_finite_decode_is_retried_once_then_refused(service: Service, env: dict) -> None:
+    plant(env, "overflow")  # the first decode overflows; its retry in float32 does not
+    result = service.client.convert(CLIP, f"s3://{BUCKET}/gpu/overflow.mp4", report=False)
+    assert result["frames"] == 10
+    assert "decoding the chunk again in float32" in service.log_text()
+    plant(env, "overflow", "overflow")  # the retry overflows too
+    response = service.post(json.dumps({"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/gpu/nan.mp4"}))
+    assert response.status_code == 500 and response.json()["error"] == "non_finite_output", response.text
+    assert nothing_at(env, "gpu/nan.mp4") and service.healthy()
+
+
+def test_a_deadline_stops_the_job_writes_nothing_and_frees_the_service(service: Service, env: dict) -> None:
+    work = env["tmp"] / "work"
+    body = {"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/gpu/late.mp4", "deadline_s": 0.3}
+    started = time.monotonic()
+    response = service.post(json.dumps(body))
+    assert response.status_code == 504, response.text
+    assert (
+        response.json()["error"] == "deadline_exceeded" and "0.3 s (deadline_s)" in response.json()["message"]
+    )
+    assert time.monotonic() - started < 5
+    assert nothing_at(env, "gpu/late.mp4") and list(work.iterdir()) == []  # temp files removed
+    assert service.healthy()
+    assert service.client.convert(CLIP, f"s3://{BUCKET}/gpu/on_time.mp4", report=False, deadline_s=600)[
+        "frames"
+    ]
+
+
+def test_the_wait_in_the_queue_counts_toward_the_deadline(service: Service, env: dict) -> None:
+    answers: dict[str, httpx.Response] = {}
+
+    def send(name: str, **fields: object) -> None:
+        out = {"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/gpu/q_{name}.mp4", "report": False}
+        answers[name] = service.post(json.dumps({**out, **fields}))
+
+    first = threading.Thread(target=send, args=("first",))
+    first.start()
+    time.sleep(0.3)  # the first holds the GPU slot for about 1.5 s
+    send("second", deadline_s=0.5)  # waits behind it, and its time runs out in the queue
+    first.join()
+    assert answers["first"].status_code == 200
+    assert answers["second"].status_code == 504 and nothing_at(env, "gpu/q_second.mp4")
+
+
+def test_a_poisoned_cuda_context_turns_ping_to_503(env: dict) -> None:
+    faults = env["tmp"] / "fatal_faults"
+    faults.write_text("cuda_fatal\n")
+    svc = start_service(
+        env["tmp"],
+        {
+            "AWS_ENDPOINT_URL": env["moto"],
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "WEIGHTS_DIR": str(env["tmp"] / "weights"),  # downloaded by the module's service
+            "STEREOCRAFTER_FAULTS_FILE": str(faults),
+        },
+    )
+    try:
+        response = svc.post(
+            json.dumps({"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/gpu/fatal.mp4"})
+        )
+        assert response.status_code == 503 and response.json()["error"] == "gpu_failed", response.text
+        ping = httpx.get(f"{svc.url}/ping", timeout=5)
+        assert ping.status_code == 503 and ping.json()["status"] == "failed"
+        assert (
+            "illegal memory access" in ping.json()["reason"]
+            and "replace this instance" in ping.json()["reason"]
+        )
+        again = svc.post(json.dumps({"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/gpu/fatal2.mp4"}))
+        assert again.status_code == 503 and "poisoned" in again.json()["message"]
+        assert nothing_at(env, "gpu/fatal")
+        metrics = httpx.get(f"{svc.url}/metrics", timeout=5).text
+        assert metric(metrics, "stereocrafter_model_state", state="failed") == 1
+    finally:
+        stop(svc)
+
+
+def test_cuda_asked_for_and_missing_fails_loudly(env: dict) -> None:
+    svc = start_service(
+        env["tmp"],
+        {"WEIGHTS_DIR": str(env["tmp"] / "weights"), "STEREOCRAFTER_DEVICE": "cuda"},
+        wait_ready=False,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ping = httpx.get(f"{svc.url}/ping", timeout=5)
+            if ping.json().get("status") == "failed":
+                break
+            time.sleep(0.2)
+        assert ping.status_code == 503 and ping.json()["status"] == "failed", ping.text
+        reason = ping.json()["reason"]
+        assert (
+            "STEREOCRAFTER_DEVICE=cuda but no CUDA device is usable" in reason and "NVIDIA driver" in reason
+        )
+        assert "built for CUDA" in reason
+        assert "no usable device" in svc.log_text()
+        response = svc.post(json.dumps({"s3_input_uri": CLIP, "s3_output_uri": OUT}))
+        assert response.status_code == 503 and "no CUDA device" in response.json()["message"]
+    finally:
+        stop(svc)
