@@ -148,7 +148,7 @@ class StereoCrafter:
         def load(weights_dir: Path) -> Any:
             check_device(settings.device)  # CUDA asked for and missing: failed, never the CPU
             for line in device_lines(settings.device):
-                logger.info("device: %s", line)
+                logger.info("gpu: %s", line)
             pipeline = load_stereo_pipeline(
                 weights_dir, device=settings.device, config=config, compile_backend=settings.compile_backend
             )
@@ -169,6 +169,7 @@ class StereoCrafter:
         self._classify, self._deadline = classify, Deadline
         # One job on the GPU at a time; anyio's limiter lets waiting requests in arrival order.
         self.gpu = anyio.CapacityLimiter(1)
+        _stop_jobs_on_sigterm()
 
     def __is_ready__(self) -> bool:
         return bool(self.models.healthy)
@@ -265,6 +266,37 @@ class StereoCrafter:
 
 
 StereoCrafter.add_asgi_middleware(OnlyOurRoutes)
+
+
+def _stop_jobs_on_sigterm() -> None:
+    """SIGTERM first tells the job in flight to stop (``guard.STOPPING``: it ends at its next UNet
+    evaluation with a 503 and writes nothing), then goes to the server's own handler (uvicorn's:
+    stop accepting, wait for the requests in flight, exit). Without this the server would wait
+    for the whole job, past the platform's grace period, and be killed with the caller unanswered.
+    The service is built in the worker's main thread, inside uvicorn's signal capture, so the
+    handler found here is uvicorn's."""
+    import os
+    import signal
+    import threading
+
+    from stereocrafter.guard import STOPPING
+
+    if threading.current_thread() is not threading.main_thread():
+        logger.warning("not in the main thread: SIGTERM will wait for the job in flight")
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if not STOPPING.is_set():
+            logger.warning("SIGTERM: stopping the job in flight and refusing queued ones (503 shutting_down)")
+        STOPPING.set()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _release_gpu_memory() -> None:

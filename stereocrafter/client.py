@@ -297,6 +297,7 @@ def _failure(body: bytes) -> ConversionError:
         "deadline_exceeded": 504,
         "insufficient_gpu_memory": 507,
         "gpu_failed": 503,
+        "shutting_down": 503,
         "non_finite_output": 500,
         "s3_unavailable": 502,
         "not_ready": 503,

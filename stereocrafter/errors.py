@@ -131,6 +131,13 @@ class DeadlineExceededError(StereoCrafterError):
     status = 504
 
 
+class ServiceStoppingError(StereoCrafterError):
+    """The service is shutting down (SIGTERM); the job was stopped and nothing written: retry."""
+
+    code = "shutting_down"
+    status = 503
+
+
 class InsufficientGpuMemoryError(StereoCrafterError):
     """The GPU ran out of memory on this job; the memory was freed and the service stays up.
     A smaller ``tile_num``-bound job or the ``fast`` preset needs less."""
