@@ -131,11 +131,13 @@ class StereoCrafter:
         quiet_known_messages()  # before transformers and diffusers are imported
         from stereocrafter.convert import run_job
         from stereocrafter.doctor import diagnose
+        from stereocrafter.errors import DeviceUnavailableError
         from stereocrafter.faults import Faults
-        from stereocrafter.gpu import check_device, classify, device_lines
+        from stereocrafter.gpu import check_device, classify, device_lines, slot_devices
         from stereocrafter.guard import Deadline
         from stereocrafter.loading import is_tiny, load_stereo_pipeline
         from stereocrafter.pipeline import StereoConfig
+        from stereocrafter.pool import PipelinePool, Slot
         from stereocrafter.settings import load_settings
         from stereocrafter.storage import S3Storage
         from stereocrafter.weights import ModelHolder
@@ -145,17 +147,29 @@ class StereoCrafter:
             logger.info("doctor: %s", line)
         config = StereoConfig.from_preset(settings.preset)  # the compile warm-up's window and chunk
 
+        try:  # one conversion slot per GPU (PipelinePool); decided now, before any CUDA context
+            devices, device_error = slot_devices(settings.device, settings.slots), None
+        except DeviceUnavailableError as err:
+            devices, device_error = [], err
+
         def load(weights_dir: Path) -> Any:
+            if device_error is not None:
+                raise device_error
             check_device(settings.device)  # CUDA asked for and missing: failed, never the CPU
             for line in device_lines(settings.device):
                 logger.info("gpu: %s", line)
-            pipeline = load_stereo_pipeline(
-                weights_dir, device=settings.device, config=config, compile_backend=settings.compile_backend
-            )
+            slots = []
+            for index, device in enumerate(devices):
+                pipeline = load_stereo_pipeline(
+                    weights_dir, device=device, config=config, compile_backend=settings.compile_backend
+                )
+                if settings.faults_file is not None:
+                    Faults(settings.faults_file).install(pipeline)
+                slots.append(Slot(index, device, pipeline))
+                logger.info("slot %d of %d loaded on %s", index + 1, len(devices), device)
             if settings.faults_file is not None:
                 logger.warning("fault injection is on (STEREOCRAFTER_FAULTS_FILE=%s)", settings.faults_file)
-                Faults(settings.faults_file).install(pipeline)
-            return pipeline
+            return PipelinePool(slots)
 
         self.models = ModelHolder(settings.weights_dir, settings.hf_token_arn, load).start()
         self.storage = S3Storage(
@@ -167,8 +181,8 @@ class StereoCrafter:
         # stalls the event loop that answers /ping.
         self._run_job, self._is_tiny = run_job, is_tiny
         self._classify, self._deadline = classify, Deadline
-        # One job on the GPU at a time; anyio's limiter lets waiting requests in arrival order.
-        self.gpu = anyio.CapacityLimiter(1)
+        # One job per slot (GPU) at a time; anyio's limiter lets waiting requests in arrival order.
+        self.gpu = anyio.CapacityLimiter(max(1, len(devices)))
         _stop_jobs_on_sigterm()
 
     def __is_ready__(self) -> bool:
@@ -209,28 +223,37 @@ class StereoCrafter:
         return JSONResponse(response, headers={"X-Request-Id": request_id})
 
     def _run(self, job: InvocationRequest, request_id: str, arrived: float) -> dict[str, Any]:
-        import torch
 
         metrics.QUEUE_WAIT.observe(time.monotonic() - arrived)
-        pipeline = self.models.require()
+        pool = self.models.require()
+        with pool.acquire() as slot:
+            return self._run_on(slot, job, request_id, arrived)
+
+    def _run_on(self, slot: Any, job: InvocationRequest, request_id: str, arrived: float) -> dict[str, Any]:
+        import torch
+
+        pipeline = slot.pipeline
         budget, why = self.settings.job_timeout_s, " (STEREOCRAFTER_JOB_TIMEOUT_S)"
         if job.deadline_s is not None and job.deadline_s < budget:
             budget, why = job.deadline_s, " (deadline_s)"
         deadline = self._deadline(budget, since=arrived, why=why)
-        on_gpu = torch.cuda.is_available() and self.settings.device == "cuda"
+        on_gpu = slot.device.startswith("cuda")
         if on_gpu:
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.set_device(slot.device)  # this thread's current device: the slot's GPU
+            torch.cuda.reset_peak_memory_stats(slot.device)
         logger.info(
-            "request %s: %s -> %s (%s)",
+            "request %s: %s -> %s (%s) on slot %d (%s)",
             request_id,
             echo(job.s3_input_uri.uri),
             echo(job.output.uri),
             job.mode if job.task == "stereo" else "depth task",
+            slot.index,
+            slot.device,
         )
         try:
             result = self._run_job(pipeline, self.storage, job, self.settings, request_id, deadline)
             if on_gpu:
-                metrics.PEAK_GPU_MEMORY.observe(torch.cuda.max_memory_allocated())
+                metrics.PEAK_GPU_MEMORY.observe(torch.cuda.max_memory_allocated(slot.device))
         except Exception as err:
             kind = self._classify(err)
             if kind == "oom":  # this job's problem: the memory is freed below, the service goes on
@@ -253,7 +276,8 @@ class StereoCrafter:
             _release_gpu_memory()
         metrics.job_finished(result.frames, result.timings)
         metrics.set_model_state(self.models.state)
-        result = result.model_copy(update={"tiny_weights": self._is_tiny(self.settings.weights_dir)})
+        tiny = self._is_tiny(self.settings.weights_dir)
+        result = result.model_copy(update={"tiny_weights": tiny, "slot": slot.index, "device": slot.device})
         logger.info(
             "request %s done (%s preset): %d frames in %.1f s; %s",
             request_id,

@@ -179,6 +179,35 @@ def ensure_image(ecr: Any, repository_uri: str, tag: str) -> str:
     return str(images[0]["imageDigest"])
 
 
+# GPUs per SageMaker instance type (published instance specs; reference notes on instance types).
+# The service runs one conversion per GPU at once (stereocrafter/pool.py), so an asynchronous
+# endpoint should send each instance that many requests at once. Types not listed count as 1
+# unless --max-concurrent-invocations says otherwise.
+GPUS_PER_INSTANCE = {
+    **{f"ml.g4dn.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "ml.g4dn.12xlarge": 4,
+    **{f"ml.g5.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "ml.g5.12xlarge": 4,
+    "ml.g5.24xlarge": 4,
+    "ml.g5.48xlarge": 8,
+    **{f"ml.g6.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "ml.g6.12xlarge": 4,
+    "ml.g6.24xlarge": 4,
+    "ml.g6.48xlarge": 8,
+    **{f"ml.g6e.{size}": 1 for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
+    "ml.g6e.12xlarge": 4,
+    "ml.g6e.24xlarge": 4,
+    "ml.g6e.48xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p5.48xlarge": 8,
+}
+
+
+def gpus_of(instance_type: str) -> int:
+    return GPUS_PER_INSTANCE.get(instance_type, 1)
+
+
 @dataclass(frozen=True)
 class SageMakerTarget:
     endpoint: str
@@ -194,6 +223,7 @@ class SageMakerTarget:
     success_topic: str | None = None
     error_topic: str | None = None
     autoscale_max: int = 0  # async only: scale on the backlog up to this many instances
+    max_concurrent: int | None = None  # async requests per instance at once (default: its GPUs)
 
 
 def resource_name(tag: str, now: datetime | None = None) -> str:
@@ -245,9 +275,10 @@ def deploy_sagemaker(
         }
         if topics:
             output["NotificationConfig"] = topics
-        # One video job per GPU instance at a time (the service runs one job at a time anyway).
+        # One video job per GPU at a time: the service runs one conversion slot per GPU.
+        concurrent = target.max_concurrent or gpus_of(target.instance_type)
         config["AsyncInferenceConfig"] = {
-            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1},
+            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": concurrent},
             "OutputConfig": output,
         }
     sm.create_endpoint_config(**config)
@@ -443,6 +474,11 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
     s.add_argument("--error-topic")
     s.add_argument("--autoscale-max", type=int, default=0)
     s.add_argument(
+        "--max-concurrent-invocations",
+        type=int,
+        help="async requests per instance at once (default: its GPUs)",
+    )
+    s.add_argument(
         "--startup-timeout", type=int, default=1800, help="seconds for weight download + load (60-3600)"
     )
     s.add_argument("--volume-gb", type=int, help="EBS volume for the weights (1-512)")
@@ -488,6 +524,7 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
                 success_topic=args.success_topic,
                 error_topic=args.error_topic,
                 autoscale_max=args.autoscale_max,
+                max_concurrent=args.max_concurrent_invocations,
             )
             ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
             deploy_sagemaker(

@@ -5,6 +5,8 @@ means for the job and for the process.
   ``DeviceUnavailableError`` saying what was seen (the NVIDIA driver's version, torch's CUDA
   version, torch's own reason) instead of running on the CPU at a thousandth of the speed.
 - ``device_lines(device)``: card, memory, driver and CUDA versions, for the start-up log.
+- ``slot_devices(device, slots)``: the devices of the conversion slots, one pipeline each: every
+  visible GPU by default (``cuda:0`` … ``cuda:N-1``), or ``slots`` copies on the CPU (tests).
 - ``classify(err)``: ``"oom"`` (this job needs less memory: the service frees it and goes on),
   ``"fatal"`` (a sticky error poisons the CUDA context: every later job would fail, so the service
   must be replaced) or ``None`` (anything else).
@@ -79,6 +81,23 @@ def device_lines(device: str) -> list[str]:
         f"NVIDIA driver {driver_version()}, torch {torch.__version__} with CUDA {torch.version.cuda}"
     )
     return lines
+
+
+def slot_devices(device: str, slots: int | None, gpu_count: int | None = None) -> list[str]:
+    """One device per conversion slot. ``cuda``: the first ``slots`` visible GPUs (all of them by
+    default; more slots than GPUs is an error, two pipelines would share a card's memory).
+    ``cpu``: ``slots`` (default 1) CPU pipelines. ``gpu_count`` is for tests."""
+    if slots is not None and slots < 1:
+        raise ValueError(f"STEREOCRAFTER_SLOTS must be >= 1, got {slots}")
+    if device != "cuda":
+        return ["cpu"] * (slots or 1)
+    count = torch.cuda.device_count() if gpu_count is None else gpu_count
+    if count < 1:
+        check_device("cuda")  # says why, in detail
+        raise DeviceUnavailableError("STEREOCRAFTER_DEVICE=cuda but no CUDA device is visible")
+    if slots is not None and slots > count:
+        raise DeviceUnavailableError(f"STEREOCRAFTER_SLOTS={slots} but only {count} GPUs are visible")
+    return [f"cuda:{i}" for i in range(slots or count)]
 
 
 def classify(err: BaseException) -> str | None:

@@ -227,6 +227,8 @@ class InvocationResponse(BaseModel):
     started_at: float  # epoch seconds, when the job got the GPU (after any wait in the queue)
     finished_at: float
     tiny_weights: bool = Field(description="true when the service runs on random test weights")
+    slot: int | None = Field(default=None, description="the conversion slot (one per GPU) that ran the job")
+    device: str | None = Field(default=None, description="the slot's device, e.g. cuda:3")
     report: dict[str, Any] | None = Field(default=None, description="the report's clip-level figures")
     report_uris: dict[str, str] | None = Field(default=None, description="json and png, once uploaded")
     report_error: str | None = Field(default=None, description="why no report was written, if so")
@@ -255,6 +257,8 @@ class DepthResponse(BaseModel):
     started_at: float
     finished_at: float
     tiny_weights: bool
+    slot: int | None = None
+    device: str | None = None
 
 
 class ErrorBody(BaseModel):

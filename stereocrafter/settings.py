@@ -36,6 +36,7 @@ class Settings:
     s3_max_attempts: int  # STEREOCRAFTER_S3_MAX_ATTEMPTS per S3 call, the first included (default 3)
     job_timeout_s: float  # STEREOCRAFTER_JOB_TIMEOUT_S: a job's deadline from its arrival (default 3500)
     faults_file: Path | None  # STEREOCRAFTER_FAULTS_FILE: fault injection for tests and drills (faults.py)
+    slots: int | None  # STEREOCRAFTER_SLOTS: jobs at once, one pipeline per GPU (default: every visible GPU)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
@@ -108,4 +109,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         # Just under SageMaker's 3600 s for an asynchronous request: the job stops itself first.
         job_timeout_s=_seconds(env, "STEREOCRAFTER_JOB_TIMEOUT_S", 3500.0, high=86400),
         faults_file=Path(env["STEREOCRAFTER_FAULTS_FILE"]) if env.get("STEREOCRAFTER_FAULTS_FILE") else None,
+        slots=_optional_int(env, "STEREOCRAFTER_SLOTS"),
     )

@@ -217,7 +217,7 @@ def test_async_config_in_moto(aws) -> None:
     )
     name = deploy_sagemaker(sm, t, "abc1234", wait_delay=1, wait_attempts=3, out=io.StringIO())
     config = sm.describe_endpoint_config(EndpointConfigName=name)["AsyncInferenceConfig"]
-    assert config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 1
+    assert config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == 1  # ml.g4dn.xlarge: 1 GPU
     assert config["OutputConfig"]["S3OutputPath"] == "s3://results/out/"
     assert config["OutputConfig"]["NotificationConfig"] == {
         "SuccessTopic": "arn:aws:sns:us-east-1:123456789012:ok"
@@ -469,3 +469,25 @@ def test_build_log_streaming_against_moto_logs(aws) -> None:
     )
     _stream_logs(logs, where, token, out)
     assert out.getvalue().splitlines() == ["[Container] phase INSTALL", "bentoml build done"]
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "override", "expected"),
+    [("ml.g4dn.12xlarge", None, 4), ("ml.g4dn.2xlarge", None, 1), ("ml.g4dn.12xlarge", 2, 2)],
+)  # moto knows the g4dn family only
+def test_async_concurrency_follows_the_instances_gpus(
+    aws, instance_type: str, override, expected: int
+) -> None:
+    sm = aws("sagemaker")
+    t = target(instance_type=instance_type, async_output="s3://results/out/", max_concurrent=override)
+    name = deploy_sagemaker(sm, t, "abc1234", wait_delay=1, wait_attempts=3, out=io.StringIO())
+    config = sm.describe_endpoint_config(EndpointConfigName=name)["AsyncInferenceConfig"]
+    assert config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == expected
+
+
+def test_the_gpu_table() -> None:
+    from containerize.deploy import gpus_of
+
+    big = ("ml.g6e.12xlarge", "ml.g6e.48xlarge", "ml.p4d.24xlarge", "ml.p5.48xlarge")
+    assert [gpus_of(t) for t in big] == [4, 8, 8, 8]
+    assert gpus_of("ml.g5.2xlarge") == 1 and gpus_of("ml.unknown.9xlarge") == 1

@@ -35,7 +35,8 @@ def test_dockerfile_is_sagemaker_ready(bento: Path) -> None:
     env = dict(re.findall(r"^ARG (\w+)=(.*)$", dockerfile, flags=re.M))
     assert env["BENTOML_PORT"] == "8080"
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"  # never the v1 builder's empty value
-    assert env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert "CUDA_VISIBLE_DEVICES" not in env  # every GPU visible: one conversion slot each
+    assert env["BENTOML_DISABLE_GPU_ALLOCATION"] == "1"
     assert env["WEIGHTS_DIR"] == "/opt/ml/model/weights"
     assert env["STEREOCRAFTER_DEVICE"] == "cuda"  # no silent CPU fallback in the image
     assert env["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"

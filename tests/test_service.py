@@ -867,3 +867,40 @@ def test_sigterm_during_a_long_job_answers_503_and_exits_in_time(service: Servic
     assert answers[0].json()["error"] == "shutting_down"
     assert nothing_at(env, "gpu/sigterm.mp4")
     assert "SIGTERM: stopping the job in flight" in svc.log_text()
+
+
+def test_two_slots_convert_two_requests_at_once_with_one_download(env: dict, tiny_weights: Path) -> None:
+    """STEREOCRAFTER_SLOTS=2 on the CPU stands in for a 2-GPU instance: two pipelines in one
+    process, the weights downloaded once, two concurrent requests running side by side."""
+    with HubServer(tiny_weights, TOKEN) as hub:
+        svc = start_service(
+            env["tmp"],
+            {
+                "AWS_ENDPOINT_URL": env["moto"],
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "HF_ENDPOINT": hub.url,
+                "HF_TOKEN_ARN": env["arn"],
+                "WEIGHTS_DIR": str(env["tmp"] / "weights-2slots"),
+                "STEREOCRAFTER_SLOTS": "2",
+            },
+        )
+        try:
+            assert hub.downloads and len(hub.downloads) == len(set(hub.downloads)), hub.downloads  # once each
+            results: dict[int, dict] = {}
+
+            def convert(i: int) -> None:
+                results[i] = svc.client.convert(CLIP, f"s3://{BUCKET}/slots/{i}.mp4", report=False)
+
+            threads = [threading.Thread(target=convert, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            a, b = results[0], results[1]
+            assert {a["slot"], b["slot"]} == {0, 1} and a["device"] == b["device"] == "cpu"
+            assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]  # side by side
+            assert "slot 2 of 2 loaded on cpu" in svc.log_text()
+        finally:
+            stop(svc)
