@@ -2,8 +2,10 @@
 # The prepared GPU check for a session that is lent a device (H100/H200), sized well under 8 minutes
 # (about 5 on an H100): an import check that fails at once without the carried wheels, the CUDA rows of
 # the splatting benchmark, both presets end to end at real size (random weights, fp16) at 1024x576 and
-# 1920x1080 on 46 frames with s/frame per stage, peak memory and the UNets' share of the bf16 peak, and
-# the tests marked `gpu`. Results: $OUT/results.jsonl (when $OUT is set) and the printed tail. Record
+# 1920x1080 on 46 frames with s/frame per stage, peak memory and the UNets' share of the bf16 peak (each
+# run through StereoPipeline as the service runs a job: under a deadline, every VAE decode checked for
+# non-finite values; a retried decode is logged as "decoding the chunk again in float32"), and the tests
+# marked `gpu`. Results: $OUT/results.jsonl (when $OUT is set) and the printed tail. Record
 # what it prints in bench/RESULTS.md with the card's name.
 #
 # The device image has PyTorch, transformers, huggingface_hub and safetensors but not diffusers.

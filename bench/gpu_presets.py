@@ -181,8 +181,13 @@ def run_one(depth: Any, inpainting: Any, preset: str, width: int, height: int, f
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     try:
+        # As the service runs a job: under a deadline (checked at every UNet call) and with every
+        # VAE decode checked for non-finite values (fp16 overflow at 1080p is what to look for).
+        from stereocrafter.guard import Deadline
+
+        deadline = Deadline(300.0, why=" (bench)")
         result = pipeline.run(open_frames, lambda chunk: produced.append(len(chunk)), num_frames=frames,
-                              width=width, height=height, mode="sbs")  # fmt: skip
+                              width=width, height=height, mode="sbs", check=deadline.check)  # fmt: skip
     finally:
         for clock in clocks.values():
             clock.remove()
