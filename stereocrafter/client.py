@@ -106,7 +106,6 @@ _BY_STATUS: dict[int, type[ConversionError]] = {
     422: InvalidVideo,
     502: StorageUnavailable,
     503: ServiceNotReady,
-    504: DeadlineExceeded,
     507: InsufficientGpuMemory,
 }
 
@@ -116,6 +115,7 @@ _BY_CODE: dict[str, type[ConversionError]] = {
     "invalid_depth": InvalidDepth,
     "depth_mismatch": InvalidDepth,
     "gpu_failed": GpuFailed,
+    "deadline_exceeded": DeadlineExceeded,  # a 504 without it is a gateway's or BentoML's timeout
 }
 
 

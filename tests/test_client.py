@@ -171,3 +171,19 @@ def test_convert_segments_on_the_sagemaker_async_backend(aws, moto_server: str) 
             "depth_shift"
         ] == (pytest.approx(rb))
         assert body["depth_range"] == [pytest.approx(ra * 0.11 + rb), pytest.approx(ra * 0.89 + rb)]
+
+
+def test_gpu_and_deadline_errors_are_typed() -> None:
+    from stereocrafter.client import DeadlineExceeded, GpuFailed, InsufficientGpuMemory, retryable
+
+    def body(code: str) -> bytes:
+        return json.dumps({"error": code, "message": "m", "request_id": "r"}).encode()
+
+    assert isinstance(error_from(504, body("deadline_exceeded")), DeadlineExceeded)
+    assert isinstance(error_from(507, body("insufficient_gpu_memory")), InsufficientGpuMemory)
+    failed = error_from(503, body("gpu_failed"))
+    assert isinstance(failed, GpuFailed) and isinstance(failed, ServiceNotReady)
+    assert retryable(failed) and retryable(error_from(504, body("deadline_exceeded")))
+    assert not retryable(
+        error_from(507, body("insufficient_gpu_memory"))
+    )  # the same segment, the same memory
