@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv serve demo demo-convert demo-long test test-slow test-all lint bench bench-smoke lock clean
+.PHONY: venv serve demo demo-convert demo-long image image-smoke test test-slow test-all lint bench bench-smoke lock clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,19 @@ demo-long: venv
 	$(BIN)/python -m stereocrafter.testing demo --clip long_input.mp4 --frames 96
 	STEREOCRAFTER_DEPTH_STEPS=2 STEREOCRAFTER_INPAINT_STEPS=2 $(BIN)/stereocrafter convert-long \
 	  demo/long_input.mp4 demo/long_sbs.mp4 --mode sbs --segment-seconds 1 --weights-dir demo/tiny-weights
+
+# The container image without a Docker daemon (root, Debian): buildah with chroot isolation and the
+# vfs driver; the python:3.11-slim base is made locally with debootstrap when no registry can be
+# reached (containerize/local_base.sh). Several minutes and about 6.4 GB; run by hand, not in CI.
+image: venv
+	command -v buildah >/dev/null && command -v debootstrap >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap)
+	bash containerize/build_image.sh
+
+# The built image started as SageMaker starts it (entrypoint `serve`, port 8080, its non-root user):
+# WEIGHTS_DIR writable by that user, /ping, one conversion against moto's S3 on tiny weights.
+image-smoke: image
+	STORAGE_DRIVER=vfs $(BIN)/python containerize/image_smoke.py
 
 test: venv
 	$(BIN)/python -m pytest

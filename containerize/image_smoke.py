@@ -1,0 +1,166 @@
+"""`make image-smoke`: start the built image as SageMaker would and convert one segment with it.
+
+No container engine runs here (podman's crun cannot set rlimits in this sandbox), so the image's
+own filesystem is started with `buildah run --isolation chroot` (the host's network): its
+entrypoint with `serve`, as the image's non-root user, with the image's environment. Checks:
+
+1. WEIGHTS_DIR is writable as that user (SageMaker mounts /opt/ml/model; the start-up download
+   writes there): tiny random weights are written into it by that user, inside the image;
+2. GET /ping on port 8080 answers 200;
+3. POST /invocations converts a generated clip from moto's S3 server (on the host) and the stereo
+   video lands in S3.
+
+The device is overridden to the CPU (STEREOCRAFTER_DEVICE=cpu): the image's torch is the CUDA build,
+which runs on the CPU too. Prints each step's time; exit status 0 only if all three pass.
+
+    python containerize/image_smoke.py [--image stereocrafter:local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stereocrafter.client import HttpClient  # noqa: E402
+from stereocrafter.testing import write_sample_clip  # noqa: E402
+from stereocrafter.video_io import probe  # noqa: E402
+
+PORT = 8080
+WEIGHTS = "/opt/ml/model/weights"
+
+
+def buildah(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "STORAGE_DRIVER": os.environ.get("STORAGE_DRIVER", "vfs")}
+    return subprocess.run(["buildah", *args], check=True, text=True, capture_output=True, env=env, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+
+def stop_inside(server: subprocess.Popen[bytes]) -> None:
+    """Stop every process of the image's server: BentoML's workers run in their own sessions and
+    outlive the arbiter that `buildah run` started. They are found as processes in another mount
+    namespace than this one that run the Bento (/home/bentoml/bento on their command line)."""
+    import signal
+
+    server.terminate()
+    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        inside = [pid for pid in _pids() if _in_image(pid)]
+        for pid in inside:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while inside and time.monotonic() < deadline:
+            inside = [pid for pid in inside if Path(f"/proc/{pid}").exists()]
+            time.sleep(0.2)
+        if not inside:
+            break
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _in_image(pid: int) -> bool:
+    try:
+        other_namespace = os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        return other_namespace and b"/home/bentoml/bento" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--image", default=os.environ.get("IMAGE_TAG", "stereocrafter:local"))
+    args = parser.parse_args()
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        os.environ.setdefault(name, value)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    moto_url = f"http://127.0.0.1:{moto._server.server_port}"  # type: ignore[union-attr]
+    container = buildah("from", "--pull-never", args.image).stdout.strip()
+    user = json.loads(buildah("inspect", "--type", "container", container).stdout)["OCIv1"]["config"]["User"]
+    log = Path(tempfile.mkdtemp()) / "serve.log"
+    server = None
+    try:
+        started = time.monotonic()
+        write_weights = (
+            f"from stereocrafter.testing import make_tiny_weights; make_tiny_weights({WEIGHTS!r}); "
+            f"import os; print('written as uid', os.getuid(), 'into', {WEIGHTS!r})"
+        )
+        source = "/home/bentoml/bento/src"  # the Bento's code in the image
+        run = ["run", "--isolation", "chroot", "--user", user, "--workingdir", source, container, "--"]
+        made = buildah(*run, "python", "-c", write_weights)
+        print(
+            f"1. WEIGHTS_DIR writable as {user!r}: {made.stdout.strip()} ({time.monotonic() - started:.1f} s)"
+        )
+
+        env = ["STEREOCRAFTER_DEVICE=cpu", f"AWS_ENDPOINT_URL={moto_url}", "AWS_ACCESS_KEY_ID=smoke",
+               "AWS_SECRET_ACCESS_KEY=smoke", "AWS_DEFAULT_REGION=us-east-1", "STEREOCRAFTER_DEPTH_STEPS=2",
+               "STEREOCRAFTER_INPAINT_STEPS=2"]  # fmt: skip
+        command = ["buildah", "run", "--isolation", "chroot", "--user", user]
+        for item in env:
+            command += ["--env", item]
+        command += [container, "--", "./env/docker/entrypoint.sh", "serve"]
+        started = time.monotonic()
+        server = subprocess.Popen(
+            command,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "STORAGE_DRIVER": os.environ.get("STORAGE_DRIVER", "vfs")},
+        )
+        client = HttpClient(f"http://127.0.0.1:{PORT}", timeout=600)
+        while not client.ping():
+            if server.poll() is not None or time.monotonic() - started > 300:
+                print(log.read_text()[-3000:])
+                raise SystemExit("the image's server never answered /ping with 200")
+            time.sleep(1)
+        print(f"2. GET /ping on {PORT}: 200 after {time.monotonic() - started:.1f} s")
+
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+        s3.create_bucket(Bucket="smoke")
+        clip = write_sample_clip(Path(tempfile.mkdtemp()) / "clip.mp4", frames=12, width=128, height=72)
+        s3.upload_file(str(clip), "smoke", "in/clip.mp4")
+        started = time.monotonic()
+        result = client.convert("s3://smoke/in/clip.mp4", "s3://smoke/out/clip_sbs.mp4", mode="sbs")
+        local = Path(tempfile.mkdtemp()) / "out.mp4"
+        s3.download_file("smoke", "out/clip_sbs.mp4", str(local))
+        info = probe(local)
+        assert (info.num_frames, info.width, info.height) == (12, 256, 72), info
+        size = f"{result['width']}x{result['height']}"
+        print(f"3. POST /invocations: {result['frames']} frames {size} in S3, "
+              f"tiny_weights={result['tiny_weights']} ({time.monotonic() - started:.1f} s)")  # fmt: skip
+        print("image smoke: PASSED")
+        return 0
+    finally:
+        if server is not None:
+            stop_inside(server)
+        buildah("rm", container)
+        moto.stop()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except httpx.HTTPError as err:
+        sys.exit(f"image smoke: FAILED ({err})")
