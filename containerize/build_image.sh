@@ -11,6 +11,7 @@ export BENTOML_HOME="${BENTOML_HOME:-/tmp/stereocrafter-bentoml}" BENTOML_DO_NOT
 started=$(date +%s)
 buildah inspect --type image docker.io/library/python:3.11-slim >/dev/null 2>&1 || bash containerize/local_base.sh
 version="local-$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)"
+.venv/bin/bentoml delete -y "stereocrafter:$version" >/dev/null 2>&1 || true  # a rebuild of the same commit
 .venv/bin/bentoml build --version "$version" >/dev/null
 bento="$BENTOML_HOME/bentos/stereocrafter/$version"
 # Behind a TLS-inspecting proxy (this sandbox), the build's pip and uv must trust the host's CA

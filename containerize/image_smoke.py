@@ -5,7 +5,8 @@ own filesystem is started with `buildah run --isolation chroot` (the host's netw
 entrypoint with `serve`, as the image's non-root user, with the image's environment. Checks:
 
 1. WEIGHTS_DIR is writable as that user (SageMaker mounts /opt/ml/model; the start-up download
-   writes there): tiny random weights are written into it by that user, inside the image;
+   writes there): tiny random weights are written into it by that user, inside the image; and no
+   build tool (gcc, g++, make, git) is left in the image;
 2. GET /ping on port 8080 answers 200;
 3. POST /invocations converts a generated clip from moto's S3 server (on the host) and the stereo
    video lands in S3.
@@ -109,6 +110,9 @@ def main() -> int:
         source = "/home/bentoml/bento/src"  # the Bento's code in the image
         run = ["run", "--isolation", "chroot", "--user", user, "--workingdir", source, container, "--"]
         made = buildah(*run, "python", "-c", write_weights)
+        tools = buildah(*run, "sh", "-c", "for t in gcc g++ make git; do command -v $t || true; done").stdout
+        if tools.strip():
+            raise SystemExit(f"build tools left in the image: {tools.split()}")
         print(
             f"1. WEIGHTS_DIR writable as {user!r}: {made.stdout.strip()} ({time.monotonic() - started:.1f} s)"
         )

@@ -12,13 +12,18 @@ if buildah inspect --type image docker.io/library/python:3.11-slim >/dev/null 2>
   echo "docker.io/library/python:3.11-slim is already in buildah's store"; exit 0
 fi
 rm -rf "$WORK" && mkdir -p "$WORK"
-debootstrap --variant=minbase --include=python3.11,python3-pip,python3-venv,ca-certificates \
+# pip goes into /usr/local as in the official image, from Debian's pip wheel (Debian's python3-pip
+# package would pull in a compiler through its Recommends).
+debootstrap --variant=minbase --include=python3.11,python3.11-venv,python3-distutils,python3-pip-whl,python3-setuptools-whl,ca-certificates \
   bookworm "$WORK/rootfs" http://deb.debian.org/debian >"$WORK/debootstrap.log"
 root="$WORK/rootfs"
 rm -f "$root"/usr/lib/python3*/EXTERNALLY-MANAGED          # the slim image's pip installs freely
+# Debian's ensurepip refuses the system Python; pip installs itself from Debian's own pip wheel.
+wheel=$(cd "$root" && ls usr/share/python-wheels/pip-*.whl | head -1)
+chroot "$root" /usr/bin/python3.11 "/$wheel/pip" install -q --no-index --root-user-action=ignore "/$wheel"
 ln -sf /usr/bin/python3.11 "$root/usr/local/bin/python"
 ln -sf /usr/bin/python3.11 "$root/usr/local/bin/python3"
-ln -sf /usr/bin/pip3 "$root/usr/local/bin/pip"
+[ -e "$root/usr/local/bin/pip" ] || ln -sf pip3 "$root/usr/local/bin/pip"
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 container=$(buildah from scratch)
 mnt=$(buildah mount "$container")

@@ -44,6 +44,7 @@ def test_dockerfile_is_sagemaker_ready(bento: Path) -> None:
     # The setup script (run as root, before USER bentoml) makes WEIGHTS_DIR writable.
     script = next((bento / "env" / "docker").glob("script__*")).read_text()
     assert "mkdir -p /opt/ml/model/weights" in script and "chown" in script
+    assert "apt-get purge" in script and "build-essential git" in script  # no compiler at run time
     assert dockerfile.index("./env/docker/script__") < dockerfile.index("USER bentoml")
 
 
