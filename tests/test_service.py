@@ -30,6 +30,16 @@ TOKEN = "hf_service_secret_9f8e7d6c5b4a"
 BUCKET = "videos"
 
 
+def moto_env(env: dict) -> dict[str, str]:
+    """What a service process needs to reach moto's server as its AWS."""
+    return {
+        "AWS_ENDPOINT_URL": env["moto"],
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
 @pytest.fixture(scope="module")
 def env(moto_server: str, tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     import boto3
@@ -64,10 +74,7 @@ def service(env: dict) -> Iterator[Service]:
     svc = start_service(
         env["tmp"],
         {
-            "AWS_ENDPOINT_URL": env["moto"],
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
+            **moto_env(env),
             "HF_ENDPOINT": env["hub"].url,
             "HF_TOKEN_ARN": env["arn"],
             "WEIGHTS_DIR": str(env["tmp"] / "weights"),
@@ -770,10 +777,7 @@ def test_a_poisoned_cuda_context_turns_ping_to_503(service: Service, env: dict) 
     svc = start_service(
         env["tmp"],
         {
-            "AWS_ENDPOINT_URL": env["moto"],
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            **moto_env(env),
             "WEIGHTS_DIR": str(env["tmp"] / "weights"),  # downloaded by the module's `service`
             "STEREOCRAFTER_FAULTS_FILE": str(faults),
         },
@@ -833,10 +837,7 @@ def test_sigterm_during_a_long_job_answers_503_and_exits_in_time(service: Servic
     svc = start_service(
         env["tmp"],
         {
-            "AWS_ENDPOINT_URL": env["moto"],
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            **moto_env(env),
             "WEIGHTS_DIR": str(env["tmp"] / "weights"),
             "STEREOCRAFTER_DEPTH_STEPS": "1000",
         },
@@ -876,10 +877,7 @@ def test_two_slots_convert_two_requests_at_once_with_one_download(env: dict, tin
         svc = start_service(
             env["tmp"],
             {
-                "AWS_ENDPOINT_URL": env["moto"],
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
+                **moto_env(env),
                 "HF_ENDPOINT": hub.url,
                 "HF_TOKEN_ARN": env["arn"],
                 "WEIGHTS_DIR": str(env["tmp"] / "weights-2slots"),
