@@ -34,11 +34,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stereocrafter.thirdparty import quiet_known_messages  # noqa: E402
+
+quiet_known_messages()  # before diffusers and transformers are imported
 from stereocrafter.loading import load_inpainting_pipeline  # noqa: E402
 from stereocrafter.long import cut_segments  # noqa: E402
 from stereocrafter.pipeline import StereoConfig, StereoPipeline  # noqa: E402
 from stereocrafter.testing import make_tiny_weights  # noqa: E402
-from stereocrafter.thirdparty import quiet_known_messages  # noqa: E402
 from tests.long_scene import KnownDepth, convert_both_ways, render  # noqa: E402
 from tests.media import make_video  # noqa: E402
 
@@ -118,7 +120,6 @@ def main() -> None:
     lengths, segments = (
         ([12], 3) if args.smoke else ([int(n) for n in args.lengths.split(",")], args.segments)
     )
-    quiet_known_messages()
     with tempfile.TemporaryDirectory() as tmp:
         inpainting = load_inpainting_pipeline(make_tiny_weights(Path(tmp) / "w"), device="cpu")
         rows = []
