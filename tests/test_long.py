@@ -309,7 +309,7 @@ def test_plan_only_runs_no_stereo_task(known_scene: Path, inpainting_pipeline, t
     assert "reference" in result.alignment.table()
 
 
-@pytest.mark.parametrize("option", ["--plan", None])
+@pytest.mark.parametrize("option", [pytest.param("--plan", marks=pytest.mark.slow), None])
 def test_convert_long_on_the_command_line(tiny_weights: Path, tmp_path: Path, option: str | None) -> None:
     """The CLI on tiny weights: cut, depth, align, stereo, stitch, with the source's audio."""
     source = make_video(tmp_path / "long.mp4", scene_frames(36, 64, 48), fps=12, audio_codec="aac")
