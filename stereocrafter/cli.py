@@ -18,7 +18,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar, NoReturn
 
 from stereocrafter.compose import MODES
 from stereocrafter.errors import StereoCrafterError
@@ -146,7 +146,6 @@ def run_convert(args: argparse.Namespace) -> int:
         check_report_path(args.report)
 
     pipeline, preset, weights_dir, progress = _prepare(args)
-    bars = progress.bars
 
     from stereocrafter.convert import convert_file
     from stereocrafter.loading import is_tiny
@@ -167,8 +166,7 @@ def run_convert(args: argparse.Namespace) -> int:
             observer=report,
         )
     finally:  # an error message must not land in the middle of a bar's line
-        for bar in bars.values():
-            bar.close()
+        progress.close()
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     print(
         f"wrote {result.output}: {result.mode} ({preset} preset), {result.width}x{result.height}, "
@@ -192,7 +190,7 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> tuple[Any, str, Path, Any]:
+def _prepare(args: argparse.Namespace) -> tuple[Any, str, Path, ProgressBars]:
     """The checks both conversions share after the paths: settings, config, input, device; then
     the models. Returns (pipeline, preset, weights folder, progress callback)."""
     from stereocrafter.convert import job_config
@@ -220,28 +218,34 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, Path, Any]:
         raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
     weights_dir = args.weights_dir or settings.weights_dir
     pipeline = load_stereo_pipeline(weights_dir, device=device, config=config)
-    return pipeline, preset, weights_dir, _progress_bars(args.quiet)
+    return pipeline, preset, weights_dir, ProgressBars(args.quiet)
 
 
-def _progress_bars(quiet: bool) -> Any:
-    from tqdm import tqdm
+class ProgressBars:
+    """The ``Progress`` callback of the CLI: one tqdm bar per stage, a new one when a stage starts
+    again (the next segment of ``convert-long``); ``close()`` before printing anything else."""
 
-    bars: dict[str, Any] = {}
-    stages = {"depth": "1/2 depth", "inpainting": "2/2 inpainting"}
+    LABELS: ClassVar[dict[str, str]] = {"depth": "1/2 depth", "inpainting": "2/2 inpainting"}
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if quiet:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.quiet:
             return
-        bar = bars.get(stage)
-        if bar is None or (done == 0 and bar.n):  # a new bar per stage (and per segment)
-            for finished in bars.values():
-                finished.close()
-            label = stages.get(stage, stage)
-            bar = bars[stage] = tqdm(total=total, desc=f"{label:15s}", unit="frame", leave=not quiet)
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None or (done == 0 and bar.n):  # created when the stage starts: its clock is the stage's
+            self.close()
+            label = self.LABELS.get(stage, stage)
+            bar = self.bars[stage] = tqdm(total=total, desc=f"{label:15s}", unit="frame", leave=True)
         bar.update(done - bar.n)
 
-    progress.bars = bars  # type: ignore[attr-defined]  # closed by the caller
-    return progress
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 def run_convert_long(args: argparse.Namespace) -> int:
@@ -262,13 +266,14 @@ def run_convert_long(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="stereocrafter-long-") as tmp:
         workdir = args.workdir or Path(tmp)
-        done = convert_long(
-            pipeline, args.input, args.output, segment_seconds=args.segment_seconds, workdir=workdir,
-            mode=args.mode, align=not args.no_align, plan_only=args.plan, crf=args.crf,
-            progress=None if args.quiet else progress, log=lambda line: print(line, file=sys.stderr),
-        )  # fmt: skip
-    for bar in progress.bars.values():
-        bar.close()
+        try:
+            done = convert_long(
+                pipeline, args.input, args.output, segment_seconds=args.segment_seconds, workdir=workdir,
+                mode=args.mode, align=not args.no_align, plan_only=args.plan, crf=args.crf,
+                progress=progress, log=lambda line: print(line, file=sys.stderr),
+            )  # fmt: skip
+        finally:  # an error message must not land in the middle of a bar's line
+            progress.close()
     print(f"{len(done.segments)} segments of about {args.segment_seconds:g} s ({preset} preset)")
     if done.result is not None:
         print(done.result.alignment.table())
