@@ -112,6 +112,9 @@ class ModelHolder:
         self._token_arn = hf_token_arn
         self._load = load
         self._secrets_client = secrets_client
+        # ``state`` and ``pipeline`` change together under this lock, and ``require`` reads them
+        # together under it: a request never sees "ready" with the pipeline already gone.
+        self._lock = threading.Lock()
         self.state = "loading"
         self.detail = "starting"
         self.pipeline: Any = None
@@ -136,21 +139,24 @@ class ModelHolder:
     def mark_failed(self, reason: str) -> None:
         """The models cannot work any more (a poisoned CUDA context): /ping says 503 from now on,
         so the platform replaces this instance, and every request gets 503 at once."""
-        self.state, self.detail, self.reason = "failed", reason, reason
-        self.pipeline = None
+        with self._lock:
+            self.pipeline = None
+            self.state, self.detail, self.reason = "failed", reason, reason
         logger.error("marked failed: %s", reason)
 
     def require(self) -> Any:
         """The pipeline, or ``NotReadyError``/``WeightsMissingError`` saying why not."""
-        if self.state == "ready":
-            return self.pipeline
-        if self.state == "no_weights":
+        with self._lock:
+            state, pipeline, reason, detail = self.state, self.pipeline, self.reason, self.detail
+        if state == "ready":
+            return pipeline
+        if state == "no_weights":
             raise WeightsMissingError(self.missing, str(self.weights_dir))
-        if self.state == "failed":
+        if state == "failed":
             # The reason (library messages, download URLs) stays in the service log, unless it is
             # one of ours and safe to tell (no CUDA device, a failed GPU).
-            raise NotReadyError(self.reason or "the models failed to load; the service log has the reason")
-        raise NotReadyError(f"models are not ready yet: {self.detail}")
+            raise NotReadyError(reason or "the models failed to load; the service log has the reason")
+        raise NotReadyError(f"models are not ready yet: {detail}")
 
     def _run(self) -> None:
         started = time.perf_counter()
@@ -164,9 +170,11 @@ class ModelHolder:
             else:
                 logger.info("HF_TOKEN_ARN is not set: no download, using what is in %s", self.weights_dir)
             self.detail = "loading models"
-            self.pipeline = self._load(self.weights_dir)
+            pipeline = self._load(self.weights_dir)
             _freeze_heap()
-            self.state, self.detail = "ready", f"loaded in {time.perf_counter() - started:.1f} s"
+            with self._lock:
+                self.pipeline = pipeline
+                self.state, self.detail = "ready", f"loaded in {time.perf_counter() - started:.1f} s"
             logger.info("models ready in %.1f s", time.perf_counter() - started)
         except WeightsMissingError as err:
             if self._token_arn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import time
 import json
 from pathlib import Path
 
@@ -123,3 +124,66 @@ def test_holder_downloads_with_the_secret(
     holder.wait(120)
     assert holder.state == "ready", holder.detail
     assert TOKEN not in holder.detail
+
+
+
+class SlowStateHolder(ModelHolder):
+    """A holder whose ``state``, read by a request thread, then waits (up to 0.5 s) for
+    ``mark_failed`` to finish: the thread switch that, in the unlocked version, let a request
+    see "ready" and then a pipeline already cleared. CPython switches threads only at calls and
+    loop edges, so without this the window between the two reads is almost never hit."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        import threading
+
+        self.reader: object = None  # the thread whose reads are slowed
+        self.failed = threading.Event()
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    @property  # type: ignore[override]
+    def state(self) -> str:
+        import threading
+
+        value = self._state
+        if threading.current_thread() is self.reader:
+            self.failed.wait(0.5)
+        return value
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+
+    def mark_failed(self, reason: str) -> None:
+        super().mark_failed(reason)
+        self.failed.set()
+
+
+def test_require_never_sees_ready_without_its_pipeline(tmp_path: Path) -> None:
+    """``mark_failed`` (a sticky CUDA error in one slot's job) runs while another request calls
+    ``require()``: it must get the ready pipeline or the 503 ``NotReadyError``, never ``None``
+    (which became a 500 further on)."""
+    import threading
+
+    pipeline = object()
+    holder = SlowStateHolder(tmp_path, None, lambda _: pipeline).start()
+    holder.wait(30)
+    gc.unfreeze()
+    assert holder.state == "ready"
+    got: list[object] = []
+
+    def ask() -> None:
+        try:
+            got.append(holder.require())
+        except NotReadyError as err:
+            got.append(err)
+
+    reader = threading.Thread(target=ask)
+    holder.reader = reader
+    reader.start()
+    time.sleep(0.05)  # the reader is inside require(), reading the state
+    holder.mark_failed("a CUDA error poisoned the GPU context")
+    reader.join(5)
+    assert len(got) == 1
+    assert got[0] is pipeline or isinstance(got[0], NotReadyError), f"require() returned {got[0]!r}"
+    with pytest.raises(NotReadyError, match="poisoned"):
+        holder.require()
