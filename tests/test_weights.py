@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
-import time
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -124,7 +124,6 @@ def test_holder_downloads_with_the_secret(
     holder.wait(120)
     assert holder.state == "ready", holder.detail
     assert TOKEN not in holder.detail
-
 
 
 class SlowStateHolder(ModelHolder):
