@@ -11,9 +11,11 @@ frames) this module:
    pixels with the largest residuals (moving edges, disocclusions), refit, a few times;
 2. calls the boundary a scene cut, and does not chain across it, when the colours change (mean
    absolute difference of the colour thumbnails over ``COLOUR_CUT``), when the depth thumbnails
-   do not agree (correlation under ``CORRELATION_CUT``) or when the fit is implausible (a scale
-   outside [1/``MAX_STEP_SCALE``, ``MAX_STEP_SCALE``]); a missing (failed) segment also breaks the
-   chain;
+   do not agree (correlation under ``CORRELATION_CUT``), when exactly one side is flat (a fade,
+   a title card: variance under ``FLAT``) or when the fit is implausible (a scale outside
+   [1/``MAX_STEP_SCALE``, ``MAX_STEP_SCALE``]); a missing (failed) segment also breaks the
+   chain. A summary with non-finite statistics or thumbnails is refused (``ValueError`` naming
+   the segment);
 3. chains the fits within each run of connected segments (a "shot") from its middle segment, the
    reference (map (1, 0)), so no segment is more than half a shot's boundaries away from it;
 4. gives each shot one range over its aligned segments: [min of the aligned 1st percentiles, max
@@ -31,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from stereocrafter.bounds import wide_enough
 
 TRIM = 0.2  # share of thumbnail pixels dropped as outliers at each refit
 FIT_ITERATIONS = 4
@@ -134,10 +138,48 @@ def fit_affine(source: np.ndarray, target: np.ndarray) -> tuple[float, float, fl
     return scale, shift, rms
 
 
+def _flat(x: np.ndarray) -> bool:
+    return bool(x.var() < FLAT)
+
+
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two thumbnails; two flat maps agree (1.0), a flat map and a
+    textured one share nothing (0.0)."""
+    if _flat(a) or _flat(b):
+        return 1.0 if _flat(a) and _flat(b) else 0.0
     a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
-    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / denominator) if denominator > 0 else 1.0  # two flat maps agree
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def _thumbnail(summary: dict[str, Any], name: str, index: int) -> np.ndarray:
+    """A depth or colour thumbnail as float64; ``ValueError`` naming the segment when it is not
+    a finite 2-D or 3-D array (a damaged or foreign summary would otherwise fail deep in numpy)."""
+    try:
+        array = np.asarray(summary["thumbnails"][name], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"segment {index}: its summary has no usable {name} thumbnail") from None
+    if array.ndim not in (2, 3) or array.size == 0:
+        raise ValueError(f"segment {index}: its {name} thumbnail is not an image (shape {array.shape})")
+    if not np.isfinite(array).all():
+        raise ValueError(f"segment {index}: its {name} thumbnail holds non-finite values (NaN or inf)")
+    return array
+
+
+def check_summary(summary: dict[str, Any], index: int) -> None:
+    """``ValueError`` naming segment ``index`` and the field unless its depth summary (a depth
+    task's answer) has finite statistics and finite thumbnails."""
+    stats = summary.get("stats") if isinstance(summary, dict) else None
+    if not isinstance(stats, dict):
+        raise ValueError(f"segment {index}: its summary has no stats")
+    for key in ("min", "max", "p1", "p99"):
+        value = stats.get(key)
+        if not isinstance(value, int | float) or not np.isfinite(value):
+            raise ValueError(f"segment {index}: its stats.{key} is not a finite number ({value!r})")
+    for name in ("depth_first", "depth_last", "colour_first", "colour_last"):
+        _thumbnail(summary, name, index)
+    for name in ("depth_second", "depth_second_last"):
+        if name in summary["thumbnails"]:
+            _thumbnail(summary, name, index)
 
 
 def fit_boundary(
@@ -152,20 +194,25 @@ def fit_boundary(
     (2 d_f - d_(f-1) and 2 d_(f+1) - d_(f+2)) and both equations are fitted at once, which
     cancels motion at constant speed; without them, the plain frames are fitted.
     """
+    check_summary(before, index)
+    check_summary(after, index + 1)
     tb, ta = before["thumbnails"], after["thumbnails"]
-    last = np.asarray(tb["depth_last"], dtype=np.float64)
-    first = np.asarray(ta["depth_first"], dtype=np.float64)
+    last = _thumbnail(before, "depth_last", index)
+    first = _thumbnail(after, "depth_first", index + 1)
     if extrapolate and "depth_second_last" in tb and "depth_second" in ta:
-        ahead = 2 * last - np.asarray(tb["depth_second_last"], dtype=np.float64)  # segment i at f + 1
-        behind = 2 * first - np.asarray(ta["depth_second"], dtype=np.float64)  # segment i + 1 at f
+        ahead = 2 * last - _thumbnail(before, "depth_second_last", index)  # segment i at f + 1
+        behind = 2 * first - _thumbnail(after, "depth_second", index + 1)  # segment i + 1 at f
         scale, shift, residual = fit_affine(np.concatenate([first, behind]), np.concatenate([ahead, last]))
     else:
         scale, shift, residual = fit_affine(first, last)
     correlation = _correlation(first, last)
-    colour_a = np.asarray(before["thumbnails"]["colour_last"], dtype=np.float64) / 255.0
-    colour_b = np.asarray(after["thumbnails"]["colour_first"], dtype=np.float64) / 255.0
+    colour_a = _thumbnail(before, "colour_last", index) / 255.0
+    colour_b = _thumbnail(after, "colour_first", index + 1) / 255.0
     colour = float(np.abs(colour_a - colour_b).mean()) if colour_a.shape == colour_b.shape else 1.0
     reasons = []
+    if _flat(last) != _flat(first):  # a fade to black, a title card: not the same shot
+        flat_side = "the first segment's end" if _flat(last) else "the second segment's start"
+        reasons.append(f"one side is flat ({flat_side})")
     if colour > COLOUR_CUT:
         reasons.append(f"colour change {colour:.3f} > {COLOUR_CUT}")
     if correlation < CORRELATION_CUT:
@@ -181,6 +228,9 @@ def align(
     """The alignment of segments in playback order; ``None`` marks a segment whose depth failed.
     ``extrapolate=False`` fits the plain adjacent frames (see ``fit_boundary``)."""
     n = len(summaries)
+    for index, summary in enumerate(summaries):
+        if summary is not None:
+            check_summary(summary, index)
     boundaries: list[Boundary | None] = []
     for i in range(n - 1):
         a, b = summaries[i], summaries[i + 1]
@@ -217,7 +267,7 @@ def align(
             lows.append(scale[i] * lo + shift[i])
             highs.append(scale[i] * hi + shift[i])
         low, high = min(lows), max(highs)
-        if not high > low:  # a flat shot: any non-empty range gives depth 0 everywhere
+        if not wide_enough(low, high):  # a flat shot: any usable range gives depth 0 everywhere
             high = low + 1.0
         for i in members:
             maps[i] = SegmentMap(i, scale[i], shift[i], shot_index, i == reference, low, high)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from stereocrafter.compose import check_mode, output_size
-from stereocrafter.depthstore import depth_summary, read_depth, write_depth
+from stereocrafter.depth import processing_size
+from stereocrafter.depthstore import DepthShape, depth_summary, read_depth, write_depth
 from stereocrafter.echo import bounded
 from stereocrafter.errors import LimitExceededError, StereoCrafterError
 from stereocrafter.guard import Deadline
@@ -276,17 +277,13 @@ def run_job(
         if request.depth_uri is not None:
             loaded = time.perf_counter()
             storage.download(request.depth_uri, Path(tmp) / "depth.mkv", max_bytes=depth_bytes)
-            stored = read_depth(Path(tmp) / "depth.mkv")
-            stored.check_matches(info.num_frames, info.width, info.height)
+            stored = read_depth(Path(tmp) / "depth.mkv", stored_depth_shape(info, config), check)
             depth = stored.depth
             timings["depth_load"] = time.perf_counter() - loaded
-        depth_map = None
-        if request.depth_scale is not None or request.depth_shift is not None:
-            depth_map = (request.depth_scale or 1.0, request.depth_shift or 0.0)
         report = QualityReport() if request.report else None
         result = convert_file(
             job_pipeline, source, output, mode=request.mode, observer=report, depth=depth,
-            depth_map=depth_map, depth_range=request.depth_range, check=check,
+            depth_map=request.depth_map, depth_range=request.depth_range, check=check,
         )  # fmt: skip
         upload_started = time.perf_counter()
         storage.upload(output, output_uri, overwrite=request.overwrite)
@@ -372,6 +369,13 @@ def run_depth_job(
 
 def _no_check() -> None:
     pass
+
+
+def stored_depth_shape(info: VideoInfo, config: StereoConfig) -> DepthShape:
+    """What a segment of ``info`` needs of a stored depth: its frames and size, and the depth
+    stage's processing size for it under ``config`` (what its depth task stored)."""
+    height, width = processing_size(info.height, info.width, config.depth_max_res)
+    return DepthShape(info.num_frames, info.width, info.height, width, height)
 
 
 def check_input_size(size: int, settings: Settings) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -27,7 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stereocrafter.bounds import MAX_DEPTH_VALUE
 from stereocrafter.errors import DepthMismatchError, InvalidDepthError
+from stereocrafter.guard import Every
 
 TAG = "STEREOCRAFTER_DEPTH"
 FORMAT_VERSION = 1
@@ -35,6 +38,24 @@ LEVELS = 65535
 DEPTH_THUMB = 64  # long side of the depth thumbnails (64 x 36 for 16:9)
 COLOUR_THUMB = 32  # long side of the colour thumbnails
 SUBSAMPLE = 4096  # pixels per frame pooled for the clip's percentiles
+
+
+@dataclass(frozen=True)
+class DepthShape:
+    """What one segment needs of its stored depth: the segment's frame count and size, and the
+    depth stage's processing size for that size (``depth.processing_size``), which is the size
+    ``write_depth`` stored. ``read_depth`` checks a file against it before decoding anything."""
+
+    frames: int
+    source_width: int
+    source_height: int
+    width: int  # of the depth frames
+    height: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded depth (float32)."""
+        return self.frames * self.width * self.height * 4
 
 
 @dataclass(frozen=True)
@@ -49,19 +70,6 @@ class StoredDepth:
     @property
     def num_frames(self) -> int:
         return int(self.depth.shape[0])
-
-    def check_matches(self, num_frames: int, width: int, height: int) -> None:
-        """``DepthMismatchError`` (422) unless this depth was made from a segment of this frame
-        count and size."""
-        if self.num_frames != num_frames:
-            raise DepthMismatchError(
-                f"the stored depth has {self.num_frames} frames; the segment has {num_frames}"
-            )
-        if (self.source_width, self.source_height) != (width, height):
-            raise DepthMismatchError(
-                f"the stored depth was made from a {self.source_width}x{self.source_height} segment; "
-                f"this segment is {width}x{height}"
-            )
 
 
 def write_depth(
@@ -110,45 +118,86 @@ def write_depth(
     return meta
 
 
-def read_depth(path: str | os.PathLike[str]) -> StoredDepth:
-    """The depth ``write_depth`` stored; ``InvalidDepthError`` (422) for anything else: not a
-    Matroska/FFV1 file, no or a malformed tag, a frame count short of the tag's, damaged data."""
+def read_depth(
+    path: str | os.PathLike[str], expect: DepthShape, check: Callable[[], None] | None = None
+) -> StoredDepth:
+    """The depth ``write_depth`` stored for the segment ``expect`` describes.
+
+    Everything is checked before the first frame is decoded, so a crafted file (frames that
+    compress to nothing and decode to gigabytes) costs no memory: the tag (low and high finite,
+    within ``bounds.MAX_DEPTH_VALUE``), its frame count and source size against ``expect``
+    (``DepthMismatchError``, 422), then the stream's codec, pixel format and dimensions
+    (``InvalidDepthError`` / ``DepthMismatchError``, 422). The decode then fills a tensor of
+    exactly ``expect``'s size and stops one frame past the tag's count; every frame is checked
+    again (format, size, corruption). ``check()`` (a job's deadline) runs every half second.
+    """
     name = "the depth object"
     try:
         container = av.open(str(path), mode="r")
     except av.error.FFmpegError:
         raise InvalidDepthError(f"{name} is not a readable depth file (Matroska with FFV1)") from None
     with container:
-        try:
-            meta = json.loads(container.metadata.get(TAG, ""))
-            low, high = float(meta["low"]), float(meta["high"])
-            frames, source_w, source_h = (
-                int(meta["frames"]),
-                int(meta["source_width"]),
-                int(meta["source_height"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            raise InvalidDepthError(f"{name} has no valid {TAG} tag (not written by this service?)") from None
-        if not (np.isfinite([low, high]).all() and high >= low and frames >= 1):
-            raise InvalidDepthError(f"{name} has an invalid {TAG} tag")
-        if not container.streams.video or container.streams.video[0].codec_context.name != "ffv1":
-            raise InvalidDepthError(f"{name} holds no FFV1 depth stream")
+        meta, low, high = _read_tag(container, name)
+        _check_shape(container, meta, expect, name)
         stream = container.streams.video[0]
-        planes: list[np.ndarray] = []
+        values = torch.empty(expect.frames, 1, expect.height, expect.width, dtype=torch.float32)
+        decoded = 0
+        every = Every(check)
         try:
             for frame in container.decode(stream):
-                if frame.format.name != "gray16le" or frame.is_corrupt:
-                    raise InvalidDepthError(f"{name}: frame {len(planes)} is not intact 16-bit depth")
-                planes.append(frame.to_ndarray())
-                if len(planes) > frames:
-                    break
+                every()
+                if decoded == expect.frames:
+                    raise InvalidDepthError(f"{name} holds more frames than its tag's {expect.frames}")
+                if (
+                    frame.format.name != "gray16le"
+                    or (frame.width, frame.height) != (expect.width, expect.height)
+                    or frame.is_corrupt
+                ):
+                    raise InvalidDepthError(f"{name}: frame {decoded} is not intact 16-bit depth")
+                values[decoded, 0] = torch.from_numpy(frame.to_ndarray().astype(np.float32))
+                decoded += 1
         except av.error.FFmpegError:
-            raise InvalidDepthError(f"{name} is damaged after frame {len(planes)}") from None
-    if len(planes) != frames:
-        raise InvalidDepthError(f"{name} holds {len(planes)} frames; its tag says {frames}")
-    q = torch.from_numpy(np.stack(planes).astype(np.float32))
-    depth = (low + q / LEVELS * (high - low))[:, None] if high > low else torch.full_like(q, low)[:, None]
-    return StoredDepth(depth, low, high, source_w, source_h, meta)
+            raise InvalidDepthError(f"{name} is damaged after frame {decoded}") from None
+    if decoded != expect.frames:
+        raise InvalidDepthError(f"{name} holds {decoded} frames; its tag says {expect.frames}")
+    depth = low + values / LEVELS * (high - low) if high > low else values.fill_(low)
+    return StoredDepth(depth, low, high, expect.source_width, expect.source_height, meta)
+
+
+def _read_tag(container: av.container.InputContainer, name: str) -> tuple[dict[str, Any], float, float]:
+    """The ``TAG`` JSON of a depth file with its low and high, or ``InvalidDepthError``."""
+    try:
+        meta = json.loads(container.metadata.get(TAG, ""))
+        low, high = float(meta["low"]), float(meta["high"])
+        int(meta["frames"]), int(meta["source_width"]), int(meta["source_height"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidDepthError(f"{name} has no valid {TAG} tag (not written by this service?)") from None
+    if not (np.isfinite([low, high]).all() and high >= low and max(abs(low), abs(high)) <= MAX_DEPTH_VALUE):
+        raise InvalidDepthError(f"{name} has an invalid {TAG} tag (its low and high)")
+    return meta, low, high
+
+
+def _check_shape(container: av.container.InputContainer, meta: dict[str, Any], expect: DepthShape,
+                 name: str) -> None:  # fmt: skip
+    """The tag and the stream against what the segment needs, before any frame is decoded."""
+    frames, source = int(meta["frames"]), (int(meta["source_width"]), int(meta["source_height"]))
+    if frames != expect.frames:
+        raise DepthMismatchError(f"the stored depth has {frames} frames; the segment has {expect.frames}")
+    if source != (expect.source_width, expect.source_height):
+        raise DepthMismatchError(
+            f"the stored depth was made from a {source[0]}x{source[1]} segment; "
+            f"this segment is {expect.source_width}x{expect.source_height}"
+        )
+    if not container.streams.video or container.streams.video[0].codec_context.name != "ffv1":
+        raise InvalidDepthError(f"{name} holds no FFV1 depth stream")
+    context = container.streams.video[0].codec_context
+    if context.pix_fmt != "gray16le":
+        raise InvalidDepthError(f"{name}'s stream is {context.pix_fmt}, not 16-bit grey (gray16le)")
+    if (context.width, context.height) != (expect.width, expect.height):
+        raise DepthMismatchError(
+            f"the stored depth's frames are {context.width}x{context.height}; the depth stage makes "
+            f"{expect.width}x{expect.height} for this segment"
+        )
 
 
 def thumbnail_size(height: int, width: int, long_side: int) -> tuple[int, int]:

@@ -7,6 +7,11 @@ it raises ``DeadlineExceededError`` (504): the job unwinds as after any error, s
 is aborted, nothing is uploaded, the temporary files are removed and the GPU is freed for the
 next job.
 
+Outside the UNets the same check runs in every other phase of a job that can take time (see
+README "The job budget"): ``Every`` in loops (packets counted, depth frames decoded, segments
+copied), ``call_checked`` around every S3 call and transfer, which run in a daemon thread so
+that a hung socket read cannot hold the job or the process.
+
 ``STOPPING`` is set when the service is told to stop (SIGTERM: SageMaker and Docker kill after a
 10-30 s grace period); the same checks then raise ``ServiceStoppingError`` (503), so the job in
 flight ends within one UNet evaluation, answers its caller and writes nothing, and the server
@@ -17,10 +22,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+from typing import TypeVar
 
 from stereocrafter.errors import DeadlineExceededError, ServiceStoppingError
 
 STOPPING = threading.Event()
+T = TypeVar("T")
 
 
 class Deadline:
@@ -43,3 +52,63 @@ class Deadline:
                 f"the job passed its deadline of {self.seconds:g} s{self.why} (counted from its arrival, "
                 "the wait in the queue included); it was stopped and nothing was written"
             )
+
+
+Check = Callable[[], None]
+
+CHECK_EVERY_S = 0.5  # how often loops outside the UNets (demuxing, decoding, copying) check
+POLL_S = 0.25  # how often a wait on another thread (an S3 call or transfer) checks
+
+
+class Every:
+    """A loop's check, run at most every ``seconds``: call it once per iteration (a packet, a
+    frame); it calls ``check()`` when that much time has passed since the last one. ``None``
+    checks nothing."""
+
+    def __init__(self, check: Check | None, seconds: float = CHECK_EVERY_S) -> None:
+        self.check, self.seconds = check, seconds
+        self._last = time.monotonic()
+
+    def __call__(self) -> None:
+        if self.check is None:
+            return
+        now = time.monotonic()
+        if now - self._last >= self.seconds:
+            self._last = now
+            self.check()
+
+
+def call_checked(
+    work: Callable[[], T], check: Check | None, *, name: str, abandon: Callable[[], None] | None = None
+) -> T:
+    """``work()`` in a daemon thread while this thread runs ``check()`` every ``POLL_S``.
+
+    A blocking call (an S3 request whose socket read hangs for up to the read time-out, a
+    transfer) cannot be interrupted from Python. When ``check()`` raises (the deadline, SIGTERM),
+    ``abandon()`` is called (a transfer's ``cancel``: its threads stop at their next chunk) and
+    the error is raised at once; the thread finishes on its own time, bounded by the S3
+    time-outs, and, being a daemon, never holds the process at exit. ``check=None`` runs
+    ``work()`` here.
+    """
+    if check is None:
+        return work()
+    check()
+    future: Future[T] = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(work())
+        except BaseException as err:  # handed to the waiting thread, which re-raises it
+            future.set_exception(err)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    while not wait([future], timeout=POLL_S).done:
+        try:
+            check()
+        except BaseException:
+            if abandon is not None:
+                abandon()
+            raise
+    return future.result()

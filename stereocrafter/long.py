@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stereocrafter.client import SegmentsResult, convert_segments
-from stereocrafter.convert import convert_file, depth_file
+from stereocrafter.convert import convert_file, depth_file, segment_info, stored_depth_shape
 from stereocrafter.depthstore import read_depth
 from stereocrafter.pipeline import Observer, Progress, StereoPipeline
 from stereocrafter.stitch import StitchResult, stitch
@@ -103,10 +103,8 @@ class LocalBackend:
             )
         depth = None
         if options.get("depth_uri"):
-            stored = read_depth(options["depth_uri"])
-            info = probe(source.path)
-            stored.check_matches(source.count, info.width, info.height)
-            depth = stored.depth
+            info = segment_info(source.path, (source.start, source.count))
+            depth = read_depth(options["depth_uri"], stored_depth_shape(info, self.pipeline.config)).depth
         scale, shift = options.get("depth_scale"), options.get("depth_shift")
         depth_map = None if scale is None and shift is None else (scale or 1.0, shift or 0.0)
         low_high = options.get("depth_range")

@@ -28,6 +28,7 @@ import torch
 
 from stereocrafter import depth as depth_stage
 from stereocrafter import inpainting as inpainting_stage
+from stereocrafter.bounds import check_depth_range, wide_enough
 from stereocrafter.compose import check_mode, compose, output_size, to_uint8
 from stereocrafter.depth import (
     DepthCrafterPipeline,
@@ -235,15 +236,7 @@ class StereoPipeline:
                     f"the stored depth is {tuple(depth.shape)}; this clip needs ({num_frames}, 1, h, w)"
                 )
             raw_depth = depth
-        if depth_map is not None and tuple(depth_map) != (1.0, 0.0):
-            scale, shift = depth_map
-            raw_depth = raw_depth * scale + shift
-        if depth_range is not None:
-            low, high = float(depth_range[0]), float(depth_range[1])
-            if not high > low:
-                raise ValueError(f"depth_range must have low < high, got {depth_range}")
-        else:
-            low, high = float(raw_depth.min()), float(raw_depth.max())
+        raw_depth, low, high = common_scale(raw_depth, depth_map, depth_range)
 
         # 2. Splat and inpaint chunk by chunk; compose and hand over the kept frames.
         if observer is not None:
@@ -335,6 +328,34 @@ class StereoPipeline:
             ]
         depth_progress.finish()
         return torch.cat(depth_chunks)  # (T, 1, h, w) float32, CPU
+
+
+def common_scale(
+    raw: torch.Tensor,
+    depth_map: tuple[float, float] | None = None,
+    depth_range: tuple[float, float] | None = None,
+) -> tuple[torch.Tensor, float, float]:
+    """The clip's raw depth (T, 1, h, w) on the common scale of a long video, and the (low, high)
+    that normalise it (``run``'s ``depth_map`` and ``depth_range``): scale * raw + shift, and
+    the given range, which must be wide enough for float32 (``bounds.check_depth_range``), or
+    the clip's own min and max (the reference)."""
+    if depth_map is not None and tuple(depth_map) != (1.0, 0.0):
+        scale, shift = depth_map
+        raw = raw * scale + shift
+    if depth_range is None:
+        return raw, float(raw.min()), float(raw.max())
+    low, high = float(depth_range[0]), float(depth_range[1])
+    check_depth_range(low, high)
+    return raw, low, high
+
+
+def normalise(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """(raw - low) / (high - low), not clamped (values outside the range fall outside [0, 1]).
+    A range too narrow for float32 (``bounds.wide_enough``; a clip whose depth is flat) gives
+    zeros, where the reference's min-max normalisation gives NaN."""
+    if not wide_enough(low, high):
+        return torch.zeros_like(raw)
+    return (raw - low) / (high - low)
 
 
 def depth_windows(num_frames: int, window: int, overlap: int) -> list[tuple[int, int, int]]:
@@ -442,8 +463,8 @@ class _StereoSource:
         for i in range(0, left.shape[0], cfg.splat_batch):
             raw = self.raw_depth[start + i : start + i + left[i : i + cfg.splat_batch].shape[0]]
             # Normalised over the whole clip, then resized to the source size (reference §1.6).
-            depth = (raw.to(left.device) - low) / (high - low) if high > low else torch.zeros_like(raw)
-            depth = depth_stage.resize_depth(depth.to(left.device), self.size).clamp(0, 1)
+            depth = normalise(raw.to(left.device), low, high)
+            depth = depth_stage.resize_depth(depth, self.size).clamp(0, 1)
             warped, occlusion = forward_splat(
                 left[i : i + cfg.splat_batch], disparity_from_depth(depth, cfg.max_disp)
             )

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from stereocrafter.bounds import MAX_DEPTH_VALUE, check_depth_range
 from stereocrafter.echo import bounded, echo
 from stereocrafter.errors import BadRequestError
 from stereocrafter.presets import PRESET_NAMES, PRESETS
@@ -38,7 +39,6 @@ _IP_LIKE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 # C0 controls, DEL and C1 controls: never part of a key anyone means to name.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_ERRORS_LISTED = 5
-MAX_DEPTH_VALUE = 1e6  # bound of depth_scale, depth_shift and depth_range (raw depth is in [0, 1])
 DepthValue = Annotated[float, Field(ge=-MAX_DEPTH_VALUE, le=MAX_DEPTH_VALUE, allow_inf_nan=False)]
 # Fields of the stereo task that the depth task refuses, and the reverse.
 STEREO_ONLY = ("s3_output_uri", "mode", "max_disp", "tile_num", "report", "depth_uri", "depth_scale",
@@ -184,8 +184,8 @@ class InvocationRequest(BaseModel):
             raise ValueError("the depth task needs depth_output_uri")
         if self.task == "stereo" and self.s3_output_uri is None:
             raise ValueError("s3_output_uri is required")
-        if self.depth_range is not None and not self.depth_range[0] < self.depth_range[1]:
-            raise ValueError("depth_range must be [low, high] with low < high")
+        if self.depth_range is not None:
+            check_depth_range(*self.depth_range)  # a span float32 can normalise (bounds.py)
         # The parsed (bucket, key) pairs: no output may name the input or a stored depth in use.
         for name in ("s3_output_uri", "depth_output_uri"):
             if getattr(self, name) is not None and getattr(self, name) == self.s3_input_uri:
@@ -193,6 +193,13 @@ class InvocationRequest(BaseModel):
         if self.depth_uri is not None and self.depth_uri in (self.s3_input_uri, self.s3_output_uri):
             raise ValueError("depth_uri names the input or the output object")
         return self
+
+    @property
+    def depth_map(self) -> tuple[float, float] | None:
+        """(scale, shift) putting a stored raw depth on the common scale, or None (not given)."""
+        if self.depth_scale is None and self.depth_shift is None:
+            return None
+        return (self.depth_scale or 1.0, self.depth_shift or 0.0)
 
     @property
     def output(self) -> S3Location:

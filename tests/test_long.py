@@ -3,6 +3,7 @@ segment workflow (``convert_segments`` through ``LocalBackend``) on a scene whos
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import torch
 
 from stereocrafter.align import Alignment, align, fit_affine
 from stereocrafter.client import convert_segments, plan_segments
-from stereocrafter.depthstore import depth_summary, read_depth, write_depth
+from stereocrafter.depthstore import DepthShape, depth_summary, read_depth, write_depth
 from stereocrafter.errors import DepthMismatchError, InvalidDepthError, VideoDecodeError
 from stereocrafter.long import LocalBackend, LocalSegment, cut_segments
 from stereocrafter.pipeline import StereoConfig, StereoPipeline
@@ -25,6 +26,7 @@ from stereocrafter.stitch import stitch
 from stereocrafter.video_io import iter_frames, probe
 from tests.long_scene import KnownDepth, convert_both_ways, render
 from tests.media import audio_duration, make_video, scene_frames
+from tests.memory import PeakGrowth
 
 MAX_DISP = 20.0
 SEGMENT = 12  # frames per segment of the synthetic scene (1 s at 12 fps)
@@ -38,22 +40,58 @@ def test_the_depth_store_round_trips_within_its_16_bit_step(tmp_path: Path) -> N
     torch.manual_seed(0)
     depth = torch.rand(5, 1, 36, 64) * 3.0 - 1.2  # any float range, not only [0, 1]
     meta = write_depth(tmp_path / "d.mkv", depth, fps=Fraction(24), source_width=128, source_height=72)
-    stored = read_depth(tmp_path / "d.mkv")
+    stored = read_depth(tmp_path / "d.mkv", DepthShape(5, 128, 72, 64, 36))
     step = (meta["high"] - meta["low"]) / 65535
     assert stored.depth.shape == depth.shape
     assert (stored.low, stored.high) == (float(depth.min()), float(depth.max()))  # exact
     assert float((stored.depth - depth).abs().max()) <= step / 2 + 1e-6
-    stored.check_matches(5, 128, 72)
-    with pytest.raises(DepthMismatchError, match="5 frames; the segment has 6"):
-        stored.check_matches(6, 128, 72)
-    with pytest.raises(DepthMismatchError, match="128x72 segment; this segment is 64x48"):
-        stored.check_matches(5, 64, 48)
+    for shape, message in [
+        (DepthShape(6, 128, 72, 64, 36), "5 frames; the segment has 6"),
+        (DepthShape(5, 64, 48, 64, 36), "128x72 segment; this segment is 64x48"),
+        (DepthShape(5, 128, 72, 128, 64), "frames are 64x36; the depth stage makes 128x64"),
+    ]:
+        with pytest.raises(DepthMismatchError, match=message):
+            read_depth(tmp_path / "d.mkv", shape)
+
+
+def depth_bomb(path: Path, frames: int, size: int, tag: dict) -> Path:
+    """``frames`` flat ``size`` x ``size`` 16-bit frames: a few KB on disk, ``frames`` x
+    ``size``² x 2 bytes decoded. One frame is encoded and its packet repeated (FFV1 frames are
+    all key frames), so making it costs nothing either."""
+    with av.open(str(path), mode="w", format="matroska") as out:
+        out.metadata["STEREOCRAFTER_DEPTH"] = json.dumps(tag)
+        stream = out.add_stream("ffv1", rate=24, options={"level": "3", "g": "1"})
+        stream.width = stream.height = size
+        stream.pix_fmt = "gray16le"
+        frame = av.VideoFrame.from_ndarray(np.zeros((size, size), dtype=np.uint16), format="gray16le")
+        frame.pts, frame.time_base = 0, Fraction(1, 24)
+        encoded = [bytes(p) for p in stream.encode(frame)] + [bytes(p) for p in stream.encode(None)]
+        for t in range(frames):
+            packet = av.Packet(encoded[0])
+            packet.pts = packet.dts = t
+            packet.time_base, packet.stream, packet.is_keyframe = Fraction(1, 24), stream, True
+            out.mux(packet)
+    return path
+
+
+def test_a_stored_depth_is_checked_before_a_frame_is_decoded(tmp_path: Path) -> None:
+    """100 flat 4096x4096 frames tagged for an 8-frame 96x64 segment: refused from the stream's
+    header, with no frame decoded (the reader before this decoded 9 of them: 300 MB)."""
+    tag = {"version": 1, "low": 0.0, "high": 1.0, "frames": 8, "source_width": 96, "source_height": 64}
+    bomb = depth_bomb(tmp_path / "bomb.mkv", 100, 4096, tag)
+    assert bomb.stat().st_size < 8_000_000  # 100 frames of 50 KB; 3.4 GB decoded
+    with (
+        PeakGrowth() as growth,
+        pytest.raises(DepthMismatchError, match="4096x4096; the depth stage makes 128x64"),
+    ):
+        read_depth(bomb, DepthShape(8, 96, 64, 128, 64))
+    assert growth.mb < 32, f"resident memory rose by {growth.mb:.0f} MB while refusing it"
 
 
 def test_a_flat_depth_is_stored_too(tmp_path: Path) -> None:
     write_depth(tmp_path / "d.mkv", torch.full((2, 1, 8, 8), 0.25), fps=Fraction(24), source_width=8,
                 source_height=8)  # fmt: skip
-    stored = read_depth(tmp_path / "d.mkv")
+    stored = read_depth(tmp_path / "d.mkv", DepthShape(2, 8, 8, 8, 8))
     assert torch.equal(stored.depth, torch.full((2, 1, 8, 8), 0.25))
 
 
@@ -68,7 +106,7 @@ def test_damaged_or_foreign_depth_files_are_refused(tmp_path: Path) -> None:
     for name, message in [("cut.mkv", "frames|damaged"), ("text.mkv", "not a readable depth file"),
                           ("video.mkv", "tag")]:  # fmt: skip
         with pytest.raises(InvalidDepthError, match=message):
-            read_depth(tmp_path / name)
+            read_depth(tmp_path / name, DepthShape(6, 32, 32, 32, 32))
     assert video.exists()
 
 
@@ -351,3 +389,32 @@ def test_convert_long_refuses_bad_options_before_loading(tmp_path: Path) -> None
         run = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert message in run.stderr, run.stderr
+
+
+def test_a_boundary_with_exactly_one_flat_side_is_a_cut() -> None:
+    """A textured shot into a flat frame (a fade, a title card): the correlation of a flat map
+    with anything used to be 1.0, so the two were chained; two flat sides still agree."""
+    textured = np.random.default_rng(4).uniform(0.2, 0.8, (36, 64))
+    flat = np.full((36, 64), 0.5)
+    for before, after in ((textured, flat), (flat, textured)):
+        boundary = align([_summary(before), _summary(after)]).boundaries[0]
+        assert boundary is not None and boundary.cut and "one side is flat" in boundary.reason
+        assert boundary.correlation == 0.0
+    both = align([_summary(flat), _summary(flat + 0.1)]).boundaries[0]
+    assert both is not None and not both.cut and both.correlation == 1.0
+
+
+@pytest.mark.parametrize("field", ["depth_last", "depth_first", "colour_first"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_thumbnails_are_refused_with_the_segment_named(field: str, bad: float) -> None:
+    truth = np.random.default_rng(5).uniform(0.2, 0.8, (36, 64))
+    broken = _summary(truth)
+    values = np.asarray(broken["thumbnails"][field], dtype=np.float64)
+    values.flat[7] = bad
+    broken["thumbnails"][field] = values.tolist()
+    with pytest.raises(ValueError, match=f"segment 1: its {field} thumbnail holds non-finite values"):
+        align([_summary(truth), broken])
+    broken["thumbnails"][field] = np.asarray(_summary(truth)["thumbnails"][field]).tolist()
+    broken["stats"]["p99"] = float("nan")
+    with pytest.raises(ValueError, match=r"segment 1: its stats\.p99 is not a finite number"):
+        align([_summary(truth), broken])

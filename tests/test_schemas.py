@@ -226,6 +226,9 @@ LONG = {"s3_input_uri": "s3://inbox/a.mp4", "s3_output_uri": "s3://outbox/a.mp4"
         ({"depth_range": [0, "NaN"]}, "depth_range"),
         ({"depth_range": [0, 1, 2]}, "depth_range"),
         ({"depth_range": [0.5, 0.5]}, "low < high"),
+        ({"depth_range": [0, 1e-300]}, "too narrow"),  # a zero span in float32: NaN
+        ({"depth_range": [0, 1e-30]}, "too narrow"),  # survives float32, flattens the clip
+        ({"depth_range": [1e5, 1e5 + 0.01]}, "too narrow"),  # 1e-7 of the values' magnitude
         ({"depth_range": "0,1"}, "depth_range"),
         ({"depth_uri": "s3://outbox/a.mp4"}, "depth_uri names"),
         ({"depth_uri": "s3://inbox/d.mkv\n"}, "depth_uri"),
