@@ -14,17 +14,29 @@ a job at its first S3 call (the preflight's HeadObject). A download whose body s
 re-requested once (``DOWNLOAD_ATTEMPTS``): 2 x 15 s. A transfer that keeps delivering bytes,
 however slowly, never hits the read time-out, which bounds a single wait, not the transfer.
 
-Uploads go through ``upload_file``: a multipart upload that fails is aborted by the transfer
-manager, so a failed job never leaves a partial object at the output key. With
-``overwrite=False`` the final write carries ``If-None-Match: *`` (PutObject or
-CompleteMultipartUpload), so an object that appears while the job runs is not replaced either.
+Every call takes an optional ``check`` (a job's ``Deadline.check``): the call then runs in a
+daemon thread while the job's thread checks the deadline and SIGTERM every 0.25 s
+(``guard.call_checked``), so a read that hangs for its whole time-out cannot hold the job, and a
+stop raises at once. A transfer that is stopped is cancelled in the transfer manager (its
+threads stop at their next chunk, and a multipart upload is aborted by the manager's failure
+clean-up); the transfer manager's threads are daemon threads (``DaemonThreads``), so a thread
+still blocked in a socket read never holds the process at exit.
+
+Uploads are always multipart (``upload_config``: one part for a small file), so an object
+appears only with the final CompleteMultipartUpload, which a cancelled transfer never sends: a
+failed or stopped job never leaves a whole or partial object at the output key. With
+``overwrite=False`` that final write carries ``If-None-Match: *``, so an object that appears
+while the job runs is not replaced either.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import threading
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +46,9 @@ import botocore.config
 import botocore.exceptions
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
+from s3transfer.futures import BaseExecutor, TransferFuture
+from s3transfer.manager import TransferManager
+from s3transfer.subscribers import BaseSubscriber
 
 from stereocrafter.echo import echo, get_logger
 from stereocrafter.errors import (
@@ -45,6 +60,7 @@ from stereocrafter.errors import (
     S3UnavailableError,
     StereoCrafterError,
 )
+from stereocrafter.guard import Check, call_checked
 from stereocrafter.schemas import S3Location
 
 logger = get_logger("bentoml.stereocrafter.storage")
@@ -125,6 +141,99 @@ class ObjectInfo:
         )
 
 
+class DaemonThreads(BaseExecutor):
+    """The transfer manager's executor (``concurrent.futures``' interface, as s3transfer uses it)
+    on daemon threads, started as tasks arrive, up to ``max_workers``. The standard thread pool's
+    threads are joined when the interpreter exits, so one blocked in a socket read of an
+    abandoned transfer would hold a stopping service for its whole read time-out."""
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        self._max = max_workers or 1
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._tasks.put((future, lambda *a: fn(*a, **kwargs), args))
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._max:
+                thread = threading.Thread(target=self._work, name="s3-transfer", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1
+        return future
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, fn, args = task
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as err:  # the transfer manager reads it from the future
+                    future.set_exception(err)
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
+class _KnownObject(BaseSubscriber):
+    """Hands a download the size and ETag the service's own HeadObject found, so the transfer
+    manager sends no second HEAD, and its ranged GETs require that same object (If-Match)."""
+
+    def __init__(self, info: ObjectInfo) -> None:
+        self.info = info
+
+    def on_queued(self, future: TransferFuture, **_: Any) -> None:
+        future.meta.provide_transfer_size(self.info.size)
+        if self.info.etag:
+            future.meta.provide_object_etag(self.info.etag)
+
+
+def _finish(
+    manager: TransferManager,
+    future: TransferFuture,
+    check: Check | None,
+    name: str,
+    mapped: Callable[[Exception], Exception],
+) -> None:
+    """Wait for ``future`` with ``check`` (``guard.call_checked``). The transfer's own failure is
+    raised as ``mapped(err)``; what ``check`` raises passes unchanged, the transfer cancelled and
+    its manager shut down in the background once its threads end."""
+
+    def result() -> None:
+        try:
+            future.result()
+        except CancelledError:
+            raise  # abandoned: what stopped it was raised in the job's thread
+        except Exception as err:
+            raise mapped(err) from err
+
+    abandoned = threading.Event()
+
+    def abandon() -> None:
+        abandoned.set()
+        future.cancel()
+
+    try:
+        call_checked(result, check, name=name, abandon=abandon)
+    finally:
+        if abandoned.is_set():  # the manager's threads end after their current request
+            threading.Thread(target=manager.shutdown, name=f"{name}-cleanup", daemon=True).start()
+        else:
+            manager.shutdown()
+
+
 class S3Storage:
     """Download inputs and upload outputs by ``S3Location`` (or ``s3://bucket/key``)."""
 
@@ -148,6 +257,11 @@ class S3Storage:
             # own retries cover each request up to its headers.
             num_download_attempts=DOWNLOAD_ATTEMPTS,
         )
+        # Uploads: multipart from the first byte, so the object exists only once the final
+        # CompleteMultipartUpload succeeds (a stopped upload is aborted, never half-visible).
+        self.upload_config = TransferConfig(
+            multipart_threshold=1, multipart_chunksize=chunk_mib * 2**20, max_concurrency=8
+        )
         # (bucket, key) pairs being written create-only: their final write gets If-None-Match: *.
         self._create_only: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
@@ -163,21 +277,37 @@ class S3Storage:
             if (params.get("Bucket"), params.get("Key")) in self._create_only:
                 params["IfNoneMatch"] = "*"
 
-    def head(self, location: S3Location | str) -> ObjectInfo:
+    def _call(self, check: Check | None, call: Callable[[], Any], location: S3Location, action: str) -> Any:
+        """One S3 request, in a daemon thread while ``check`` runs (``guard.call_checked``); its
+        failure raised as the service's error (``_mapped``), what ``check`` raises unchanged."""
+
+        def work() -> Any:
+            try:
+                return call()
+            except Exception as err:
+                raise _mapped(err, location, action) from err
+
+        return call_checked(work, check, name=f"s3-{action}")
+
+    def head(self, location: S3Location | str, *, check: Check | None = None) -> ObjectInfo:
         """HeadObject of an input: its size and identity (404/403/502 as the service's errors)."""
         loc = S3Location.parse(location)
-        try:
-            head = self.client.head_object(Bucket=loc.bucket, Key=loc.key)
-        except Exception as err:
-            raise _mapped(err, loc, "read") from err
-        return _info(head)
+        return _info(
+            self._call(check, lambda: self.client.head_object(Bucket=loc.bucket, Key=loc.key), loc, "read")
+        )
 
-    def size(self, location: S3Location | str) -> int:
+    def size(self, location: S3Location | str, *, check: Check | None = None) -> int:
         """Bytes of the object at ``location``."""
-        return self.head(location).size
+        return self.head(location, check=check).size
 
     def preflight(
-        self, source: S3Location | str, target: S3Location | str, *, overwrite: bool = True
+        self,
+        source: S3Location | str,
+        target: S3Location | str,
+        *,
+        overwrite: bool = True,
+        also: tuple[S3Location, ...] = (),
+        check: Check | None = None,
     ) -> ObjectInfo:
         """Everything that can be known before any work: returns the input's ``ObjectInfo``.
 
@@ -188,57 +318,79 @@ class S3Storage:
         4. The output bucket exists and takes writes: a multipart upload is started at the output
            key and aborted at once. That needs only s3:PutObject (HeadBucket would need
            s3:ListBucket, which write-only output policies do not grant) and creates no object.
+
+        ``also``: the other objects the job will write (its report beside the video); with
+        ``overwrite=False`` none of them may exist either (409 before any work).
         """
         src, dst = S3Location.parse(source), S3Location.parse(target)
-        info = self.head(src)
-        existing = self._head_if_readable(dst)
-        if existing is not None and existing.same_object(info):
-            raise BadRequestError(
-                f"the output {echo(dst.uri)} is the input object under another name; it would be overwritten"
-            )
-        if existing is not None and not overwrite:
-            raise OutputExistsError(f"an object already exists at {echo(dst.uri)} and overwrite is false")
-        self._probe_write(dst)
+        info = self.head(src, check=check)
+        for location in (dst, *also):
+            existing = self._head_if_readable(location, check)
+            if existing is not None and existing.same_object(info):
+                raise BadRequestError(
+                    f"the output {echo(location.uri)} is the input object under another name; "
+                    "it would be overwritten"
+                )
+            if existing is not None and not overwrite:
+                raise OutputExistsError(
+                    f"an object already exists at {echo(location.uri)} and overwrite is false"
+                )
+        self._probe_write(dst, check)
         return info
 
-    def _head_if_readable(self, location: S3Location) -> ObjectInfo | None:
+    def _head_if_readable(self, location: S3Location, check: Check | None = None) -> ObjectInfo | None:
         """The output's HeadObject, or None when there is none or the service may not read it."""
-        try:
-            return _info(self.client.head_object(Bucket=location.bucket, Key=location.key))
-        except botocore.exceptions.ClientError as err:
-            code = str(err.response.get("Error", {}).get("Code", ""))
-            if code in _MISSING_KEY or code in _DENIED or code in _MISSING_BUCKET:
-                return None  # a missing bucket is reported by the write probe, with its reason
-            raise _mapped(err, location, "read") from err
-        except Exception as err:
-            raise _mapped(err, location, "read") from err
 
-    def _probe_write(self, location: S3Location) -> None:
-        try:
-            upload = self.client.create_multipart_upload(Bucket=location.bucket, Key=location.key)
-        except Exception as err:
-            raise _mapped(err, location, "write") from err
-        try:
-            self.client.abort_multipart_upload(
-                Bucket=location.bucket, Key=location.key, UploadId=upload["UploadId"]
-            )
-        except Exception as err:  # holds no data; an AbortIncompleteMultipartUpload rule removes it
-            logger.warning("could not abort the write probe at %s: %s", echo(location.uri), err)
+        def head() -> ObjectInfo | None:
+            try:
+                return _info(self.client.head_object(Bucket=location.bucket, Key=location.key))
+            except botocore.exceptions.ClientError as err:
+                code = str(err.response.get("Error", {}).get("Code", ""))
+                if code in _MISSING_KEY or code in _DENIED or code in _MISSING_BUCKET:
+                    return None  # a missing bucket is reported by the write probe, with its reason
+                raise
+
+        result: ObjectInfo | None = self._call(check, head, location, "read")
+        return result
+
+    def _probe_write(self, location: S3Location, check: Check | None = None) -> None:
+        bucket, key = location.bucket, location.key
+
+        def create() -> Any:
+            return self.client.create_multipart_upload(Bucket=bucket, Key=key)
+
+        upload_id = self._call(check, create, location, "write")["UploadId"]
+
+        def abort() -> None:
+            try:
+                self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception as err:  # holds no data; an AbortIncompleteMultipartUpload rule removes it
+                logger.warning("could not abort the write probe at %s: %s", echo(location.uri), err)
+
+        self._call(check, abort, location, "write")
 
     def download(
-        self, location: S3Location | str, path: str | os.PathLike[str], *, max_bytes: int | None = None
+        self,
+        location: S3Location | str,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int | None = None,
+        check: Check | None = None,
     ) -> int:
-        """Fetch ``location`` to ``path``; refuses objects over ``max_bytes`` before transferring them."""
+        """Fetch ``location`` to ``path``; refuses objects over ``max_bytes`` before transferring
+        them. Nothing is left at ``path`` when it fails or is stopped."""
         loc = S3Location.parse(location)
-        size = self.size(loc)
-        if max_bytes is not None and size > max_bytes:
-            raise LimitExceededError(f"the input is {size} bytes; the limit is {max_bytes} bytes")
+        info = self.head(loc, check=check)
+        if max_bytes is not None and info.size > max_bytes:
+            raise LimitExceededError(f"the input is {info.size} bytes; the limit is {max_bytes} bytes")
+        manager = TransferManager(self.client, self.transfer, executor_cls=DaemonThreads)
+        future = manager.download(loc.bucket, loc.key, str(path), subscribers=[_KnownObject(info)])
         try:
-            self.client.download_file(loc.bucket, loc.key, str(path), Config=self.transfer)
-        except Exception as err:
+            _finish(manager, future, check, "s3-download", lambda err: _mapped(err, loc, "read"))
+        except BaseException:
             Path(path).unlink(missing_ok=True)
-            raise _mapped(err, loc, "read") from err
-        return size
+            raise
+        return info.size
 
     def upload(
         self,
@@ -247,20 +399,19 @@ class S3Storage:
         content_type: str = "video/mp4",
         *,
         overwrite: bool = True,
+        check: Check | None = None,
     ) -> None:
-        """Put the finished local file at ``location`` (multipart above the chunk size, aborted on
-        failure); with ``overwrite=False`` only if no object exists there (else 409)."""
+        """Put the finished local file at ``location`` (multipart, aborted on failure or when
+        ``check`` stops it); with ``overwrite=False`` only if no object exists there (else 409)."""
         loc = S3Location.parse(location)
         pair = (loc.bucket, loc.key)
         if not overwrite:
             with self._lock:
                 self._create_only.add(pair)
+        manager = TransferManager(self.client, self.upload_config, executor_cls=DaemonThreads)
         try:
-            self.client.upload_file(
-                str(path), loc.bucket, loc.key, ExtraArgs={"ContentType": content_type}, Config=self.transfer
-            )
-        except Exception as err:
-            raise _mapped(err, loc, "write") from err
+            future = manager.upload(str(path), loc.bucket, loc.key, extra_args={"ContentType": content_type})
+            _finish(manager, future, check, "s3-upload", lambda err: _mapped(err, loc, "write"))
         finally:
             with self._lock:
                 self._create_only.discard(pair)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 
 def free_port() -> int:
@@ -104,5 +105,89 @@ class TricklingS3:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class S3Proxy:
+    """A forwarding proxy on 127.0.0.1 in front of a real S3 endpoint (moto's server) that can
+    make chosen requests slow or hang: ``rule(method, path)`` returns None (forward at once), a
+    number of seconds to wait before forwarding, or ``"hang"`` (accept the request and never
+    answer, as an S3 whose socket read stalls). ``requests`` lists every (method, path) seen;
+    ``held`` counts the requests hanging now."""
+
+    def __init__(self, upstream: str, rule: Any = None) -> None:
+        import http.client
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        outer = self
+        self.rule = rule or (lambda method, path: None)
+        self.requests: list[tuple[str, str]] = []
+        self.held = 0
+        self._release = threading.Event()
+        target = urlsplit(upstream)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    parts = []
+                    while (size := int(self.rfile.readline().split(b";")[0], 16)) > 0:
+                        parts.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+            def _forward(self) -> None:
+                body = self._body()
+                outer.requests.append((self.command, self.path))
+                action = outer.rule(self.command, self.path)
+                if action == "hang":
+                    outer.held += 1
+                    outer._release.wait(300)
+                    self.close_connection = True
+                    return
+                if action:
+                    time.sleep(float(action))
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "host")
+                }
+                headers["Content-Length"] = str(len(body))
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                connection.request(self.command, self.path, body=body, headers=headers)
+                answer = connection.getresponse()
+                payload = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+                connection.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> S3Proxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()

@@ -249,3 +249,85 @@ def test_a_download_that_stops_mid_way_fails_after_two_gets(tmp_path: Path) -> N
     assert caught.value.status == 502
     assert server.requests.count("GET /videos/broken.mp4") == 2
     assert not (tmp_path / "broken").exists()
+
+
+# --- stopped by the job's deadline or SIGTERM (``check``) in the middle of a transfer -----------
+
+
+class Stop(Exception):
+    """What a job's check raises (a deadline, SIGTERM)."""
+
+
+def stop_after(seconds: float):
+    """A ``check`` that passes for ``seconds``, then raises ``Stop``."""
+    import time
+
+    until = time.monotonic() + seconds
+
+    def check() -> None:
+        if time.monotonic() > until:
+            raise Stop
+
+    return check
+
+
+def test_a_hung_download_is_stopped_by_the_check_within_a_poll(moto_server: str, s3, tmp_path: Path) -> None:
+    """The GET's socket read hangs (the read time-out is 15 s, the default): the job's check stops
+    it 0.25 s after the deadline, not after the time-out, and nothing is left at the path."""
+    import time
+
+    from tests.net import S3Proxy
+
+    s3.put_object(Bucket="videos", Key="in/a.mp4", Body=b"z" * 40_000)
+    with S3Proxy(moto_server, lambda method, path: "hang" if method == "GET" else None) as proxy:
+        storage = S3Storage(_offline_client(proxy.url))
+        started = time.monotonic()
+        with pytest.raises(Stop):
+            storage.download("s3://videos/in/a.mp4", tmp_path / "a", check=stop_after(1.0))
+        elapsed = time.monotonic() - started
+        assert proxy.held == 1  # the GET was sent and is hanging
+    assert 1.0 <= elapsed < 1.6, elapsed
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_upload_stopped_mid_way_is_aborted_and_writes_nothing(
+    moto_server: str, s3, tmp_path: Path
+) -> None:
+    """Every part takes 0.6 s (a slow link); the check stops the upload after 1 s, with parts
+    still in flight: no object appears, the multipart upload is aborted once they end."""
+    import time
+
+    from tests.net import S3Proxy
+
+    def slow_parts(method: str, path: str) -> float | None:
+        return 0.6 if method == "PUT" and "partNumber=" in path else None
+
+    big = tmp_path / "big"
+    big.write_bytes(b"y" * (26 * 2**20))  # 6 parts of 5 MiB, 8 at a time
+    with S3Proxy(moto_server, slow_parts) as proxy:
+        storage = S3Storage(_offline_client(proxy.url), chunk_mib=5)
+        started = time.monotonic()
+        with pytest.raises(Stop):
+            storage.upload(big, "s3://videos/out/stopped.mp4", check=stop_after(0.3))
+        assert time.monotonic() - started < 1.0
+        deadline = time.monotonic() + 10  # the parts in flight end, then the abort is sent
+        while s3.list_multipart_uploads(Bucket="videos").get("Uploads") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any("CompleteMultipartUpload" in p or ("uploadId=" in p and m == "POST")
+                       for m, p in proxy.requests)  # fmt: skip
+    assert not s3.list_multipart_uploads(Bucket="videos").get("Uploads")
+    assert "Contents" not in s3.list_objects_v2(Bucket="videos", Prefix="out/")
+
+
+def test_a_small_upload_is_multipart_too(s3, tmp_path: Path) -> None:
+    """One part for a small file: the object appears only with CompleteMultipartUpload, which
+    a stopped upload never sends."""
+    seen: list[str] = []
+    s3.meta.events.register(
+        "before-send.s3", lambda request, **_: seen.append(request.method + " " + request.url)
+    )
+    (tmp_path / "small").write_bytes(b"s" * 100)
+    S3Storage(s3).upload(tmp_path / "small", "s3://videos/out/small.mp4", check=lambda: None)
+    assert s3.get_object(Bucket="videos", Key="out/small.mp4")["Body"].read() == b"s" * 100
+    assert any("?uploads" in url for url in seen) and any("uploadId=" in url and "partNumber" not in url
+                                                         for url in seen)  # fmt: skip
