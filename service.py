@@ -134,7 +134,7 @@ class StereoCrafter:
         from stereocrafter.errors import DeviceUnavailableError
         from stereocrafter.faults import Faults
         from stereocrafter.gpu import check_device, classify, device_lines, slot_devices
-        from stereocrafter.guard import Deadline
+        from stereocrafter.guard import POLL_S, STOPPING, Deadline
         from stereocrafter.loading import is_tiny, load_stereo_pipeline
         from stereocrafter.pipeline import StereoConfig
         from stereocrafter.pool import PipelinePool, Slot
@@ -181,6 +181,7 @@ class StereoCrafter:
         # stalls the event loop that answers /ping.
         self._run_job, self._is_tiny = run_job, is_tiny
         self._classify, self._deadline = classify, Deadline
+        self._stopping, self._poll_s = STOPPING, POLL_S
         # One job per slot (GPU) at a time; anyio's limiter lets waiting requests in arrival order.
         self.gpu = anyio.CapacityLimiter(max(1, len(devices)))
         _stop_jobs_on_sigterm()
@@ -204,7 +205,12 @@ class StereoCrafter:
         try:
             job = parse_invocation(await read_body(request, self.settings.max_body_bytes))
             self.models.require()  # 503 at once, without queueing, when models are not there
-            response = await anyio.to_thread.run_sync(self._run, job, request_id, arrived, limiter=self.gpu)
+            deadline = self._job_deadline(job, arrived)
+            await self._take_slot(deadline)  # in arrival order; 504 / 503 while waiting too
+            try:
+                response = await anyio.to_thread.run_sync(self._run, job, request_id, deadline)
+            finally:
+                self.gpu.release()
         except BodyTooLargeError as err:
             logger.info("request %s refused: %s %s", request_id, err.status, err.code)
             metrics.JOBS.labels("error", err.code).inc()
@@ -222,21 +228,45 @@ class StereoCrafter:
         metrics.JOBS.labels("ok", "").inc()
         return JSONResponse(response, headers={"X-Request-Id": request_id})
 
-    def _run(self, job: InvocationRequest, request_id: str, arrived: float) -> dict[str, Any]:
-
-        metrics.QUEUE_WAIT.observe(time.monotonic() - arrived)
-        pool = self.models.require()
-        with pool.acquire() as slot:
-            return self._run_on(slot, job, request_id, arrived)
-
-    def _run_on(self, slot: Any, job: InvocationRequest, request_id: str, arrived: float) -> dict[str, Any]:
-        import torch
-
-        pipeline = slot.pipeline
+    def _job_deadline(self, job: InvocationRequest, arrived: float) -> Any:
+        """The job's one budget (``guard.Deadline``), counted from its arrival: ``deadline_s`` or
+        ``STEREOCRAFTER_JOB_TIMEOUT_S``, whichever is shorter."""
         budget, why = self.settings.job_timeout_s, " (STEREOCRAFTER_JOB_TIMEOUT_S)"
         if job.deadline_s is not None and job.deadline_s < budget:
             budget, why = job.deadline_s, " (deadline_s)"
-        deadline = self._deadline(budget, since=arrived, why=why)
+        return self._deadline(budget, since=arrived, why=why)
+
+    async def _take_slot(self, deadline: Any) -> None:
+        """A conversion slot from the limiter, waited for in arrival order. The wait is bounded
+        like the job: a watcher checks the deadline and SIGTERM every ``POLL_S`` and gives up the
+        place in the queue, so a request queued behind a long job gets its 504 at its deadline
+        (or its 503 at SIGTERM), not when the job ahead ends."""
+        acquired = False
+        async with anyio.create_task_group() as waiting:
+
+            async def watch() -> None:
+                while not self._stopping.is_set() and deadline.remaining > 0:
+                    await anyio.sleep(self._poll_s)
+                waiting.cancel_scope.cancel()
+
+            waiting.start_soon(watch)
+            await self.gpu.acquire()
+            acquired = True
+            waiting.cancel_scope.cancel()
+        if not acquired:
+            deadline.check()  # raises: 503 shutting_down or 504 deadline_exceeded
+            raise RuntimeError("the wait for a slot ended without a slot or a reason")
+
+    def _run(self, job: InvocationRequest, request_id: str, deadline: Any) -> dict[str, Any]:
+        metrics.QUEUE_WAIT.observe(time.monotonic() - deadline.since)
+        pool = self.models.require()
+        with pool.acquire() as slot:
+            return self._run_on(slot, job, request_id, deadline)
+
+    def _run_on(self, slot: Any, job: InvocationRequest, request_id: str, deadline: Any) -> dict[str, Any]:
+        import torch
+
+        pipeline = slot.pipeline
         on_gpu = slot.device.startswith("cuda")
         if on_gpu:
             torch.cuda.set_device(slot.device)  # this thread's current device: the slot's GPU

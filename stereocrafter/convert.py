@@ -22,8 +22,13 @@ from stereocrafter.compose import check_mode, output_size
 from stereocrafter.depth import processing_size
 from stereocrafter.depthstore import DepthShape, depth_summary, read_depth, write_depth
 from stereocrafter.echo import bounded
-from stereocrafter.errors import LimitExceededError, StereoCrafterError
-from stereocrafter.guard import Deadline
+from stereocrafter.errors import (
+    DeadlineExceededError,
+    LimitExceededError,
+    ServiceStoppingError,
+    StereoCrafterError,
+)
+from stereocrafter.guard import Check, Deadline
 from stereocrafter.loading import is_tiny
 from stereocrafter.pipeline import Observer, Progress, StereoConfig, StereoPipeline
 from stereocrafter.report import QualityReport
@@ -260,23 +265,25 @@ def run_job(
     job_pipeline = StereoPipeline(pipeline.depth, pipeline.inpainting, config)
     source_uri, output_uri = request.s3_input_uri, request.output
     checked = time.perf_counter()
-    head = storage.preflight(source_uri, output_uri, overwrite=request.overwrite)
+    reports = report_locations(output_uri) if request.report else {}
+    head = storage.preflight(
+        source_uri, output_uri, overwrite=request.overwrite, also=tuple(reports.values()), check=check
+    )
     check_input_size(head.size, settings)
     depth_bytes = max_depth_bytes(settings)
     if request.depth_uri is not None:
-        stored_size = storage.head(request.depth_uri).size  # 404 / 403 before any work
+        stored_size = storage.head(request.depth_uri, check=check).size  # 404 / 403 before any work
         if stored_size > depth_bytes:
             raise LimitExceededError(f"the stored depth is {stored_size} bytes; the limit is {depth_bytes}")
     timings = {"preflight": time.perf_counter() - checked}
     with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
         source = Path(tmp) / "input"
         output = Path(tmp) / "output.mp4"
-        info = fetch_segment(storage, source_uri, source, settings, timings)
-        check()
+        info = fetch_segment(storage, source_uri, source, settings, timings, check)
         depth = None
         if request.depth_uri is not None:
             loaded = time.perf_counter()
-            storage.download(request.depth_uri, Path(tmp) / "depth.mkv", max_bytes=depth_bytes)
+            storage.download(request.depth_uri, Path(tmp) / "depth.mkv", max_bytes=depth_bytes, check=check)
             stored = read_depth(Path(tmp) / "depth.mkv", stored_depth_shape(info, config), check)
             depth = stored.depth
             timings["depth_load"] = time.perf_counter() - loaded
@@ -286,15 +293,16 @@ def run_job(
             depth_map=request.depth_map, depth_range=request.depth_range, check=check,
         )  # fmt: skip
         upload_started = time.perf_counter()
-        storage.upload(output, output_uri, overwrite=request.overwrite)
+        storage.upload(output, output_uri, overwrite=request.overwrite, check=check)
         timings.update(result.timings)
         timings["upload"] = time.perf_counter() - upload_started
         reported: dict[str, Any] = {}
         if report is not None:  # after the video, and never failing the job
             tiny = is_tiny(settings.weights_dir)
             reported = publish_report(
-                report, storage, output_uri, Path(tmp), preset, timings, tiny, request_id
-            )
+                report, storage, reports, Path(tmp), preset, timings, tiny, request_id,
+                overwrite=request.overwrite, check=check,
+            )  # fmt: skip
     return InvocationResponse(
         s3_output_uri=output_uri.uri,
         mode=request.mode,
@@ -334,17 +342,18 @@ def run_depth_job(
     job_pipeline = StereoPipeline(pipeline.depth, pipeline.inpainting, config)
     source_uri, output_uri = request.s3_input_uri, request.output
     checked = time.perf_counter()
-    head = storage.preflight(source_uri, output_uri, overwrite=request.overwrite)
+    head = storage.preflight(source_uri, output_uri, overwrite=request.overwrite, check=check)
     check_input_size(head.size, settings)
     timings = {"preflight": time.perf_counter() - checked}
     with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
         source, output = Path(tmp) / "input", Path(tmp) / "depth.mkv"
-        fetch_segment(storage, source_uri, source, settings, timings)
-        check()
+        fetch_segment(storage, source_uri, source, settings, timings, check)
         extra = {"preset": preset, "seed": request.seed, "input": source_uri.uri}
         result = depth_file(job_pipeline, source, output, extra=extra, check=check)
         upload_started = time.perf_counter()
-        storage.upload(output, output_uri, content_type="video/x-matroska", overwrite=request.overwrite)
+        storage.upload(
+            output, output_uri, content_type="video/x-matroska", overwrite=request.overwrite, check=check
+        )
         timings.update(result.timings)
         timings["upload"] = time.perf_counter() - upload_started
     return DepthResponse(
@@ -390,14 +399,20 @@ def max_depth_bytes(settings: Settings) -> int:
 
 
 def fetch_segment(
-    storage: S3Storage, uri: S3Location, path: Path, settings: Settings, timings: dict[str, float]
+    storage: S3Storage,
+    uri: S3Location,
+    path: Path,
+    settings: Settings,
+    timings: dict[str, float],
+    check: Check | None = None,
 ) -> VideoInfo:
-    """Download the segment and check it against the limits before any model work."""
+    """Download the segment and check it against the limits before any model work; ``check``
+    (the job's deadline) runs throughout."""
     download_started = time.perf_counter()
-    storage.download(uri, path, max_bytes=settings.max_input_bytes)
+    storage.download(uri, path, max_bytes=settings.max_input_bytes, check=check)
     timings["download"] = time.perf_counter() - download_started
-    info = probe(path)
-    check_packets(path, info)  # a truncated segment is a 422 now, not minutes into the job
+    info = probe(path, check)
+    check_packets(path, info, check)  # a truncated segment is a 422 now, not minutes into the job
     if info.num_frames > settings.max_frames:
         raise LimitExceededError(
             f"the segment has {info.num_frames} frames; the limit is {settings.max_frames}"
@@ -453,31 +468,49 @@ def write_report(report: QualityReport, json_path: Path, png_path: Path, extra: 
     write_png(report, png_path, title=title)
 
 
+def report_locations(output: S3Location) -> dict[str, S3Location]:
+    """Where a job's report goes: ``<output>.report.json`` and ``<output>.report.png``."""
+    return {kind: S3Location.parse(f"{output.uri}.report.{kind}") for kind in ("json", "png")}
+
+
 def publish_report(
     report: QualityReport,
     storage: S3Storage,
-    output: S3Location,
+    targets: dict[str, S3Location],
     tmp: Path,
     preset: str,
     timings: dict[str, float],
     tiny: bool,
     request_id: str,
+    *,
+    overwrite: bool = True,
+    check: Check | None = None,
 ) -> dict[str, Any]:
-    """Write the report beside the uploaded video (``<key>.report.json`` and ``.report.png``);
-    the response's report fields. Any failure is logged and named in ``report_error``: the job
-    and its video stand."""
+    """Write the report beside the uploaded video (``report_locations``); the response's report
+    fields. Any failure is logged and named in ``report_error``: the job and its video stand.
+    The job's ``check`` and ``overwrite`` apply to the report's objects as to the video; a
+    deadline or SIGTERM that comes after the video was uploaded ends the report, not the job."""
     summary: dict[str, Any] | None = None
     try:
         summary = report.clip() if report.error is None else None
-        targets = {kind: S3Location.parse(f"{output.uri}.report.{kind}") for kind in ("json", "png")}
+        if check is not None:
+            check()
         extra = {**report_extra(preset, timings), "tiny_weights": tiny}
         files = {kind: tmp / f"report.{kind}" for kind in targets}
         write_report(report, files["json"], files["png"], extra)
         for kind, target in targets.items():
             content = "application/json" if kind == "json" else "image/png"
-            storage.upload(files[kind], target, content_type=content)
+            storage.upload(files[kind], target, content_type=content, overwrite=overwrite, check=check)
     except Exception as err:
         logger.warning("request %s: no report: %s: %s", request_id, type(err).__name__, err)
-        message = err.message if isinstance(err, StereoCrafterError) else f"{type(err).__name__}: {err}"
+        if isinstance(err, DeadlineExceededError | ServiceStoppingError):
+            why = (
+                "the deadline passed" if isinstance(err, DeadlineExceededError) else "the service is stopping"
+            )
+            message = f"the report was not written: {why} after the video was uploaded"
+        elif isinstance(err, StereoCrafterError):
+            message = err.message
+        else:
+            message = f"{type(err).__name__}: {err}"
         return {"report": summary, "report_error": bounded(message)}
     return {"report": summary, "report_uris": {kind: t.uri for kind, t in targets.items()}}

@@ -257,7 +257,7 @@ class StereoPipeline:
         inpaint_progress = StageProgress(
             report, "inpainting", num_frames, inpainting_increments(num_frames, cfg), check=check
         )
-        with inpaint_progress.watching(self.inpainting.unet):
+        with inpaint_progress.watching(self.inpainting.unet, *_decoders(self.inpainting)):
             for start, right in self.inpainting.iter_inpaint(
                 stereo,
                 num_inference_steps=cfg.inpaint_steps,
@@ -312,7 +312,7 @@ class StereoPipeline:
         depth_progress = StageProgress(
             report, "depth", num_frames, depth_increments(num_frames, cfg), check=check
         )
-        with depth_progress.watching(self.depth.unet):
+        with depth_progress.watching(self.depth.unet, *_decoders(self.depth)):
             depth_chunks = [
                 chunk
                 for _, chunk in self.depth.iter_depth(
@@ -405,12 +405,19 @@ class StageProgress:
         report(stage, 0, total)
 
     @contextmanager
-    def watching(self, unet: torch.nn.Module) -> Iterator[None]:
-        handle = unet.register_forward_hook(self._after_call)
+    def watching(self, unet: torch.nn.Module, *checked: torch.nn.Module) -> Iterator[None]:
+        """Hooks for the stage: progress and ``check`` after every ``unet`` call, ``check`` alone
+        before every call of the ``checked`` modules (the VAE decoder, which runs after the last
+        UNet call of a window or chunk: at 1080p a chunk's decode takes seconds)."""
+        handles = [unet.register_forward_hook(self._after_call)]
+        if self.check is not None:
+            check = self.check
+            handles += [module.register_forward_pre_hook(lambda *_: check()) for module in checked]
         try:
             yield
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
     def _after_call(self, *_: Any) -> None:
         if self.check is not None:
@@ -425,6 +432,12 @@ class StageProgress:
 
     def finish(self) -> None:
         self._emit(self.total)
+
+
+def _decoders(stage: Any) -> list[torch.nn.Module]:
+    """The VAE decoder of a diffusion stage (none for a stand-in depth stage without a VAE)."""
+    vae = getattr(stage, "vae", None)
+    return [vae.decoder] if vae is not None else []
 
 
 class _StereoSource:

@@ -31,6 +31,7 @@ from av.container import InputContainer, OutputContainer
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from stereocrafter.errors import VideoDecodeError, VideoEncodeError
+from stereocrafter.guard import Check, Every
 
 logger = logging.getLogger(__name__)
 
@@ -152,9 +153,10 @@ def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     return rgb
 
 
-def probe(path: str | os.PathLike[str]) -> VideoInfo:
+def probe(path: str | os.PathLike[str], check: Check | None = None) -> VideoInfo:
     """Describe a video file. Decodes only the first frame (to check the stream decodes and to read
-    its rotation); counts packets when the container does not store a frame count (mkv, webm).
+    its rotation); counts packets when the container does not store a frame count (mkv, webm),
+    with ``check`` (a job's deadline) every half second.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -181,7 +183,7 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         duration = _duration(container, stream)
         num_frames = stream.frames
     if num_frames <= 0:
-        num_frames = _count_packets(path)
+        num_frames = _count_packets(path, check)
     if duration <= 0:
         duration = float(num_frames / fps)
     if rotation in (90, 270):
@@ -207,23 +209,29 @@ def _duration(container: InputContainer, stream: av.VideoStream) -> float:
     return 0.0
 
 
-def _count_packets(path: str | os.PathLike[str]) -> int:
+def _count_packets(path: str | os.PathLike[str], check: Check | None = None) -> int:
     """Frame count of containers without an index count: demux (no decode) and count packets."""
     name = Path(path).name
+    every = Every(check)
+    count = 0
     with _open_input(path) as container:
         stream = _video_stream(container, name)
         try:
-            return sum(1 for packet in container.demux(stream) if packet.size > 0)
+            for packet in container.demux(stream):
+                every()
+                count += packet.size > 0
         except av.error.FFmpegError as err:
             raise VideoDecodeError(f"{name}: corrupt container ({_reason(err)})") from None
+    return count
 
 
-def check_packets(path: str | os.PathLike[str], info: VideoInfo) -> None:
+def check_packets(path: str | os.PathLike[str], info: VideoInfo, check: Check | None = None) -> None:
     """Demux (no decoding) the whole video stream and check that it holds the frames ``probe``
     found: a file cut short behind an intact index (an MP4 with its index in front) passes
-    ``probe`` and would fail only mid-conversion. Seconds for a long 1080p file."""
+    ``probe`` and would fail only mid-conversion. Seconds for a long 1080p file; ``check`` (a
+    job's deadline) runs every half second."""
     name = Path(path).name
-    present = _count_packets(path)
+    present = _count_packets(path, check)
     if present < info.num_frames:
         raise VideoDecodeError(
             f"{name}: truncated video: {present} of the {info.num_frames} frames it declares are present"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from stereocrafter.client import HttpClient
 from tests.net import free_port
@@ -104,7 +107,10 @@ def start_service(tmp: Path, env_extra: dict[str, str], wait_ready: bool = True)
     )
     bentoml = str(Path(sys.executable).parent / "bentoml")
     command = [bentoml, "serve", "service:StereoCrafter", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    # A session of its own: its process group is not the test runner's, so it can be killed whole.
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     pings: list[int] = []
     deadline = time.monotonic() + 240
@@ -117,13 +123,51 @@ def start_service(tmp: Path, env_extra: dict[str, str], wait_ready: bool = True)
         if pings[-1] == 200 or (pings[-1] and not wait_ready):
             return Service(url, log, process, pings)
         time.sleep(0.2)
-    process.kill()
+    kill_tree(process.pid)
     raise AssertionError(f"service never became healthy:\n{log.read_text()[-3000:]}")
 
 
-def stop(service: Service) -> None:
-    service.process.terminate()
+def tree(pid: int) -> list[psutil.Process]:
+    """The process and all its descendants (BentoML's worker runs in a process group of its own)."""
     try:
-        service.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def alive(proc: psutil.Process) -> bool:
+    """Running, not a zombie waiting for its parent."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_tree(pid: int, processes: list[psutil.Process] | None = None) -> None:
+    """SIGKILL every process group of the tree, then wait until every process of it is gone."""
+    processes = processes if processes is not None else tree(pid)
+    groups = set()
+    for proc in processes:
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(proc.pid))
+    for group in groups - {os.getpgrp()}:  # never the test runner's own group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    for proc in processes:  # one left in the runner's group (not started by start_service)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(processes, timeout=10)
+
+
+def stop(service: Service, timeout: float = 30) -> None:
+    """SIGTERM to the server (its arbiter stops its workers), then, after ``timeout`` s or for
+    anything of the tree still running, SIGKILL by process group: no worker outlives a test."""
+    processes = tree(service.process.pid)
+    service.process.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        service.process.wait(timeout=timeout)
+    _, alive = psutil.wait_procs(processes, timeout=min(timeout, 10))
+    if alive or service.process.poll() is None:
+        kill_tree(service.process.pid, processes)
+    service.process.wait(timeout=10)

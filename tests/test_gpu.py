@@ -109,6 +109,32 @@ def test_a_deadline_stops_the_pipeline_at_the_next_unet_call(depth_pipeline, inp
     assert len(calls) == 3 and written == []  # stopped inside the depth stage, nothing composed
 
 
+def test_the_check_also_runs_before_every_vae_decode(depth_pipeline, inpainting_pipeline) -> None:  # type: ignore[no-untyped-def]
+    """The decode of a chunk runs after its last UNet call (12 temporal-decoder calls per chunk
+    at 1080p, seconds on a GPU): the job's check must run before each of them too."""
+    pipeline = StereoPipeline(
+        depth_pipeline, inpainting_pipeline, StereoConfig(depth_steps=1, inpaint_steps=1)
+    )
+    frames = (torch.rand(8, 32, 48, 3) * 255).to(torch.uint8).numpy()
+    events: list[str] = []
+    hooks = [
+        unet.register_forward_hook(lambda *_: events.append("U"))
+        for unet in {id(u): u for u in (depth_pipeline.unet, inpainting_pipeline.unet)}.values()
+    ] + [
+        vae.decoder.register_forward_hook(lambda *_: events.append("D"))
+        for vae in {id(v): v for v in (depth_pipeline.vae, inpainting_pipeline.vae)}.values()
+    ]
+    try:
+        pipeline.run(lambda: iter([frames]), lambda _: None, num_frames=8, width=48, height=32,
+                     check=lambda: events.append("C"))  # fmt: skip
+    finally:
+        for hook in hooks:
+            hook.remove()
+    pattern = "".join(events)
+    assert pattern.count("D") >= 5, pattern  # the depth window's decode, then 2 frames a call
+    assert "DD" not in pattern and "UD" not in pattern, pattern  # a check before every decode
+
+
 def test_one_slot_per_visible_gpu() -> None:
     from stereocrafter.gpu import slot_devices
 

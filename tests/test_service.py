@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,8 +25,9 @@ from stereocrafter.storage import worst_case_call_s
 from stereocrafter.video_io import VideoWriter, probe
 from tests.hf_server import HubServer
 from tests.media import make_video, scene_frames
-from tests.net import StallingServer
-from tests.service_process import Service, start_service, stop
+from tests.memory import PeakGrowth
+from tests.net import S3Proxy, StallingServer
+from tests.service_process import Service, alive, kill_tree, start_service, stop, tree
 
 TOKEN = "hf_service_secret_9f8e7d6c5b4a"
 BUCKET = "videos"
@@ -266,6 +269,13 @@ def test_without_weights_the_server_starts_and_answers_503(env: dict) -> None:
             svc.client.convert(f"s3://{BUCKET}/in/clip.mp4", f"s3://{BUCKET}/o.mp4")
         message = caught.value.message
         assert caught.value.code == "weights_missing" and "6 components" in message and len(message) < 300
+        # Stopping a server that no longer acts on SIGTERM: its worker, in a process group of
+        # its own, must go too (killing only the arbiter left it running).
+        processes = tree(svc.process.pid)
+        assert len(processes) >= 2, processes  # the arbiter and its worker
+        os.kill(svc.process.pid, signal.SIGSTOP)
+        stop(svc, timeout=1)
+        assert [p.pid for p in processes if alive(p)] == []
     finally:
         stop(svc)
 
@@ -640,6 +650,27 @@ def test_a_mismatched_or_damaged_depth_is_a_422_and_writes_nothing(service: Serv
     assert service.healthy()
 
 
+def test_a_crafted_depth_is_refused_before_it_is_decoded(service: Service, env: dict) -> None:
+    """100 flat 4096x4096 16-bit frames (5 MB in S3, 3.4 GB decoded) tagged for this 96x64,
+    8-frame segment: a 422 from the stream's header, and the service's memory stays flat (the
+    reader before this decoded 9 frames, 300 MB, before it looked)."""
+    from tests.test_long import depth_bomb
+
+    segment = make_video(env["tmp"] / "small.mp4", scene_frames(8, 96, 64), fps=24)
+    env["s3"].upload_file(str(segment), BUCKET, "bomb/segment.mp4")
+    tag = {"version": 1, "low": 0.0, "high": 1.0, "frames": 8, "source_width": 96, "source_height": 64}
+    bomb = depth_bomb(env["tmp"] / "bomb.mkv", 100, 4096, tag)
+    env["s3"].upload_file(str(bomb), BUCKET, "bomb/depth.mkv")
+    request = {"s3_input_uri": f"s3://{BUCKET}/bomb/segment.mp4", "s3_output_uri": f"s3://{BUCKET}/bomb/out.mp4",
+               "depth_uri": f"s3://{BUCKET}/bomb/depth.mkv"}  # fmt: skip
+    with PeakGrowth([p.pid for p in tree(service.process.pid)]) as growth:
+        response = service.post(json.dumps(request))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] in ("depth_mismatch", "invalid_depth") and "4096x4096" in response.text
+    assert growth.mb < 256, f"the service's resident memory rose by {growth.mb:.0f} MB"
+    assert nothing_at(env, "bomb/out") and service.healthy()
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -755,22 +786,6 @@ def test_a_deadline_stops_the_job_writes_nothing_and_frees_the_service(service: 
     ]
 
 
-def test_the_wait_in_the_queue_counts_toward_the_deadline(service: Service, env: dict) -> None:
-    answers: dict[str, httpx.Response] = {}
-
-    def send(name: str, **fields: object) -> None:
-        out = {"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/gpu/q_{name}.mp4", "report": False}
-        answers[name] = service.post(json.dumps({**out, **fields}))
-
-    first = threading.Thread(target=send, args=("first",))
-    first.start()
-    time.sleep(0.3)  # the first holds the GPU slot for about 1.5 s
-    send("second", deadline_s=0.5)  # waits behind it, and its time runs out in the queue
-    first.join()
-    assert answers["first"].status_code == 200
-    assert answers["second"].status_code == 504 and nothing_at(env, "gpu/q_second.mp4")
-
-
 def test_a_poisoned_cuda_context_turns_ping_to_503(service: Service, env: dict) -> None:
     faults = env["tmp"] / "fatal_faults"
     faults.write_text("cuda_fatal\n")
@@ -828,48 +843,6 @@ def test_cuda_asked_for_and_missing_fails_loudly(env: dict) -> None:
         stop(svc)
 
 
-def test_sigterm_during_a_long_job_answers_503_and_exits_in_time(service: Service, env: dict) -> None:
-    """SageMaker and Docker send SIGTERM, then kill after a 10-30 s grace period. A job of several
-    minutes (1000 depth steps) is stopped at its next UNet evaluation: the caller gets a 503
-    shutting_down, nothing is written, and the server is gone within 10 s."""
-    import signal
-
-    svc = start_service(
-        env["tmp"],
-        {
-            **moto_env(env),
-            "WEIGHTS_DIR": str(env["tmp"] / "weights"),
-            "STEREOCRAFTER_DEPTH_STEPS": "1000",
-        },
-    )
-    answers: list[httpx.Response] = []
-    body = json.dumps({"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/gpu/sigterm.mp4"})
-    poster = threading.Thread(target=lambda: answers.append(svc.post(body)))
-    poster.start()
-    try:
-        deadline = time.monotonic() + 30
-        while "sigterm.mp4' (anaglyph)" not in svc.log_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "sigterm.mp4' (anaglyph)" in svc.log_text(), "the job never started"
-        # Well inside the depth stage: 1000 steps take minutes on this machine (a run that missed
-        # its signal was still in the depth stage 34 s in).
-        time.sleep(3.0)
-        assert poster.is_alive(), "the job ended before the signal"
-        sent = time.monotonic()
-        svc.process.send_signal(signal.SIGTERM)
-        svc.process.wait(timeout=20)
-        exited = time.monotonic() - sent
-        poster.join(timeout=10)
-    finally:
-        if svc.process.poll() is None:
-            svc.process.kill()
-    assert exited < 10, f"the server took {exited:.1f} s to exit"
-    assert answers and answers[0].status_code == 503, answers[0].text if answers else "no answer"
-    assert answers[0].json()["error"] == "shutting_down"
-    assert nothing_at(env, "gpu/sigterm.mp4")
-    assert "SIGTERM: stopping the job in flight" in svc.log_text()
-
-
 def test_two_slots_convert_two_requests_at_once_with_one_download(env: dict, tiny_weights: Path) -> None:
     """STEREOCRAFTER_SLOTS=2 on the CPU stands in for a 2-GPU instance: two pipelines in one
     process, the weights downloaded once, two concurrent requests running side by side."""
@@ -902,3 +875,111 @@ def test_two_slots_convert_two_requests_at_once_with_one_download(env: dict, tin
             assert "slot 2 of 2 loaded on cpu" in svc.log_text()
         finally:
             stop(svc)
+
+
+# --- one budget for a job, end to end: the queue, transfers, SIGTERM ------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_service(env: dict) -> Iterator[tuple[Service, S3Proxy, Path]]:
+    """Two CPU slots, jobs of minutes (1000 depth steps), and S3 through a proxy in front of moto
+    that never answers a GET of a key under ``hang/`` (an S3 read that hangs). The SIGTERM test
+    ends it, so it comes last."""
+    work = env["tmp"] / "slow-work"
+    work.mkdir()
+    hang = lambda method, path: "hang" if method == "GET" and "/hang/" in path else None  # noqa: E731
+    with S3Proxy(env["moto"], hang) as proxy:
+        svc = start_service(
+            env["tmp"],
+            {
+                **moto_env(env),
+                "AWS_ENDPOINT_URL": proxy.url,
+                "WEIGHTS_DIR": str(env["tmp"] / "weights"),  # downloaded by the module's `service`
+                "STEREOCRAFTER_DEPTH_STEPS": "1000",
+                "STEREOCRAFTER_SLOTS": "2",
+                "STEREOCRAFTER_WORK_DIR": str(work),
+            },
+        )
+        yield svc, proxy, work
+        stop(svc)
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_the_wait_in_the_queue_counts_toward_the_deadline(
+    service: Service, slow_service: tuple[Service, S3Proxy, Path], env: dict
+) -> None:
+    """Both slots hold jobs of minutes (each stopped by its own 8 s deadline); a request with
+    ``deadline_s: 5`` queued behind them gets its 504 at 5 s, not when a slot frees at 8 s."""
+    svc, _, _ = slow_service
+    answers: dict[str, tuple[httpx.Response, float]] = {}
+
+    def send(name: str, deadline_s: float) -> None:
+        fields = {"s3_input_uri": CLIP, "s3_output_uri": f"s3://{BUCKET}/queue/{name}.mp4", "report": False}
+        sent = time.monotonic()
+        response = svc.post(json.dumps({**fields, "deadline_s": deadline_s}))
+        answers[name] = (response, time.monotonic() - sent)
+
+    running = [threading.Thread(target=send, args=(name, 8)) for name in ("a", "b")]
+    for thread in running:
+        thread.start()
+    wait_for(lambda: "queue/a.mp4' (anaglyph) on slot" in svc.log_text()
+             and "queue/b.mp4' (anaglyph) on slot" in svc.log_text(), "both slots to start")  # fmt: skip
+    send("queued", 5)
+    for thread in running:
+        thread.join(60)
+    response, elapsed = answers["queued"]
+    assert response.status_code == 504 and response.json()["error"] == "deadline_exceeded", response.text
+    assert 4.9 <= elapsed <= 5 + 1, f"the 504 came {elapsed:.2f} s after the request"
+    for name in ("a", "b"):  # stopped in the depth stage by their own deadline
+        assert answers[name][0].status_code == 504 and 7.9 <= answers[name][1] <= 9 + 1, answers[name]
+    assert nothing_at(env, "queue/") and svc.healthy()
+
+
+def test_sigterm_stops_a_long_job_and_a_hung_download_and_the_server_exits_in_time(
+    slow_service: tuple[Service, S3Proxy, Path], env: dict
+) -> None:
+    """SageMaker and Docker send SIGTERM, then kill 10-30 s later. One slot is minutes into the
+    depth stage, the other's input download hangs in a socket read (the read time-out is 15 s,
+    tried 3 x 2 times): both callers get 503 shutting_down at once, nothing is written, the
+    temporary files are gone and the whole process tree exits within 10 s."""
+    svc, proxy, work = slow_service
+    env["s3"].copy_object(
+        Bucket=BUCKET, Key="hang/clip.mp4", CopySource={"Bucket": BUCKET, "Key": "in/clip.mp4"}
+    )
+    answers: dict[str, httpx.Response] = {}
+    jobs = {"long": CLIP, "hung": f"s3://{BUCKET}/hang/clip.mp4"}
+
+    def send(name: str) -> None:
+        out = f"s3://{BUCKET}/sigterm/{name}.mp4"
+        answers[name] = svc.post(json.dumps({"s3_input_uri": jobs[name], "s3_output_uri": out}))
+
+    posters = [threading.Thread(target=send, args=(name,)) for name in jobs]
+    for poster in posters:
+        poster.start()
+    wait_for(lambda: "sigterm/long.mp4' (anaglyph) on slot" in svc.log_text(), "the long job to start")
+    wait_for(lambda: proxy.held >= 1, "the download to hang")
+    time.sleep(2.0)  # well inside the depth stage and the hung read
+    assert all(poster.is_alive() for poster in posters), "a job ended before the signal"
+    processes = tree(svc.process.pid)
+    sent = time.monotonic()
+    svc.process.send_signal(signal.SIGTERM)
+    try:
+        wait_for(lambda: not any(alive(p) for p in processes), "the process tree to exit", 20)
+        exited = time.monotonic() - sent
+    finally:
+        kill_tree(svc.process.pid, processes)
+    for poster in posters:
+        poster.join(10)
+    assert exited < 10, f"the process tree took {exited:.1f} s to exit"
+    for name in jobs:
+        assert name in answers, f"no answer for the {name} job"
+        assert answers[name].status_code == 503 and answers[name].json()["error"] == "shutting_down", (
+            name, answers[name].text)  # fmt: skip
+    assert nothing_at(env, "sigterm/") and list(work.iterdir()) == []
+    assert "SIGTERM: stopping the job in flight" in svc.log_text()
