@@ -249,7 +249,10 @@ class ProgressBars:
 
 
 def run_convert_long(args: argparse.Namespace) -> int:
+    import shutil
     import tempfile
+
+    from stereocrafter.stitch import check_stitchable
 
     if not args.segment_seconds > 0:
         raise StereoCrafterError(f"--segment-seconds must be > 0, got {args.segment_seconds:g}")
@@ -259,21 +262,30 @@ def run_convert_long(args: argparse.Namespace) -> int:
         raise StereoCrafterError(f"--workdir {args.workdir} is not a folder")
     if args.plan and args.no_align:
         raise StereoCrafterError("--plan shows the alignment; it cannot be combined with --no-align")
+    # The output's container must take the video and the source's audio: known now, not after
+    # every segment has been converted.
+    planned_audio = check_stitchable(args.output, args.input)
     pipeline, preset, weights_dir, progress = _prepare(args)
 
+    from stereocrafter.errors import StitchError
     from stereocrafter.loading import is_tiny
     from stereocrafter.long import convert_long
 
-    with tempfile.TemporaryDirectory(prefix="stereocrafter-long-") as tmp:
-        workdir = args.workdir or Path(tmp)
-        try:
-            done = convert_long(
-                pipeline, args.input, args.output, segment_seconds=args.segment_seconds, workdir=workdir,
-                mode=args.mode, align=not args.no_align, plan_only=args.plan, crf=args.crf,
-                progress=progress, log=lambda line: print(line, file=sys.stderr),
-            )  # fmt: skip
-        finally:  # an error message must not land in the middle of a bar's line
-            progress.close()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="stereocrafter-long-"))
+    keep = args.workdir is not None
+    try:
+        done = convert_long(
+            pipeline, args.input, args.output, segment_seconds=args.segment_seconds, workdir=workdir,
+            mode=args.mode, align=not args.no_align, plan_only=args.plan, crf=args.crf,
+            progress=progress, log=lambda line: print(line, file=sys.stderr),
+        )  # fmt: skip
+    except StitchError:
+        keep = True  # the converted segments are in it: hours of GPU time
+        raise
+    finally:
+        progress.close()  # an error message must not land in the middle of a bar's line
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(f"{len(done.segments)} segments of about {args.segment_seconds:g} s ({preset} preset)")
     if done.result is not None:
         print(done.result.alignment.table())
@@ -281,6 +293,10 @@ def run_convert_long(args: argparse.Namespace) -> int:
         s = done.stitched
         print(f"wrote {s.output}: {args.mode}, {s.frames} frames ({' + '.join(map(str, s.segment_frames))}), "
               f"audio: {s.audio}")  # fmt: skip
+        for why in s.dropped:
+            print(f"stereocrafter: warning: {why}", file=sys.stderr)
+    elif args.plan:
+        print(f"audio when stitched: {planned_audio}")
     if is_tiny(weights_dir):
         print(
             "NOTE: made with tiny random test weights: the depth and inpainting are noise, not a conversion"

@@ -265,9 +265,12 @@ def run_job(
     job_pipeline = StereoPipeline(pipeline.depth, pipeline.inpainting, config)
     source_uri, output_uri = request.s3_input_uri, request.output
     checked = time.perf_counter()
-    reports = report_locations(output_uri) if request.report else {}
     head = storage.preflight(
-        source_uri, output_uri, overwrite=request.overwrite, also=tuple(reports.values()), check=check
+        source_uri,
+        output_uri,
+        overwrite=request.overwrite,
+        also=report_guarded(output_uri, request),
+        check=check,
     )
     check_input_size(head.size, settings)
     depth_bytes = max_depth_bytes(settings)
@@ -300,7 +303,7 @@ def run_job(
         if report is not None:  # after the video, and never failing the job
             tiny = is_tiny(settings.weights_dir)
             reported = publish_report(
-                report, storage, reports, Path(tmp), preset, timings, tiny, request_id,
+                report, storage, output_uri, Path(tmp), preset, timings, tiny, request_id,
                 overwrite=request.overwrite, check=check,
             )  # fmt: skip
     return InvocationResponse(
@@ -469,14 +472,24 @@ def write_report(report: QualityReport, json_path: Path, png_path: Path, extra: 
 
 
 def report_locations(output: S3Location) -> dict[str, S3Location]:
-    """Where a job's report goes: ``<output>.report.json`` and ``<output>.report.png``."""
+    """Where a job's report goes: ``<output>.report.json`` and ``<output>.report.png``
+    (``ValueError`` when those keys are not valid, e.g. over S3's 1024 bytes)."""
     return {kind: S3Location.parse(f"{output.uri}.report.{kind}") for kind in ("json", "png")}
+
+
+def report_guarded(output: S3Location, request: InvocationRequest) -> tuple[S3Location, ...]:
+    """The report's objects, which ``preflight`` checks with the video's (none when the request
+    asks for no report, or when their keys are invalid: the report then fails alone, later)."""
+    try:
+        return tuple(report_locations(output).values()) if request.report else ()
+    except ValueError:
+        return ()
 
 
 def publish_report(
     report: QualityReport,
     storage: S3Storage,
-    targets: dict[str, S3Location],
+    output: S3Location,
     tmp: Path,
     preset: str,
     timings: dict[str, float],
@@ -493,6 +506,7 @@ def publish_report(
     summary: dict[str, Any] | None = None
     try:
         summary = report.clip() if report.error is None else None
+        targets = report_locations(output)
         if check is not None:
             check()
         extra = {**report_extra(preset, timings), "tiny_weights": tiny}

@@ -49,6 +49,14 @@ class VideoEncodeError(StereoCrafterError):
     status = 500
 
 
+class StitchError(StereoCrafterError):
+    """``convert-long`` converted every segment but could not join them; the message names the
+    folder where the converted segments were kept."""
+
+    code = "stitch_failed"
+    status = 500
+
+
 class WeightsMissingError(StereoCrafterError):
     """Model weights are not (completely) present under the weights directory. ``missing`` lists
     the absent paths relative to it; the service is not ready until they exist."""

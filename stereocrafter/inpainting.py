@@ -13,7 +13,9 @@ reference ``StableVideoDiffusionInpaintingPipeline`` and its driver (reference n
 - temporal chunks of 23 frames whose first 3 (more for the shifted last chunk) are the previous
   chunk's generated, 8-bit-quantised frames with their masks kept;
 - spatial tiles (1, 2 or 4 per axis) overlapping by 128 px, blended linearly over 16 latent rows
-  and columns, assembled, then decoded 2 frames at a time; outputs quantised to 8 bits.
+  and columns, assembled, then decoded 2 frames at a time; outputs quantised to 8 bits. The pairs
+  that hold only reused frames (which the reference decodes and drops) are not decoded: the kept
+  frames are bit-identical (``decode_start``), 21 of 23 frames decoded instead of 23.
 
 Deliberate differences (reference defects listed in the notes):
 - No crop to multiples of 128: frames are padded (edge replication) up to the next multiple of 64
@@ -262,13 +264,18 @@ class StereoInpaintingPipeline(SVDPipeline):
             latents = scheduler.step(noise_pred, t, latents).prev_sample
         return latents
 
-    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """(1, T, 4, h, w) -> (T, 3, H, W) in [0, 1], 2 frames per decoder call, quantised to 8 bits
-        (the reference goes through PIL images)."""
+    def _decode(self, latents: torch.Tensor, keep_from: int = 0) -> torch.Tensor:
+        """(1, T, 4, h, w) -> frames [``decode_start(keep_from)``, T) as (n, 3, H, W) in [0, 1], 2
+        frames per decoder call, quantised to 8 bits (the reference goes through PIL images).
+
+        The reference decodes the whole chunk and drops its first ``reused`` frames (already
+        output by the previous chunk). The temporal decoder mixes the frames of one call, so its
+        grouping (pairs from the chunk's first frame) is part of the output: only the pairs that
+        hold no kept frame are skipped, and the kept frames are bit-identical."""
         flat = latents[0] / self.vae.config.scaling_factor
         frames = [
             self.decode_checked(flat[i : i + VAE_DECODE_CHUNK])
-            for i in range(0, flat.shape[0], VAE_DECODE_CHUNK)
+            for i in range(decode_start(keep_from), flat.shape[0], VAE_DECODE_CHUNK)
         ]
         video = (torch.cat(frames) / 2 + 0.5).clamp(0, 1)
         return (video * 255).round() / 255
@@ -281,14 +288,16 @@ class StereoInpaintingPipeline(SVDPipeline):
         mask: torch.Tensor,
         tile_num: int,
         latents: torch.Tensor | None,
+        keep_from: int,
         **denoise_kwargs: Any,
     ) -> torch.Tensor:
-        """One temporal chunk at padded size: tiles -> blended latents -> decoded frames."""
+        """One temporal chunk at padded size: tiles -> blended latents -> decoded frames from
+        ``decode_start(keep_from)`` on."""
         _, _, height, width = frames.shape
         tile_h, stride_h = tile_layout(height, tile_num)
         tile_w, stride_w = tile_layout(width, tile_num)
         if tile_num == 1:
-            return self._decode(self.denoise_tile(frames, mask, latents=latents, **denoise_kwargs))
+            return self._decode(self.denoise_tile(frames, mask, latents=latents, **denoise_kwargs), keep_from)
         factor = self.vae_scale_factor
         tiles = []
         for i in range(tile_num):
@@ -301,7 +310,7 @@ class StereoInpaintingPipeline(SVDPipeline):
                 row.append(self.denoise_tile(frames[..., ys, xs], mask[..., ys, xs], **denoise_kwargs))
             tiles.append(row)
         merged = assemble_tiles(tiles, (stride_h // factor, stride_w // factor), TILE_OVERLAP_PX // factor)
-        return self._decode(merged)
+        return self._decode(merged, keep_from)
 
     @torch.no_grad()
     def __call__(self, warped: torch.Tensor, mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -365,19 +374,28 @@ class StereoInpaintingPipeline(SVDPipeline):
                 # Condition on what was already generated; the masks of those frames stay as they were.
                 warped = warped.clone()
                 warped[: chunk.reused] = previous[-chunk.reused :]
-            generated = self._inpaint_chunk(
+            generated = self._inpaint_chunk(  # frames [decode_start(chunk.reused), chunk length)
                 warped,
                 mask,
                 tile_num,
                 latents,
+                chunk.reused,
                 num_inference_steps=num_inference_steps,
                 guidance_scale=guidance_scale,
                 generator=generator,
             )
-            previous = generated
-            yield chunk.start + chunk.reused, generated[chunk.reused :, :, :height, :width]
+            previous = generated  # the next chunk's reused frames are among its last kept ones
+            skip = chunk.reused - decode_start(chunk.reused)
+            yield chunk.start + chunk.reused, generated[skip:, :, :height, :width]
             if callback_on_chunk_end is not None:
                 callback_on_chunk_end(chunk, len(chunks))
+
+
+def decode_start(keep_from: int) -> int:
+    """The first frame a chunk decodes when it keeps frames ``keep_from`` onwards: the start of
+    the ``VAE_DECODE_CHUNK``-frame group holding ``keep_from`` (3 reused -> 2: frame 2 is decoded
+    with frame 3 and dropped)."""
+    return keep_from // VAE_DECODE_CHUNK * VAE_DECODE_CHUNK
 
 
 def _padded(size: int, tile_num: int) -> int:

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
+
 from stereocrafter.client import SegmentsResult, convert_segments
 from stereocrafter.convert import convert_file, depth_file, segment_info, stored_depth_shape
 from stereocrafter.depthstore import read_depth
+from stereocrafter.errors import StereoCrafterError, StitchError
 from stereocrafter.pipeline import Observer, Progress, StereoPipeline
 from stereocrafter.stitch import StitchResult, stitch
 from stereocrafter.video_io import probe
@@ -156,5 +159,11 @@ def convert_long(
     else:
         for seg, part in pairs:
             backend.stereo(seg, part, mode=mode)
-    stitched = stitch([part for _, part in pairs], output, audio_from=source)
+    try:
+        stitched = stitch([part for _, part in pairs], output, audio_from=source)
+    except (StereoCrafterError, ValueError, OSError, av.error.FFmpegError) as err:
+        message = err.message if isinstance(err, StereoCrafterError) else f"{type(err).__name__}: {err}"
+        raise StitchError(
+            f"stitching the converted segments failed ({message}); they are kept in {workdir}"
+        ) from err
     return LongResult(segments, result, stitched)

@@ -1,27 +1,34 @@
-"""Join converted segments into one file by stream copy (PyAV remux, no re-encode).
+"""Join converted segments into one file by stream copy (PyAV remux, no video re-encode).
 
 The segments' video packets are copied in order, each segment's timestamps shifted by the length
-of those before it; the audio is copied from the long source (its first audio stream, cut at the
-end of the video; a codec MP4 cannot hold is left out, with a note). The segments must
-share codec, size, pixel format, frame rate and codec parameters (they do when one service or one
-``convert-long`` run encoded them); anything else is refused, because a player would show garbage.
-The output's video frame count is checked against the sum of the segments'.
+of those before it. The output's container comes from its suffix through the same table as every
+other output (``video_io.OUTPUT_FORMATS``: .mp4, .m4v, .mov, .mkv). Every audio stream of the long
+source is carried over, cut at the end of the video, by the rule single-file conversions follow
+(``video_io.audio_plan``): copied when the container carries its codec, otherwise transcoded to
+AAC; a stream that cannot be kept at all is named in the result (``dropped``), never lost
+silently. The segments must share codec, size, pixel format, frame rate and codec parameters
+(they do when one service or one ``convert-long`` run encoded them); anything else is refused,
+because a player would show garbage. The output's video frame count is checked against the sum
+of the segments'; the file is written under a temporary name and renamed into place when whole.
+
+``check_stitchable`` tries the output's container with the source's audio before any conversion.
 """
 
 from __future__ import annotations
 
+import io
 import os
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import av
 
-from stereocrafter.errors import VideoDecodeError
-from stereocrafter.video_io import probe
-
-# Audio codecs an MP4 holds as they are; another source codec is not copied (no re-encode here).
-MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+from stereocrafter.errors import VideoDecodeError, VideoEncodeError
+from stereocrafter.guard import Every
+from stereocrafter.video_io import SourceAudio, output_format, probe
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,8 @@ class StitchResult:
     output: Path
     frames: int
     segment_frames: list[int]
-    audio: str  # "source" or "none: <why>"
+    audio: str  # what happened to the source's audio, e.g. "aac copied" or "none: the source has none"
+    dropped: list[str] = field(default_factory=list)  # audio streams that could not be kept, with why
 
 
 def _signature(stream: av.VideoStream) -> tuple[object, ...]:
@@ -37,88 +45,108 @@ def _signature(stream: av.VideoStream) -> tuple[object, ...]:
     return (ctx.name, ctx.width, ctx.height, ctx.pix_fmt, stream.average_rate, bytes(ctx.extradata or b""))
 
 
+def check_stitchable(output: str | os.PathLike[str], audio_from: str | os.PathLike[str] | None) -> str:
+    """Try, in memory, the output's container with an H.264 video stream and the audio
+    ``audio_from`` would bring: what ``stitch`` will do with the audio (``StitchResult.audio``).
+    ``ValueError`` for an unsupported suffix, ``VideoEncodeError`` when the container refuses the
+    streams, ``VideoDecodeError`` when the source's audio cannot be read."""
+    fmt = output_format(output)
+    try:
+        with av.open(io.BytesIO(), mode="w", format=fmt) as trial:
+            video = trial.add_stream("libx264", rate=24)
+            video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+            audio = SourceAudio(trial, Path(audio_from)) if audio_from is not None else None
+            try:
+                trial.start_encoding()
+            finally:
+                if audio is not None:
+                    audio.close()
+    except av.error.FFmpegError as err:
+        raise VideoEncodeError(f"a {fmt} file cannot hold this video and audio: {err}") from None
+    return _audio_note(audio, audio_from)
+
+
+def _audio_note(audio: SourceAudio | None, audio_from: str | os.PathLike[str] | None) -> str:
+    if audio_from is None:
+        return "none: no source given"
+    assert audio is not None
+    if not audio.tracks and not audio.dropped:
+        return "none: the source has no audio"
+    return ", ".join(audio.notes) or "none: every stream was left out"
+
+
 def stitch(
     parts: list[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     *,
     audio_from: str | os.PathLike[str] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> StitchResult:
-    """Concatenate ``parts`` (in playback order) into ``output``; see the module docstring."""
+    """Concatenate ``parts`` (in playback order) into ``output``; see the module docstring.
+    ``check`` (a deadline) runs every half second of copying."""
     if not parts:
         raise ValueError("nothing to stitch")
+    fmt = output_format(output)
     counts = [probe(p).num_frames for p in parts]
     output = Path(output)
-    offsets: list[Fraction] = []  # each part's start, seconds
+    partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:12]}.partial{output.suffix}")
     try:
-        with av.open(str(output), mode="w") as out:
-            audio_note = _stitch_into(out, [Path(p) for p in parts], offsets, audio_from)
-    except BaseException:
-        output.unlink(missing_ok=True)
-        raise
-    written = probe(output).num_frames
-    if written != sum(counts):
-        output.unlink(missing_ok=True)
-        raise VideoDecodeError(f"the stitched video has {written} frames; the segments hold {sum(counts)}")
-    return StitchResult(output, written, counts, audio_note)
+        with av.open(str(partial), mode="w", format=fmt) as out:
+            audio = _stitch_into(out, [Path(p) for p in parts], audio_from, Every(check))
+        written = probe(partial).num_frames
+        if written != sum(counts):
+            raise VideoDecodeError(
+                f"the stitched video has {written} frames; the segments hold {sum(counts)}"
+            )
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return StitchResult(
+        output, written, counts, _audio_note(audio, audio_from), audio.dropped if audio else []
+    )
 
 
 def _stitch_into(
     out: av.container.OutputContainer,
     parts: list[Path],
-    offsets: list[Fraction],
     audio_from: str | os.PathLike[str] | None,
-) -> str:
-    first = av.open(str(parts[0]))
-    template = first.streams.video[0]
-    signature = _signature(template)
-    video = out.add_stream_from_template(template)
-    source_audio = None
-    note = "none: no source given"
-    if audio_from is not None:
-        source = av.open(str(audio_from))
-        note = "none: the source has no audio"
-        if source.streams.audio:
-            codec = source.streams.audio[0].codec_context.name
-            if codec in MP4_AUDIO or out.format.name not in ("mp4", "mov"):
-                source_audio = (source, out.add_stream_from_template(source.streams.audio[0]))
-                note = "source"
-            else:
-                note = f"none: the source's {codec} audio cannot be copied into MP4 (no re-encode here)"
-        if source_audio is None:
-            source.close()
-    first.close()
-
-    start = Fraction(0)
-    for path in parts:
-        with av.open(str(path)) as part:
-            stream = part.streams.video[0]
-            if _signature(stream) != signature:
-                raise VideoDecodeError(
-                    f"{path.name} differs from the first segment in codec, size or settings"
-                )
-            offsets.append(start)
-            end = start
-            for packet in part.demux(stream):
-                if packet.dts is None and packet.pts is None:
-                    continue  # a demuxer's flush packet
-                base = packet.time_base
-                shift = round(start / base)
-                if packet.pts is not None:
-                    packet.pts += shift
-                    end = max(end, (packet.pts + (packet.duration or 0)) * base)
-                if packet.dts is not None:
-                    packet.dts += shift
-                packet.stream = video
-                out.mux(packet)
-            start = end
-    if source_audio is not None:
-        source, target = source_audio
-        with source:
-            for audio_packet in source.demux(source.streams.audio[0]):
-                if audio_packet.pts is None:
-                    continue
-                if audio_packet.pts * audio_packet.time_base >= start:
-                    break
-                audio_packet.stream = target
-                out.mux(audio_packet)
-    return note
+    every: Every,
+) -> SourceAudio | None:
+    with av.open(str(parts[0])) as first:
+        template = first.streams.video[0]
+        signature = _signature(template)
+        video = out.add_stream_from_template(template)
+    audio = SourceAudio(out, Path(audio_from)) if audio_from is not None else None
+    try:
+        start = Fraction(0)
+        for path in parts:
+            with av.open(str(path)) as part:
+                stream = part.streams.video[0]
+                if _signature(stream) != signature:
+                    raise VideoDecodeError(
+                        f"{path.name} differs from the first segment in codec, size or settings"
+                    )
+                end = start
+                for packet in part.demux(stream):
+                    every()
+                    if packet.dts is None and packet.pts is None:
+                        continue  # a demuxer's flush packet
+                    base = packet.time_base
+                    shift = round(start / base)
+                    if packet.pts is not None:
+                        packet.pts += shift
+                        end = max(end, (packet.pts + (packet.duration or 0)) * base)
+                    if packet.dts is not None:
+                        packet.dts += shift
+                    packet.stream = video
+                    out.mux(packet)
+                    if audio is not None:  # interleaved: the audio up to this packet's time
+                        audio.pump(out, float(end))
+                start = end
+        if audio is not None:
+            audio.end = float(start)  # cut at the end of the video
+            audio.finish(out)
+    finally:
+        if audio is not None:
+            audio.close()
+    return audio

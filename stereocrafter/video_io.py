@@ -11,6 +11,7 @@ write becomes a ``VideoEncodeError`` and leaves no file at the destination.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import uuid
@@ -35,11 +36,52 @@ from stereocrafter.guard import Check, Every
 
 logger = logging.getLogger(__name__)
 
-# Audio codecs that MP4/MOV carry and common players play; anything else is transcoded to AAC.
-MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
-
-# Output container by file suffix.
+# Output container by file suffix (.m4v is MP4: FFmpeg's own guess for it, "ipod", takes only
+# AAC, AC-3 and ALAC audio).
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+# Audio codecs each container carries as they are, and common players play; None: whatever the
+# muxer takes. The muxer must take the stream too (``muxer_takes``: MOV refuses Opus and FLAC).
+# Anything else is transcoded to AAC.
+_PCM = frozenset({"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_s32le", "pcm_f32le", "pcm_f32be"})
+MP4_AUDIO_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+COPIED_AUDIO: dict[str, frozenset[str] | None] = {
+    "mp4": MP4_AUDIO_CODECS,
+    "mov": MP4_AUDIO_CODECS | _PCM,  # PCM is QuickTime's own
+    "matroska": None,
+}
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The container of an output file, by its suffix (``OUTPUT_FORMATS``); ``ValueError`` for
+    any other suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"unsupported output suffix {suffix!r}; expected one of {sorted(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def muxer_takes(fmt: str, stream: av.AudioStream) -> bool:
+    """Whether the ``fmt`` muxer accepts ``stream`` as it is: a header is written in memory."""
+    try:
+        with av.open(io.BytesIO(), mode="w", format=fmt) as trial:
+            trial.add_stream_from_template(stream)
+            trial.start_encoding()
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
+
+
+def audio_plan(fmt: str, stream: av.AudioStream) -> str:
+    """What an output of container ``fmt`` does with a source audio stream: ``"copy"`` when the
+    container carries its codec as it is (``COPIED_AUDIO``) and the muxer takes it, else
+    ``"aac"`` (transcoded). The one rule for conversions (``VideoWriter``) and stitching."""
+    codec = stream.codec_context.codec.canonical_name  # "mp3", where the decoder is "mp3float"
+    allowed = COPIED_AUDIO.get(fmt)
+    if (allowed is None or codec in allowed) and muxer_takes(fmt, stream):
+        return "copy"
+    return "aac"
+
 
 # swscale flags for every RGB <-> YUV conversion: bicubic chroma resampling at full horizontal
 # chroma resolution with accurate rounding. swscale's default (bilinear, chroma interpolated at
@@ -320,12 +362,12 @@ def _aac_layout(source: av.AudioStream) -> str:
 
 
 class _AudioTrack:
-    """One audio stream of the source: copied packet for packet, or transcoded to AAC."""
+    """One audio stream of the source: copied packet for packet, or transcoded to AAC
+    (``audio_plan``)."""
 
     def __init__(self, out: OutputContainer, source: av.AudioStream) -> None:
         self.source = source
-        codec = source.codec_context.name
-        self.copy = codec in MP4_AUDIO_CODECS and codec in out.supported_codecs
+        self.copy = audio_plan(out.format.name, source) == "copy"
         self.resampler: AudioResampler | None = None
         self.samples = 0
         if self.copy:
@@ -337,6 +379,11 @@ class _AudioTrack:
             self.resampler = AudioResampler(
                 format="fltp", layout=layout, rate=source.rate, frame_size=frame_size
             )
+
+    @property
+    def note(self) -> str:
+        codec = self.source.codec_context.codec.canonical_name
+        return f"{codec} copied" if self.copy else f"{codec} transcoded to AAC"
 
     def mux(self, out: OutputContainer, packet: av.Packet[Any] | None) -> None:
         """Send one source packet (``None`` = end of stream: flush the transcoder)."""
@@ -368,6 +415,73 @@ class _AudioTrack:
             out.mux(self.stream.encode(None))
 
 
+class SourceAudio:
+    """Every audio stream of a source file carried into an output: copied or transcoded to AAC
+    (``audio_plan``), interleaved with the output's video by ``pump``, cut at ``end`` seconds
+    (packets that start at or after it are left out; None: all of them).
+
+    A stream the output cannot take at all (no AAC encoder for its layout, say) is not silently
+    lost: it is left out and named in ``dropped``, with why; ``notes`` says what happened to
+    every stream. Raises ``VideoDecodeError`` when the source's audio cannot be read."""
+
+    def __init__(self, out: OutputContainer, source: Path, end: float | None = None) -> None:
+        self.end = end
+        self.tracks: dict[int, _AudioTrack] = {}
+        self.notes: list[str] = []
+        self.dropped: list[str] = []
+        self._pending: av.Packet[Any] | None = None
+        self._packets: Iterator[av.Packet[Any]] | None = None
+        try:
+            self._in: InputContainer | None = av.open(str(source), mode="r", metadata_errors="ignore")
+        except av.error.FFmpegError as err:
+            raise VideoDecodeError(f"{source.name}: cannot read its audio ({_reason(err)})") from None
+        for stream in self._in.streams.audio:
+            try:
+                track = _AudioTrack(out, stream)
+            except (av.error.FFmpegError, ValueError) as err:
+                why = f"audio stream {stream.index} ({stream.codec_context.name}) left out: {err}"
+                logger.warning("%s: %s", source.name, why)
+                self.dropped.append(why)
+                continue
+            self.tracks[stream.index] = track
+            self.notes.append(track.note)
+        if self.tracks:
+            streams = [self._in.streams[i] for i in self.tracks]
+            self._packets = iter(self._in.demux(*streams))
+            self._pending = self._next()
+
+    def _next(self) -> av.Packet[Any] | None:
+        try:
+            return next(self._packets, None) if self._packets is not None else None
+        except av.error.FFmpegError as err:
+            raise VideoDecodeError(f"the source's audio is damaged ({_reason(err)})") from None
+
+    def pump(self, out: OutputContainer, until: float | None) -> None:
+        """Mux the source's packets up to ``until`` seconds (to ``end`` for None), so audio and
+        video stay interleaved in the file."""
+        while self._pending is not None:
+            packet = self._pending
+            start = float(packet.pts * packet.time_base) if packet.pts is not None else None
+            if start is not None and self.end is not None and start >= self.end:
+                self._pending = None  # past the video's end: the rest is left out
+                break
+            if start is not None and until is not None and start > until:
+                return
+            self.tracks[packet.stream.index].mux(out, packet)
+            self._pending = self._next()
+
+    def finish(self, out: OutputContainer) -> None:
+        """The remaining packets (to ``end``), then the transcoders' last frames."""
+        self.pump(out, None)
+        for track in self.tracks.values():
+            track.mux(out, None)
+
+    def close(self) -> None:
+        source, self._in = self._in, None
+        if source is not None:
+            source.close()
+
+
 class VideoWriter:
     """Write RGB frames as H.264 into an MP4/MOV/MKV file, atomically.
 
@@ -384,8 +498,8 @@ class VideoWriter:
       timestamp i / fps.
     - H.264 4:2:0 needs even dimensions: an odd width or height is padded by repeating the last
       column or row (``encoded_width``/``encoded_height`` tell the stored size).
-    - Every audio stream of ``audio_source`` is copied when its codec fits MP4 (AAC, MP3, AC-3,
-      E-AC-3, ALAC, Opus, FLAC), else transcoded to AAC; it is interleaved with the video.
+    - Every audio stream of ``audio_source`` is copied when the container carries its codec
+      (``audio_plan``), else transcoded to AAC; it is interleaved with the video.
     - The file is written under a temporary name beside ``path`` and renamed to ``path`` only after
       a successful close; on any error (or an exception inside the ``with`` block) the temporary
       file is removed and nothing appears at ``path``.
@@ -404,11 +518,7 @@ class VideoWriter:
         pix_fmt: str = "yuv420p",
     ) -> None:
         self.path = Path(path)
-        fmt = OUTPUT_FORMATS.get(self.path.suffix.lower())
-        if fmt is None:
-            raise ValueError(
-                f"unsupported output suffix {self.path.suffix!r}; expected one of {sorted(OUTPUT_FORMATS)}"
-            )
+        fmt = output_format(self.path)
         if width < 1 or height < 1:
             raise ValueError(f"width and height must be >= 1, got {width}x{height}")
         if not 0 <= crf <= 51:
@@ -426,10 +536,7 @@ class VideoWriter:
         self._out: OutputContainer | None = None
         self._video: Any = None
         self._to_yuv: av.filter.Graph | None = None
-        self._audio_in: InputContainer | None = None
-        self._audio_tracks: dict[int, _AudioTrack] = {}
-        self._audio_packets: Iterator[av.Packet[Any]] | None = None
-        self._pending: av.Packet[Any] | None = None
+        self._audio: SourceAudio | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -492,16 +599,10 @@ class VideoWriter:
     def _open_audio(self, source: Path) -> None:
         assert self._out is not None
         try:
-            self._audio_in = av.open(str(source), mode="r", metadata_errors="ignore")
-            streams = list(self._audio_in.streams.audio)
-            for stream in streams:
-                self._audio_tracks[stream.index] = _AudioTrack(self._out, stream)
-            if streams:
-                self._audio_packets = iter(self._audio_in.demux(*streams))
-                self._pending = next(self._audio_packets, None)
-        except av.error.FFmpegError as err:
+            self._audio = SourceAudio(self._out, source)
+        except BaseException:
             self.abort()
-            raise VideoDecodeError(f"{source.name}: cannot read its audio ({_reason(err)})") from None
+            raise
 
     def close(self) -> None:
         """Flush the encoders, finish the file and move it to ``path``."""
@@ -512,9 +613,8 @@ class VideoWriter:
             raise VideoEncodeError(f"no frames were written to {self.path.name}")
         try:
             self._out.mux(self._video.encode(None))
-            self._pump_audio(until=None)
-            for track in self._audio_tracks.values():
-                track.mux(self._out, None)
+            if self._audio is not None:
+                self._audio.finish(self._out)
             self._close_containers()
             os.replace(self._tmp, self.path)
         except av.error.FFmpegError as err:
@@ -534,10 +634,10 @@ class VideoWriter:
 
     def _close_containers(self) -> None:
         out, self._out = self._out, None
-        audio_in, self._audio_in = self._audio_in, None
+        audio, self._audio = self._audio, None
         try:
-            if audio_in is not None:
-                audio_in.close()
+            if audio is not None:
+                audio.close()
         finally:
             if out is not None:
                 out.close()
@@ -567,20 +667,7 @@ class VideoWriter:
                 yuv.pts = self.frames_written
                 self._out.mux(self._video.encode(yuv))
                 self.frames_written += 1
-            self._pump_audio(until=float(self.frames_written / self.fps))
+            if self._audio is not None:
+                self._audio.pump(self._out, until=float(self.frames_written / self.fps))
         except av.error.FFmpegError as err:
             raise VideoEncodeError(f"cannot encode {self.path.name}: {_reason(err)}") from None
-
-    def _pump_audio(self, until: float | None) -> None:
-        """Mux source audio packets up to ``until`` seconds (all of them for ``None``), so audio
-        and video stay interleaved in the file."""
-        assert self._out is not None
-        while self._pending is not None:
-            packet = self._pending
-            known = until is not None and packet.pts is not None and packet.time_base is not None
-            if known and float(packet.pts * packet.time_base) > until:  # type: ignore[operator]
-                return
-            track = self._audio_tracks[packet.stream.index]
-            track.mux(self._out, packet)
-            assert self._audio_packets is not None
-            self._pending = next(self._audio_packets, None)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from stereocrafter.inpainting import (
     StereoInpaintingPipeline,
     assemble_tiles,
+    decode_start,
     plan_chunks,
     tile_layout,
 )
@@ -185,6 +186,37 @@ def test_keeps_odd_resolutions_and_is_seeded(inpainting_pipeline: StereoInpainti
         warped, mask, num_inference_steps=2, generator=torch.Generator().manual_seed(1)
     )
     assert (out - other).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("num_frames", [30, 50])  # reused 13; reused 3 then 13 (an odd count)
+def test_decoding_only_the_kept_frames_is_bit_identical(
+    inpainting_pipeline: StereoInpaintingPipeline, num_frames: int
+) -> None:
+    """The reference decodes every frame of a chunk and drops the reused ones. Walked here from
+    the same pieces with the whole chunk decoded: ``iter_inpaint`` gives the same bits and calls
+    the decoder only for the 2-frame groups that hold a kept frame."""
+    pipe = inpainting_pipeline
+    warped, mask = inputs(num_frames, 64, 64, seed=3)
+    chunks = plan_chunks(num_frames)
+    generator = torch.Generator().manual_seed(7)
+    expected, previous = [], None
+    for chunk in chunks:
+        frames = warped[chunk.start : chunk.end].clone()
+        if previous is not None:
+            frames[: chunk.reused] = previous[-chunk.reused :]
+        latents = pipe.denoise_tile(frames, mask[chunk.start : chunk.end], num_inference_steps=1,
+                                    generator=generator)  # fmt: skip
+        previous = pipe._decode(latents)  # every frame, as the reference
+        expected.append(previous[chunk.reused :])
+    calls: list[int] = []
+    handle = pipe.vae.decoder.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        got = pipe(warped, mask, num_inference_steps=1, generator=torch.Generator().manual_seed(7))
+    finally:
+        handle.remove()
+    assert torch.equal(got, torch.cat(expected))
+    groups = sum(-(-(c.end - c.start - decode_start(c.reused)) // 2) for c in chunks)
+    assert len(calls) == groups < sum(-(-(c.end - c.start) // 2) for c in chunks)
 
 
 @pytest.mark.parametrize("tile_num", [2, 4])

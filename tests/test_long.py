@@ -22,7 +22,7 @@ from stereocrafter.depthstore import DepthShape, depth_summary, read_depth, writ
 from stereocrafter.errors import DepthMismatchError, InvalidDepthError, VideoDecodeError
 from stereocrafter.long import LocalBackend, LocalSegment, cut_segments
 from stereocrafter.pipeline import StereoConfig, StereoPipeline
-from stereocrafter.stitch import stitch
+from stereocrafter.stitch import check_stitchable, stitch
 from stereocrafter.video_io import iter_frames, probe
 from tests.long_scene import KnownDepth, convert_both_ways, render
 from tests.media import audio_duration, make_video, scene_frames
@@ -246,7 +246,7 @@ def test_stitching_copies_the_segments_and_the_source_audio(tmp_path: Path) -> N
     result = stitch(parts, tmp_path / "all.mp4", audio_from=source)
     info = probe(tmp_path / "all.mp4")
     assert result.frames == info.num_frames == 30 and result.segment_frames == [10, 12, 8]
-    assert result.audio == "source" and info.has_audio
+    assert result.audio == "aac copied" and info.has_audio
     assert audio_duration(tmp_path / "all.mp4") == pytest.approx(30 / 24, abs=0.05)
     with av.open(str(tmp_path / "all.mp4")) as container:  # timestamps run on across the joins
         pts = sorted(p.pts for p in container.demux(container.streams.video[0]) if p.pts is not None)
@@ -256,6 +256,56 @@ def test_stitching_copies_the_segments_and_the_source_audio(tmp_path: Path) -> N
     with pytest.raises(VideoDecodeError, match="differs from the first segment"):
         stitch([parts[0], tmp_path / "other.mp4"], tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists()
+
+
+# Source audio x output container: what stitching does (the rule of ``video_io.audio_plan``).
+AUDIO_CODECS = {"aac": "aac", "mp3": "libmp3lame", "opus": "libopus", "flac": "flac", "pcm": "pcm_s16le"}
+TRANSCODED = {(".mp4", "pcm"), (".m4v", "pcm"), (".mov", "opus"), (".mov", "flac")}
+
+
+@pytest.fixture(scope="module")
+def stitch_parts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    from stereocrafter.video_io import VideoWriter
+
+    folder = tmp_path_factory.mktemp("stitch")
+    parts = []
+    for i, n in enumerate((10, 14)):  # 24 frames at 24 fps: one second
+        with VideoWriter(folder / f"part{i}.mp4", fps=24, width=64, height=48) as writer:
+            writer.write(scene_frames(n, 64, 48, seed=i))
+        parts.append(folder / f"part{i}.mp4")
+    return folder, parts
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".m4v", ".mov", ".mkv"])
+@pytest.mark.parametrize("audio", [*AUDIO_CODECS, None])
+def test_stitching_keeps_every_source_audio_in_every_container(
+    stitch_parts: tuple[Path, list[Path]], suffix: str, audio: str | None
+) -> None:
+    """Copied where the container carries the codec, transcoded to AAC where it does not (the
+    .m4v output once picked the "ipod" muxer and failed; MP3 and PCM were dropped): every output
+    has the segments' frames and an audio stream as long as the video, within one audio frame."""
+    folder, parts = stitch_parts
+    source = folder / f"source-{audio}.mkv"
+    if not source.exists():
+        codec = AUDIO_CODECS[audio] if audio else None
+        make_video(source, scene_frames(24, 64, 48), fps=24, audio_codec=codec)
+    out = folder / f"out-{audio}{suffix}"
+    planned = check_stitchable(out, source)
+    result = stitch(parts, out, audio_from=source)
+    assert result.audio == planned and result.dropped == []
+    info = probe(out)
+    assert result.frames == info.num_frames == 24 and not list(folder.glob(".*partial*"))
+    if audio is None:
+        assert not info.has_audio and result.audio == "none: the source has no audio"
+        return
+    transcoded = (suffix, audio) in TRANSCODED
+    assert result.audio == (f"{'pcm_s16le' if audio == 'pcm' else audio} "
+                            + ("transcoded to AAC" if transcoded else "copied"))  # fmt: skip
+    with av.open(str(out)) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.codec.canonical_name == ("aac" if transcoded else result.audio.split()[0])
+        frame = max(float(p.duration * p.time_base) for p in container.demux(stream) if p.duration)
+    assert audio_duration(out) == pytest.approx(info.num_frames / 24, abs=frame), (frame, audio_duration(out))
 
 
 # --- the whole workflow on a scene whose depth is known ----------------------------------------
@@ -338,6 +388,46 @@ def test_a_failed_segment_is_retried_and_reported_by_index(known_scene: Path, in
     assert result.as_dict()["failed"] == [2]
 
 
+def test_a_failed_stitch_keeps_the_converted_segments_and_names_them(
+    known_scene: Path, inpainting_pipeline, tmp_path: Path
+) -> None:
+    """Every segment converted, then the join fails (here: the output's folder is gone): the
+    error names the work folder, and the segments are still in it."""
+    from stereocrafter.errors import StitchError
+    from stereocrafter.long import convert_long
+
+    pipeline = StereoPipeline(KnownDepth(seed=4), inpainting_pipeline, StereoConfig(inpaint_steps=1))
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(StitchError, match=f"they are kept in {work}"):
+        convert_long(pipeline, known_scene, tmp_path / "gone" / "out.mkv", segment_seconds=1.0, workdir=work)
+    assert sorted(p.name for p in work.glob("segment-*.mp4")) == [f"segment-{i:04d}.mp4" for i in range(4)]
+
+
+def test_the_cli_keeps_its_work_folder_when_stitching_fails(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its own temporary work folder is removed after a run, kept (and named) after a failed join."""
+    import stereocrafter.long
+    from stereocrafter.cli import main
+    from stereocrafter.errors import StitchError
+
+    source = make_video(tmp_path / "v.mp4", scene_frames(6, 32, 32), fps=12, audio_codec="aac")
+    folders: list[Path] = []
+
+    def fails_at_the_join(pipeline: object, src: Path, out: Path, *, workdir: Path, **_: object) -> None:
+        folders.append(workdir)
+        (workdir / "segment-0000.mp4").write_bytes(b"converted")
+        raise StitchError(f"stitching the converted segments failed (a test); they are kept in {workdir}")
+
+    monkeypatch.setattr(stereocrafter.long, "convert_long", fails_at_the_join)
+    args = ["convert-long", str(source), str(tmp_path / "o.mp4"), "--weights-dir", str(tiny_weights),
+            "--device", "cpu", "-q"]  # fmt: skip
+    assert main(args) == 2
+    assert f"they are kept in {folders[0]}" in capsys.readouterr().err
+    assert (folders[0] / "segment-0000.mp4").exists()
+
+
 def test_plan_only_runs_no_stereo_task(known_scene: Path, inpainting_pipeline, tmp_path: Path) -> None:
     pipeline = StereoPipeline(KnownDepth(seed=3), inpainting_pipeline, StereoConfig(inpaint_steps=1))
     pairs = [(s, str(tmp_path / f"part{i}.mp4")) for i, s in enumerate(cut_segments(known_scene, 1.0))]
@@ -367,7 +457,7 @@ def test_convert_long_on_the_command_line(tiny_weights: Path, tmp_path: Path, op
     info = probe(out)
     assert (info.num_frames, info.width, info.height, info.fps) == (36, 128, 48, Fraction(12))
     assert info.has_audio and audio_duration(out) == pytest.approx(3.0, abs=0.05)
-    assert "3 segments" in run.stdout and "36 frames (12 + 12 + 12), audio: source" in run.stdout
+    assert "3 segments" in run.stdout and "36 frames (12 + 12 + 12), audio: aac copied" in run.stdout
 
 
 def test_convert_long_refuses_bad_options_before_loading(tmp_path: Path) -> None:

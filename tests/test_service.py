@@ -475,6 +475,23 @@ def test_overwrite_false_refuses_an_existing_output(service: Service, env: dict)
         service.client.convert(CLIP, f"s3://{BUCKET}/out/keep.mp4", overwrite=False)
 
 
+def test_overwrite_false_guards_the_report_objects_too(service: Service, env: dict) -> None:
+    """A job writes the video and, beside it, its report (.report.json, .report.png): with
+    overwrite false an existing report object is refused before any work (409), and nothing of
+    the job is written."""
+    env["s3"].put_object(Bucket=BUCKET, Key="out/guarded.mp4.report.png", Body=b"an earlier report")
+    response = service.post(body(s3_output_uri=f"s3://{BUCKET}/out/guarded.mp4", overwrite=False))
+    assert response.status_code == 409 and response.json()["error"] == "output_exists", response.text
+    assert "guarded.mp4.report.png" in response.json()["message"]
+    listed = env["s3"].list_objects_v2(Bucket=BUCKET, Prefix="out/guarded.mp4")["Contents"]
+    assert [o["Key"] for o in listed] == ["out/guarded.mp4.report.png"]  # no video, no JSON
+    kept = env["s3"].get_object(Bucket=BUCKET, Key="out/guarded.mp4.report.png")["Body"].read()
+    assert kept == b"an earlier report"
+    # without a report, the same output is free to write
+    result = service.client.convert(CLIP, f"s3://{BUCKET}/out/guarded.mp4", overwrite=False, report=False)
+    assert result["frames"] == 10 and result["report_uris"] is None
+
+
 # -- fuzzing the live server ---------------------------------------------------------------------
 
 field_values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
@@ -606,9 +623,9 @@ def test_the_depth_task_stores_the_depth_and_returns_its_summary(service: Servic
     local = env["tmp"] / "d0.mkv"
     env["s3"].download_file(BUCKET, "film/d0.mkv", str(local))
     assert local.stat().st_size == result["depth_bytes"]
-    from stereocrafter.depthstore import read_depth
+    from stereocrafter.depthstore import DepthShape, read_depth
 
-    stored = read_depth(local)
+    stored = read_depth(local, DepthShape(SEGMENT_FRAMES, 64, 48, 64, 64))
     assert stored.num_frames == SEGMENT_FRAMES and (stored.low, stored.high) == (stats["min"], stats["max"])
     head = env["s3"].head_object(Bucket=BUCKET, Key="film/d0.mkv")
     assert head["ContentType"] == "video/x-matroska"
@@ -731,7 +748,7 @@ def test_convert_segments_through_the_real_service_then_stitch(service: Service,
     stitched = stitch(parts, env["tmp"] / "film_sbs.mp4", audio_from=long_video["source"])
     info = probe(env["tmp"] / "film_sbs.mp4")
     assert stitched.frames == info.num_frames == 4 * SEGMENT_FRAMES and (info.width, info.height) == (128, 48)
-    assert stitched.audio == "source" and info.has_audio
+    assert stitched.audio == "aac copied" and info.has_audio
     assert service.healthy()
 
 
