@@ -22,6 +22,7 @@ from stereocrafter.depthstore import DepthShape, depth_summary, read_depth, writ
 from stereocrafter.errors import DepthMismatchError, InvalidDepthError, VideoDecodeError
 from stereocrafter.long import LocalBackend, LocalSegment, cut_segments
 from stereocrafter.pipeline import StereoConfig, StereoPipeline
+from stereocrafter.splatting import disparity_from_depth
 from stereocrafter.stitch import check_stitchable, stitch
 from stereocrafter.video_io import iter_frames, probe
 from tests.long_scene import KnownDepth, convert_both_ways, render
@@ -311,6 +312,16 @@ def test_stitching_keeps_every_source_audio_in_every_container(
 # --- the whole workflow on a scene whose depth is known ----------------------------------------
 
 
+def true_disparity(frames: int) -> dict[int, torch.Tensor]:
+    """The disparity (px) of the first ``frames`` frames of the test scene, from its true depth
+    normalised once over those frames (one shot)."""
+    _, depth = render(4 * SEGMENT, 72, 128, cut_at=CUT_AT)
+    shot = torch.from_numpy(depth[:frames]).float()
+    normalised = (shot - shot.min()) / (shot.max() - shot.min())
+    disparity = disparity_from_depth(normalised[:, None], MAX_DISP)[:, 0]
+    return {f: disparity[f] for f in range(frames)}
+
+
 def boundary_jumps(disparity: dict[int, torch.Tensor], boundaries: list[int]) -> list[float]:
     """Mean absolute disparity change (px) between the last frame before and the first after."""
     return [float((disparity[b] - disparity[b - 1]).abs().mean()) for b in boundaries]
@@ -342,6 +353,17 @@ def test_aligned_segments_keep_the_disparity_continuous_across_boundaries(
     before, after = boundary_jumps(unaligned, chained), boundary_jumps(aligned, chained)
     assert min(before) > 3.0, before  # per-segment normalisation jumps by pixels
     assert max(after) < 0.5, after  # one depth scale: below half a pixel at max_disp 20
+    # ... and it is the scene's own change there: the first shot's true depth, normalised once
+    # over the shot (what one depth scale per shot means), changes by as much at each boundary.
+    truth = true_disparity(CUT_AT)
+    expected = boundary_jumps(truth, chained)
+    assert max(abs(a - t) for a, t in zip(after, expected, strict=True)) < 0.1, (after, expected)
+    # A flattened range (every disparity near 0) also has no jumps: the aligned disparity must
+    # also span the shot's true disparity range (2 x max_disp), at least 80 % of it.
+    shot = torch.stack([aligned[f] for f in range(CUT_AT)])
+    true_span = float(torch.stack([truth[f] for f in range(CUT_AT)]).amax() - torch.stack(
+        [truth[f] for f in range(CUT_AT)]).amin())  # fmt: skip
+    assert float(shot.amax() - shot.amin()) >= 0.8 * true_span, (float(shot.amax() - shot.amin()), true_span)
     # The planted cut is found and not chained across: segment 3 is its own shot.
     cut = result.alignment.boundaries[2]
     assert cut is not None and cut.cut
