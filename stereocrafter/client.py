@@ -146,7 +146,7 @@ def default_depth_location(index: int, output_uri: str) -> str:
 
 
 class HttpClient:
-    """``HttpClient("http://host:8080").convert("s3://in/a.mp4", "s3://out/a.mp4", mode="sbs")``."""
+    """``HttpClient("http://host:8080").convert("s3://my-videos/in/a.mp4", "s3://my-videos/out/a.mp4")``."""
 
     def __init__(self, base_url: str, *, timeout: float = 7200.0) -> None:
         self.base_url = base_url.rstrip("/")

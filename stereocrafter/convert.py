@@ -28,7 +28,7 @@ from stereocrafter.errors import (
     ServiceStoppingError,
     StereoCrafterError,
 )
-from stereocrafter.guard import Check, Deadline
+from stereocrafter.guard import Check, Deadline, call_checked
 from stereocrafter.loading import is_tiny
 from stereocrafter.pipeline import Observer, Progress, StereoConfig, StereoPipeline
 from stereocrafter.report import QualityReport
@@ -91,15 +91,17 @@ def convert_file(
     audio_source = source if frames is None else None
 
     out_w, out_h = output_size(mode, info.width, info.height)
-    with ExitStack() as stack:
+    with ExitStack() as stack:  # on an error: the sinks dropped, the writers aborted
         writer = stack.enter_context(
             VideoWriter(output, fps=info.fps, width=out_w, height=out_h, audio_source=audio_source, crf=crf)
         )
+        writers = [writer]
         grid = None
         if grid_path is not None:
             grid = stack.enter_context(
                 VideoWriter(grid_path, fps=info.fps, width=2 * info.width, height=2 * info.height, crf=crf)
             )
+            writers.append(grid)
         # libx264 encodes chunk k in a thread while the GPU works on chunk k + 1; the sinks are
         # left (queues drained, or dropped after an error) before the writers close.
         sink = stack.enter_context(BackgroundSink(writer.write))
@@ -119,7 +121,16 @@ def convert_file(
             depth_range=depth_range,
             check=check,
         )
-        encode_started = time.perf_counter()
+        finishing = stack.pop_all()  # success: the sinks drain and the writers finish below
+    encode_started = time.perf_counter()
+
+    # The last chunks' encoding and libx264's final flush (its look-ahead: seconds for a wide
+    # 1080p picture on a few cores) run under ``check`` too; a stopped job leaves no file.
+    def cancel() -> None:
+        for each in writers:
+            each.cancel()
+
+    call_checked(finishing.close, check, name="encode-finish", abandon=cancel, check_first=False)
     stored_width, stored_height = writer.encoded_width, writer.encoded_height
     timings.update(result.timings)
     timings["encode_finish"] = time.perf_counter() - encode_started
@@ -208,8 +219,9 @@ def depth_file(
     store_started = time.perf_counter()
     try:
         write_depth(
-            output, raw, fps=info.fps, source_width=info.width, source_height=info.height, extra=extra
-        )
+            output, raw, fps=info.fps, source_width=info.width, source_height=info.height, extra=extra,
+            check=check,
+        )  # fmt: skip
     except BaseException:
         Path(output).unlink(missing_ok=True)
         raise

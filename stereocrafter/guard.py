@@ -79,7 +79,12 @@ class Every:
 
 
 def call_checked(
-    work: Callable[[], T], check: Check | None, *, name: str, abandon: Callable[[], None] | None = None
+    work: Callable[[], T],
+    check: Check | None,
+    *,
+    name: str,
+    abandon: Callable[[], None] | None = None,
+    check_first: bool = True,
 ) -> T:
     """``work()`` in a daemon thread while this thread runs ``check()`` every ``POLL_S``.
 
@@ -89,10 +94,15 @@ def call_checked(
     the error is raised at once; the thread finishes on its own time, bounded by the S3
     time-outs, and, being a daemon, never holds the process at exit. ``check=None`` runs
     ``work()`` here.
+
+    ``check_first``: ``check()`` before ``work`` starts (a request is not sent past the deadline);
+    False when ``work`` must run in any case (it releases what it holds: an encoder's finish,
+    told by ``abandon`` to keep nothing).
     """
     if check is None:
         return work()
-    check()
+    if check_first:
+        check()
     future: Future[T] = Future()
 
     def run() -> None:

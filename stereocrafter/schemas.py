@@ -1,8 +1,8 @@
 """Request and response bodies of ``POST /invocations`` (pydantic, bounded; no torch here).
 
 URIs are parsed exactly once, into ``S3Location(bucket, key)``; every comparison and every S3 call
-uses that parsed pair, never the raw string (a raw ``"s3://in/a.mp4\\n"`` once compared unequal to
-``"s3://in/a.mp4"`` while naming the same key, and the input was overwritten). ``parse_invocation``
+uses that parsed pair, never the raw string (a raw ``"s3://inbox/a.mp4\\n"`` once compared unequal to
+``"s3://inbox/a.mp4"`` while naming the same key, and the input was overwritten). ``parse_invocation``
 turns the raw body into a request or a ``BadRequestError`` whose message is bounded (``echo``).
 """
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -537,6 +538,10 @@ class VideoWriter:
         self._video: Any = None
         self._to_yuv: av.filter.Graph | None = None
         self._audio: SourceAudio | None = None
+        # ``cancel`` from another thread while ``close`` flushes: the file is then removed, never
+        # moved into place (the lock orders the two).
+        self._cancelled = False
+        self._placing = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -616,13 +621,24 @@ class VideoWriter:
             if self._audio is not None:
                 self._audio.finish(self._out)
             self._close_containers()
-            os.replace(self._tmp, self.path)
+            with self._placing:
+                if self._cancelled:
+                    self._tmp.unlink(missing_ok=True)
+                    return
+                os.replace(self._tmp, self.path)
         except av.error.FFmpegError as err:
             self.abort()
             raise VideoEncodeError(f"cannot finish {self.path.name}: {_reason(err)}") from err
         except BaseException:
             self.abort()
             raise
+
+    def cancel(self) -> None:
+        """From another thread, while ``close`` runs (a job stopped during the encoder's final
+        flush): the file is not moved into place; once ``cancel`` returns, no file appears at
+        ``path``. The flush itself runs to its end (libx264 cannot be interrupted)."""
+        with self._placing:
+            self._cancelled = True
 
     def abort(self) -> None:
         """Give up: close everything and remove the temporary file. Never raises FFmpeg errors."""

@@ -272,3 +272,22 @@ def test_the_two_tasks_take_their_own_fields() -> None:
     ]:
         with pytest.raises(BadRequestError, match=needle):
             parse_invocation(json.dumps(body).encode())
+
+
+def test_every_s3_uri_in_the_docs_is_one_the_service_accepts() -> None:
+    """The README's and the client's examples are copied by callers: each must parse (a bucket
+    name needs 3 characters, so "s3://in/a.mp4" in an example once got a 400)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *sorted((root / "stereocrafter").glob("*.py"))]
+    found = []
+    for path in texts:
+        for uri in re.findall(r"s3://[^\s\"'`)\]]+", path.read_text()):
+            if any(mark in uri for mark in "<{…(?\\"):  # placeholders, patterns, f-strings
+                continue
+            found.append((path.name, uri.rstrip(".,;:")))
+    assert len(found) >= 8, found
+    for _, uri in found:  # a prefix (request_prefix=...) is checked as the keys it will hold
+        S3Location.parse(uri + "x" if uri.endswith("/") else uri)  # ValueError naming the rule

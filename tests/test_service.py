@@ -684,6 +684,7 @@ def test_a_crafted_depth_is_refused_before_it_is_decoded(service: Service, env: 
         response = service.post(json.dumps(request))
     assert response.status_code == 422, response.text
     assert response.json()["error"] in ("depth_mismatch", "invalid_depth") and "4096x4096" in response.text
+    print(f"crafted depth refused: peak resident memory rose by {growth.mb:.1f} MB")
     assert growth.mb < 256, f"the service's resident memory rose by {growth.mb:.0f} MB"
     assert nothing_at(env, "bomb/out") and service.healthy()
 
@@ -951,6 +952,8 @@ def test_the_wait_in_the_queue_counts_toward_the_deadline(
     for thread in running:
         thread.join(60)
     response, elapsed = answers["queued"]
+    print(f"queued deadline_s 5: {response.status_code} after {elapsed:.2f} s; the jobs ahead: "
+          f"{answers['a'][1]:.2f} s, {answers['b'][1]:.2f} s")  # fmt: skip
     assert response.status_code == 504 and response.json()["error"] == "deadline_exceeded", response.text
     assert 4.9 <= elapsed <= 5 + 1, f"the 504 came {elapsed:.2f} s after the request"
     for name in ("a", "b"):  # stopped in the depth stage by their own deadline
@@ -993,6 +996,7 @@ def test_sigterm_stops_a_long_job_and_a_hung_download_and_the_server_exits_in_ti
         kill_tree(svc.process.pid, processes)
     for poster in posters:
         poster.join(10)
+    print(f"SIGTERM: the process tree ({len(processes)} processes) exited in {exited:.2f} s")
     assert exited < 10, f"the process tree took {exited:.1f} s to exit"
     for name in jobs:
         assert name in answers, f"no answer for the {name} job"
