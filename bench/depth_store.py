@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from stereocrafter.thirdparty import quiet_known_messages  # noqa: E402
 
 quiet_known_messages()  # before tests.long_scene imports diffusers
-from stereocrafter.depthstore import read_depth, write_depth  # noqa: E402
+from stereocrafter.depthstore import DepthShape, read_depth, write_depth  # noqa: E402
 from tests.long_scene import true_depth  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def main() -> None:
             write_depth(path, depth, fps=Fraction(24), source_width=1920, source_height=1080)
             written = time.perf_counter() - started
             started = time.perf_counter()
-            stored = read_depth(path)
+            stored = read_depth(path, DepthShape(frames, 1920, 1080, width, height))
             read = time.perf_counter() - started
             error = float((stored.depth - depth).abs().max() / (depth.max() - depth.min()))
             per_frame = path.stat().st_size / frames
