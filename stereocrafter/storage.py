@@ -189,15 +189,19 @@ class DaemonThreads(BaseExecutor):
 
 class _KnownObject(BaseSubscriber):
     """Hands a download the size and ETag the service's own HeadObject found, so the transfer
-    manager sends no second HEAD, and its ranged GETs require that same object (If-Match)."""
+    manager sends no second HEAD, and its ranged GETs require that same object (If-Match); closes
+    the download's file when the transfer ends (done, failed or cancelled)."""
 
-    def __init__(self, info: ObjectInfo) -> None:
-        self.info = info
+    def __init__(self, info: ObjectInfo, target: Any) -> None:
+        self.info, self.target = info, target
 
     def on_queued(self, future: TransferFuture, **_: Any) -> None:
         future.meta.provide_transfer_size(self.info.size)
         if self.info.etag:
             future.meta.provide_object_etag(self.info.etag)
+
+    def on_done(self, future: TransferFuture, **_: Any) -> None:
+        self.target.close()
 
 
 def _finish(
@@ -383,13 +387,18 @@ class S3Storage:
         info = self.head(loc, check=check)
         if max_bytes is not None and info.size > max_bytes:
             raise LimitExceededError(f"the input is {info.size} bytes; the limit is {max_bytes} bytes")
+        # Into a file opened here, not one the transfer manager names and renames: a stopped
+        # download, still writing in its thread, never adds an entry to the job's folder while
+        # that folder is removed; the file is closed when the transfer ends, whenever that is.
+        target = Path(path).open("wb")  # noqa: SIM115 (closed by the transfer, or below)
         manager = TransferManager(self.client, self.transfer, executor_cls=DaemonThreads)
-        future = manager.download(loc.bucket, loc.key, str(path), subscribers=[_KnownObject(info)])
+        future = manager.download(loc.bucket, loc.key, target, subscribers=[_KnownObject(info, target)])
         try:
             _finish(manager, future, check, "s3-download", lambda err: _mapped(err, loc, "read"))
         except BaseException:
             Path(path).unlink(missing_ok=True)
             raise
+        target.close()  # flushed before anyone reads it (the subscriber's close may still be queued)
         return info.size
 
     def upload(
