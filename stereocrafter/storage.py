@@ -229,8 +229,8 @@ def _finish(
         abandoned.set()
         future.cancel()
 
-    try:
-        call_checked(result, check, name=name, abandon=abandon)
+    try:  # the transfer has started: every stop must cancel it (no check before the first wait)
+        call_checked(result, check, name=name, abandon=abandon, check_first=False)
     finally:
         if abandoned.is_set():  # the manager's threads end after their current request
             threading.Thread(target=manager.shutdown, name=f"{name}-cleanup", daemon=True).start()
@@ -387,6 +387,8 @@ class S3Storage:
         info = self.head(loc, check=check)
         if max_bytes is not None and info.size > max_bytes:
             raise LimitExceededError(f"the input is {info.size} bytes; the limit is {max_bytes} bytes")
+        if check is not None:
+            check()  # before the transfer starts: once started, a stop cancels it
         # Into a file opened here, not one the transfer manager names and renames: a stopped
         # download, still writing in its thread, never adds an entry to the job's folder while
         # that folder is removed; the file is closed when the transfer ends, whenever that is.
@@ -413,6 +415,8 @@ class S3Storage:
         """Put the finished local file at ``location`` (multipart, aborted on failure or when
         ``check`` stops it); with ``overwrite=False`` only if no object exists there (else 409)."""
         loc = S3Location.parse(location)
+        if check is not None:
+            check()  # before the transfer starts: once started, a stop cancels it
         pair = (loc.bucket, loc.key)
         if not overwrite:
             with self._lock:
