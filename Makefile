@@ -68,6 +68,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy stereocrafter containerize
+	$(BIN)/lint-imports --no-cache
 
 bench: venv
 	$(BIN)/python bench/splat.py
@@ -78,6 +79,7 @@ bench: venv
 	$(BIN)/python bench/ping_latency.py
 	$(BIN)/python bench/depth_store.py
 	$(BIN)/python bench/long_align.py
+	$(BIN)/python bench/cli_start.py
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke
@@ -90,6 +92,7 @@ bench-smoke: venv
 	$(BIN)/python bench/ping_latency.py --smoke
 	$(BIN)/python bench/depth_store.py --smoke
 	$(BIN)/python bench/long_align.py --smoke
+	$(BIN)/python bench/cli_start.py --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

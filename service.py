@@ -17,9 +17,7 @@ type. This module only adapts HTTP to ``stereocrafter``; heavy imports happen in
 from __future__ import annotations
 
 import time
-import traceback
 import uuid
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,18 +26,16 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stereocrafter import metrics
 from stereocrafter.echo import bounded, echo, get_logger
 from stereocrafter.errors import (
     BadRequestError,
     BodyTooLargeError,
-    GpuFailedError,
-    InsufficientGpuMemoryError,
     MethodNotAllowedError,
     RouteNotFoundError,
     StereoCrafterError,
 )
-from stereocrafter.schemas import InvocationRequest, parse_invocation
+from stereocrafter.serving import metrics
+from stereocrafter.serving.schemas import InvocationRequest, parse_invocation
 
 logger = get_logger("bentoml.stereocrafter.service")
 
@@ -126,52 +122,23 @@ async def read_body(request: Request, limit: int) -> bytes:
 @bentoml.asgi_app(http, path="/")
 class StereoCrafter:
     def __init__(self) -> None:
-        from stereocrafter.thirdparty import quiet_known_messages
+        from stereocrafter.models.thirdparty import quiet_known_messages
 
         quiet_known_messages()  # before transformers and diffusers are imported
-        from stereocrafter.convert import run_job
         from stereocrafter.doctor import diagnose
-        from stereocrafter.errors import DeviceUnavailableError
-        from stereocrafter.faults import Faults
-        from stereocrafter.gpu import check_device, classify, device_lines, slot_devices
         from stereocrafter.guard import POLL_S, STOPPING, Deadline
-        from stereocrafter.loading import is_tiny, load_stereo_pipeline
-        from stereocrafter.pipeline import StereoConfig
-        from stereocrafter.pool import PipelinePool, Slot
+        from stereocrafter.serving.gpu import default_device
+        from stereocrafter.serving.jobs import run_job
+        from stereocrafter.serving.pool import PoolLoader
+        from stereocrafter.serving.storage import S3Storage
+        from stereocrafter.serving.weights import ModelHolder
         from stereocrafter.settings import load_settings
-        from stereocrafter.storage import S3Storage
-        from stereocrafter.weights import ModelHolder
 
-        self.settings = settings = load_settings()
+        self.settings = settings = load_settings(default_device=default_device)
         for line in diagnose(settings):  # what this instance can do, in CloudWatch
             logger.info("doctor: %s", line)
-        config = StereoConfig.from_preset(settings.preset)  # the compile warm-up's window and chunk
-
-        try:  # one conversion slot per GPU (PipelinePool); decided now, before any CUDA context
-            devices, device_error = slot_devices(settings.device, settings.slots), None
-        except DeviceUnavailableError as err:
-            devices, device_error = [], err
-
-        def load(weights_dir: Path) -> Any:
-            if device_error is not None:
-                raise device_error
-            check_device(settings.device)  # CUDA asked for and missing: failed, never the CPU
-            for line in device_lines(settings.device):
-                logger.info("gpu: %s", line)
-            slots = []
-            for index, device in enumerate(devices):
-                pipeline = load_stereo_pipeline(
-                    weights_dir, device=device, config=config, compile_backend=settings.compile_backend
-                )
-                if settings.faults_file is not None:
-                    Faults(settings.faults_file).install(pipeline)
-                slots.append(Slot(index, device, pipeline))
-                logger.info("slot %d of %d loaded on %s", index + 1, len(devices), device)
-            if settings.faults_file is not None:
-                logger.warning("fault injection is on (STEREOCRAFTER_FAULTS_FILE=%s)", settings.faults_file)
-            return PipelinePool(slots)
-
-        self.models = ModelHolder(settings.weights_dir, settings.hf_token_arn, load).start()
+        loader = PoolLoader(settings)  # one conversion slot per GPU, decided before any CUDA context
+        self.models = ModelHolder(settings.weights_dir, settings.hf_token_arn, loader.load).start()
         self.storage = S3Storage(
             max_attempts=settings.s3_max_attempts,
             connect_timeout=settings.s3_connect_timeout,
@@ -179,11 +146,10 @@ class StereoCrafter:
         )
         # Imported here, not at the first job: an import at a job's start holds the GIL and
         # stalls the event loop that answers /ping.
-        self._run_job, self._is_tiny = run_job, is_tiny
-        self._classify, self._deadline = classify, Deadline
+        self._run_job, self._deadline = run_job, Deadline
         self._stopping, self._poll_s = STOPPING, POLL_S
         # One job per slot (GPU) at a time; anyio's limiter lets waiting requests in arrival order.
-        self.gpu = anyio.CapacityLimiter(max(1, len(devices)))
+        self.gpu = anyio.CapacityLimiter(max(1, len(loader.devices)))
         _stop_jobs_on_sigterm()
 
     def __is_ready__(self) -> bool:
@@ -205,7 +171,7 @@ class StereoCrafter:
         try:
             job = parse_invocation(await read_body(request, self.settings.max_body_bytes))
             self.models.require()  # 503 at once, without queueing, when models are not there
-            deadline = self._job_deadline(job, arrived)
+            deadline = self._deadline.for_job(self.settings, job, arrived)
             await self._take_slot(deadline)  # in arrival order; 504 / 503 while waiting too
             try:
                 response = await anyio.to_thread.run_sync(self._run, job, request_id, deadline)
@@ -228,14 +194,6 @@ class StereoCrafter:
         metrics.JOBS.labels("ok", "").inc()
         return JSONResponse(response, headers={"X-Request-Id": request_id})
 
-    def _job_deadline(self, job: InvocationRequest, arrived: float) -> Any:
-        """The job's one budget (``guard.Deadline``), counted from its arrival: ``deadline_s`` or
-        ``STEREOCRAFTER_JOB_TIMEOUT_S``, whichever is shorter."""
-        budget, why = self.settings.job_timeout_s, " (STEREOCRAFTER_JOB_TIMEOUT_S)"
-        if job.deadline_s is not None and job.deadline_s < budget:
-            budget, why = job.deadline_s, " (deadline_s)"
-        return self._deadline(budget, since=arrived, why=why)
-
     async def _take_slot(self, deadline: Any) -> None:
         """A conversion slot from the limiter, waited for in arrival order. The wait is bounded
         like the job: a watcher checks the deadline and SIGTERM every ``POLL_S`` and gives up the
@@ -257,57 +215,30 @@ class StereoCrafter:
             deadline.check()  # raises: 503 shutting_down or 504 deadline_exceeded
             raise RuntimeError("the wait for a slot ended without a slot or a reason")
 
+    def _gpu_failed(self, reason: str) -> None:
+        """A CUDA error poisoned this instance's GPU: /ping answers 503 from now on."""
+        self.models.mark_failed(reason)
+        metrics.set_model_state(self.models.state)
+
     def _run(self, job: InvocationRequest, request_id: str, deadline: Any) -> dict[str, Any]:
+        """In a worker thread: the job on a free slot (``PipelinePool.job``: the GPU set up, its
+        errors classified, its memory released), then the metrics and the log line."""
         metrics.QUEUE_WAIT.observe(time.monotonic() - deadline.since)
         pool = self.models.require()
-        with pool.acquire() as slot:
-            return self._run_on(slot, job, request_id, deadline)
-
-    def _run_on(self, slot: Any, job: InvocationRequest, request_id: str, deadline: Any) -> dict[str, Any]:
-        import torch
-
-        pipeline = slot.pipeline
-        on_gpu = slot.device.startswith("cuda")
-        if on_gpu:
-            torch.cuda.set_device(slot.device)  # this thread's current device: the slot's GPU
-            torch.cuda.reset_peak_memory_stats(slot.device)
-        logger.info(
-            "request %s: %s -> %s (%s) on slot %d (%s)",
-            request_id,
-            echo(job.s3_input_uri.uri),
-            echo(job.output.uri),
-            job.mode if job.task == "stereo" else "depth task",
-            slot.index,
-            slot.device,
-        )
-        try:
-            result = self._run_job(pipeline, self.storage, job, self.settings, request_id, deadline)
-            if on_gpu:
-                metrics.PEAK_GPU_MEMORY.observe(torch.cuda.max_memory_allocated(slot.device))
-        except Exception as err:
-            kind = self._classify(err)
-            if kind == "oom":  # this job's problem: the memory is freed below, the service goes on
-                logger.warning("request %s: out of GPU memory: %s", request_id, bounded(str(err)))
-                traceback.clear_frames(err.__traceback__)  # its frames hold the job's tensors
-                raise InsufficientGpuMemoryError(
-                    "the GPU ran out of memory on this segment; it was freed and the service is up. "
-                    "Try the fast preset (it inpaints at most 1024 px), a smaller tile_num, or a shorter "
-                    "or smaller segment"
-                ) from None
-            if kind == "fatal":  # the CUDA context is poisoned: every later job would fail too
-                reason = (
-                    f"a CUDA error poisoned the GPU context ({bounded(str(err), 200)}); replace this instance"
-                )
-                self.models.mark_failed(reason)
-                metrics.set_model_state(self.models.state)
-                raise GpuFailedError(reason) from None
-            raise
-        finally:
-            _release_gpu_memory()
+        with pool.job(request_id, on_fatal=self._gpu_failed) as slot:
+            logger.info(
+                "request %s: %s -> %s (%s) on slot %d (%s)",
+                request_id,
+                echo(job.s3_input_uri.uri),
+                echo(job.output.uri),
+                job.mode if job.task == "stereo" else "depth task",
+                slot.index,
+                slot.device,
+            )
+            result = self._run_job(slot.pipeline, self.storage, job, self.settings, request_id, deadline)
         metrics.job_finished(result.frames, result.timings)
         metrics.set_model_state(self.models.state)
-        tiny = self._is_tiny(self.settings.weights_dir)
-        result = result.model_copy(update={"tiny_weights": tiny, "slot": slot.index, "device": slot.device})
+        result = result.model_copy(update={"slot": slot.index, "device": slot.device})
         logger.info(
             "request %s done (%s preset): %d frames in %.1f s; %s",
             request_id,
@@ -351,18 +282,3 @@ def _stop_jobs_on_sigterm() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-
-
-def _release_gpu_memory() -> None:
-    """Runs in the job's thread. The collection walks only what the job made: the models and
-    libraries were frozen out of the collector's reach after loading (``weights._freeze_heap``)."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        try:
-            torch.cuda.empty_cache()
-        except RuntimeError as err:  # after a sticky CUDA error every call fails; already reported
-            logger.warning("could not empty the CUDA cache: %s", bounded(str(err)))

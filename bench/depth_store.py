@@ -1,5 +1,5 @@
 """What a stored depth costs: bytes per frame and per minute, and write/read time, of the depth
-task's file (FFV1 16-bit grey in Matroska, ``stereocrafter.depthstore``) at the depth stage's size
+task's file (FFV1 16-bit grey in Matroska, ``stereocrafter.media.depthstore``) at the depth stage's size
 for a 1080p source (1024 x 576).
 
 The real DepthCrafter weights cannot be downloaded here, so three synthetic depths bound the size:
@@ -28,10 +28,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stereocrafter.thirdparty import quiet_known_messages  # noqa: E402
+from stereocrafter.models.thirdparty import quiet_known_messages  # noqa: E402
 
 quiet_known_messages()  # before tests.long_scene imports diffusers
-from stereocrafter.depthstore import DepthShape, read_depth, write_depth  # noqa: E402
+from stereocrafter.media.depthstore import DepthShape, read_depth, write_depth  # noqa: E402
 from tests.long_scene import true_depth  # noqa: E402
 
 

@@ -50,12 +50,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 
-from stereocrafter.depth import processing_size
-from stereocrafter.inpainting import VAE_DECODE_CHUNK, decode_start
 from stereocrafter.loading import prepare_unet
-from stereocrafter.merge import working_size
+from stereocrafter.models.depth import processing_size
+from stereocrafter.models.inpainting import VAE_DECODE_CHUNK, decode_start
+from stereocrafter.models.svd import VAE_ENCODE_BATCH
 from stereocrafter.pipeline import StereoConfig
-from stereocrafter.svd import VAE_ENCODE_BATCH
+from stereocrafter.stereo.merge import working_size
 
 DTYPE = torch.bfloat16
 SIZES = ((1024, 576), (1920, 1080))
@@ -142,7 +142,7 @@ class Models:
         from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-        from stereocrafter.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
+        from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
 
         with torch.device("meta"):
             self.depth_unet = DiffusersUNetSpatioTemporalConditionModelDepthCrafter(**REAL_UNET).to(DTYPE)

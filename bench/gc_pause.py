@@ -31,7 +31,7 @@ def build(smoke: bool) -> list[torch.nn.Module]:
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from stereocrafter.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
+    from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
     from stereocrafter.testing import tiny_unet_kwargs
 
     with torch.device("meta"):
@@ -69,7 +69,7 @@ def main() -> None:
     import fastapi  # noqa: F401
 
     import stereocrafter.convert  # noqa: F401
-    from stereocrafter.weights import _freeze_heap
+    from stereocrafter.serving.weights import _freeze_heap
 
     started = time.perf_counter()
     models = build(args.smoke)

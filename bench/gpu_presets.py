@@ -59,12 +59,12 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, A
     )
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from stereocrafter.depth import (
+    from stereocrafter.loading import prepare_unet, prepare_vae
+    from stereocrafter.models.depth import (
         DepthCrafterPipeline,
         DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
     )
-    from stereocrafter.inpainting import StereoInpaintingPipeline
-    from stereocrafter.loading import prepare_unet, prepare_vae
+    from stereocrafter.models.inpainting import StereoInpaintingPipeline
     from stereocrafter.testing import SVD_PREPROCESSOR_CONFIG, SVD_SCHEDULER_CONFIG, tiny_unet_kwargs
 
     torch.manual_seed(0)
@@ -128,7 +128,7 @@ class MetaCounter:
         import flops
         from diffusers import UNetSpatioTemporalConditionModel
 
-        from stereocrafter.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
+        from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
         from stereocrafter.testing import tiny_unet_kwargs
 
         self.flops = flops
@@ -166,7 +166,7 @@ class MetaCounter:
 
 def run_one(depth: Any, inpainting: Any, preset: str, width: int, height: int, frames: int,
             device: torch.device, counter: MetaCounter, peak: float | None) -> dict[str, Any]:  # fmt: skip
-    from stereocrafter.pipeline import StereoConfig, StereoPipeline
+    from stereocrafter.pipeline import RunHooks, StereoConfig, StereoPipeline
 
     pipeline = StereoPipeline(depth, inpainting, StereoConfig.from_preset(preset))
     video = (np.random.default_rng(0).random((frames, height, width, 3)) * 255).astype(np.uint8)
@@ -187,7 +187,8 @@ def run_one(depth: Any, inpainting: Any, preset: str, width: int, height: int, f
 
         deadline = Deadline(300.0, why=" (bench)")
         result = pipeline.run(open_frames, lambda chunk: produced.append(len(chunk)), num_frames=frames,
-                              width=width, height=height, mode="sbs", check=deadline.check)  # fmt: skip
+                              width=width, height=height, mode="sbs",
+                              hooks=RunHooks(check=deadline.check))  # fmt: skip
     finally:
         for clock in clocks.values():
             clock.remove()

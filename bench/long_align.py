@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stereocrafter.thirdparty import quiet_known_messages  # noqa: E402
+from stereocrafter.models.thirdparty import quiet_known_messages  # noqa: E402
 
 quiet_known_messages()  # before diffusers and transformers are imported
 from stereocrafter.loading import load_inpainting_pipeline  # noqa: E402

@@ -25,7 +25,7 @@ import numpy as np
 
 
 def make_clip(path: Path, frames: int, width: int, height: int) -> None:
-    from stereocrafter.video_io import VideoWriter
+    from stereocrafter.media.encode import VideoWriter
 
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     with VideoWriter(path, fps=Fraction(30000, 1001), width=width, height=height) as writer:

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from stereocrafter.splatting import disparity_from_depth, forward_splat
+from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat
 
 
 def inputs(batch: int, height: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Benchmark decode + re-encode of a 1080p clip: stereocrafter.video_io vs the ffmpeg command line.
+"""Benchmark decode + re-encode of a 1080p clip: stereocrafter.media.video_io vs the ffmpeg command line.
 
 Both sides decode the same H.264 clip and encode it with the same settings (libx264, CRF 18,
 preset medium, yuv420p, BT.709 tags), and the script prints their wall times and the ratio from one
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stereocrafter.video_io import VideoWriter, iter_frames, probe
+from stereocrafter.media.encode import VideoWriter
+from stereocrafter.media.video_io import iter_frames, probe
 
 CRF, PRESET = 18, "medium"
 

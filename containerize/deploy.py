@@ -180,7 +180,7 @@ def ensure_image(ecr: Any, repository_uri: str, tag: str) -> str:
 
 
 # GPUs per SageMaker instance type (published instance specs; reference notes on instance types).
-# The service runs one conversion per GPU at once (stereocrafter/pool.py), so an asynchronous
+# The service runs one conversion per GPU at once (stereocrafter/serving/pool.py), so an asynchronous
 # endpoint should send each instance that many requests at once. Types not listed count as 1
 # unless --max-concurrent-invocations says otherwise.
 GPUS_PER_INSTANCE = {
@@ -392,10 +392,10 @@ def ec2_script(
         f"| docker login --username AWS --password-stdin {registry}",
         f"docker pull {image}",
         "docker rm -f stereocrafter 2>/dev/null || true",
-        "mkdir -p /opt/stereocrafter/weights",
+        "mkdir -p /opt/stereocrafter/serving/weights",
         f"docker run -d --name stereocrafter --gpus all -p {port}:8080 --restart unless-stopped "
         f"-e HF_TOKEN_ARN={hf_token_arn} -e AWS_REGION={region} -e AWS_DEFAULT_REGION={region} "
-        f"-e WEIGHTS_DIR={WEIGHTS_DIR} -v /opt/stereocrafter/weights:{WEIGHTS_DIR} {image} serve",
+        f"-e WEIGHTS_DIR={WEIGHTS_DIR} -v /opt/stereocrafter/serving/weights:{WEIGHTS_DIR} {image} serve",
         f"for i in $(seq 1 {tries}); do "
         f'[ "$(curl -s -o /dev/null -w "%{{http_code}}" localhost:{port}/ping)" = 200 ] '
         f'&& {{ echo "/ping 200"; exit 0; }}; sleep 10; done',

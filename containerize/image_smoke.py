@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stereocrafter.client import HttpClient  # noqa: E402
+from stereocrafter.media.video_io import probe  # noqa: E402
 from stereocrafter.testing import write_sample_clip  # noqa: E402
-from stereocrafter.video_io import probe  # noqa: E402
 
 PORT = 8080
 WEIGHTS = "/opt/ml/model/weights"

@@ -1,4 +1,13 @@
-"""Numeric rules that more than one room enforces, declared once (no imports: anything may use them).
+"""Rules that more than one room enforces, declared once (no imports: anything may use them).
+
+- ``MODES``: the stereo layouts a request, the CLI and ``stereo.compose`` know.
+
+The request schema, the CLI and ``StereoConfig`` all check these values with the functions here, so
+a value one of them accepts, the others accept too, with the same message:
+
+- ``MAX_DISP``: the disparity of the nearest point, pixels, in [0, 100] (the reference uses 20).
+- ``MAX_SEED``: seeds are in [0, 2^31 - 1], what every caller's language can carry as an int.
+- ``TILE_NUMS``: the inpainting's tiles per axis, 1, 2 or 4 (the reference's choices).
 
 - ``MAX_DEPTH_VALUE``: the bound of every raw or aligned depth value a request or a stored depth may
   carry (``depth_scale``, ``depth_shift``, ``depth_range``, a stored depth's low and high). Raw
@@ -13,8 +22,39 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
+Mode = Literal["anaglyph", "sbs", "half-sbs", "top-bottom", "anaglyph-dubois"]
+MODES: tuple[str, ...] = get_args(Mode)
+
 MAX_DEPTH_VALUE = 1e6
 MIN_RELATIVE_SPAN = 1e-6
+DEFAULT_MAX_DISP = 20.0
+MAX_DISP = 100.0
+DEFAULT_SEED = 42
+MAX_SEED = 2**31 - 1
+TILE_NUMS = (1, 2, 4)
+
+
+def check_max_disp(value: float, name: str = "max_disp") -> float:
+    """``value`` when it is in [0, ``MAX_DISP``] pixels, else ``ValueError`` naming ``name``."""
+    if not 0.0 <= value <= MAX_DISP:
+        raise ValueError(f"{name} must be in [0, {MAX_DISP:g}] px, got {value:g}")
+    return value
+
+
+def check_seed(value: int, name: str = "seed") -> int:
+    """``value`` when it is an integer in [0, ``MAX_SEED``], else ``ValueError`` naming ``name``."""
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}], got {value}")
+    return value
+
+
+def check_tile_num(value: int, name: str = "tile_num") -> int:
+    """``value`` when it is one of ``TILE_NUMS``, else ``ValueError`` naming ``name``."""
+    if value not in TILE_NUMS:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, TILE_NUMS))}, got {value}")
+    return value
 
 
 def min_span(low: float, high: float) -> float:
@@ -38,3 +78,10 @@ def check_depth_range(low: float, high: float) -> None:
             f"{MIN_RELATIVE_SPAN:g} x max(1, |low|, |high|) = {min_span(low, high):.3g}, or float32 "
             "normalisation cannot tell the depths apart"
         )
+
+
+def check_mode(mode: str) -> Mode:
+    """Return ``mode`` if it names a layout, else raise ``ValueError`` listing the known ones."""
+    if mode not in MODES:
+        raise ValueError(f"unknown stereo mode {mode!r}; expected one of {', '.join(MODES)}")
+    return mode  # type: ignore[return-value]

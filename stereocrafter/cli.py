@@ -20,9 +20,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
-from stereocrafter.compose import MODES
+from stereocrafter.bounds import (
+    DEFAULT_MAX_DISP,
+    DEFAULT_SEED,
+    MODES,
+    TILE_NUMS,
+    check_max_disp,
+    check_seed,
+)
 from stereocrafter.errors import StereoCrafterError
-from stereocrafter.presets import PRESET_NAMES
+from stereocrafter.presets import PRESET_NAMES, check_preset
 
 logger = logging.getLogger("stereocrafter")
 
@@ -34,48 +41,45 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog.split()[0]}: error: {message} (see --help)\n")
 
 
+def _conversion_options(parser: argparse.ArgumentParser) -> None:
+    """What ``convert`` and ``convert-long`` share: the paths, the preset and its knobs (with
+    bounds.py's defaults and choices), the device and the encoder."""
+    parser.add_argument("input", type=Path)
+    parser.add_argument("output", type=Path, help="output file (.mp4, .m4v, .mov or .mkv)")
+    parser.add_argument("--mode", choices=MODES, default="anaglyph")
+    parser.add_argument(
+        "--preset",
+        help=f"conversion preset: {' | '.join(PRESET_NAMES)} (default: $STEREOCRAFTER_PRESET or reference)",
+    )
+    parser.add_argument("--weights-dir", type=Path, help="default: $WEIGHTS_DIR or /opt/ml/model/weights")
+    parser.add_argument(
+        "--max-disp", type=float, default=DEFAULT_MAX_DISP, help="disparity of the nearest point, px"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--tile-num", type=int, choices=TILE_NUMS, default=1, help="inpainting tiles per axis"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
+    parser.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower is better)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks and library warnings")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="stereocrafter", description="2D to stereo 3D video conversion")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     convert = commands.add_parser("convert", help="convert a local video file")
-    convert.add_argument("input", type=Path)
-    convert.add_argument("output", type=Path, help="output file (.mp4, .m4v, .mov or .mkv)")
-    convert.add_argument("--mode", choices=MODES, default="anaglyph")
-    convert.add_argument(
-        "--preset",
-        help=f"conversion preset: {' | '.join(PRESET_NAMES)} (default: $STEREOCRAFTER_PRESET or reference)",
-    )
-    convert.add_argument("--weights-dir", type=Path, help="default: $WEIGHTS_DIR or /opt/ml/model/weights")
-    convert.add_argument("--max-disp", type=float, default=20.0, help="disparity of the nearest point, px")
-    convert.add_argument("--seed", type=int, default=42)
-    convert.add_argument(
-        "--tile-num", type=int, choices=(1, 2, 4), default=1, help="inpainting tiles per axis"
-    )
+    _conversion_options(convert)
     convert.add_argument("--save-grid", type=Path, help="also write the 2x2 debug grid video here")
     convert.add_argument(
         "--report", type=Path, help="write the quality report here (JSON; the contact sheet beside it, .png)"
     )
-    convert.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    convert.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower is better)")
-    convert.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    convert.add_argument("-v", "--verbose", action="store_true", help="tracebacks and library warnings")
     long = commands.add_parser(
         "convert-long",
         help="convert a long video in segments with one depth scale (cut, depth, align, stereo, stitch)",
     )
-    long.add_argument("input", type=Path)
-    long.add_argument("output", type=Path, help="output file (.mp4, .m4v, .mov or .mkv)")
+    _conversion_options(long)
     long.add_argument("--segment-seconds", type=float, default=10.0, help="length of a segment (default 10)")
-    long.add_argument("--mode", choices=MODES, default="anaglyph")
-    long.add_argument(
-        "--preset", help=f"{' | '.join(PRESET_NAMES)} (default: $STEREOCRAFTER_PRESET or reference)"
-    )
-    long.add_argument("--weights-dir", type=Path, help="default: $WEIGHTS_DIR or /opt/ml/model/weights")
-    long.add_argument("--max-disp", type=float, default=20.0, help="disparity of the nearest point, px")
-    long.add_argument("--seed", type=int, default=42)
-    long.add_argument("--tile-num", type=int, choices=(1, 2, 4), default=1, help="inpainting tiles per axis")
-    long.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    long.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower is better)")
     long.add_argument(
         "--workdir", type=Path, help="keep the segments' depth and video here (default: a temp dir)"
     )
@@ -83,8 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     long.add_argument(
         "--no-align", action="store_true", help="normalise every segment alone (for comparison)"
     )
-    long.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    long.add_argument("-v", "--verbose", action="store_true", help="tracebacks and library warnings")
     doctor = commands.add_parser("doctor", help="what this machine and its weights can do")
     doctor.add_argument("--weights-dir", type=Path, help="default: $WEIGHTS_DIR or /opt/ml/model/weights")
     doctor.add_argument("--preset", help="the preset whose memory needs to compare with")
@@ -95,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check_output_path(path: Path, what: str) -> None:
     """A file can be written at ``path``: a supported suffix, not a directory, in a folder that
     exists and is writable. ``StereoCrafterError`` saying which of these fails."""
-    from stereocrafter.video_io import OUTPUT_FORMATS
+    from stereocrafter.media.audio import OUTPUT_FORMATS
 
     if path.is_dir():
         raise StereoCrafterError(f"the {what} {path} is a directory; give a file name")
@@ -120,12 +122,13 @@ def check_report_path(path: Path) -> None:
 def check_options(args: argparse.Namespace) -> None:
     if not 0 <= args.crf <= 51:
         raise StereoCrafterError(f"--crf must be in 0-51, got {args.crf}")
-    if not 0 <= args.max_disp <= 200:
-        raise StereoCrafterError(f"--max-disp must be in 0-200 pixels, got {args.max_disp:g}")
-    if not 0 <= args.seed < 2**63:
-        raise StereoCrafterError(f"--seed must be a non-negative integer, got {args.seed}")
-    if args.preset is not None and args.preset not in PRESET_NAMES:
-        raise StereoCrafterError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+    try:  # bounds.py and presets.py: the request schema and StereoConfig check the same
+        check_max_disp(args.max_disp, "--max-disp")
+        check_seed(args.seed, "--seed")
+        if args.preset is not None:
+            check_preset(args.preset)
+    except ValueError as err:
+        raise StereoCrafterError(str(err)) from None
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -145,14 +148,13 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.report is not None:
         check_report_path(args.report)
 
-    pipeline, preset, weights_dir, progress = _prepare(args)
+    pipeline, preset, progress = _prepare(args)
 
     from stereocrafter.convert import convert_file
-    from stereocrafter.loading import is_tiny
-
-    tiny = is_tiny(weights_dir)
+    from stereocrafter.pipeline import RunHooks
     from stereocrafter.report import QualityReport
 
+    tiny = pipeline.tiny
     report = QualityReport() if args.report is not None else None
     try:
         result = convert_file(
@@ -160,10 +162,9 @@ def run_convert(args: argparse.Namespace) -> int:
             args.input,
             args.output,
             mode=args.mode,
-            progress=progress,
+            hooks=RunHooks(progress=progress, observer=report),
             grid_path=args.save_grid,
             crf=args.crf,
-            observer=report,
         )
     finally:  # an error message must not land in the middle of a bar's line
         progress.close()
@@ -190,27 +191,26 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> tuple[Any, str, Path, ProgressBars]:
+def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars]:
     """The checks both conversions share after the paths: settings, config, input, device; then
-    the models. Returns (pipeline, preset, weights folder, progress callback)."""
-    from stereocrafter.convert import job_config
-    from stereocrafter.settings import load_settings
-    from stereocrafter.video_io import check_packets, probe
+    the models. Returns (pipeline, preset, progress callback)."""
+    from stereocrafter.media.video_io import check_packets, probe
 
-    try:
-        settings = load_settings()
-    except ValueError as err:  # a bad STEREOCRAFTER_* variable
-        raise StereoCrafterError(str(err)) from None
+    info = probe(args.input)
+    check_packets(args.input, info)  # a truncated file fails now, before torch and the models load
+    settings = _settings(args.device)
     preset = args.preset or settings.preset
+    _quiet_libraries(args)
+
+    import torch
+
+    from stereocrafter.convert import job_config
+
     try:
         config = job_config(preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
     except ValueError as err:
         raise StereoCrafterError(str(err)) from None
-    info = probe(args.input)
-    check_packets(args.input, info)  # a truncated file fails now, not after the models load
-    device = args.device or settings.device
-
-    import torch
+    device = settings.device
 
     from stereocrafter.loading import load_stereo_pipeline
 
@@ -218,7 +218,34 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, Path, ProgressBars]:
         raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
     weights_dir = args.weights_dir or settings.weights_dir
     pipeline = load_stereo_pipeline(weights_dir, device=device, config=config)
-    return pipeline, preset, weights_dir, ProgressBars(args.quiet)
+    return pipeline, preset, ProgressBars(args.quiet)
+
+
+def _quiet_libraries(args: argparse.Namespace) -> None:
+    """Silence the model libraries' known noise (``models.thirdparty``) unless ``--verbose``; only
+    once the models are about to load: it imports transformers, seconds that --help and an
+    argument error must not wait for."""
+    if not args.verbose:
+        from stereocrafter.models.thirdparty import quiet_known_messages
+
+        quiet_known_messages()
+
+
+def _settings(device: str | None = None) -> Any:
+    """``Settings`` from the environment, with ``--device`` (when given) over STEREOCRAFTER_DEVICE
+    and over the detection (which imports torch: only when it is needed)."""
+    from stereocrafter.settings import load_settings
+
+    def detect() -> str:
+        from stereocrafter.serving.gpu import default_device
+
+        return default_device()
+
+    environ = dict(os.environ, STEREOCRAFTER_DEVICE=device) if device else None
+    try:
+        return load_settings(environ, default_device=detect)
+    except ValueError as err:  # a bad STEREOCRAFTER_* variable
+        raise StereoCrafterError(str(err)) from None
 
 
 class ProgressBars:
@@ -252,7 +279,7 @@ def run_convert_long(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    from stereocrafter.stitch import check_stitchable
+    from stereocrafter.media.stitch import check_stitchable
 
     if not args.segment_seconds > 0:
         raise StereoCrafterError(f"--segment-seconds must be > 0, got {args.segment_seconds:g}")
@@ -265,10 +292,9 @@ def run_convert_long(args: argparse.Namespace) -> int:
     # The output's container must take the video and the source's audio: known now, not after
     # every segment has been converted.
     planned_audio = check_stitchable(args.output, args.input)
-    pipeline, preset, weights_dir, progress = _prepare(args)
+    pipeline, preset, progress = _prepare(args)
 
     from stereocrafter.errors import StitchError
-    from stereocrafter.loading import is_tiny
     from stereocrafter.long import convert_long
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="stereocrafter-long-"))
@@ -297,7 +323,7 @@ def run_convert_long(args: argparse.Namespace) -> int:
             print(f"stereocrafter: warning: {why}", file=sys.stderr)
     elif args.plan:
         print(f"audio when stitched: {planned_audio}")
-    if is_tiny(weights_dir):
+    if pipeline.tiny:
         print(
             "NOTE: made with tiny random test weights: the depth and inpainting are noise, not a conversion"
         )
@@ -305,15 +331,15 @@ def run_convert_long(args: argparse.Namespace) -> int:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
+    _quiet_libraries(args)
     from stereocrafter.doctor import diagnose
-    from stereocrafter.settings import load_settings
 
-    try:
-        settings = load_settings()
-    except ValueError as err:
-        raise StereoCrafterError(str(err)) from None
-    if args.preset is not None and args.preset not in PRESET_NAMES:
-        raise StereoCrafterError(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESET_NAMES)}")
+    settings = _settings()
+    if args.preset is not None:
+        try:
+            check_preset(args.preset)
+        except ValueError as err:
+            raise StereoCrafterError(str(err)) from None
     for line in diagnose(settings, args.weights_dir, args.preset, list_missing=True):
         print(line)
     return 0
@@ -322,10 +348,6 @@ def run_doctor(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        from stereocrafter.thirdparty import quiet_known_messages
-
-        quiet_known_messages()
     try:
         return run_doctor(args) if args.command == "doctor" else run_convert(args)
     except StereoCrafterError as err:

@@ -5,9 +5,11 @@
   ``invoke_endpoint`` (``convert``) or asynchronous ``invoke_endpoint_async`` (``convert_async``,
   which puts the request JSON in S3 and waits for SageMaker's output object).
 
-``convert_segments`` converts a long video's segments, in parallel, with one depth scale from the
-first frame to the last (depth tasks, alignment by ``stereocrafter.align``, then stereo tasks that
-reuse the stored depth); ``plan_segments`` stops after the alignment, for debugging.
+``convert_segments`` (from ``stereocrafter.segments``, importable from here) converts a long video's
+segments, in parallel, with one depth scale from the first frame to the last (depth tasks,
+alignment by ``stereocrafter.align``, then stereo tasks that reuse the stored depth);
+``plan_segments`` stops after the alignment, for debugging. This module imports no torch: the
+video-worker can install the client alone.
 
 Both return the service's JSON result as a dict (``result["report"]``: the quality report's clip
 figures, ``result["report_uris"]``: its JSON and PNG beside the output) and raise a
@@ -21,115 +23,71 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
-from stereocrafter.align import Alignment, align
-from stereocrafter.schemas import split_s3_uri
+from stereocrafter.errors import (
+    AccessDenied,
+    BadRequest,
+    ConversionError,
+    DeadlineExceeded,
+    GpuFailed,
+    InputNotFound,
+    InsufficientGpuMemory,
+    InvalidDepth,
+    InvalidVideo,
+    OutputExists,
+    RequestTooLarge,
+    SegmentTooLarge,
+    ServiceError,
+    ServiceNotReady,
+    StorageUnavailable,
+    error_from,
+    status_of,
+)
+from stereocrafter.locations import split_s3_uri
+from stereocrafter.segments import (
+    SegmentBackend,
+    SegmentOutcome,
+    SegmentsResult,
+    convert_segments,
+    plan_segments,
+    retryable,
+)
 
+# The names callers import from here: the backends, the typed errors (declared in ``errors``, one
+# table with the service's), and the segment orchestration (``segments``).
+__all__ = [
+    "AccessDenied",
+    "BadRequest",
+    "ConversionError",
+    "DeadlineExceeded",
+    "GpuFailed",
+    "HttpClient",
+    "InputNotFound",
+    "InsufficientGpuMemory",
+    "InvalidDepth",
+    "InvalidVideo",
+    "OutputExists",
+    "RequestTooLarge",
+    "SageMakerAsyncBackend",
+    "SageMakerClient",
+    "SegmentBackend",
+    "SegmentOutcome",
+    "SegmentTooLarge",
+    "SegmentsResult",
+    "ServiceError",
+    "ServiceNotReady",
+    "StorageUnavailable",
+    "convert_segments",
+    "error_from",
+    "plan_segments",
+    "retryable",
+]
 
-class ConversionError(Exception):
-    """The service refused or failed the conversion."""
-
-    def __init__(self, status: int, code: str, message: str, request_id: str | None = None) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message, self.request_id = status, code, message, request_id
-
-
-class BadRequest(ConversionError):
-    """400: malformed request, bad mode or URI."""
-
-
-class AccessDenied(ConversionError):
-    """403: the service may not read the input or write the output."""
-
-
-class InputNotFound(ConversionError):
-    """404: no input object."""
-
-
-class SegmentTooLarge(ConversionError):
-    """413: over the configured bytes, frames or resolution."""
-
-
-class RequestTooLarge(BadRequest):
-    """413 body_too_large: the request body itself is over the service's limit (64 KiB)."""
-
-
-class InvalidDepth(ConversionError):
-    """422 invalid_depth / depth_mismatch: a ``depth_uri`` that is damaged or from another segment."""
-
-
-class OutputExists(ConversionError):
-    """409: ``overwrite=False`` and an object is already at the output URI (nothing was written)."""
-
-
-class InvalidVideo(ConversionError):
-    """422: the input is not a decodable video."""
-
-
-class StorageUnavailable(ConversionError):
-    """502: S3 failed or could not be reached."""
-
-
-class ServiceNotReady(ConversionError):
-    """503: models still loading, failed, or no weights configured: retry later or elsewhere."""
-
-
-class GpuFailed(ServiceNotReady):
-    """503 gpu_failed: the instance's GPU failed during this job; it marked itself unhealthy."""
-
-
-class DeadlineExceeded(ConversionError):
-    """504 deadline_exceeded: the job passed its deadline and was stopped; nothing was written."""
-
-
-class InsufficientGpuMemory(ConversionError):
-    """507 insufficient_gpu_memory: the segment needs more GPU memory than the instance has; try
-    the fast preset, a smaller tile_num, or a shorter or smaller segment."""
-
-
-class ServiceError(ConversionError):
-    """500 or any other unexpected status."""
-
-
-_BY_STATUS: dict[int, type[ConversionError]] = {
-    400: BadRequest,
-    403: AccessDenied,
-    404: InputNotFound,
-    409: OutputExists,
-    413: SegmentTooLarge,
-    422: InvalidVideo,
-    502: StorageUnavailable,
-    503: ServiceNotReady,
-    507: InsufficientGpuMemory,
-}
-
-# Codes that share a status with another meaning.
-_BY_CODE: dict[str, type[ConversionError]] = {
-    "body_too_large": RequestTooLarge,
-    "invalid_depth": InvalidDepth,
-    "depth_mismatch": InvalidDepth,
-    "gpu_failed": GpuFailed,
-    "deadline_exceeded": DeadlineExceeded,  # a 504 without it is a gateway's or BentoML's timeout
-}
-
-
-def error_from(status: int, body: bytes | str) -> ConversionError:
-    """The typed error for a non-200 answer (the body is the service's JSON error, or anything)."""
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
-        data = None
-    if not isinstance(data, dict):
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-        data = {"error": "unexpected_response", "message": text[:500]}
-    cls = _BY_CODE.get(str(data.get("error"))) or _BY_STATUS.get(status, ServiceError)
-    return cls(status, str(data.get("error", "")), str(data.get("message", "")), data.get("request_id"))
+# What a failed call may raise that is worth another attempt besides a 5xx answer (``segments``).
+TRANSIENT: tuple[type[BaseException], ...] = (httpx.TransportError, TimeoutError, ConnectionError)
 
 
 def request_body(input_uri: str, output_uri: str, mode: str = "anaglyph", **options: Any) -> dict[str, Any]:
@@ -174,6 +132,7 @@ class HttpClient:
         return self.convert(input_uri, output_uri, **options)
 
     depth_location = staticmethod(default_depth_location)
+    transient = TRANSIENT  # what ``convert_segments`` retries besides a 5xx
 
     def invoke(self, body: dict[str, Any]) -> dict[str, Any]:
         response = httpx.post(f"{self.base_url}/invocations", json=body, timeout=self.timeout)
@@ -284,31 +243,13 @@ class SageMakerClient:
 
 def _failure(body: bytes) -> ConversionError:
     """SageMaker's failure object holds the container's error answer (status unknown to us: take it
-    from the body's error code when it is one of the service's)."""
-    by_code = {
-        "bad_request": 400,
-        "s3_access_denied": 403,
-        "input_not_found": 404,
-        "segment_too_large": 413,
-        "invalid_video": 422,
-        "invalid_depth": 422,
-        "depth_mismatch": 422,
-        "output_exists": 409,
-        "deadline_exceeded": 504,
-        "insufficient_gpu_memory": 507,
-        "gpu_failed": 503,
-        "shutting_down": 503,
-        "non_finite_output": 500,
-        "s3_unavailable": 502,
-        "not_ready": 503,
-        "weights_missing": 503,
-    }
+    from the body's error code, by the service's own table, ``errors.status_of``)."""
     try:
         data = json.loads(body)
     except json.JSONDecodeError:
         data = {}
-    status = by_code.get(str(data.get("error", "")) if isinstance(data, dict) else "", 500)
-    return error_from(status, body)
+    code = str(data.get("error", "")) if isinstance(data, dict) else ""
+    return error_from(status_of(code) or 500, body)
 
 
 class SageMakerAsyncBackend:
@@ -333,160 +274,3 @@ class SageMakerAsyncBackend:
         return self._invoke(request_body(input_uri, output_uri, mode, **options))
 
     depth_location = staticmethod(default_depth_location)
-
-
-class SegmentBackend(Protocol):
-    """What ``convert_segments`` needs: ``HttpClient``, ``SageMakerClient.async_backend(...)`` or
-    ``stereocrafter.long.LocalBackend`` (local files, one machine)."""
-
-    def depth(self, source: Any, depth_output: str, **options: Any) -> dict[str, Any]: ...
-
-    def stereo(self, source: Any, output: str, **options: Any) -> dict[str, Any]: ...
-
-    def depth_location(self, index: int, output: str) -> str: ...
-
-
-# Options of a segment conversion that the depth task takes too (the rest are the stereo task's).
-DEPTH_TASK_OPTIONS = ("preset", "seed")
-
-
-@dataclass
-class SegmentOutcome:
-    """One segment of ``convert_segments``: its depth summary, its stereo result, or its error."""
-
-    index: int
-    source: Any
-    output: str
-    depth_uri: str
-    depth: dict[str, Any] | None = None  # the depth task's answer
-    result: dict[str, Any] | None = None  # the stereo task's answer
-    error: str | None = None
-    error_code: str | None = None
-    stage: str | None = None  # "depth" or "stereo": where it failed
-    attempts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.result is not None
-
-
-@dataclass
-class SegmentsResult:
-    segments: list[SegmentOutcome]
-    alignment: Alignment
-
-    @property
-    def failed(self) -> list[int]:
-        """Indices of the segments without a stereo result (a plan has none: see ``depth``)."""
-        return [s.index for s in self.segments if s.error is not None]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "failed": self.failed,
-            "alignment": self.alignment.as_dict(),
-            "segments": [
-                {"index": s.index, "output": s.output, "depth_uri": s.depth_uri, "ok": s.ok, "error": s.error,
-                 "error_code": s.error_code, "stage": s.stage, "attempts": s.attempts}
-                for s in self.segments
-            ],
-        }  # fmt: skip
-
-
-def retryable(err: BaseException) -> bool:
-    """Worth another attempt: the service or the network failed, not the request (5xx, no answer)."""
-    if isinstance(err, ConversionError):  # not 507: the same segment needs the same memory
-        return err.status >= 500 and err.status != 507
-    return isinstance(err, httpx.TransportError | TimeoutError | ConnectionError)
-
-
-def _attempt(
-    outcome: SegmentOutcome, stage: str, call: Callable[[], dict[str, Any]], retries: int, backoff: float,
-    log: Callable[[str], None],
-) -> dict[str, Any] | None:  # fmt: skip
-    for attempt in range(1, retries + 2):
-        outcome.attempts[stage] = attempt
-        try:
-            return call()
-        except Exception as err:  # every failure is reported by index; none stops the others
-            again = retryable(err) and attempt <= retries
-            log(
-                f"segment {outcome.index}: {stage} attempt {attempt} failed: {err}"
-                + ("; retrying" if again else "")
-            )
-            if not again:
-                outcome.error, outcome.stage = f"{type(err).__name__}: {err}", stage
-                outcome.error_code = err.code if isinstance(err, ConversionError) else None
-                return None
-            time.sleep(backoff * 2 ** (attempt - 1))
-    return None  # pragma: no cover - the loop returns
-
-
-def convert_segments(
-    segments: Sequence[tuple[Any, str]],
-    backend: SegmentBackend,
-    *,
-    mode: str = "anaglyph",
-    max_concurrency: int = 4,
-    retries: int = 2,
-    backoff: float = 2.0,
-    robust: bool = True,
-    extrapolate: bool = True,
-    plan_only: bool = False,
-    depth_uris: Sequence[str] | None = None,
-    log: Callable[[str], None] | None = None,
-    **options: Any,
-) -> SegmentsResult:
-    """Convert a long video's segments ((input, output) pairs, in playback order) with one depth
-    scale across them.
-
-    1. Depth tasks, ``max_concurrency`` at a time: each segment's raw depth is stored (beside its
-       output unless ``depth_uris`` says where) and its statistics and thumbnails come back.
-    2. ``stereocrafter.align.align``: per boundary a robust affine fit (or a scene cut, not
-       chained), maps chained from each shot's middle segment, one range per shot.
-    3. Stereo tasks, ``max_concurrency`` at a time, each with its stored depth (no second depth
-       pass), its map and its shot's range. Skipped with ``plan_only`` (``plan_segments``).
-
-    ``robust`` and ``extrapolate``: see ``stereocrafter.align.align``. ``options`` go to the
-    stereo tasks (``preset`` and ``seed`` to the depth tasks too). A failed
-    task is retried ``retries`` times when the service or the network failed (5xx, no answer),
-    with exponential ``backoff``; a segment that still fails is reported by index in the result
-    (its neighbours' boundaries are not chained through it) and the others go on.
-    """
-    if max_concurrency < 1 or retries < 0:
-        raise ValueError("max_concurrency must be >= 1 and retries >= 0")
-    if depth_uris is not None and len(depth_uris) != len(segments):
-        raise ValueError("depth_uris must name one location per segment")
-    say = log or (lambda message: None)
-    outcomes = [
-        SegmentOutcome(i, source, output, depth_uris[i] if depth_uris else backend.depth_location(i, output))
-        for i, (source, output) in enumerate(segments)
-    ]
-    depth_options = {k: v for k, v in options.items() if k in DEPTH_TASK_OPTIONS}
-
-    def depth(o: SegmentOutcome) -> None:
-        o.depth = _attempt(o, "depth", lambda: backend.depth(o.source, o.depth_uri, **depth_options),
-                           retries, backoff, say)  # fmt: skip
-
-    with ThreadPoolExecutor(max_concurrency) as pool:
-        list(pool.map(depth, outcomes))
-    alignment = align([o.depth for o in outcomes], robust=robust, extrapolate=extrapolate)
-    if plan_only:
-        return SegmentsResult(outcomes, alignment)
-
-    def stereo(o: SegmentOutcome) -> None:
-        fields = {**options, "mode": mode, "depth_uri": o.depth_uri, **alignment.request_fields(o.index)}
-        o.result = _attempt(
-            o, "stereo", lambda: backend.stereo(o.source, o.output, **fields), retries, backoff, say
-        )
-
-    with ThreadPoolExecutor(max_concurrency) as pool:
-        list(pool.map(stereo, [o for o in outcomes if o.depth is not None]))
-    return SegmentsResult(outcomes, alignment)
-
-
-def plan_segments(
-    segments: Sequence[tuple[Any, str]], backend: SegmentBackend, **kwargs: Any
-) -> SegmentsResult:
-    """The depth tasks and the alignment only (no stereo task); ``result.alignment.table()`` shows
-    the fits, cuts, maps and ranges ``convert_segments`` would use."""
-    return convert_segments(segments, backend, plan_only=True, **kwargs)

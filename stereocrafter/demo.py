@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from stereocrafter.client import HttpClient
     from stereocrafter.loading import TINY_WEIGHTS_MARKER
+    from stereocrafter.media.video_io import probe
     from stereocrafter.testing import make_tiny_weights, write_sample_clip
-    from stereocrafter.video_io import probe
 
     work = args.directory.resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -16,13 +16,12 @@ from stereocrafter.settings import Settings
 
 
 def _versions() -> str:
-    import av
     import torch
 
+    from stereocrafter.media.video_io import library_versions
+
     cuda = torch.version.cuda or "none"
-    libav = av.library_versions.get("libavcodec", ())
-    ffmpeg = ".".join(str(v) for v in libav) if libav else "?"
-    return f"torch {torch.__version__} (CUDA {cuda}), PyAV {av.__version__} (libavcodec {ffmpeg})"
+    return f"torch {torch.__version__} (CUDA {cuda}), {library_versions()}"
 
 
 def _device(settings: Settings) -> tuple[str, float | None]:
@@ -64,7 +63,7 @@ def _weights(weights_dir: Path, list_missing: bool) -> list[str]:
 
 
 def _download(settings: Settings) -> str:
-    from stereocrafter.weights import download_plan
+    from stereocrafter.serving.weights import download_plan
 
     plan = download_plan()
     files = sum(len(patterns) - 1 for patterns in plan.values())  # minus the test-weights marker

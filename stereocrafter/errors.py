@@ -1,11 +1,16 @@
 """Error types of the converter, each with the meaning a caller can act on.
 
 Every error carries a stable machine-readable ``code`` and the HTTP ``status`` the service answers
-with, so the service layer maps errors to responses without a table of its own. This module imports
+with, so the service layer maps errors to responses without a table of its own. The caller's side
+(``ConversionError`` and its subclasses, re-exported by ``stereocrafter.client``) is declared here
+too, from the same classes, so the code -> class -> status table exists once. This module imports
 nothing heavy (no torch, no PyAV): the service and the client import it freely.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 
 class StereoCrafterError(Exception):
@@ -195,3 +200,163 @@ class MethodNotAllowedError(StereoCrafterError):
 
     code = "method_not_allowed"
     status = 405
+
+
+# What a caller sees (``stereocrafter.client``, ``stereocrafter.segments``): one exception type per
+# meaning a caller acts on, each standing for the service errors above that share that meaning.
+# The code -> class -> status table is built from these declarations, so a new service error that
+# no caller type stands for fails ``tests/test_client.py``, not a caller in production.
+
+
+class ConversionError(Exception):
+    """The service refused or failed the conversion: ``status`` (HTTP), ``code`` (the service's
+    error code), ``message`` and ``request_id`` (the service log's key)."""
+
+    stands_for: tuple[type[StereoCrafterError], ...] = ()
+
+    def __init__(self, status: int, code: str, message: str, request_id: str | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message, self.request_id = status, code, message, request_id
+
+
+class BadRequest(ConversionError):
+    """400: malformed request, bad mode or URI (or a route or method the service does not serve)."""
+
+    stands_for: tuple[type[StereoCrafterError], ...] = (
+        BadRequestError,
+        RouteNotFoundError,
+        MethodNotAllowedError,
+    )
+
+
+class AccessDenied(ConversionError):
+    """403: the service may not read the input or write the output."""
+
+    stands_for = (S3AccessDeniedError,)
+
+
+class InputNotFound(ConversionError):
+    """404: no input object."""
+
+    stands_for = (InputNotFoundError,)
+
+
+class SegmentTooLarge(ConversionError):
+    """413: over the configured bytes, frames or resolution."""
+
+    stands_for = (LimitExceededError,)
+
+
+class RequestTooLarge(BadRequest):
+    """413 body_too_large: the request body itself is over the service's limit (64 KiB)."""
+
+    stands_for = (BodyTooLargeError,)
+
+
+class InvalidDepth(ConversionError):
+    """422 invalid_depth / depth_mismatch: a ``depth_uri`` that is damaged or from another segment."""
+
+    stands_for = (InvalidDepthError, DepthMismatchError)
+
+
+class OutputExists(ConversionError):
+    """409: ``overwrite=False`` and an object is already at the output URI (nothing was written)."""
+
+    stands_for = (OutputExistsError,)
+
+
+class InvalidVideo(ConversionError):
+    """422: the input is not a decodable video."""
+
+    stands_for = (VideoDecodeError,)
+
+
+class StorageUnavailable(ConversionError):
+    """502: S3 failed or could not be reached."""
+
+    stands_for = (S3UnavailableError,)
+
+
+class ServiceNotReady(ConversionError):
+    """503: models still loading, failed, no weights configured, no GPU, or the service is stopping:
+    retry later or elsewhere."""
+
+    stands_for: tuple[type[StereoCrafterError], ...] = (
+        NotReadyError,
+        WeightsMissingError,
+        ServiceStoppingError,
+        DeviceUnavailableError,
+    )
+
+
+class GpuFailed(ServiceNotReady):
+    """503 gpu_failed: the instance's GPU failed during this job; it marked itself unhealthy."""
+
+    stands_for = (GpuFailedError,)
+
+
+class DeadlineExceeded(ConversionError):
+    """504 deadline_exceeded: the job passed its deadline and was stopped; nothing was written."""
+
+    stands_for = (DeadlineExceededError,)
+
+
+class InsufficientGpuMemory(ConversionError):
+    """507 insufficient_gpu_memory: the segment needs more GPU memory than the instance has; try
+    the fast preset, a smaller tile_num, or a shorter or smaller segment."""
+
+    stands_for = (InsufficientGpuMemoryError,)
+
+
+class ServiceError(ConversionError):
+    """500 or any other unexpected status."""
+
+    stands_for = (StereoCrafterError, VideoEncodeError, StitchError, NonFiniteOutputError)
+
+
+def _subclasses(cls: type[Any]) -> list[type[Any]]:
+    found: list[type[Any]] = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+# Every error the service answers with, by code; and the caller's type for each code.
+_SERVED: list[type[StereoCrafterError]] = [StereoCrafterError, *_subclasses(StereoCrafterError)]
+_CALLERS: list[type[ConversionError]] = _subclasses(ConversionError)
+SERVICE_ERRORS: dict[str, type[StereoCrafterError]] = {cls.code: cls for cls in _SERVED}
+CALLER_ERRORS: dict[str, type[ConversionError]] = {
+    served.code: caller for caller in _CALLERS for served in caller.stands_for
+}
+# An answer without a code of the service's (a gateway's, a proxy's) is typed by its status alone.
+_BY_STATUS: dict[int, type[ConversionError]] = {
+    400: BadRequest,
+    403: AccessDenied,
+    404: InputNotFound,
+    409: OutputExists,
+    413: SegmentTooLarge,
+    422: InvalidVideo,
+    502: StorageUnavailable,
+    503: ServiceNotReady,
+    507: InsufficientGpuMemory,
+}
+
+
+def status_of(code: str) -> int | None:
+    """The HTTP status the service answers ``code`` with (None: not one of its codes)."""
+    served = SERVICE_ERRORS.get(code)
+    return served.status if served is not None else None
+
+
+def error_from(status: int, body: bytes | str) -> ConversionError:
+    """The caller's typed error for a non-200 answer (the body is the service's JSON error, or
+    anything): by the service's code where it has one, else by the status."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+        data = {"error": "unexpected_response", "message": text[:500]}
+    cls = CALLER_ERRORS.get(str(data.get("error"))) or _BY_STATUS.get(status, ServiceError)
+    return cls(status, str(data.get("error", "")), str(data.get("message", "")), data.get("request_id"))

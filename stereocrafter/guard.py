@@ -8,7 +8,7 @@ is aborted, nothing is uploaded, the temporary files are removed and the GPU is 
 next job.
 
 Outside the UNets the same check runs in every other phase of a job that can take time (see
-README "The job budget"): ``Every`` in loops (packets counted, depth frames decoded, segments
+docs/service.md "The job budget"): ``Every`` in loops (packets counted, depth frames decoded, segments
 copied), ``call_checked`` around every S3 call and transfer, which run in a daemon thread so
 that a hung socket read cannot hold the job or the process.
 
@@ -24,12 +24,22 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, wait
-from typing import TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from stereocrafter.errors import DeadlineExceededError, ServiceStoppingError
 
+if TYPE_CHECKING:
+    from stereocrafter.settings import Settings
+
 STOPPING = threading.Event()
 T = TypeVar("T")
+
+
+class AsksDeadline(Protocol):
+    """A request that may carry its own deadline (``serving.schemas.InvocationRequest``)."""
+
+    @property
+    def deadline_s(self) -> float | None: ...
 
 
 class Deadline:
@@ -37,6 +47,16 @@ class Deadline:
         self.seconds = seconds
         self.since = time.monotonic() if since is None else since
         self.why = why  # which limit it is, for the message
+
+    @classmethod
+    def for_job(cls, settings: Settings, request: AsksDeadline, arrived: float) -> Deadline:
+        """The job's one budget, counted from its arrival (``time.monotonic()``), the wait in the
+        queue included: the request's ``deadline_s`` or ``STEREOCRAFTER_JOB_TIMEOUT_S``, whichever
+        is shorter. The message names the limit that applied."""
+        budget, why = settings.job_timeout_s, " (STEREOCRAFTER_JOB_TIMEOUT_S)"
+        if request.deadline_s is not None and request.deadline_s < budget:
+            budget, why = request.deadline_s, " (deadline_s)"
+        return cls(budget, since=arrived, why=why)
 
     @property
     def remaining(self) -> float:

@@ -31,8 +31,8 @@ import torch
 from stereocrafter.errors import WeightsMissingError
 
 if TYPE_CHECKING:  # the pipelines import diffusers; keep this module light to import
-    from stereocrafter.depth import DepthCrafterPipeline
-    from stereocrafter.inpainting import StereoInpaintingPipeline
+    from stereocrafter.models.depth import DepthCrafterPipeline
+    from stereocrafter.models.inpainting import StereoInpaintingPipeline
     from stereocrafter.pipeline import StereoConfig, StereoPipeline
 
 logger = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def prepare_unet(unet: Any) -> None:
       window is what set the UNet's peak; chunked, a 110-frame depth window at 1024x576 needs
       9.7 GB of activations instead of 17.5 GB, and the FLOPs are the same (bench/flops.py).
     """
-    from stereocrafter.attention import use_batch_split_attention
+    from stereocrafter.models.attention import use_batch_split_attention
 
     use_batch_split_attention(unet)
     unet.enable_forward_chunking(chunk_size=1, dim=0)
@@ -257,7 +257,7 @@ def load_depth_pipeline(
     default). Raises ``WeightsMissingError`` before loading anything if a file is missing.
     ``svd`` reuses already loaded SVD components (see ``load_stereo_pipeline``)."""
 
-    from stereocrafter.depth import (
+    from stereocrafter.models.depth import (
         DepthCrafterPipeline,
         DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
     )
@@ -286,7 +286,7 @@ def load_inpainting_pipeline(
     ``load_depth_pipeline``). Checks that the UNet takes the 9 input channels the pipeline builds."""
     from diffusers import UNetSpatioTemporalConditionModel
 
-    from stereocrafter.inpainting import StereoInpaintingPipeline
+    from stereocrafter.models.inpainting import StereoInpaintingPipeline
 
     parts = resolve_stage(weights_dir, "inpainting")
     device = torch.device(device)
@@ -364,7 +364,7 @@ def load_stereo_pipeline(
     svd = _load_svd_parts(resolve_stage(weights_dir, "depth"), device, dtype)
     depth = load_depth_pipeline(weights_dir, device=device, dtype=dtype, svd=svd)
     inpainting = load_inpainting_pipeline(weights_dir, device=device, dtype=dtype, svd=svd)
-    pipeline = StereoPipeline(depth, inpainting, config)
+    pipeline = StereoPipeline(depth, inpainting, config, tiny=is_tiny(weights_dir))
     if compile_backend:
         started = time.perf_counter()
         compile_unets(pipeline, compile_backend)

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import av
-
-from stereocrafter.client import SegmentsResult, convert_segments
 from stereocrafter.convert import convert_file, depth_file, segment_info, stored_depth_shape
-from stereocrafter.depthstore import read_depth
 from stereocrafter.errors import StereoCrafterError, StitchError
-from stereocrafter.pipeline import Observer, Progress, StereoPipeline
-from stereocrafter.stitch import StitchResult, stitch
-from stereocrafter.video_io import probe
+from stereocrafter.media.depthstore import read_depth
+from stereocrafter.media.stitch import StitchResult, stitch
+from stereocrafter.media.video_io import MediaError, probe
+from stereocrafter.pipeline import AlignedDepth, Observer, Progress, RunHooks, StereoPipeline
+from stereocrafter.segments import SegmentsResult, convert_segments
 
 MIN_TAIL_FRAMES = 8  # a last segment shorter than this joins the one before it
 
@@ -87,7 +85,7 @@ class LocalBackend:
                 source.path,
                 depth_output,
                 frames=(source.start, source.count),
-                progress=self.progress,
+                hooks=RunHooks(progress=self.progress),
             )
         return {
             "task": "depth",
@@ -104,20 +102,22 @@ class LocalBackend:
             raise TypeError(
                 f"the local backend takes these from its pipeline's config, not {sorted(unknown)}"
             )
-        depth = None
+        raw = None
         if options.get("depth_uri"):
             info = segment_info(source.path, (source.start, source.count))
-            depth = read_depth(options["depth_uri"], stored_depth_shape(info, self.pipeline.config)).depth
-        scale, shift = options.get("depth_scale"), options.get("depth_shift")
-        depth_map = None if scale is None and shift is None else (scale or 1.0, shift or 0.0)
-        low_high = options.get("depth_range")
+            raw = read_depth(options["depth_uri"], stored_depth_shape(info, self.pipeline.config)).depth
+        depth = AlignedDepth.from_fields(
+            raw,
+            depth_scale=options.get("depth_scale"),
+            depth_shift=options.get("depth_shift"),
+            depth_range=options.get("depth_range"),
+        )
         observer = self.observer_factory(source) if self.observer_factory else None
         with self._lock:
             result = convert_file(
                 self.pipeline, source.path, output, mode=options.get("mode", "anaglyph"),
-                progress=self.progress, crf=self.crf, observer=observer,
-                frames=(source.start, source.count), depth=depth, depth_map=depth_map,
-                depth_range=tuple(low_high) if low_high is not None else None,
+                hooks=RunHooks(progress=self.progress, observer=observer), crf=self.crf,
+                frames=(source.start, source.count), depth=depth,
             )  # fmt: skip
         return {"output": output, "frames": result.num_frames, "timings": result.timings}
 
@@ -161,7 +161,7 @@ def convert_long(
             backend.stereo(seg, part, mode=mode)
     try:
         stitched = stitch([part for _, part in pairs], output, audio_from=source)
-    except (StereoCrafterError, ValueError, OSError, av.error.FFmpegError) as err:
+    except (StereoCrafterError, ValueError, OSError, MediaError) as err:
         message = err.message if isinstance(err, StereoCrafterError) else f"{type(err).__name__}: {err}"
         raise StitchError(
             f"stitching the converted segments failed ({message}); they are kept in {workdir}"

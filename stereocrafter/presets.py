@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from stereocrafter.echo import echo
+
 DEFAULT_PRESET = "reference"
 
 PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
@@ -53,7 +55,8 @@ PEAK_GPU_GB_1080P: Mapping[str, float] = MappingProxyType({"reference": 23.2, "f
 
 
 def check_preset(name: str) -> str:
-    """``name`` if it is a preset, else ``ValueError`` listing the names."""
+    """``name`` if it is a preset, else ``ValueError`` listing the names: the one check and message
+    of the request schema, the CLI, the settings and ``StereoConfig``."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+        raise ValueError(f"unknown preset {echo(name, 40)}; choose one of {', '.join(PRESET_NAMES)}")
     return name

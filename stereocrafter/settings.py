@@ -8,7 +8,7 @@ This is the only module that reads ``os.environ``; everything else gets its conf
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,14 +79,20 @@ def _seconds(env: Mapping[str, str], name: str, default: float, high: float = 36
     return value
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the environment once (see ``Settings`` for the variables and defaults)."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, default_device: Callable[[], str] | None = None
+) -> Settings:
+    """Read the environment once (see ``Settings`` for the variables and defaults).
+
+    Without ``STEREOCRAFTER_DEVICE``, the device is ``default_device()`` (``serving.gpu.default_device``:
+    cuda when torch sees a GPU). The caller passes it because this module imports no torch; a caller
+    that passes none must set the variable."""
     env = os.environ if environ is None else environ
     device = env.get("STEREOCRAFTER_DEVICE", "").strip().lower()
     if not device:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if default_device is None:
+            raise ValueError("STEREOCRAFTER_DEVICE is not set and no default device was given")
+        device = default_device()
     if device not in ("cpu", "cuda"):
         raise ValueError(f"STEREOCRAFTER_DEVICE must be cpu or cuda, got {device!r}")
     work_dir = env.get("STEREOCRAFTER_WORK_DIR", "").strip()

@@ -105,7 +105,7 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
     from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from stereocrafter.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
+    from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
 
     root = Path(root)
     svd = root / SVD_REPO
@@ -160,7 +160,7 @@ def write_sample_clip(
     """A short synthetic clip for demos: a bright disc moving over a textured background."""
     import numpy as np
 
-    from stereocrafter.video_io import VideoWriter
+    from stereocrafter.media.encode import VideoWriter
 
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     path = Path(path)

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from stereocrafter.client import SegmentsResult, convert_segments
-from stereocrafter.depth import FrameSource
 from stereocrafter.long import LocalBackend, LocalSegment
+from stereocrafter.models.depth import FrameSource
 from stereocrafter.pipeline import StereoPipeline
-from stereocrafter.splatting import disparity_from_depth
+from stereocrafter.stereo.splatting import disparity_from_depth
 
 
 def true_depth(t: int, n: int, height: int, width: int, cut_at: int | None) -> np.ndarray:

@@ -7,6 +7,7 @@ optional audio, rotation metadata and colour tags.
 
 from __future__ import annotations
 
+import json
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -100,3 +101,23 @@ def audio_duration(path: Path) -> float:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def depth_bomb(path: Path, frames: int, size: int, tag: dict) -> Path:
+    """``frames`` flat ``size`` x ``size`` 16-bit frames: a few KB on disk, ``frames`` x
+    ``size``² x 2 bytes decoded. One frame is encoded and its packet repeated (FFV1 frames are
+    all key frames), so making it costs nothing either."""
+    with av.open(str(path), mode="w", format="matroska") as out:
+        out.metadata["STEREOCRAFTER_DEPTH"] = json.dumps(tag)
+        stream = out.add_stream("ffv1", rate=24, options={"level": "3", "g": "1"})
+        stream.width = stream.height = size
+        stream.pix_fmt = "gray16le"
+        frame = av.VideoFrame.from_ndarray(np.zeros((size, size), dtype=np.uint16), format="gray16le")
+        frame.pts, frame.time_base = 0, Fraction(1, 24)
+        encoded = [bytes(p) for p in stream.encode(frame)] + [bytes(p) for p in stream.encode(None)]
+        for t in range(frames):
+            packet = av.Packet(encoded[0])
+            packet.pts = packet.dts = t
+            packet.time_base, packet.stream, packet.is_keyframe = Fraction(1, 24), stream, True
+            out.mux(packet)
+    return path

@@ -2,7 +2,7 @@
 
 Written for the tests only: it holds the whole clip's embeddings and latents at once, encodes
 everything up front and decodes at the end, exactly in the reference's order. The streaming
-pipeline in ``stereocrafter.depth`` must produce the same numbers from the same components and
+pipeline in ``stereocrafter.models.depth`` must produce the same numbers from the same components and
 the same initial noise (noise augmentation off, since the two draw it in different orders).
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-from stereocrafter.attention import CUDA_GRID_LIMIT, BatchSplitAttnProcessor, use_batch_split_attention
+from stereocrafter.models.attention import CUDA_GRID_LIMIT, BatchSplitAttnProcessor, use_batch_split_attention
 
 
 def test_a_1080p_shaped_temporal_batch_is_split_and_equal() -> None:

@@ -187,3 +187,78 @@ def test_gpu_and_deadline_errors_are_typed() -> None:
     assert not retryable(
         error_from(507, body("insufficient_gpu_memory"))
     )  # the same segment, the same memory
+
+
+def _every_service_error() -> dict[str, type[Exception]]:
+    """Every error code the service can answer with: the ``StereoCrafterError`` subclasses of every
+    module the service imports (imported here first, so one declared outside ``errors`` counts)."""
+    import importlib
+    import pkgutil
+
+    import stereocrafter
+    from stereocrafter.errors import StereoCrafterError
+
+    for module in pkgutil.walk_packages(stereocrafter.__path__, "stereocrafter."):
+        if module.name not in ("stereocrafter.demo", "stereocrafter.testing"):
+            importlib.import_module(module.name)
+    found: dict[str, type[Exception]] = {}
+    pending = [StereoCrafterError]
+    while pending:
+        cls = pending.pop()
+        assert found.setdefault(cls.code, cls) is cls, f"two errors answer with the code {cls.code}"
+        pending += cls.__subclasses__()
+    return found
+
+
+def test_every_error_code_the_service_answers_maps_to_one_client_exception() -> None:
+    """The code -> class -> status table exists once (``errors``): each code the service can answer
+    is typed by exactly one client exception, that keeps the status, over HTTP and through
+    SageMaker's asynchronous failure object (which carries no status)."""
+    from stereocrafter.client import ConversionError, _failure
+    from stereocrafter.errors import CALLER_ERRORS
+
+    served = _every_service_error()
+    assert len(served) >= 20
+    claimed: dict[str, list[str]] = {}
+    for caller in _subclasses(ConversionError):
+        for error in caller.stands_for:
+            claimed.setdefault(error.code, []).append(caller.__name__)
+    assert {code: names for code, names in claimed.items() if len(names) > 1} == {}
+    for code, error in served.items():
+        body = json.dumps({"error": code, "message": "m", "request_id": "r"}).encode()
+        status = error.status  # type: ignore[attr-defined]
+        typed = error_from(status, body)
+        assert type(typed) is CALLER_ERRORS[code] and error in type(typed).stands_for, code
+        assert (typed.status, typed.code, typed.request_id) == (status, code, "r")
+        via_sagemaker = _failure(body)
+        assert type(via_sagemaker) is type(typed) and via_sagemaker.status == status, code
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+def test_the_client_imports_and_works_without_torch() -> None:
+    """The video-worker installs the client alone: importing ``stereocrafter.client`` and typing
+    an answer must not need torch, PyAV or the diffusion libraries (blocked in the subprocess)."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "av", "diffusers", "transformers"}:
+            raise ImportError(f"{name} is blocked: the client must work without it")
+        return None
+
+sys.meta_path.insert(0, Blocked())
+from stereocrafter import client
+err = client.error_from(504, b'{"error": "deadline_exceeded", "message": "m", "request_id": "r"}')
+assert isinstance(err, client.DeadlineExceeded) and err.status == 504
+assert callable(client.convert_segments) and client.HttpClient("http://127.0.0.1:9").ping(0.2) is False
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereocrafter.compose import (
+from stereocrafter.stereo.compose import (
     DUBOIS_LEFT,
     DUBOIS_RIGHT,
     MODES,

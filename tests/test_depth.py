@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 
-from stereocrafter.depth import (
+from stereocrafter.models.depth import (
     DepthCrafterPipeline,
     WindowState,
     normalize_depth,

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stereocrafter.bounds import MAX_DEPTH_VALUE
-from stereocrafter.depth import resize_depth
 from stereocrafter.errors import BadRequestError
-from stereocrafter.pipeline import common_scale, normalise
-from stereocrafter.schemas import parse_invocation
-from stereocrafter.splatting import disparity_from_depth, forward_splat
+from stereocrafter.models.depth import resize_depth
+from stereocrafter.pipeline import AlignedDepth, common_scale, normalise
+from stereocrafter.serving.schemas import parse_invocation
+from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat
 
 BASE = {"s3_input_uri": "s3://inbox/a.mp4", "s3_output_uri": "s3://outbox/a.mp4"}
 
@@ -56,7 +56,13 @@ def test_every_accepted_request_normalises_without_nan(
     except BadRequestError:
         return  # refused with a 400: nothing to run
     stored = torch.tensor(raw, dtype=torch.float32).reshape(2, 1, 1, 3)  # (T, 1, h, w) raw depth
-    mapped, low, high = common_scale(stored, request.depth_map, request.depth_range)
+    aligned = AlignedDepth.from_fields(
+        stored,
+        depth_scale=request.depth_scale,
+        depth_shift=request.depth_shift,
+        depth_range=request.depth_range,
+    )
+    mapped, low, high = common_scale(stored, aligned)
     depth = resize_depth(normalise(mapped, low, high), (2, 5)).clamp(0, 1)
     disparity = disparity_from_depth(depth, request.max_disp)
     assert torch.isfinite(depth).all() and torch.isfinite(disparity).all(), (low, high, depth)

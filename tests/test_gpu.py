@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from stereocrafter.errors import DeadlineExceededError, DeviceUnavailableError, NonFiniteOutputError
-from stereocrafter.faults import Faults
-from stereocrafter.gpu import check_device, classify, device_lines
 from stereocrafter.guard import Deadline
-from stereocrafter.pipeline import StereoConfig, StereoPipeline
+from stereocrafter.pipeline import RunHooks, StereoConfig, StereoPipeline
+from stereocrafter.serving.faults import Faults
+from stereocrafter.serving.gpu import check_device, classify, device_lines
 
 
 def test_cuda_asked_for_without_a_device_is_an_error_not_the_cpu() -> None:
@@ -105,7 +105,8 @@ def test_a_deadline_stops_the_pipeline_at_the_next_unet_call(depth_pipeline, inp
 
     written: list[object] = []
     with pytest.raises(DeadlineExceededError, match=r"deadline of 0 s \(test\)"):
-        pipeline.run(lambda: iter([frames]), written.append, num_frames=8, width=48, height=32, check=check)
+        pipeline.run(lambda: iter([frames]), written.append, num_frames=8, width=48, height=32,
+                     hooks=RunHooks(check=check))  # fmt: skip
     assert len(calls) == 3 and written == []  # stopped inside the depth stage, nothing composed
 
 
@@ -126,7 +127,7 @@ def test_the_check_also_runs_before_every_vae_decode(depth_pipeline, inpainting_
     ]
     try:
         pipeline.run(lambda: iter([frames]), lambda _: None, num_frames=8, width=48, height=32,
-                     check=lambda: events.append("C"))  # fmt: skip
+                     hooks=RunHooks(check=lambda: events.append("C")))  # fmt: skip
     finally:
         for hook in hooks:
             hook.remove()
@@ -165,7 +166,7 @@ def test_a_stop_during_the_final_encode_leaves_no_file(depth_pipeline, inpaintin
     out = tmp_path / "out" / "sbs.mp4"
     out.parent.mkdir()
     with pytest.raises(DeadlineExceededError, match=r"\(test\)"):
-        convert_file(pipeline, source, out, mode="sbs", observer=LastChunk(), check=check)
+        convert_file(pipeline, source, out, mode="sbs", hooks=RunHooks(observer=LastChunk(), check=check))
     assert not out.exists()
     deadline = time.monotonic() + 30  # the abandoned finish ends in its thread and removes its file
     while list(out.parent.iterdir()) and time.monotonic() < deadline:
@@ -174,7 +175,7 @@ def test_a_stop_during_the_final_encode_leaves_no_file(depth_pipeline, inpaintin
 
 
 def test_one_slot_per_visible_gpu() -> None:
-    from stereocrafter.gpu import slot_devices
+    from stereocrafter.serving.gpu import slot_devices
 
     assert slot_devices("cuda", None, gpu_count=4) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
     assert slot_devices("cuda", 2, gpu_count=8) == ["cuda:0", "cuda:1"]
@@ -191,7 +192,7 @@ def test_one_slot_per_visible_gpu() -> None:
 def test_the_pool_gives_each_job_a_free_slot() -> None:
     import threading
 
-    from stereocrafter.pool import PipelinePool, Slot
+    from stereocrafter.serving.pool import PipelinePool, Slot
 
     pool = PipelinePool([Slot(0, "cuda:0", "p0"), Slot(1, "cuda:1", "p1")])
     held: list[int] = []

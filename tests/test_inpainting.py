@@ -11,15 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stereocrafter.inpainting import (
+from stereocrafter.loading import DEPTH_REPO, INPAINTING_REPO, load_inpainting_pipeline
+from stereocrafter.models.inpainting import (
     StereoInpaintingPipeline,
     assemble_tiles,
     decode_start,
     plan_chunks,
     tile_layout,
 )
-from stereocrafter.loading import DEPTH_REPO, INPAINTING_REPO, load_inpainting_pipeline
-from stereocrafter.svd import VAE_ENCODE_BATCH
+from stereocrafter.models.svd import VAE_ENCODE_BATCH
 
 
 def inputs(t: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

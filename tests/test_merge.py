@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereocrafter.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
+from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
 
 
 def holes(t: int, h: int, w: int, points: list[tuple[int, int]]) -> torch.Tensor:

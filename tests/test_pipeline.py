@@ -1,4 +1,4 @@
-"""End to end: video file -> StereoPipeline (tiny weights, CPU) -> stereo video file; and the CLI."""
+"""End to end: video file -> StereoPipeline (tiny weights, CPU) -> stereo video file (CLI: test_cli.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from stereocrafter.cli import main as cli_main
 from stereocrafter.convert import convert_file
-from stereocrafter.pipeline import SequentialFrames, StereoConfig, StereoPipeline
-from stereocrafter.video_io import iter_frames, probe
+from stereocrafter.media.video_io import iter_frames, probe
+from stereocrafter.pipeline import RunHooks, SequentialFrames, StereoConfig, StereoPipeline
 from tests.media import audio_duration, make_video, scene_frames
 
 FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
@@ -39,7 +38,8 @@ def test_end_to_end_file(
 ) -> None:
     out = tmp_path / f"out_{mode}.mp4"
     stages: list[str] = []
-    result = convert_file(stereo, clip_with_audio, out, mode=mode, progress=lambda s, d, t: stages.append(s))
+    hooks = RunHooks(progress=lambda s, d, t: stages.append(s))
+    result = convert_file(stereo, clip_with_audio, out, mode=mode, hooks=hooks)
     info = probe(out)
     assert (info.width, info.height) == size == (result.width, result.height)
     assert info.num_frames == 26 == result.num_frames
@@ -151,7 +151,7 @@ def test_fast_keeps_every_non_hole_pixel_of_the_splat(
     right view is the splat exactly wherever the grown-hole weight is 0, and the inpaint on every
     hole pixel."""
     import stereocrafter.pipeline as pipeline_module
-    from stereocrafter.compose import to_uint8
+    from stereocrafter.stereo.compose import to_uint8
 
     seen: list[tuple[torch.Tensor, ...]] = []
     real_weights, real_merge = pipeline_module.hole_weights, pipeline_module.merge_right_view
@@ -228,146 +228,6 @@ def test_debug_grid(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Pat
     assert np.mean(np.abs(depth[..., 0] - depth[..., 2])) > 40
 
 
-# --- the command line ------------------------------------------------------------------------
-
-
-def test_cli_convert(
-    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    out = tmp_path / "cli.mp4"
-    weights = ["--weights-dir", str(tiny_weights)]
-    code = cli_main(
-        ["convert", str(clip_with_audio), str(out), "--mode", "sbs", *weights, "--device", "cpu", "-q"]
-    )
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "192x64, 26 frames at 30000/1001 fps, audio kept" in printed
-    assert "tiny random test weights" in printed  # never presented as a real conversion
-    assert probe(out).num_frames == 26
-
-
-def test_cli_preset(
-    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    monkeypatch.setenv("STEREOCRAFTER_DEPTH_STEPS", "1")
-    monkeypatch.setenv("STEREOCRAFTER_INPAINT_STEPS", "1")
-    args = ["convert", str(clip_with_audio), "--weights-dir", str(tiny_weights), "--device", "cpu", "-q"]
-    assert cli_main([*args[:2], str(tmp_path / "fast.mp4"), *args[2:], "--preset", "fast"]) == 0
-    assert "(fast preset)" in capsys.readouterr().out
-    assert probe(tmp_path / "fast.mp4").num_frames == 26
-    assert cli_main([*args[:2], str(tmp_path / "x.mp4"), *args[2:], "--preset", "turbo"]) == 2
-    err = capsys.readouterr().err
-    assert err.strip() == "stereocrafter: error: unknown preset 'turbo'; choose one of reference, fast"
-    assert not (tmp_path / "x.mp4").exists()
-
-
-@pytest.fixture
-def loads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Counts model loads by the CLI (a spy around the real loader)."""
-    import stereocrafter.loading as loading
-
-    calls: list[object] = []
-    real = loading.load_stereo_pipeline
-
-    def counting(*args: object, **kwargs: object) -> object:
-        calls.append(args)
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(loading, "load_stereo_pipeline", counting)
-    return calls
-
-
-def truncated_copy(tmp_path: Path) -> Path:
-    """A 120-frame MP4 with its index in front, cut at 70%: the header still says 120 frames."""
-    from stereocrafter.video_io import VideoWriter
-
-    whole = tmp_path / "whole.mp4"
-    with VideoWriter(whole, fps=24, width=64, height=48) as writer:
-        writer.write(scene_frames(120, 64, 48))
-    data = whole.read_bytes()
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: int(len(data) * 0.7)])
-    return cut
-
-
-def run_cli(argv: list[str]) -> int:
-    """The CLI's exit status, argparse's own exits included."""
-    try:
-        return cli_main(argv)
-    except SystemExit as done:
-        return int(done.code or 0)
-
-
-MISSING_DIR = "folder {tmp}/no/dir of the output does not exist"
-CLI_USER_ERRORS = [
-    ("output folder missing", ["{clip}", "{tmp}/no/dir/o.mp4"], MISSING_DIR),
-    (
-        "grid folder missing",
-        ["{clip}", "{tmp}/o.mp4", "--save-grid", "{tmp}/no/g.mp4"],
-        "of the grid does not",
-    ),
-    ("crf out of range", ["{clip}", "{tmp}/o.mp4", "--crf", "99"], "--crf must be in 0-51, got 99"),
-    ("negative max_disp", ["{clip}", "{tmp}/o.mp4", "--max-disp", "-5"], "--max-disp must be in 0-200"),
-    ("unsupported suffix", ["{clip}", "{tmp}/o.txt2"], "has the suffix '.txt2'"),
-    ("output is a folder", ["{clip}", "{tmp}"], "is a directory"),
-    ("output is the input", ["{clip}", "{clip}"], "must differ from the input"),
-    ("truncated input", ["{cut}", "{tmp}/o.mp4"], "truncated video: "),
-    ("unknown preset", ["{clip}", "{tmp}/o.mp4", "--preset", "turbo"], "unknown preset 'turbo'"),
-    ("bad tile count", ["{clip}", "{tmp}/o.mp4", "--tile-num", "3"], "--tile-num: invalid choice"),
-    ("missing argument", ["{clip}"], "the following arguments are required: output"),
-]
-
-
-@pytest.mark.parametrize(("case", "args", "message"), CLI_USER_ERRORS, ids=[c[0] for c in CLI_USER_ERRORS])
-def test_cli_user_errors_are_one_line_before_any_model_loads(
-    case: str,
-    args: list[str],
-    message: str,
-    clip_with_audio: Path,
-    tmp_path: Path,
-    tiny_weights: Path,
-    loads: list[object],
-    capsys: pytest.CaptureFixture,
-) -> None:
-    values = {"clip": str(clip_with_audio), "tmp": str(tmp_path), "cut": ""}
-    if "{cut}" in args:
-        values["cut"] = str(truncated_copy(tmp_path))
-    argv = ["convert", *(a.format(**values) for a in args), "--weights-dir", str(tiny_weights), "-q"]
-    code = run_cli(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.count("\n") == 1 and err.startswith("stereocrafter: error: "), err
-    assert message.format(**values) in err and "Traceback" not in err
-    assert loads == []  # nothing was loaded
-    assert not (tmp_path / "o.mp4").exists()
-
-
-def test_cli_bad_environment_and_missing_weights_are_one_short_line(
-    clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = str(tmp_path / "o.mp4")
-    monkeypatch.setenv("STEREOCRAFTER_PRESET", "turbo")
-    assert run_cli(["convert", str(clip_with_audio), out, "-q"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown preset 'turbo'" in err
-    monkeypatch.delenv("STEREOCRAFTER_PRESET")
-    assert run_cli(["convert", str(clip_with_audio), out, "--weights-dir", str(tmp_path), "-q"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "6 components" in err and len(err) < 400 and "doctor" in err
-
-
-def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert cli_main(["doctor", "--weights-dir", str(tiny_weights), "--preset", "fast"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("device: ") and "torch " in out[1] and "PyAV" in out[1]
-    assert "complete" in out[2] and "TINY RANDOM" in out[2]
-    assert "preset fast needs about 17.4 GB" in out[3] and "download at start-up: no" in out[4]
-    assert cli_main(["doctor", "--weights-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "6 of 6 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
-
-
 def test_progress_is_reported_for_every_frame_of_each_stage(stereo: StereoPipeline) -> None:
     """From 0 at the stage's start to the last frame, one call per frame, in order: a bar's clock
     and rate are the stage's (three depth windows and three inpainting chunks here)."""
@@ -376,65 +236,8 @@ def test_progress_is_reported_for_every_frame_of_each_stage(stereo: StereoPipeli
     pipeline = StereoPipeline(stereo.depth, stereo.inpainting, config)
     reports: list[tuple[str, int, int]] = []
     pipeline.run(lambda: iter([frames]), lambda chunk: None, num_frames=50, width=48, height=32,
-                 mode="sbs", progress=lambda *r: reports.append(r))  # fmt: skip
+                 mode="sbs", hooks=RunHooks(progress=lambda *r: reports.append(r)))  # fmt: skip
     for stage in ("depth", "inpainting"):
         dones = [done for s, done, total in reports if s == stage]
         assert dones == list(range(51)), dones
     assert [s for s, _, _ in reports] == ["depth"] * 51 + ["inpainting"] * 51
-
-
-def test_known_library_messages_are_dropped_and_others_kept(caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-
-    from stereocrafter.thirdparty import quiet_known_messages
-
-    quiet_known_messages()
-    diffusers_log = logging.getLogger("diffusers.models.modeling_utils")
-    transformers_log = logging.getLogger("transformers.utils.import_utils")
-    with caplog.at_level(logging.WARNING):
-        diffusers_log.warning("There are modules in X that should be kept in float32: []. Casting ...")
-        transformers_log.warning(
-            "`CLIPImageProcessor` requires torchvision (not installed); falling back to ..."
-        )
-        diffusers_log.warning("There are modules in X that should be kept in float32: ['norm']. Casting ...")
-        transformers_log.warning("something else entirely")
-    assert [r.getMessage()[:30] for r in caplog.records] == [
-        "There are modules in X that sh",
-        "something else entirely",
-    ]
-
-
-def test_cli_report(
-    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    import json
-
-    from PIL import Image
-
-    monkeypatch.setenv("STEREOCRAFTER_DEPTH_STEPS", "1")
-    monkeypatch.setenv("STEREOCRAFTER_INPAINT_STEPS", "1")
-    report = tmp_path / "clip.report.json"
-    argv = ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--weights-dir", str(tiny_weights)]
-    assert run_cli([*argv, "-q", "--report", str(report)]) == 0
-    assert f"report: {report} and {report.with_suffix('.png')}" in capsys.readouterr().out
-    data = json.loads(report.read_text())
-    assert data["num_frames"] == 26 and len(data["frames"]) == 26 and data["tiny_weights"] is True
-    assert data["seams"] == [23] and data["clip"]["seam_stability"]["seams"] == 1  # chunks [0,23) [6,26)
-    with Image.open(report.with_suffix(".png")) as sheet:
-        assert sheet.size[0] == 988
-    assert run_cli([*argv, "-q", "--report", str(tmp_path / "r.txt")]) == 2
-    assert "must name a .json file" in capsys.readouterr().err
-
-
-def test_cli_clear_errors(tmp_path: Path, clip_with_audio: Path, capsys: pytest.CaptureFixture) -> None:
-    code = cli_main(
-        ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--weights-dir", str(tmp_path), "-q"]
-    )
-    err = capsys.readouterr().err
-    assert code == 2 and "model weights missing" in err and "6 components" in err and "Traceback" not in err
-    bad = tmp_path / "bad.mp4"
-    bad.write_text("not a video")
-    code = cli_main(["convert", str(bad), str(tmp_path / "o.mp4"), "--weights-dir", str(tmp_path), "-q"])
-    assert code == 2 and "not a readable media file" in capsys.readouterr().err
-    assert not (tmp_path / "o.mp4").exists()

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from stereocrafter.echo import ECHO_LIMIT, MESSAGE_LIMIT, bounded, echo, inert
 from stereocrafter.errors import BadRequestError
-from stereocrafter.schemas import MAX_KEY_BYTES, InvocationRequest, S3Location, parse_invocation
+from stereocrafter.locations import MAX_KEY_BYTES, S3Location
+from stereocrafter.serving.schemas import InvocationRequest, parse_invocation
 
 FIELDS = ["s3_input_uri", "s3_output_uri", "mode", "max_disp", "seed", "tile_num", "overwrite"]
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -275,19 +276,23 @@ def test_the_two_tasks_take_their_own_fields() -> None:
 
 
 def test_every_s3_uri_in_the_docs_is_one_the_service_accepts() -> None:
-    """The README's and the client's examples are copied by callers: each must parse (a bucket
-    name needs 3 characters, so "s3://in/a.mp4" in an example once got a 400)."""
+    """The README's, docs/' and the package's examples are copied by callers: each must parse (a
+    bucket name needs 3 characters, so "s3://in/a.mp4" in an example once got a 400)."""
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    texts = [root / "README.md", *sorted((root / "stereocrafter").glob("*.py"))]
+    texts = [
+        root / "README.md",
+        *sorted((root / "docs").glob("*.md")),
+        *sorted((root / "stereocrafter").rglob("*.py")),
+    ]
     found = []
     for path in texts:
         for uri in re.findall(r"s3://[^\s\"'`)\]]+", path.read_text()):
             if any(mark in uri for mark in "<{…(?\\"):  # placeholders, patterns, f-strings
                 continue
             found.append((path.name, uri.rstrip(".,;:")))
-    assert len(found) >= 8, found
+    assert len(found) >= 20, found
     for _, uri in found:  # a prefix (request_prefix=...) is checked as the keys it will hold
         S3Location.parse(uri + "x" if uri.endswith("/") else uri)  # ValueError naming the rule

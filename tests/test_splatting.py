@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from stereocrafter.splatting import bilinear_splat, disparity_from_depth, forward_splat
+from stereocrafter.stereo.splatting import bilinear_splat, disparity_from_depth, forward_splat
 from tests.scene import default_planes, render
 
 # --- a literal, loop-by-loop port of the reference (Forward-Warp's Python fallback + ForwardWarpStereo)

@@ -16,8 +16,8 @@ from stereocrafter.errors import (
     S3AccessDeniedError,
     S3UnavailableError,
 )
-from stereocrafter.schemas import S3Location
-from stereocrafter.storage import S3Storage, client_config, worst_case_call_s
+from stereocrafter.locations import S3Location
+from stereocrafter.serving.storage import S3Storage, client_config, worst_case_call_s
 from tests.net import StallingServer, TricklingS3
 
 

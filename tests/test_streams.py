@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stereocrafter.streams import BackgroundSink, prefetch
+from stereocrafter.media.streams import BackgroundSink, prefetch
 
 
 def test_prefetch_keeps_order_transforms_in_its_thread_and_stays_ahead() -> None:

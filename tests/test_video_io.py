@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from stereocrafter.errors import VideoDecodeError, VideoEncodeError
-from stereocrafter.video_io import VideoWriter, iter_frames, probe
+from stereocrafter.media.encode import VideoWriter
+from stereocrafter.media.video_io import iter_frames, probe
 from tests.media import audio_duration, make_video, psnr, scene_frames, sine_audio
 
 
@@ -289,7 +290,7 @@ def test_killed_writer_leaves_no_output(tmp_path: Path) -> None:
         f"""
         import time, numpy as np
         from pathlib import Path
-        from stereocrafter.video_io import VideoWriter
+        from stereocrafter.media.encode import VideoWriter
         with VideoWriter({str(target)!r}, fps=24, width=64, height=48) as writer:
             for i in range(10_000):
                 writer.write(np.full((1, 48, 64, 3), i % 255, np.uint8))

@@ -11,7 +11,7 @@ import pytest
 
 from stereocrafter.errors import NotReadyError, StereoCrafterError, WeightsMissingError
 from stereocrafter.loading import load_depth_pipeline
-from stereocrafter.weights import ModelHolder, download_plan, download_weights, read_hf_token
+from stereocrafter.serving.weights import ModelHolder, download_plan, download_weights, read_hf_token
 from tests.hf_server import HubServer
 
 TOKEN = "hf_test_secret_0123456789"
@@ -114,7 +114,7 @@ def test_holder_downloads_with_the_secret(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import stereocrafter.weights as weights
+    import stereocrafter.serving.weights as weights
 
     original = weights.download_weights
     monkeypatch.setattr(weights, "download_weights", lambda d, t: original(d, t, endpoint=hub_env.url))

@@ -9,8 +9,6 @@ turns the raw body into a request or a ``BadRequestError`` whose message is boun
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -24,90 +22,30 @@ from pydantic import (
     model_validator,
 )
 
-from stereocrafter.bounds import MAX_DEPTH_VALUE, check_depth_range
+from stereocrafter.bounds import (
+    DEFAULT_MAX_DISP,
+    DEFAULT_SEED,
+    MAX_DEPTH_VALUE,
+    MAX_DISP,
+    MAX_SEED,
+    TILE_NUMS,
+    Mode,
+    check_depth_range,
+    check_tile_num,
+)
 from stereocrafter.echo import bounded, echo
 from stereocrafter.errors import BadRequestError
-from stereocrafter.presets import PRESET_NAMES, PRESETS
+from stereocrafter.locations import S3Location
+from stereocrafter.presets import check_preset
 
-StereoMode = Literal["anaglyph", "sbs", "half-sbs", "top-bottom", "anaglyph-dubois"]
+StereoMode = Mode  # bounds.py: the CLI and stereo.compose know the same layouts
 
-MAX_KEY_BYTES = 1024  # S3's limit on an object key, UTF-8 encoded
-# Bucket names as S3 creates them today: 3-63 of [a-z0-9.-], starting and ending alphanumeric.
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
-_URI = re.compile(r"s3://(?P<bucket>[^/]*)/(?P<key>.*)", re.DOTALL)
-_IP_LIKE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
-# C0 controls, DEL and C1 controls: never part of a key anyone means to name.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_ERRORS_LISTED = 5
 DepthValue = Annotated[float, Field(ge=-MAX_DEPTH_VALUE, le=MAX_DEPTH_VALUE, allow_inf_nan=False)]
 # Fields of the stereo task that the depth task refuses, and the reverse.
 STEREO_ONLY = ("s3_output_uri", "mode", "max_disp", "tile_num", "report", "depth_uri", "depth_scale",
                "depth_shift", "depth_range")  # fmt: skip
 DEPTH_ONLY = ("depth_output_uri",)
-
-
-@dataclass(frozen=True, slots=True)
-class S3Location:
-    """One S3 object: ``bucket`` and ``key`` exactly as S3 sees them (``uri`` is the canonical text)."""
-
-    bucket: str
-    key: str
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-    def __str__(self) -> str:
-        return self.uri
-
-    @classmethod
-    def parse(cls, uri: object) -> S3Location:
-        """``"s3://bucket/key"`` -> ``S3Location``; ``ValueError`` naming the rule a value breaks.
-
-        Refused, besides anything that is not ``s3://bucket/key``: control characters anywhere
-        (U+0000-U+001F, U+007F-U+009F), invalid bucket names, keys over 1024 UTF-8 bytes or not
-        encodable as UTF-8, keys ending in ``/`` (a prefix, not an object), and keys with ``.`` or
-        ``..`` segments (a path-normalising hop could resolve ``a/../b`` to another object's key).
-        The whole value must match: nothing, not even a newline, may follow the key.
-        """
-        if isinstance(uri, S3Location):
-            return uri
-        if not isinstance(uri, str):
-            raise ValueError(f"must be a string s3://bucket/key, got {type(uri).__name__}")
-        control = _CONTROL.search(uri)
-        if control is not None:
-            char = ord(control.group())
-            raise ValueError(
-                f"contains the control character U+{char:04X} at position {control.start()}: {echo(uri)}"
-            )
-        match = _URI.fullmatch(uri)
-        if match is None:
-            raise ValueError(f"is not an s3://bucket/key URI: {echo(uri)}")
-        bucket, key = match["bucket"], match["key"]
-        if not _BUCKET.fullmatch(bucket) or ".." in bucket or _IP_LIKE.fullmatch(bucket):
-            raise ValueError(
-                f"has an invalid bucket name {echo(bucket)} (3-63 characters of a-z, 0-9, '.', '-', "
-                "starting and ending with a letter or digit)"
-            )
-        if not key:
-            raise ValueError(f"has no object key: {echo(uri)}")
-        try:
-            size = len(key.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise ValueError(f"has a key that is not valid Unicode text: {echo(uri)}") from None
-        if size > MAX_KEY_BYTES:
-            raise ValueError(f"has a key of {size} bytes; S3 allows {MAX_KEY_BYTES}: {echo(uri)}")
-        if key.endswith("/"):
-            raise ValueError(f"names a prefix (ends with '/'), not an object: {echo(uri)}")
-        if any(segment in (".", "..") for segment in key.split("/")):
-            raise ValueError(f"has a '.' or '..' path segment in its key: {echo(uri)}")
-        return cls(bucket, key)
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> (bucket, key) by ``S3Location.parse``; ``ValueError`` for anything else."""
-    location = S3Location.parse(uri)
-    return location.bucket, location.key
 
 
 # A request field holding a parsed location; it serialises back to its canonical URI.
@@ -145,9 +83,14 @@ class InvocationRequest(BaseModel):
         default=None, description="[low, high] normalising the aligned depth (default: its min and max)"
     )
     mode: StereoMode = "anaglyph"
-    max_disp: float = Field(default=20.0, ge=0.0, le=100.0, description="disparity of the nearest point, px")
-    seed: int = Field(default=42, ge=0, le=2**31 - 1)
-    tile_num: Literal[1, 2, 4] = Field(default=1, description="inpainting tiles per axis")
+    # The bounds are bounds.py's, which the CLI and StereoConfig check too.
+    max_disp: float = Field(
+        default=DEFAULT_MAX_DISP, ge=0.0, le=MAX_DISP, description="disparity of the nearest point, px"
+    )
+    seed: int = Field(default=DEFAULT_SEED, ge=0, le=MAX_SEED)
+    tile_num: int = Field(
+        default=1, description=f"inpainting tiles per axis: {' | '.join(map(str, TILE_NUMS))}"
+    )
     preset: str | None = Field(
         default=None,
         description="conversion preset (reference | fast); default: the service's STEREOCRAFTER_PRESET",
@@ -170,9 +113,12 @@ class InvocationRequest(BaseModel):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, value: str | None) -> str | None:
-        if value is not None and value not in PRESETS:
-            raise ValueError(f"unknown preset {echo(value, 40)}; choose one of {', '.join(PRESET_NAMES)}")
-        return value
+        return None if value is None else check_preset(value)
+
+    @field_validator("tile_num")
+    @classmethod
+    def _tile_num(cls, value: int) -> int:
+        return check_tile_num(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> InvocationRequest:

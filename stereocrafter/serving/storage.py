@@ -1,4 +1,4 @@
-"""S3 in and out (boto3's transfer manager with retries); the only boto3 user outside containerize/.
+"""S3 in and out for the service's jobs (boto3's transfer manager with retries).
 
 Every call takes a parsed ``S3Location`` (or a URI it parses), and every failure becomes one of the
 service's errors with the status a caller can act on:
@@ -32,11 +32,8 @@ while the job runs is not replaced either.
 from __future__ import annotations
 
 import os
-import queue
-import re
 import threading
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,54 +41,26 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.exceptions
-from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
-from s3transfer.futures import BaseExecutor, TransferFuture
 from s3transfer.manager import TransferManager
-from s3transfer.subscribers import BaseSubscriber
 
 from stereocrafter.echo import echo, get_logger
 from stereocrafter.errors import (
     BadRequestError,
-    InputNotFoundError,
     LimitExceededError,
     OutputExistsError,
-    S3AccessDeniedError,
-    S3UnavailableError,
-    StereoCrafterError,
 )
 from stereocrafter.guard import Check, call_checked
-from stereocrafter.schemas import S3Location
+from stereocrafter.locations import S3Location
+from stereocrafter.serving.s3errors import DENIED, MISSING_BUCKET, MISSING_KEY, mapped_error
+from stereocrafter.serving.transfers import DaemonThreads, KnownObject, finish_transfer
 
-logger = get_logger("bentoml.stereocrafter.storage")
+logger = get_logger("bentoml.stereocrafter.serving.storage")
 
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 15.0  # per socket read, not per transfer: a trickling body keeps resetting it
 MAX_ATTEMPTS = 3  # tries of one S3 request, the first included
 DOWNLOAD_ATTEMPTS = 2  # GETs of one download when its body breaks off
-
-_DENIED = {
-    "AccessDenied",
-    "403",
-    "Forbidden",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-}
-_MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
-_MISSING_BUCKET = {"NoSuchBucket"}
-_EXISTS = {"PreconditionFailed", "412"}
-# S3's answers that mean the request named something S3 will not take: the caller's to fix.
-_CALLER_FAULT = {
-    "KeyTooLongError": "the object key is longer than S3 allows",
-    "InvalidBucketName": "S3 says the bucket name is invalid",
-    "InvalidURI": "S3 could not parse the object's URI",
-    "InvalidObjectName": "S3 says the object name is invalid",
-    "414": "the object key is too long for S3",
-    "InvalidObjectState": "the object is in an archive storage class (restore it first)",
-    "InvalidStorageClass": "the object's storage class cannot be read directly",
-}
-_CODE_IN_TEXT = re.compile(r"An error occurred \((?P<code>[A-Za-z0-9]+)\)")
 
 
 def client_config(
@@ -141,103 +110,6 @@ class ObjectInfo:
         )
 
 
-class DaemonThreads(BaseExecutor):
-    """The transfer manager's executor (``concurrent.futures``' interface, as s3transfer uses it)
-    on daemon threads, started as tasks arrive, up to ``max_workers``. The standard thread pool's
-    threads are joined when the interpreter exits, so one blocked in a socket read of an
-    abandoned transfer would hold a stopping service for its whole read time-out."""
-
-    def __init__(self, max_workers: int | None = None) -> None:
-        self._max = max_workers or 1
-        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._threads: list[threading.Thread] = []
-        self._idle = 0
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        self._tasks.put((future, lambda *a: fn(*a, **kwargs), args))
-        with self._lock:
-            if self._idle == 0 and len(self._threads) < self._max:
-                thread = threading.Thread(target=self._work, name="s3-transfer", daemon=True)
-                self._threads.append(thread)
-                thread.start()
-            else:
-                self._idle -= 1
-        return future
-
-    def _work(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            future, fn, args = task
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args))
-                except BaseException as err:  # the transfer manager reads it from the future
-                    future.set_exception(err)
-            with self._lock:
-                self._idle += 1
-
-    def shutdown(self, wait: bool = True) -> None:
-        for _ in self._threads:
-            self._tasks.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
-
-
-class _KnownObject(BaseSubscriber):
-    """Hands a download the size and ETag the service's own HeadObject found, so the transfer
-    manager sends no second HEAD, and its ranged GETs require that same object (If-Match); closes
-    the download's file when the transfer ends (done, failed or cancelled)."""
-
-    def __init__(self, info: ObjectInfo, target: Any) -> None:
-        self.info, self.target = info, target
-
-    def on_queued(self, future: TransferFuture, **_: Any) -> None:
-        future.meta.provide_transfer_size(self.info.size)
-        if self.info.etag:
-            future.meta.provide_object_etag(self.info.etag)
-
-    def on_done(self, future: TransferFuture, **_: Any) -> None:
-        self.target.close()
-
-
-def _finish(
-    manager: TransferManager,
-    future: TransferFuture,
-    check: Check | None,
-    name: str,
-    mapped: Callable[[Exception], Exception],
-) -> None:
-    """Wait for ``future`` with ``check`` (``guard.call_checked``). The transfer's own failure is
-    raised as ``mapped(err)``; what ``check`` raises passes unchanged, the transfer cancelled and
-    its manager shut down in the background once its threads end."""
-
-    def result() -> None:
-        try:
-            future.result()
-        except CancelledError:
-            raise  # abandoned: what stopped it was raised in the job's thread
-        except Exception as err:
-            raise mapped(err) from err
-
-    abandoned = threading.Event()
-
-    def abandon() -> None:
-        abandoned.set()
-        future.cancel()
-
-    try:  # the transfer has started: every stop must cancel it (no check before the first wait)
-        call_checked(result, check, name=name, abandon=abandon, check_first=False)
-    finally:
-        if abandoned.is_set():  # the manager's threads end after their current request
-            threading.Thread(target=manager.shutdown, name=f"{name}-cleanup", daemon=True).start()
-        else:
-            manager.shutdown()
-
-
 class S3Storage:
     """Download inputs and upload outputs by ``S3Location`` (or ``s3://bucket/key``)."""
 
@@ -283,13 +155,13 @@ class S3Storage:
 
     def _call(self, check: Check | None, call: Callable[[], Any], location: S3Location, action: str) -> Any:
         """One S3 request, in a daemon thread while ``check`` runs (``guard.call_checked``); its
-        failure raised as the service's error (``_mapped``), what ``check`` raises unchanged."""
+        failure raised as the service's error (``s3errors.mapped_error``), what ``check`` raises unchanged."""
 
         def work() -> Any:
             try:
                 return call()
             except Exception as err:
-                raise _mapped(err, location, action) from err
+                raise mapped_error(err, location, action) from err
 
         return call_checked(work, check, name=f"s3-{action}")
 
@@ -350,7 +222,7 @@ class S3Storage:
                 return _info(self.client.head_object(Bucket=location.bucket, Key=location.key))
             except botocore.exceptions.ClientError as err:
                 code = str(err.response.get("Error", {}).get("Code", ""))
-                if code in _MISSING_KEY or code in _DENIED or code in _MISSING_BUCKET:
+                if code in MISSING_KEY or code in DENIED or code in MISSING_BUCKET:
                     return None  # a missing bucket is reported by the write probe, with its reason
                 raise
 
@@ -394,9 +266,11 @@ class S3Storage:
         # that folder is removed; the file is closed when the transfer ends, whenever that is.
         target = Path(path).open("wb")  # noqa: SIM115 (closed by the transfer, or below)
         manager = TransferManager(self.client, self.transfer, executor_cls=DaemonThreads)
-        future = manager.download(loc.bucket, loc.key, target, subscribers=[_KnownObject(info, target)])
+        future = manager.download(
+            loc.bucket, loc.key, target, subscribers=[KnownObject(info.size, info.etag, target)]
+        )
         try:
-            _finish(manager, future, check, "s3-download", lambda err: _mapped(err, loc, "read"))
+            finish_transfer(manager, future, check, "s3-download", lambda err: mapped_error(err, loc, "read"))
         except BaseException:
             Path(path).unlink(missing_ok=True)
             raise
@@ -424,7 +298,7 @@ class S3Storage:
         manager = TransferManager(self.client, self.upload_config, executor_cls=DaemonThreads)
         try:
             future = manager.upload(str(path), loc.bucket, loc.key, extra_args={"ContentType": content_type})
-            _finish(manager, future, check, "s3-upload", lambda err: _mapped(err, loc, "write"))
+            finish_transfer(manager, future, check, "s3-upload", lambda err: mapped_error(err, loc, "write"))
         finally:
             with self._lock:
                 self._create_only.discard(pair)
@@ -437,35 +311,3 @@ def _info(head: dict[str, Any]) -> ObjectInfo:
         last_modified=head.get("LastModified"),
         version_id=head.get("VersionId"),
     )
-
-
-def _error_code(err: Exception) -> str:
-    if isinstance(err, botocore.exceptions.ClientError):
-        code = str(err.response.get("Error", {}).get("Code", ""))
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return "414" if status == 414 else code
-    if isinstance(err, S3UploadFailedError):  # s3transfer wraps the ClientError's text
-        match = _CODE_IN_TEXT.search(str(err))
-        return match["code"] if match else ""
-    return ""
-
-
-def _mapped(err: Exception, location: S3Location, action: str) -> StereoCrafterError:
-    """boto3/botocore failure -> the service's error for it (messages never carry credentials)."""
-    if isinstance(err, StereoCrafterError):
-        return err
-    code, uri = _error_code(err), echo(location.uri)
-    if code in _DENIED:
-        return S3AccessDeniedError(f"access denied to {action} {uri}")
-    if code in _MISSING_BUCKET:
-        if action == "write":
-            return BadRequestError(f"the output bucket of {uri} does not exist")
-        return InputNotFoundError(f"the bucket of {uri} does not exist")
-    if code in _MISSING_KEY and action == "read":
-        return InputNotFoundError(f"no object at {uri}")
-    if code in _EXISTS and action == "write":
-        return OutputExistsError(f"an object appeared at {uri} while the job ran, and overwrite is false")
-    if code in _CALLER_FAULT:
-        return BadRequestError(f"cannot {action} {uri}: {_CALLER_FAULT[code]} ({code})")
-    logger.warning("S3 %s of %s failed: %s: %s", action, uri, type(err).__name__, err)
-    return S3UnavailableError(f"S3 failed to {action} {uri} ({code or type(err).__name__})")

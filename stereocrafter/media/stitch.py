@@ -2,9 +2,9 @@
 
 The segments' video packets are copied in order, each segment's timestamps shifted by the length
 of those before it. The output's container comes from its suffix through the same table as every
-other output (``video_io.OUTPUT_FORMATS``: .mp4, .m4v, .mov, .mkv). Every audio stream of the long
+other output (``audio.OUTPUT_FORMATS``: .mp4, .m4v, .mov, .mkv). Every audio stream of the long
 source is carried over, cut at the end of the video, by the rule single-file conversions follow
-(``video_io.audio_plan``): copied when the container carries its codec, otherwise transcoded to
+(``audio.audio_plan``): copied when the container carries its codec, otherwise transcoded to
 AAC; a stream that cannot be kept at all is named in the result (``dropped``), never lost
 silently. The segments must share codec, size, pixel format, frame rate and codec parameters
 (they do when one service or one ``convert-long`` run encoded them); anything else is refused,
@@ -28,7 +28,8 @@ import av
 
 from stereocrafter.errors import VideoDecodeError, VideoEncodeError
 from stereocrafter.guard import Every
-from stereocrafter.video_io import SourceAudio, output_format, probe
+from stereocrafter.media.audio import SourceAudio, output_format
+from stereocrafter.media.video_io import probe
 
 
 @dataclass(frozen=True)

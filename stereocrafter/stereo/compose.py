@@ -15,13 +15,12 @@ All modes convert to uint8 by rounding (x * 255 rounded), not by truncation as t
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import torch
 import torch.nn.functional as F
 
-Mode = Literal["anaglyph", "sbs", "half-sbs", "top-bottom", "anaglyph-dubois"]
-MODES: tuple[str, ...] = get_args(Mode)
+from stereocrafter.bounds import MODES, Mode, check_mode
+
+__all__ = ["MODES", "Mode", "check_mode", "compose", "output_size", "to_uint8"]
 
 # Dubois' red-cyan matrices (E. Dubois, "A projection method to generate anaglyph stereo images",
 # ICASSP 2001, least-squares fit for red-cyan glasses), rows = output R, G, B.
@@ -35,13 +34,6 @@ DUBOIS_RIGHT = (
     (0.378, 0.734, -0.018),
     (-0.072, -0.113, 1.226),
 )
-
-
-def check_mode(mode: str) -> Mode:
-    """Return ``mode`` if it names a layout, else raise ``ValueError`` listing the known ones."""
-    if mode not in MODES:
-        raise ValueError(f"unknown stereo mode {mode!r}; expected one of {', '.join(MODES)}")
-    return mode  # type: ignore[return-value]
 
 
 def output_size(mode: str, width: int, height: int) -> tuple[int, int]:

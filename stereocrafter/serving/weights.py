@@ -28,7 +28,7 @@ from stereocrafter.errors import (
 )
 from stereocrafter.loading import COMPONENTS, TINY_WEIGHTS_MARKER
 
-logger = get_logger("bentoml.stereocrafter.weights")
+logger = get_logger("bentoml.stereocrafter.serving.weights")
 
 TOKEN_KEYS = ("HF_TOKEN", "token", "hf_token", "HUGGING_FACE_HUB_TOKEN")
 
@@ -39,7 +39,7 @@ def read_hf_token(secret_arn: str, client: Any = None) -> str:
     if client is None:
         import boto3
 
-        from stereocrafter.storage import client_config
+        from stereocrafter.serving.storage import client_config
 
         client = boto3.client("secretsmanager", config=client_config())
     response = client.get_secret_value(SecretId=secret_arn)

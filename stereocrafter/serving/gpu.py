@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from stereocrafter.echo import bounded
 from stereocrafter.errors import DeviceUnavailableError
 
 # Sticky CUDA errors: once raised, every later CUDA call in the process fails the same way.
@@ -37,6 +38,11 @@ FATAL_MARKERS = (
     "cudaerrorlaunchfailure",
 )
 DRIVER_FILE = Path("/proc/driver/nvidia/version")
+
+
+def default_device() -> str:
+    """cuda when torch sees a GPU, else cpu: ``settings.load_settings``'s default."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def driver_version() -> str:
@@ -110,3 +116,20 @@ def classify(err: BaseException) -> str | None:
     if isinstance(err, RuntimeError | torch.AcceleratorError) and any(m in text for m in FATAL_MARKERS):
         return "fatal"
     return None
+
+
+def release_memory() -> None:
+    """Runs in the job's thread after every job. The collection walks only what the job made: the
+    models and libraries were frozen out of the collector's reach after loading
+    (``weights._freeze_heap``)."""
+    import gc
+    import logging
+
+    gc.collect()
+    if torch.cuda.is_available():
+        try:
+            torch.cuda.empty_cache()
+        except RuntimeError as err:  # after a sticky CUDA error every call fails; already reported
+            logging.getLogger("bentoml.stereocrafter.gpu").warning(
+                "could not empty the CUDA cache: %s", bounded(str(err))
+            )

@@ -28,6 +28,11 @@ Deliberate differences (none changes what the model sees for a given frame and n
   encoder in fp32 and the decoder in fp16 (the reference casts the whole VAE back and forth).
 - The scheduler is copied per call, so one pipeline can serve calls one after another without state
   leaking between them.
+
+Why one file of about 500 lines: a diffusers pipeline is read top to bottom (the UNet's forward,
+``check_inputs``, the numbered steps of ``iter_depth`` and the helpers they call), and its parity
+with the reference is reviewed side by side with the reference's one file; splitting it would
+scatter one procedure.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +48,8 @@ from diffusers import EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from stereocrafter.svd import SVDPipeline
+from stereocrafter.bounds import DEFAULT_SEED
+from stereocrafter.models.svd import SVDPipeline
 
 # StereoCrafter's call of DepthCrafter (reference notes §1.1).
 DEFAULT_STEPS = 8
@@ -53,10 +59,35 @@ DEFAULT_OVERLAP = 25
 DEFAULT_MAX_RES = 1024
 DEFAULT_NOISE_AUG = 0.02
 DEFAULT_DECODE_CHUNK = 8
-DEFAULT_SEED = 42
 # Added time ids of DepthCrafter: fps 7 passed as is (not fps - 1), motion bucket 127.
 DEPTHCRAFTER_FPS = 7
 MOTION_BUCKET_ID = 127
+
+
+class Window(NamedTuple):
+    """One window of the depth stage: frames [start, end), of which the last ``new`` are first
+    finished by it (the others are the overlap with the window before)."""
+
+    start: int
+    end: int
+    new: int
+
+
+def plan_windows(
+    num_frames: int, window_size: int = DEFAULT_WINDOW, overlap: int = DEFAULT_OVERLAP
+) -> list[Window]:
+    """The windows ``iter_depth`` walks (reference §1.5), e.g. 250 frames, 110 / 25 -> [0,110)
+    [85,195) [170,250). A clip of at most ``window_size`` frames is one window without overlap.
+    Progress counting (``pipeline.StageProgress``) uses the same plan."""
+    if num_frames <= window_size:
+        return [Window(0, num_frames, num_frames)]
+    windows: list[Window] = []
+    start = 0
+    while start < num_frames - overlap:
+        end = min(start + window_size, num_frames)
+        windows.append(Window(start, end, end - (start + overlap) if windows else end))
+        start += window_size - overlap
+    return windows
 
 
 class FrameSource(Protocol):
@@ -347,9 +378,8 @@ class DepthCrafterPipeline(SVDPipeline):
         tail_start, tail = 0, None
         emitted = 0
 
-        window, idx_start = 0, 0
-        while idx_start < num_frames - overlap:
-            idx_end = min(idx_start + window_size, num_frames)
+        windows = plan_windows(num_frames, window_size, overlap)
+        for window, (idx_start, idx_end, _) in enumerate(windows):
             frames_here = idx_end - idx_start
 
             # 5. Encode the frames this window adds; reuse the overlap from the last window.
@@ -417,9 +447,7 @@ class DepthCrafterPipeline(SVDPipeline):
 
             # 9. Decode what no later window can change, in chunks aligned to frame 0 (the
             #    temporal decoder mixes the frames of a chunk, so alignment matters).
-            idx_start += stride
-            window += 1
-            last = not idx_start < num_frames - overlap
+            last = window == len(windows) - 1
             final_end = num_frames if last else idx_end - overlap
             while emitted < final_end:
                 n = min(decode_chunk_size, final_end - emitted)

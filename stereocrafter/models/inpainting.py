@@ -27,6 +27,9 @@ Deliberate differences (reference defects listed in the notes):
 - Seeded: the noise of every chunk and tile comes from an explicit generator (default seed 42); the
   reference uses the unseeded global RNG. Clips of 1-3 frames get one chunk (the reference's loop
   produces nothing for clips no longer than the overlap).
+
+Why one file of about 400 lines: as ``depth``, one pipeline read top to bottom (chunk and tile plans,
+``check_inputs``, the numbered steps), reviewed side by side with the reference's.
 """
 
 from __future__ import annotations
@@ -41,21 +44,21 @@ import torch.nn.functional as F
 from diffusers import EulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from stereocrafter.svd import SVDPipeline
+from stereocrafter.bounds import DEFAULT_SEED, TILE_NUMS, check_tile_num
+from stereocrafter.models.svd import SVDPipeline
 
 DEFAULT_STEPS = 8
 DEFAULT_GUIDANCE = 1.01
 DEFAULT_FRAMES_CHUNK = 23
 DEFAULT_OVERLAP = 3
 DEFAULT_TILE_NUM = 1
-DEFAULT_SEED = 42
 TILE_OVERLAP_PX = 128
 SIZE_MULTIPLE = 128  # with several tiles: the reference's multiple, which makes 2 and 4 tiles divide evenly
 UNET_MULTIPLE = 64  # with one tile: what the UNet needs (latent /8, three 2x downsamplings)
 VAE_DECODE_CHUNK = 2
 # SVD conditioning: fps 7 passed as fps - 1, motion bucket 127, no noise augmentation.
 ADDED_TIME_IDS = (6.0, 127.0, 0.0)
-ALLOWED_TILE_NUMS = (1, 2, 4)
+ALLOWED_TILE_NUMS = TILE_NUMS  # bounds.py: the schema and the CLI check the same
 
 
 class InpaintSource(Protocol):
@@ -100,8 +103,7 @@ def plan_chunks(
 
 def tile_layout(size: int, tile_num: int, tile_overlap: int = TILE_OVERLAP_PX) -> tuple[int, int]:
     """(tile size, stride) along one axis of ``size`` pixels (reference §2.5)."""
-    if tile_num not in ALLOWED_TILE_NUMS:
-        raise ValueError(f"tile_num must be one of {ALLOWED_TILE_NUMS}, got {tile_num}")
+    check_tile_num(tile_num)
     if tile_num == 1:
         return size, size
     tile = (size + tile_overlap * (tile_num - 1)) // tile_num

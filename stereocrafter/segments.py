@@ -1,0 +1,190 @@
+"""A long video's segments converted with one depth scale, on any backend (``convert_segments``).
+
+1. Depth tasks, in parallel: each segment's raw depth stored, its statistics and thumbnails back.
+2. ``align``: per boundary an affine fit (or a scene cut), maps chained per shot, one range per shot.
+3. Stereo tasks, in parallel, each with its stored depth, its map and its shot's range.
+
+The backend is anything with ``depth``, ``stereo`` and ``depth_location`` (``SegmentBackend``): the
+service over HTTP or SageMaker (``stereocrafter.client``) or this machine (``long.LocalBackend``).
+No HTTP library, no torch: ``convert-long`` runs this without the client's dependencies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from stereocrafter.align import Alignment, align
+from stereocrafter.errors import ConversionError
+
+# Errors of any backend that mean "no answer" (worth another attempt); a backend may add its own
+# (its ``transient`` attribute, e.g. ``HttpClient``'s httpx transport errors).
+TRANSIENT: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
+
+
+class SegmentBackend(Protocol):
+    """What ``convert_segments`` needs: ``HttpClient``, ``SageMakerClient.async_backend(...)`` or
+    ``stereocrafter.long.LocalBackend`` (local files, one machine)."""
+
+    def depth(self, source: Any, depth_output: str, **options: Any) -> dict[str, Any]: ...
+
+    def stereo(self, source: Any, output: str, **options: Any) -> dict[str, Any]: ...
+
+    def depth_location(self, index: int, output: str) -> str: ...
+
+
+# Options of a segment conversion that the depth task takes too (the rest are the stereo task's).
+DEPTH_TASK_OPTIONS = ("preset", "seed")
+
+
+@dataclass
+class SegmentOutcome:
+    """One segment of ``convert_segments``: its depth summary, its stereo result, or its error."""
+
+    index: int
+    source: Any
+    output: str
+    depth_uri: str
+    depth: dict[str, Any] | None = None  # the depth task's answer
+    result: dict[str, Any] | None = None  # the stereo task's answer
+    error: str | None = None
+    error_code: str | None = None
+    stage: str | None = None  # "depth" or "stereo": where it failed
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+@dataclass
+class SegmentsResult:
+    segments: list[SegmentOutcome]
+    alignment: Alignment
+
+    @property
+    def failed(self) -> list[int]:
+        """Indices of the segments without a stereo result (a plan has none: see ``depth``)."""
+        return [s.index for s in self.segments if s.error is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "failed": self.failed,
+            "alignment": self.alignment.as_dict(),
+            "segments": [
+                {"index": s.index, "output": s.output, "depth_uri": s.depth_uri, "ok": s.ok, "error": s.error,
+                 "error_code": s.error_code, "stage": s.stage, "attempts": s.attempts}
+                for s in self.segments
+            ],
+        }  # fmt: skip
+
+
+def retryable(err: BaseException, transient: tuple[type[BaseException], ...] = TRANSIENT) -> bool:
+    """Worth another attempt: the service or the network failed, not the request (5xx, or no
+    answer: one of the backend's ``transient`` errors, e.g. ``client.TRANSIENT`` with httpx's)."""
+    if isinstance(err, ConversionError):  # not 507: the same segment needs the same memory
+        return err.status >= 500 and err.status != 507
+    return isinstance(err, transient)
+
+
+def _attempt(
+    outcome: SegmentOutcome, stage: str, call: Callable[[], dict[str, Any]], retries: int, backoff: float,
+    log: Callable[[str], None], transient: tuple[type[BaseException], ...],
+) -> dict[str, Any] | None:  # fmt: skip
+    for attempt in range(1, retries + 2):
+        outcome.attempts[stage] = attempt
+        try:
+            return call()
+        except Exception as err:  # every failure is reported by index; none stops the others
+            again = retryable(err, transient) and attempt <= retries
+            log(
+                f"segment {outcome.index}: {stage} attempt {attempt} failed: {err}"
+                + ("; retrying" if again else "")
+            )
+            if not again:
+                outcome.error, outcome.stage = f"{type(err).__name__}: {err}", stage
+                outcome.error_code = err.code if isinstance(err, ConversionError) else None
+                return None
+            time.sleep(backoff * 2 ** (attempt - 1))
+    return None  # pragma: no cover - the loop returns
+
+
+def convert_segments(
+    segments: Sequence[tuple[Any, str]],
+    backend: SegmentBackend,
+    *,
+    mode: str = "anaglyph",
+    max_concurrency: int = 4,
+    retries: int = 2,
+    backoff: float = 2.0,
+    robust: bool = True,
+    extrapolate: bool = True,
+    plan_only: bool = False,
+    depth_uris: Sequence[str] | None = None,
+    log: Callable[[str], None] | None = None,
+    **options: Any,
+) -> SegmentsResult:
+    """Convert a long video's segments ((input, output) pairs, in playback order) with one depth
+    scale across them.
+
+    1. Depth tasks, ``max_concurrency`` at a time: each segment's raw depth is stored (beside its
+       output unless ``depth_uris`` says where) and its statistics and thumbnails come back.
+    2. ``stereocrafter.align.align``: per boundary a robust affine fit (or a scene cut, not
+       chained), maps chained from each shot's middle segment, one range per shot.
+    3. Stereo tasks, ``max_concurrency`` at a time, each with its stored depth (no second depth
+       pass), its map and its shot's range. Skipped with ``plan_only`` (``plan_segments``).
+
+    ``robust`` and ``extrapolate``: see ``stereocrafter.align.align``. ``options`` go to the
+    stereo tasks (``preset`` and ``seed`` to the depth tasks too). A failed
+    task is retried ``retries`` times when the service or the network failed (5xx, no answer),
+    with exponential ``backoff``; a segment that still fails is reported by index in the result
+    (its neighbours' boundaries are not chained through it) and the others go on.
+    """
+    if max_concurrency < 1 or retries < 0:
+        raise ValueError("max_concurrency must be >= 1 and retries >= 0")
+    if depth_uris is not None and len(depth_uris) != len(segments):
+        raise ValueError("depth_uris must name one location per segment")
+    say = log or (lambda message: None)
+    outcomes = [
+        SegmentOutcome(i, source, output, depth_uris[i] if depth_uris else backend.depth_location(i, output))
+        for i, (source, output) in enumerate(segments)
+    ]
+    depth_options = {k: v for k, v in options.items() if k in DEPTH_TASK_OPTIONS}
+    transient = getattr(backend, "transient", TRANSIENT)
+
+    def depth(o: SegmentOutcome) -> None:
+        o.depth = _attempt(o, "depth", lambda: backend.depth(o.source, o.depth_uri, **depth_options),
+                           retries, backoff, say, transient)  # fmt: skip
+
+    with ThreadPoolExecutor(max_concurrency) as pool:
+        list(pool.map(depth, outcomes))
+    alignment = align([o.depth for o in outcomes], robust=robust, extrapolate=extrapolate)
+    if plan_only:
+        return SegmentsResult(outcomes, alignment)
+
+    def stereo(o: SegmentOutcome) -> None:
+        fields = {**options, "mode": mode, "depth_uri": o.depth_uri, **alignment.request_fields(o.index)}
+        o.result = _attempt(
+            o,
+            "stereo",
+            lambda: backend.stereo(o.source, o.output, **fields),
+            retries,
+            backoff,
+            say,
+            transient,
+        )
+
+    with ThreadPoolExecutor(max_concurrency) as pool:
+        list(pool.map(stereo, [o for o in outcomes if o.depth is not None]))
+    return SegmentsResult(outcomes, alignment)
+
+
+def plan_segments(
+    segments: Sequence[tuple[Any, str]], backend: SegmentBackend, **kwargs: Any
+) -> SegmentsResult:
+    """The depth tasks and the alignment only (no stereo task); ``result.alignment.table()`` shows
+    the fits, cuts, maps and ranges ``convert_segments`` would use."""
+    return convert_segments(segments, backend, plan_only=True, **kwargs)

@@ -1,0 +1,316 @@
+"""The service's S3 jobs: ``run_job`` (the stereo task) and ``run_depth_job`` (``task: "depth"``),
+around the local jobs of ``convert`` (``convert_file``, ``depth_file``).
+
+Both start with the same prelude (``_begin``): the deadline's first check, the preset's config
+with the request's knobs, and ``storage.preflight`` before any download (the input exists, the
+output is not the input under another name, the output bucket takes writes, and with
+``overwrite`` false nothing is at the output yet). Per-request files live in a temporary folder
+that is always removed. An output object is uploaded only once its local file is complete, so a
+failed job leaves nothing at its key. The errors raised carry their HTTP status (``errors``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stereocrafter.convert import (
+    ConversionResult,
+    convert_file,
+    depth_file,
+    job_config,
+    report_extra,
+    stored_depth_shape,
+    write_report,
+)
+from stereocrafter.echo import bounded
+from stereocrafter.errors import (
+    DeadlineExceededError,
+    LimitExceededError,
+    ServiceStoppingError,
+    StereoCrafterError,
+)
+from stereocrafter.guard import Check, Deadline
+from stereocrafter.locations import S3Location
+from stereocrafter.media.depthstore import read_depth
+from stereocrafter.media.video_io import VideoInfo, check_packets, probe
+from stereocrafter.pipeline import AlignedDepth, RunHooks, StereoConfig, StereoPipeline
+from stereocrafter.report import QualityReport
+from stereocrafter.serving.schemas import DepthResponse, InvocationRequest, InvocationResponse, Padding
+from stereocrafter.serving.storage import S3Storage
+from stereocrafter.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobStart:
+    """What the prelude of every S3 job settles before any download."""
+
+    preset: str
+    config: StereoConfig  # the preset's, with the request's knobs and the step overrides
+    check: Check  # the deadline's (and SIGTERM's)
+    started: float  # wall clock, for the answer's started_at
+    timings: dict[str, float]  # seconds; "preflight" so far
+
+
+def _no_check() -> None:
+    pass
+
+
+def _begin(
+    storage: S3Storage,
+    request: InvocationRequest,
+    settings: Settings,
+    deadline: Deadline | None,
+    also: tuple[S3Location, ...] = (),
+) -> JobStart:
+    """The shared prelude: the deadline's first check, the config, ``storage.preflight`` (with
+    ``also``: more objects the job will write) and the input's size against its limit."""
+    check = deadline.check if deadline is not None else _no_check
+    check()
+    started = time.time()
+    preset = request.preset or settings.preset
+    knobs: dict[str, Any] = {"seed": request.seed}
+    if request.task == "stereo":
+        knobs.update(max_disp=request.max_disp, tile_num=request.tile_num)
+    config = job_config(preset, settings, **knobs)
+    checked = time.perf_counter()
+    head = storage.preflight(
+        request.s3_input_uri, request.output, overwrite=request.overwrite, also=also, check=check
+    )
+    check_input_size(head.size, settings)
+    return JobStart(preset, config, check, started, {"preflight": time.perf_counter() - checked})
+
+
+def run_job(
+    pipeline: StereoPipeline,
+    storage: S3Storage,
+    request: InvocationRequest,
+    settings: Settings,
+    request_id: str,
+    deadline: Deadline | None = None,
+) -> InvocationResponse | DepthResponse:
+    """One /invocations job: checks -> S3 download -> limits -> conversion -> S3 upload (see the
+    module's docstring); a ``depth_uri`` must exist too, and be under its size limit, before any
+    download. ``task: "depth"`` runs stage 1 only (``run_depth_job``). ``deadline``
+    (``guard.Deadline``) is checked before the download, before the conversion and inside it.
+    """
+    if request.task == "depth":
+        return run_depth_job(pipeline, storage, request, settings, request_id, deadline)
+    output_uri = request.output
+    job = _begin(storage, request, settings, deadline, also=report_guarded(output_uri, request))
+    check, timings = job.check, job.timings
+    depth_bytes = max_depth_bytes(settings)
+    if request.depth_uri is not None:
+        stored_size = storage.head(request.depth_uri, check=check).size  # 404 / 403 before any work
+        if stored_size > depth_bytes:
+            raise LimitExceededError(f"the stored depth is {stored_size} bytes; the limit is {depth_bytes}")
+    with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
+        source = Path(tmp) / "input"
+        output = Path(tmp) / "output.mp4"
+        info = fetch_segment(storage, request.s3_input_uri, source, settings, timings, check)
+        raw = None
+        if request.depth_uri is not None:
+            loaded = time.perf_counter()
+            storage.download(request.depth_uri, Path(tmp) / "depth.mkv", max_bytes=depth_bytes, check=check)
+            raw = read_depth(Path(tmp) / "depth.mkv", stored_depth_shape(info, job.config), check).depth
+            timings["depth_load"] = time.perf_counter() - loaded
+        depth = AlignedDepth.from_fields(
+            raw,
+            depth_scale=request.depth_scale,
+            depth_shift=request.depth_shift,
+            depth_range=request.depth_range,
+        )
+        report = QualityReport() if request.report else None
+        result = convert_file(
+            pipeline, source, output, mode=request.mode, config=job.config,
+            hooks=RunHooks(check=check, observer=report), depth=depth,
+        )  # fmt: skip
+        upload_started = time.perf_counter()
+        storage.upload(output, output_uri, overwrite=request.overwrite, check=check)
+        timings.update(result.timings)
+        timings["upload"] = time.perf_counter() - upload_started
+        reported: dict[str, Any] = {}
+        if report is not None:  # after the video, and never failing the job
+            reported = publish_report(
+                report, storage, output_uri, Path(tmp), job.preset, timings, pipeline.tiny, request_id,
+                overwrite=request.overwrite, check=check,
+            )  # fmt: skip
+    return InvocationResponse(
+        s3_output_uri=output_uri.uri,
+        mode=request.mode,
+        preset=job.preset,
+        frames=result.num_frames,
+        fps=str(result.fps),
+        width=result.stored_width,
+        height=result.stored_height,
+        padded=padding_of(result),
+        source_width=info.width,
+        source_height=info.height,
+        has_audio=result.has_audio,
+        timings={k: round(v, 3) for k, v in timings.items()},
+        request_id=request_id,
+        started_at=job.started,
+        finished_at=time.time(),
+        tiny_weights=pipeline.tiny,
+        **reported,
+    )
+
+
+def run_depth_job(
+    pipeline: StereoPipeline,
+    storage: S3Storage,
+    request: InvocationRequest,
+    settings: Settings,
+    request_id: str,
+    deadline: Deadline | None = None,
+) -> DepthResponse:
+    """``task: "depth"``: the same prelude and limits as a conversion, then stage 1 alone; the raw
+    depth goes to ``depth_output_uri`` (``depthstore`` format) and its summary into the answer."""
+    job = _begin(storage, request, settings, deadline)
+    check, timings, output_uri = job.check, job.timings, request.output
+    with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
+        source, output = Path(tmp) / "input", Path(tmp) / "depth.mkv"
+        fetch_segment(storage, request.s3_input_uri, source, settings, timings, check)
+        extra = {"preset": job.preset, "seed": request.seed, "input": request.s3_input_uri.uri}
+        result = depth_file(
+            pipeline, source, output, config=job.config, hooks=RunHooks(check=check), extra=extra
+        )
+        upload_started = time.perf_counter()
+        storage.upload(
+            output, output_uri, content_type="video/x-matroska", overwrite=request.overwrite, check=check
+        )
+        timings.update(result.timings)
+        timings["upload"] = time.perf_counter() - upload_started
+    return DepthResponse(
+        depth_output_uri=output_uri.uri,
+        preset=job.preset,
+        frames=result.info.num_frames,
+        fps=str(result.info.fps),
+        source_width=result.info.width,
+        source_height=result.info.height,
+        depth_width=result.depth_width,
+        depth_height=result.depth_height,
+        depth_bytes=result.depth_bytes,
+        stats=result.summary["stats"],
+        thumbnails=result.summary["thumbnails"],
+        timings={k: round(v, 3) for k, v in timings.items()},
+        request_id=request_id,
+        started_at=job.started,
+        finished_at=time.time(),
+        tiny_weights=pipeline.tiny,
+    )
+
+
+def check_input_size(size: int, settings: Settings) -> None:
+    if size > settings.max_input_bytes:
+        raise LimitExceededError(f"the input is {size} bytes; the limit is {settings.max_input_bytes} bytes")
+
+
+def max_depth_bytes(settings: Settings) -> int:
+    """A stored depth is refused above what FFV1 could take for ``max_frames`` frames at the depth
+    stage's largest size (1024 x 1024, 16 bits; FFV1 never stores much above its raw size)."""
+    return settings.max_frames * (2 * 1024 * 1024 + 65536)
+
+
+def fetch_segment(
+    storage: S3Storage,
+    uri: S3Location,
+    path: Path,
+    settings: Settings,
+    timings: dict[str, float],
+    check: Check | None = None,
+) -> VideoInfo:
+    """Download the segment and check it against the limits before any model work; ``check``
+    (the job's deadline) runs throughout."""
+    download_started = time.perf_counter()
+    storage.download(uri, path, max_bytes=settings.max_input_bytes, check=check)
+    timings["download"] = time.perf_counter() - download_started
+    info = probe(path, check)
+    check_packets(path, info, check)  # a truncated segment is a 422 now, not minutes into the job
+    if info.num_frames > settings.max_frames:
+        raise LimitExceededError(
+            f"the segment has {info.num_frames} frames; the limit is {settings.max_frames}"
+        )
+    if info.width * info.height > settings.max_pixels:
+        size, limit = f"{info.width}x{info.height}", settings.max_pixels
+        raise LimitExceededError(f"the segment is {size}; the limit is {limit} pixels per frame")
+    return info
+
+
+def padding_of(result: ConversionResult) -> Padding | None:
+    """What the stored frame adds to the stereo picture, and why (None when nothing)."""
+    right, bottom = result.stored_width - result.width, result.stored_height - result.height
+    if not (right or bottom):
+        return None
+    return Padding(
+        right=right,
+        bottom=bottom,
+        reason=f"the {result.width}x{result.height} picture is stored as "
+        f"{result.stored_width}x{result.stored_height}: H.264 with 4:2:0 chroma needs even sizes, "
+        "so the last column and/or row is repeated",
+    )
+
+
+def report_locations(output: S3Location) -> dict[str, S3Location]:
+    """Where a job's report goes: ``<output>.report.json`` and ``<output>.report.png``
+    (``ValueError`` when those keys are not valid, e.g. over S3's 1024 bytes)."""
+    return {kind: S3Location.parse(f"{output.uri}.report.{kind}") for kind in ("json", "png")}
+
+
+def report_guarded(output: S3Location, request: InvocationRequest) -> tuple[S3Location, ...]:
+    """The report's objects, which ``preflight`` checks with the video's (none when the request
+    asks for no report, or when their keys are invalid: the report then fails alone, later)."""
+    try:
+        return tuple(report_locations(output).values()) if request.report else ()
+    except ValueError:
+        return ()
+
+
+def publish_report(
+    report: QualityReport,
+    storage: S3Storage,
+    output: S3Location,
+    tmp: Path,
+    preset: str,
+    timings: dict[str, float],
+    tiny: bool,
+    request_id: str,
+    *,
+    overwrite: bool = True,
+    check: Check | None = None,
+) -> dict[str, Any]:
+    """Write the report beside the uploaded video (``report_locations``); the response's report
+    fields. Any failure is logged and named in ``report_error``: the job and its video stand.
+    The job's ``check`` and ``overwrite`` apply to the report's objects as to the video; a
+    deadline or SIGTERM that comes after the video was uploaded ends the report, not the job."""
+    summary: dict[str, Any] | None = None
+    try:
+        summary = report.clip() if report.error is None else None
+        targets = report_locations(output)
+        if check is not None:
+            check()
+        extra = {**report_extra(preset, timings), "tiny_weights": tiny}
+        files = {kind: tmp / f"report.{kind}" for kind in targets}
+        write_report(report, files["json"], files["png"], extra)
+        for kind, target in targets.items():
+            content = "application/json" if kind == "json" else "image/png"
+            storage.upload(files[kind], target, content_type=content, overwrite=overwrite, check=check)
+    except Exception as err:
+        logger.warning("request %s: no report: %s: %s", request_id, type(err).__name__, err)
+        if isinstance(err, DeadlineExceededError | ServiceStoppingError):
+            why = (
+                "the deadline passed" if isinstance(err, DeadlineExceededError) else "the service is stopping"
+            )
+            message = f"the report was not written: {why} after the video was uploaded"
+        elif isinstance(err, StereoCrafterError):
+            message = err.message
+        else:
+            message = f"{type(err).__name__}: {err}"
+        return {"report": summary, "report_error": bounded(message)}
+    return {"report": summary, "report_uris": {kind: t.uri for kind, t in targets.items()}}

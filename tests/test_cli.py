@@ -1,0 +1,234 @@
+"""The command line (``stereocrafter convert``, ``doctor``): one-line user errors before any model
+loads, a start without torch, presets, reports; on tiny weights, CPU."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from stereocrafter.cli import main as cli_main
+from stereocrafter.media.video_io import probe
+from tests.media import make_video, scene_frames
+
+
+@pytest.fixture(scope="module")
+def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "left.mp4"
+    return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
+
+
+def test_cli_convert(
+    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "cli.mp4"
+    weights = ["--weights-dir", str(tiny_weights)]
+    code = cli_main(
+        ["convert", str(clip_with_audio), str(out), "--mode", "sbs", *weights, "--device", "cpu", "-q"]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "192x64, 26 frames at 30000/1001 fps, audio kept" in printed
+    assert "tiny random test weights" in printed  # never presented as a real conversion
+    assert probe(out).num_frames == 26
+
+
+def test_cli_preset(
+    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("STEREOCRAFTER_DEPTH_STEPS", "1")
+    monkeypatch.setenv("STEREOCRAFTER_INPAINT_STEPS", "1")
+    args = ["convert", str(clip_with_audio), "--weights-dir", str(tiny_weights), "--device", "cpu", "-q"]
+    assert cli_main([*args[:2], str(tmp_path / "fast.mp4"), *args[2:], "--preset", "fast"]) == 0
+    assert "(fast preset)" in capsys.readouterr().out
+    assert probe(tmp_path / "fast.mp4").num_frames == 26
+    assert cli_main([*args[:2], str(tmp_path / "x.mp4"), *args[2:], "--preset", "turbo"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "stereocrafter: error: unknown preset 'turbo'; choose one of reference, fast"
+    assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Counts model loads by the CLI (a spy around the real loader)."""
+    import stereocrafter.loading as loading
+
+    calls: list[object] = []
+    real = loading.load_stereo_pipeline
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loading, "load_stereo_pipeline", counting)
+    return calls
+
+
+def truncated_copy(tmp_path: Path) -> Path:
+    """A 120-frame MP4 with its index in front, cut at 70%: the header still says 120 frames."""
+    from stereocrafter.media.encode import VideoWriter
+
+    whole = tmp_path / "whole.mp4"
+    with VideoWriter(whole, fps=24, width=64, height=48) as writer:
+        writer.write(scene_frames(120, 64, 48))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    return cut
+
+
+def run_cli(argv: list[str]) -> int:
+    """The CLI's exit status, argparse's own exits included."""
+    try:
+        return cli_main(argv)
+    except SystemExit as done:
+        return int(done.code or 0)
+
+
+MISSING_DIR = "folder {tmp}/no/dir of the output does not exist"
+CLI_USER_ERRORS = [
+    ("output folder missing", ["{clip}", "{tmp}/no/dir/o.mp4"], MISSING_DIR),
+    (
+        "grid folder missing",
+        ["{clip}", "{tmp}/o.mp4", "--save-grid", "{tmp}/no/g.mp4"],
+        "of the grid does not",
+    ),
+    ("crf out of range", ["{clip}", "{tmp}/o.mp4", "--crf", "99"], "--crf must be in 0-51, got 99"),
+    (
+        "negative max_disp",
+        ["{clip}", "{tmp}/o.mp4", "--max-disp", "-5"],
+        "--max-disp must be in [0, 100] px",
+    ),
+    ("unsupported suffix", ["{clip}", "{tmp}/o.txt2"], "has the suffix '.txt2'"),
+    ("output is a folder", ["{clip}", "{tmp}"], "is a directory"),
+    ("output is the input", ["{clip}", "{clip}"], "must differ from the input"),
+    ("truncated input", ["{cut}", "{tmp}/o.mp4"], "truncated video: "),
+    ("unknown preset", ["{clip}", "{tmp}/o.mp4", "--preset", "turbo"], "unknown preset 'turbo'"),
+    ("bad tile count", ["{clip}", "{tmp}/o.mp4", "--tile-num", "3"], "--tile-num: invalid choice"),
+    ("missing argument", ["{clip}"], "the following arguments are required: output"),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "message"), CLI_USER_ERRORS, ids=[c[0] for c in CLI_USER_ERRORS])
+def test_cli_user_errors_are_one_line_before_any_model_loads(
+    case: str,
+    args: list[str],
+    message: str,
+    clip_with_audio: Path,
+    tmp_path: Path,
+    tiny_weights: Path,
+    loads: list[object],
+    capsys: pytest.CaptureFixture,
+) -> None:
+    values = {"clip": str(clip_with_audio), "tmp": str(tmp_path), "cut": ""}
+    if "{cut}" in args:
+        values["cut"] = str(truncated_copy(tmp_path))
+    argv = ["convert", *(a.format(**values) for a in args), "--weights-dir", str(tiny_weights), "-q"]
+    code = run_cli(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("stereocrafter: error: "), err
+    assert message.format(**values) in err and "Traceback" not in err
+    assert loads == []  # nothing was loaded
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_cli_bad_environment_and_missing_weights_are_one_short_line(
+    clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = str(tmp_path / "o.mp4")
+    monkeypatch.setenv("STEREOCRAFTER_PRESET", "turbo")
+    assert run_cli(["convert", str(clip_with_audio), out, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown preset 'turbo'" in err
+    monkeypatch.delenv("STEREOCRAFTER_PRESET")
+    assert run_cli(["convert", str(clip_with_audio), out, "--weights-dir", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "6 components" in err and len(err) < 400 and "doctor" in err
+
+
+def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli_main(["doctor", "--weights-dir", str(tiny_weights), "--preset", "fast"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("device: ") and "torch " in out[1] and "PyAV" in out[1]
+    assert "complete" in out[2] and "TINY RANDOM" in out[2]
+    assert "preset fast needs about 17.4 GB" in out[3] and "download at start-up: no" in out[4]
+    assert cli_main(["doctor", "--weights-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "6 of 6 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
+
+
+def test_known_library_messages_are_dropped_and_others_kept(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from stereocrafter.models.thirdparty import quiet_known_messages
+
+    quiet_known_messages()
+    diffusers_log = logging.getLogger("diffusers.models.modeling_utils")
+    transformers_log = logging.getLogger("transformers.utils.import_utils")
+    with caplog.at_level(logging.WARNING):
+        diffusers_log.warning("There are modules in X that should be kept in float32: []. Casting ...")
+        transformers_log.warning(
+            "`CLIPImageProcessor` requires torchvision (not installed); falling back to ..."
+        )
+        diffusers_log.warning("There are modules in X that should be kept in float32: ['norm']. Casting ...")
+        transformers_log.warning("something else entirely")
+    assert [r.getMessage()[:30] for r in caplog.records] == [
+        "There are modules in X that sh",
+        "something else entirely",
+    ]
+
+
+def test_cli_report(
+    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import json
+
+    from PIL import Image
+
+    monkeypatch.setenv("STEREOCRAFTER_DEPTH_STEPS", "1")
+    monkeypatch.setenv("STEREOCRAFTER_INPAINT_STEPS", "1")
+    report = tmp_path / "clip.report.json"
+    argv = ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--weights-dir", str(tiny_weights)]
+    assert run_cli([*argv, "-q", "--report", str(report)]) == 0
+    assert f"report: {report} and {report.with_suffix('.png')}" in capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert data["num_frames"] == 26 and len(data["frames"]) == 26 and data["tiny_weights"] is True
+    assert data["seams"] == [23] and data["clip"]["seam_stability"]["seams"] == 1  # chunks [0,23) [6,26)
+    with Image.open(report.with_suffix(".png")) as sheet:
+        assert sheet.size[0] == 988
+    assert run_cli([*argv, "-q", "--report", str(tmp_path / "r.txt")]) == 2
+    assert "must name a .json file" in capsys.readouterr().err
+
+
+def test_cli_clear_errors(tmp_path: Path, clip_with_audio: Path, capsys: pytest.CaptureFixture) -> None:
+    code = cli_main(
+        ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--weights-dir", str(tmp_path), "-q"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "model weights missing" in err and "6 components" in err and "Traceback" not in err
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    code = cli_main(["convert", str(bad), str(tmp_path / "o.mp4"), "--weights-dir", str(tmp_path), "-q"])
+    assert code == 2 and "not a readable media file" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["convert", "--help"], ["convert", "a.mp4", "b.mp4", "--crf", "99"]]
+)
+def test_help_and_argument_errors_import_no_model_library(argv: list[str]) -> None:
+    """``--help`` and an argument error answer without importing torch, diffusers, transformers or
+    PyAV (bench/cli_start.py times them); the entry points import those lazily."""
+    script = (
+        "import sys\nfrom stereocrafter.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'diffusers', 'transformers', 'av'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr[-1000:]
