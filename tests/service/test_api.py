@@ -234,3 +234,23 @@ def test_a_hung_s3_fails_the_request_in_bounded_time(env: dict, tiny_weights: Pa
             assert svc.healthy()
         finally:
             stop(svc)
+
+
+def test_the_readme_request_runs_against_the_service(service: Service) -> None:
+    """The README's code blocks marked ``runnable`` are what a newcomer copies first: each runs as
+    written against this service (its address and bucket put in place of the README's) and prints
+    what the README says a conversion answers."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"^```python runnable\n(.*?)^```", readme, flags=re.M | re.S)
+    assert blocks, "the README has no runnable block"
+    for code in blocks:
+        code = code.replace("http://127.0.0.1:8080", service.url).replace(
+            "s3://my-videos/", f"s3://{BUCKET}/"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == ["10", "30000/1001", "128", "48", "reference"], done.stdout
