@@ -59,7 +59,7 @@ from stereocrafter.stereo.merge import working_size
 
 DTYPE = torch.bfloat16
 SIZES = ((1024, 576), (1920, 1080))
-# The targets for fast/scripts, and what the prescribed design measures (see the README):
+# The targets for fast/scripts, and what the prescribed design measures (see docs/presets.md):
 # the check fails on a regression below the measured design, not on the unmet targets.
 TARGETS = {(1024, 576): 3.0, (1920, 1080): 6.0}
 FLOORS = {(1024, 576): 2.1, (1920, 1080): 5.8}

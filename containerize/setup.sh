@@ -9,7 +9,7 @@ chown -R 1034:1034 /opt/ml/model
 
 # Image hygiene: BentoML's Debian Dockerfile installs build-essential and git before the Python
 # packages. Nothing needs them: every package of the pinned set is a binary wheel for CPython 3.11
-# on manylinux x86_64 and none is a VCS URL (README "The image"). This script runs after the
+# on manylinux x86_64 and none is a VCS URL (docs/deploy.md, "What is in it"). This script runs after the
 # install, so they are purged here with what only they pulled in; a single-layer build (buildah,
 # `make image`) is then that much smaller, and a layered one at least does not carry a compiler
 # in the running image.

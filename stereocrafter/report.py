@@ -6,7 +6,7 @@ view, normalised depth, occlusion and final right view. It keeps a few numbers p
 small thumbnails, never the frames, and answers with a JSON-ready dict (``as_dict``); the contact
 sheet is drawn by ``report_image``.
 
-Definitions (also in the README's table):
+Definitions (also in docs/reports-and-metrics.md's table):
 - disparity (px) = (2 * depth - 1) * max_disp, as the splat uses it; positive = nearer than the
   zero-parallax plane, i.e. in front of the screen (the right view moves it left). Per frame: min,
   max, 1st and 99th percentiles (of every pixel); for the clip: min, max, and percentiles of a

@@ -11,7 +11,7 @@ segment.
 FFV1 is lossless: reading gives back q exactly, so the only loss is the 16-bit quantisation, at
 most (high - low) / 131070 per value: 1.5e-4 px of disparity at max_disp 20. Depth maps are smooth,
 and FFV1's context modelling stores them at a fraction of their 2 bytes per pixel (measured per
-frame in bench/depth_store.py and README "Long videos"). Any player or ``ffprobe`` opens the file.
+frame in bench/depth_store.py and docs/long-videos.md). Any player or ``ffprobe`` opens the file.
 """
 
 from __future__ import annotations

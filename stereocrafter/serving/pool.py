@@ -7,7 +7,7 @@ once as there are slots, so every GPU of an instance works. One process rather t
 worker per GPU, because BentoML's workers share one listening socket and the kernel hands a new
 connection to whichever worker accepts first, busy or not: in a measured run with two workers and
 pairs of concurrent requests, 10 pairs of 12 landed on the same worker, one job queued behind the
-other while the second worker idled (README "One process, every GPU"). One process also downloads
+other while the second worker idled (docs/service.md, "One process, every GPU"). One process also downloads
 the weights once and has one health state for ``/ping``.
 """
 

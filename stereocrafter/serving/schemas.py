@@ -141,13 +141,6 @@ class InvocationRequest(BaseModel):
         return self
 
     @property
-    def depth_map(self) -> tuple[float, float] | None:
-        """(scale, shift) putting a stored raw depth on the common scale, or None (not given)."""
-        if self.depth_scale is None and self.depth_shift is None:
-            return None
-        return (self.depth_scale or 1.0, self.depth_shift or 0.0)
-
-    @property
     def output(self) -> S3Location:
         """Where this task writes: the stereo video, or the depth."""
         target = self.depth_output_uri if self.task == "depth" else self.s3_output_uri

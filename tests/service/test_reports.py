@@ -34,7 +34,7 @@ def test_service_metrics_on_the_real_server(service: Service) -> None:
     assert metric(text, "stereocrafter_queue_wait_seconds_count") >= 1
     assert metric(text, "stereocrafter_model_state", state="ready") == 1
     assert metric(text, "stereocrafter_model_state", state="loading") == 0
-    # /ping never counts as a job (BentoML's own request counters do count it: see the README)
+    # /ping never counts as a job (BentoML's own request counters do: docs/reports-and-metrics.md)
     pings = metric(text, "stereocrafter_jobs_total", outcome="ok", code="") - ok
     assert pings == 0
 
