@@ -101,3 +101,10 @@ def test_stitching_keeps_every_source_audio_in_every_container(
         assert stream.codec_context.codec.canonical_name == ("aac" if transcoded else result.audio.split()[0])
         frame = max(float(p.duration * p.time_base) for p in container.demux(stream) if p.duration)
     assert audio_duration(out) == pytest.approx(info.num_frames / 24, abs=frame), (frame, audio_duration(out))
+
+
+def test_the_readme_name_of_stitch_still_imports() -> None:
+    """Callers were told ``stereocrafter.stitch.stitch`` before the media family existed."""
+    from stereocrafter.stitch import stitch as old_name
+
+    assert old_name is stitch
