@@ -53,8 +53,8 @@ from stereocrafter.segments import (
     SegmentsResult,
     convert_segments,
     plan_segments,
-    retryable,
 )
+from stereocrafter.segments import retryable as _retryable
 
 # The names callers import from here: the backends, the typed errors (declared in ``errors``, one
 # table with the service's), and the segment orchestration (``segments``).
@@ -88,6 +88,12 @@ __all__ = [
 
 # What a failed call may raise that is worth another attempt besides a 5xx answer (``segments``).
 TRANSIENT: tuple[type[BaseException], ...] = (httpx.TransportError, TimeoutError, ConnectionError)
+
+
+def retryable(err: BaseException) -> bool:
+    """Worth another attempt: a 5xx other than 507, or no answer at all (httpx's transport errors
+    included): ``segments.retryable`` with this client's ``TRANSIENT``."""
+    return _retryable(err, TRANSIENT)
 
 
 def request_body(input_uri: str, output_uri: str, mode: str = "anaglyph", **options: Any) -> dict[str, Any]:

@@ -187,6 +187,9 @@ def test_gpu_and_deadline_errors_are_typed() -> None:
     assert not retryable(
         error_from(507, body("insufficient_gpu_memory"))
     )  # the same segment, the same memory
+    import httpx
+
+    assert retryable(httpx.ConnectError("refused")) and not retryable(ValueError("a bug"))  # no answer
 
 
 def _every_service_error() -> dict[str, type[Exception]]:
