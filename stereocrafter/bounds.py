@@ -33,7 +33,8 @@ DEFAULT_MAX_DISP = 20.0
 MAX_DISP = 100.0
 DEFAULT_SEED = 42
 MAX_SEED = 2**31 - 1
-TILE_NUMS = (1, 2, 4)
+TileNum = Literal[1, 2, 4]
+TILE_NUMS: tuple[int, ...] = get_args(TileNum)
 
 
 def check_max_disp(value: float, name: str = "max_disp") -> float:

@@ -28,10 +28,9 @@ from stereocrafter.bounds import (
     MAX_DEPTH_VALUE,
     MAX_DISP,
     MAX_SEED,
-    TILE_NUMS,
     Mode,
+    TileNum,
     check_depth_range,
-    check_tile_num,
 )
 from stereocrafter.echo import bounded, echo
 from stereocrafter.errors import BadRequestError
@@ -88,9 +87,7 @@ class InvocationRequest(BaseModel):
         default=DEFAULT_MAX_DISP, ge=0.0, le=MAX_DISP, description="disparity of the nearest point, px"
     )
     seed: int = Field(default=DEFAULT_SEED, ge=0, le=MAX_SEED)
-    tile_num: int = Field(
-        default=1, description=f"inpainting tiles per axis: {' | '.join(map(str, TILE_NUMS))}"
-    )
+    tile_num: TileNum = Field(default=1, description="inpainting tiles per axis")
     preset: str | None = Field(
         default=None,
         description="conversion preset (reference | fast); default: the service's STEREOCRAFTER_PRESET",
@@ -114,11 +111,6 @@ class InvocationRequest(BaseModel):
     @classmethod
     def _known_preset(cls, value: str | None) -> str | None:
         return None if value is None else check_preset(value)
-
-    @field_validator("tile_num")
-    @classmethod
-    def _tile_num(cls, value: int) -> int:
-        return check_tile_num(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> InvocationRequest:
