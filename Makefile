@@ -67,7 +67,7 @@ test-all: test test-slow
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy stereocrafter containerize
+	$(BIN)/mypy stereocrafter containerize service.py
 	$(BIN)/lint-imports --no-cache
 
 bench: venv

@@ -188,9 +188,9 @@ class StereoCrafter:
             return _error(err, request_id)
         except Exception:
             logger.exception("request %s failed unexpectedly", request_id)
-            err = StereoCrafterError("internal error; the request id identifies it in the service log")
-            metrics.JOBS.labels("error", err.code).inc()
-            return _error(err, request_id)
+            internal = StereoCrafterError("internal error; the request id identifies it in the service log")
+            metrics.JOBS.labels("error", internal.code).inc()
+            return _error(internal, request_id)
         metrics.JOBS.labels("ok", "").inc()
         return JSONResponse(response, headers={"X-Request-Id": request_id})
 
@@ -250,7 +250,7 @@ class StereoCrafter:
         return result.model_dump()
 
 
-StereoCrafter.add_asgi_middleware(OnlyOurRoutes)
+StereoCrafter.add_asgi_middleware(OnlyOurRoutes)  # type: ignore[attr-defined]  # added by @bentoml.service
 
 
 def _stop_jobs_on_sigterm() -> None:
