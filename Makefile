@@ -80,6 +80,7 @@ bench: venv
 	$(BIN)/python bench/depth_store.py
 	$(BIN)/python bench/long_align.py
 	$(BIN)/python bench/cli_start.py
+	$(BIN)/python bench/vda.py
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke
@@ -93,6 +94,7 @@ bench-smoke: venv
 	$(BIN)/python bench/depth_store.py --smoke
 	$(BIN)/python bench/long_align.py --smoke
 	$(BIN)/python bench/cli_start.py --smoke
+	$(BIN)/python bench/vda.py --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

@@ -34,12 +34,14 @@ Shapes: ``frames`` (B, T, 3, H, W) float, ImageNet-normalised, H and W multiples
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -208,10 +210,17 @@ class VideoDepthAnything(nn.Module):
         out = F.interpolate(
             head.conv1(path), (rows * PATCH, cols * PATCH), mode="bilinear", align_corners=True
         )
-        with torch.autocast(device_type=out.device.type, enabled=False):
+        with _no_autocast(out.device):
             out = F.relu(_conv32(head.conv2, out.float()))
             depth = F.relu(_conv32(head.conv3, out))
         return depth.reshape(b, t, height, width)
+
+
+def _no_autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Autocast switched off where it exists (CUDA, CPU); nothing to switch elsewhere (meta)."""
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _conv32(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
