@@ -20,18 +20,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stereocrafter.models.vda import SMALL, VdaArchitecture, VideoDepthAnything
+from stereocrafter.models.vda import SMALL, VideoDepthAnything
 from stereocrafter.models.vda_depth import STEP, WINDOW, processing_size
-
-TINY = VdaArchitecture(hidden_size=32, layers=4, heads=2, image_size=28, taps=(0, 1, 2, 3),
-                       out_channels=(8, 16, 32, 64), features=32)  # fmt: skip
+from stereocrafter.testing import TINY_VDA
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny architecture at a tiny size")
     args = parser.parse_args()
-    arch = TINY if args.smoke else SMALL
+    arch = TINY_VDA if args.smoke else SMALL
     with torch.device("meta"):
         model = VideoDepthAnything(arch).eval()
     params = sum(p.numel() for p in model.parameters())

@@ -19,6 +19,9 @@ from pathlib import Path
 import torch
 
 from stereocrafter.loading import DEPTH_REPO, INPAINTING_REPO, SVD_REPO, TINY_WEIGHTS_MARKER
+from stereocrafter.models.vda import CHECKPOINT as VDA_CHECKPOINT
+from stereocrafter.models.vda import REPO as VDA_REPO
+from stereocrafter.models.vda import VdaArchitecture, VideoDepthAnything, to_published
 
 # The published SVD-xt-1.1 scheduler config (reference notes §3): real, not shrunk.
 SVD_SCHEDULER_CONFIG = {
@@ -141,6 +144,7 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
 
         inpainting_unet = UNetSpatioTemporalConditionModel(**tiny_unet_kwargs(9))
         inpainting_unet.to(torch.float16).save_pretrained(root / INPAINTING_REPO / "unet_diffusers")
+        write_tiny_vda(root)
 
     _write_json(svd / "scheduler" / "scheduler_config.json", SVD_SCHEDULER_CONFIG)
     _write_json(svd / "feature_extractor" / "preprocessor_config.json", SVD_PREPROCESSOR_CONFIG)
@@ -149,9 +153,29 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
         "Tiny randomly initialised test weights written by stereocrafter.testing.make_tiny_weights.\n"
         "Their output is noise, not a depth map or a stereo conversion.\n"
     )
-    for folder in (root, svd, root / DEPTH_REPO, root / INPAINTING_REPO):
+    for folder in (root, svd, root / DEPTH_REPO, root / INPAINTING_REPO, root / VDA_REPO):
         (folder / TINY_WEIGHTS_MARKER).write_text(label)
     return root
+
+
+# Video Depth Anything in the published layout at a tiny size (``models.vda.architecture_of`` reads
+# these sizes back from the file): 4 blocks of width 32, a 2x2 position grid, the head's channels
+# small enough and the temporal modules' a multiple of 32 (their GroupNorm has 32 groups).
+TINY_VDA = VdaArchitecture(hidden_size=32, layers=4, heads=1, image_size=28, taps=(0, 1, 2, 3),
+                           out_channels=(8, 16, 32, 64), features=32)  # fmt: skip
+
+
+def write_tiny_vda(root: str | os.PathLike[str]) -> Path:
+    """A random ``TINY_VDA`` checkpoint at ``root/<VDA repo>/video_depth_anything_vits.pth``, a plain
+    state dict in the published key layout (``models.vda.to_published``), as the real file is."""
+    path = Path(root) / VDA_REPO / VDA_CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = VideoDepthAnything(TINY_VDA)
+    with torch.no_grad():  # the library zero-initialises some layers; random everywhere shows more
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.2)
+    torch.save(to_published(model), path)
+    return path
 
 
 def write_sample_clip(

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from stereocrafter.models.vda import (
     SMALL,
     FrameGroupNorm,
-    VdaArchitecture,
     VideoDepthAnything,
+    architecture_of,
     load_vda,
     published_keys,
     reference_pos_encoding,
@@ -30,10 +30,10 @@ from stereocrafter.models.vda_depth import (
     plan_windows,
     processing_size,
 )
+from stereocrafter.testing import TINY_VDA, write_tiny_vda
 
 MOTION = "head.motion_modules.{}.temporal_transformer.transformer_blocks.0"
-TINY = VdaArchitecture(hidden_size=32, layers=4, heads=2, image_size=28, taps=(0, 1, 2, 3),
-                       out_channels=(8, 16, 32, 64), features=32)  # fmt: skip
+TINY = TINY_VDA  # the tiny weights' sizes (stereocrafter.testing)
 
 
 def randomise(module: torch.nn.Module, seed: int) -> None:
@@ -332,3 +332,17 @@ def test_the_streaming_procedure_equals_the_published_batch_one(frames: int) -> 
     assert torch.allclose(depth, expected, atol=1e-5)
     # the first window's own frames are not clamped; frames after it (past the blend) are
     assert bool((depth[:24] < 0).any()) and bool((depth[32:] >= 0).all())
+
+
+def test_the_tiny_weights_are_a_published_layout_checkpoint_of_their_own_size(tiny_weights: Path) -> None:
+    """``make_tiny_weights`` writes VDA's file where the real one goes; the loader reads its sizes
+    from its shapes (as it reads ``SMALL`` from the published file) and the procedure runs on it."""
+    path = tiny_weights / "depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth"
+    assert path.is_file() and (path.parent / "TINY-RANDOM-WEIGHTS.txt").is_file()
+    state = torch.load(path, weights_only=True)
+    assert list(state) == list(published_keys(TINY))
+    model = load_vda(path)
+    assert model.arch == TINY and architecture_of(to_published(VideoDepthAnything(SMALL))) == SMALL
+    depth = run_stage(VdaDepthPipeline(model), depth_clip(24, 28, 28))
+    assert depth.shape == (24, 28, 28) and bool(torch.isfinite(depth).all())
+    assert write_tiny_vda(tiny_weights.parent / "again").read_bytes() != b""

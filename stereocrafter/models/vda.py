@@ -67,7 +67,7 @@ class VdaArchitecture:
 
     hidden_size: int = 384
     layers: int = 12
-    heads: int = 6
+    heads: int = 6  # DINOv2's head width is 64: hidden_size // 64
     image_size: int = 518  # the position grid: image_size / 14 per side (37)
     taps: tuple[int, ...] = (2, 5, 8, 11)  # zero-based blocks whose tokens the head takes
     out_channels: tuple[int, int, int, int] = (48, 96, 192, 384)
@@ -82,6 +82,31 @@ class VdaArchitecture:
 
 
 SMALL = VdaArchitecture()
+
+
+def architecture_of(state: dict[str, torch.Tensor]) -> VdaArchitecture:
+    """The sizes of the model a published-layout checkpoint holds, read from its shapes: the width
+    and position grid from ``pos_embed``, the depth from the blocks, the head from its projections.
+    Heads are DINOv2's rule (64 channels each, at least 1) and the tapped blocks the published one
+    for 12 blocks ([2, 5, 8, 11]: the last of each quarter), so the published file gives ``SMALL``
+    and a tiny test checkpoint in the same layout gives its own sizes."""
+    pos = state["pretrained.pos_embed"]
+    hidden, grid = int(pos.shape[2]), math.isqrt(int(pos.shape[1]) - 1)
+    layers = 1 + max(int(k.split(".")[2]) for k in state if k.startswith("pretrained.blocks."))
+    if layers % 4:
+        raise ValueError(f"a VDA backbone has a multiple of 4 blocks, this one {layers}")
+    out_channels = tuple(int(state[f"head.projects.{i}.weight"].shape[0]) for i in range(4))
+    return VdaArchitecture(
+        hidden_size=hidden,
+        layers=layers,
+        heads=max(1, hidden // 64),
+        image_size=grid * PATCH,
+        taps=tuple(layers // 4 * (k + 1) - 1 for k in range(4)),
+        out_channels=out_channels,  # type: ignore[arg-type]
+        features=int(state["head.scratch.layer1_rn.weight"].shape[0]),
+        max_frames=int(state["head.motion_modules.0.temporal_transformer.transformer_blocks.0"
+                             ".attention_blocks.0.pos_encoder.pe"].shape[1]),
+    )  # fmt: skip
 
 
 class FrameGroupNorm(nn.GroupNorm):
@@ -398,7 +423,7 @@ def published_keys(arch: VdaArchitecture = SMALL) -> Iterator[str]:
 
 def load_vda(
     path: str | os.PathLike[str],
-    arch: VdaArchitecture = SMALL,
+    arch: VdaArchitecture | None = None,
     *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
@@ -406,8 +431,14 @@ def load_vda(
     """The model with the checkpoint at ``path`` (a plain state dict in the published layout), read
     with ``torch.load(weights_only=True)`` (no pickled code from a download runs) and loaded strictly:
     every published key used, none of the model's missing, every shape equal. The temporal modules'
-    sinusoidal tables in the file must equal the model's own."""
+    sinusoidal tables in the file must equal the model's own. ``arch``: the sizes to expect (default:
+    read from the file, ``architecture_of``)."""
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if arch is None:
+        try:
+            arch = architecture_of(state)
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"{path} is not a VDA checkpoint ({type(err).__name__}: {err})") from None
     expected = set(published_keys(arch))
     if set(state) != expected:
         unknown, missing = sorted(set(state) - expected), sorted(expected - set(state))
