@@ -12,16 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stereocrafter.models.vda import (
-    SMALL,
-    FrameGroupNorm,
-    VideoDepthAnything,
-    architecture_of,
-    load_vda,
-    published_keys,
-    reference_pos_encoding,
-    to_published,
-)
+from stereocrafter.models.vda import SMALL, FrameGroupNorm, VideoDepthAnything, reference_pos_encoding
+from stereocrafter.models.vda_checkpoint import architecture_of, load_vda, published_keys, to_published
 from stereocrafter.models.vda_depth import (
     IMAGENET_MEAN,
     IMAGENET_STD,
