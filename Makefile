@@ -81,6 +81,7 @@ bench: venv
 	$(BIN)/python bench/long_align.py
 	$(BIN)/python bench/cli_start.py
 	$(BIN)/python bench/vda.py
+	$(BIN)/python bench/vda_align.py
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke

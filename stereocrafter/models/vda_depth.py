@@ -19,7 +19,8 @@ The published procedure, reproduced:
 Deliberate differences (memory stays bounded by a window; both named in the README):
 - The depth stays at the processing size: the reference resizes every window's depth to the frame
   size (bilinear, align_corners) and aligns there. A bilinear resize is linear, so the fit differs
-  only by how the resize weights the pixels.
+  only by how the resize weights the pixels: bench/vda_align.py measures at most 2.2e-5 of the
+  depth's range at 1080p on random weights (0.0009 px of disparity at max_disp 20).
 - Frames are read window by window and finished frames are handed on at once; the reference holds
   the whole clip's frames and depth. The least-squares sums are taken in float64 (the reference:
   float32), which changes the fit by rounding only.
