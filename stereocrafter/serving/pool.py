@@ -22,8 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from stereocrafter.echo import bounded
 from stereocrafter.errors import DeviceUnavailableError, GpuFailedError, InsufficientGpuMemoryError
+from stereocrafter.serving import metrics
+from stereocrafter.serving.gpu import classify, release_memory, slot_devices
 from stereocrafter.settings import Settings
 
 logger = logging.getLogger("bentoml.stereocrafter.pool")
@@ -73,11 +77,6 @@ class PipelinePool:
           service failed and the job answers 503 ``GpuFailedError``; anything else passes through;
         - always: the job's memory released (``gpu.release_memory``), so the next job starts clean.
         """
-        import torch
-
-        from stereocrafter.serving import metrics
-        from stereocrafter.serving.gpu import classify, release_memory
-
         with self.acquire() as slot:
             on_gpu = slot.device.startswith("cuda")
             if on_gpu:
@@ -116,8 +115,6 @@ class PoolLoader:
     ``load``, so the service starts and reports it on /ping."""
 
     def __init__(self, settings: Settings) -> None:
-        from stereocrafter.serving.gpu import slot_devices
-
         self.settings = settings
         self.devices: list[str] = []
         self.error: DeviceUnavailableError | None = None
