@@ -138,7 +138,9 @@ class StereoCrafter:
         for line in diagnose(settings):  # what this instance can do, in CloudWatch
             logger.info("doctor: %s", line)
         loader = PoolLoader(settings)  # one conversion slot per GPU, decided before any CUDA context
-        self.models = ModelHolder(settings.weights_dir, settings.hf_token_arn, loader.load).start()
+        self.models = ModelHolder(
+            settings.weights_dir, settings.hf_token_arn, loader.load, presets=settings.presets
+        ).start()
         self.storage = S3Storage(
             max_attempts=settings.s3_max_attempts,
             connect_timeout=settings.s3_connect_timeout,

@@ -12,8 +12,10 @@ import numpy as np
 import torch
 
 from stereocrafter.bounds import DEFAULT_MAX_DISP, DEFAULT_SEED, check_max_disp, check_seed, check_tile_num
+from stereocrafter.catalog import DEFAULT_DEPTH_MODEL, check_depth_model
 from stereocrafter.models import depth as depth_stage
 from stereocrafter.models import inpainting as inpainting_stage
+from stereocrafter.models import vda, vda_depth
 from stereocrafter.presets import PRESETS, check_preset
 
 FrameChunks = Iterator[np.ndarray]  # (t, H, W, 3) uint8 RGB chunks, in order
@@ -47,6 +49,9 @@ class StereoConfig:
     """Every parameter of the two stages; defaults are the reference's."""
 
     max_disp: float = DEFAULT_MAX_DISP
+    # Which depth model runs (``catalog.DEPTH_MODELS``); the ``depth_*`` knobs below the first
+    # five are DepthCrafter's, ``depth_input_size`` is Video Depth Anything's (``depth_stages``).
+    depth_model: str = DEFAULT_DEPTH_MODEL
     depth_steps: int = depth_stage.DEFAULT_STEPS
     depth_guidance: float = depth_stage.DEFAULT_GUIDANCE
     depth_window: int = depth_stage.DEFAULT_WINDOW
@@ -54,6 +59,7 @@ class StereoConfig:
     depth_max_res: int = depth_stage.DEFAULT_MAX_RES
     noise_aug_strength: float = depth_stage.DEFAULT_NOISE_AUG
     depth_decode_chunk: int = depth_stage.DEFAULT_DECODE_CHUNK
+    depth_input_size: int = vda_depth.INPUT_SIZE  # the published --input_size (518); tests use less
     inpaint_steps: int = inpainting_stage.DEFAULT_STEPS
     inpaint_guidance: float = inpainting_stage.DEFAULT_GUIDANCE
     frames_chunk: int = inpainting_stage.DEFAULT_FRAMES_CHUNK
@@ -67,11 +73,20 @@ class StereoConfig:
     holes_only: bool = False  # True: splatted pixels outside the holes, exactly
     hole_dilate_px: int = 0  # holes grown by this much before merging (source pixels)
     hole_feather_px: int = 0  # then a linear fade over this many pixels
+    inpaint_multiple: int = 8  # sides of a resized working size: multiples of this (``merge.working_size``)
 
     def __post_init__(self) -> None:
         check_max_disp(self.max_disp)  # bounds.py: the schema and the CLI check the same
         check_seed(self.seed)
         check_tile_num(self.tile_num)
+        check_depth_model(self.depth_model)
+        if not vda.PATCH <= self.depth_input_size <= vda_depth.INPUT_SIZE:
+            raise ValueError(
+                f"depth_input_size must be in [{vda.PATCH}, {vda_depth.INPUT_SIZE}], "
+                f"not {self.depth_input_size}"
+            )
+        if self.inpaint_multiple not in (8, 16, 32, 64):
+            raise ValueError(f"inpaint_multiple must be 8, 16, 32 or 64, not {self.inpaint_multiple}")
         if self.splat_batch < 1:
             raise ValueError(f"splat_batch must be >= 1, got {self.splat_batch}")
         if self.inpaint_max_res < 0 or (self.inpaint_max_res and self.inpaint_max_res < 64):

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from stereocrafter.depth_stages import processing_size
 from stereocrafter.guard import call_checked
 from stereocrafter.media.depthstore import DepthShape, depth_summary, write_depth
 from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.streams import BackgroundSink
 from stereocrafter.media.video_io import VideoInfo, iter_frames, probe
-from stereocrafter.models.depth import processing_size
 from stereocrafter.pipeline import NO_HOOKS, AlignedDepth, RunHooks, StereoConfig, StereoPipeline
 from stereocrafter.report import QualityReport
 from stereocrafter.settings import Settings
@@ -179,8 +179,9 @@ def depth_file(
     frames: tuple[int, int] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> DepthFileResult:
-    """Stage 1 alone: the segment's raw depth stored at ``output`` (``depthstore`` format) and the
-    summary the alignment of segments works from. Nothing is left at ``output`` on failure."""
+    """Stage 1 alone: the segment's raw depth stored at ``output`` (``depthstore`` format, tagged
+    with the config's depth model) and the summary the alignment of segments works from. Nothing
+    is left at ``output`` on failure."""
     started = time.perf_counter()
     info = segment_info(source, frames)
     timings = {"probe": time.perf_counter() - started}
@@ -206,8 +207,8 @@ def depth_file(
     store_started = time.perf_counter()
     try:
         write_depth(
-            output, raw, fps=info.fps, source_width=info.width, source_height=info.height, extra=extra,
-            check=hooks.check,
+            output, raw, fps=info.fps, source_width=info.width, source_height=info.height,
+            model=(config or pipeline.config).depth_model, extra=extra, check=hooks.check,
         )  # fmt: skip
     except BaseException:
         Path(output).unlink(missing_ok=True)
@@ -227,16 +228,21 @@ def depth_file(
 
 def job_config(preset: str, settings: Settings, **overrides: Any) -> StereoConfig:
     """The preset's ``StereoConfig`` with the request's values, and the step counts of
-    ``STEREOCRAFTER_DEPTH_STEPS``/``_INPAINT_STEPS`` when those are set."""
-    steps = {"depth_steps": settings.depth_steps, "inpaint_steps": settings.inpaint_steps}
+    ``STEREOCRAFTER_DEPTH_STEPS``/``_INPAINT_STEPS`` and VDA's ``STEREOCRAFTER_DEPTH_INPUT_SIZE``
+    when those are set."""
+    steps = {
+        "depth_steps": settings.depth_steps,
+        "inpaint_steps": settings.inpaint_steps,
+        "depth_input_size": settings.depth_input_size,
+    }
     return StereoConfig.from_preset(preset, **{k: v for k, v in steps.items() if v is not None}, **overrides)
 
 
 def stored_depth_shape(info: VideoInfo, config: StereoConfig) -> DepthShape:
     """What a segment of ``info`` needs of a stored depth: its frames and size, and the depth
     stage's processing size for it under ``config`` (what its depth task stored)."""
-    height, width = processing_size(info.height, info.width, config.depth_max_res)
-    return DepthShape(info.num_frames, info.width, info.height, width, height)
+    height, width = processing_size(info.height, info.width, config)
+    return DepthShape(info.num_frames, info.width, info.height, width, height, config.depth_model)
 
 
 def report_extra(preset: str, timings: dict[str, float]) -> dict[str, Any]:

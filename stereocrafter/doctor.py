@@ -2,8 +2,9 @@
 
 The same lines are logged by the service at start-up (SageMaker ships them to CloudWatch): the
 device and library versions, whether the weights under ``WEIGHTS_DIR`` are complete (and real or
-tiny test weights), the free GPU and host memory against what the preset needs, and what a
-start-up download would fetch. Nothing here loads a model or touches the network.
+tiny test weights), every model with its licence and whether this endpoint loads it (the presets
+of ``STEREOCRAFTER_PRESETS`` decide), the free GPU and host memory against what the preset needs,
+and what a start-up download would fetch. Nothing here loads a model or touches the network.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stereocrafter.catalog import MODELS, depth_model_of, models_of
 from stereocrafter.presets import DEFAULT_PRESET, PEAK_GPU_GB_1080P
 from stereocrafter.settings import Settings
 
@@ -49,23 +51,43 @@ def _host_memory_gb() -> float | None:
     return None
 
 
-def _weights(weights_dir: Path, list_missing: bool) -> list[str]:
-    from stereocrafter.loading import COMPONENTS, is_tiny
+def _weights(weights_dir: Path, presets: tuple[str, ...], list_missing: bool) -> list[str]:
+    from stereocrafter.loading import components_of, is_tiny
 
-    missing = [c for c in COMPONENTS if c.resolve(weights_dir) is None]
+    components = components_of(presets)
+    missing = [c for c in components if c.resolve(weights_dir) is None]
     if not missing:
         kind = "TINY RANDOM TEST WEIGHTS (outputs are noise)" if is_tiny(weights_dir) else "real weights"
-        return [f"weights: complete under {weights_dir}, {kind}"]
-    lines = [f"weights: {len(missing)} of {len(COMPONENTS)} components missing under {weights_dir}"]
+        return [f"weights: complete under {weights_dir} for the presets served, {kind}"]
+    lines = [f"weights: {len(missing)} of {len(components)} components missing under {weights_dir}"]
     if list_missing:
         lines += [f"  missing: {c.describe_missing()}" for c in missing]
+    return lines
+
+
+def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
+    """One line per model: its repo and licence, and which served presets load it (or none)."""
+    from stereocrafter.loading import MODEL_COMPONENTS
+
+    used = models_of(presets)
+    lines = [f"presets served: {', '.join(presets)} (STEREOCRAFTER_PRESETS)"]
+    for name, card in MODELS.items():
+        if name not in used:
+            lines.append(
+                f"  model {name} ({card.repo}), {card.licence}: not loaded (no preset served uses it)"
+            )
+            continue
+        users = [p for p in presets if card.role != "depth" or depth_model_of(p) == name]
+        present = all(c.resolve(weights_dir) is not None for c in MODEL_COMPONENTS[name])
+        state = "weights present" if present else "WEIGHTS MISSING"
+        lines.append(f"  model {name} ({card.repo}), {card.licence}: loaded for {', '.join(users)}; {state}")
     return lines
 
 
 def _download(settings: Settings) -> str:
     from stereocrafter.serving.weights import download_plan
 
-    plan = download_plan()
+    plan = download_plan(settings.presets)
     files = sum(len(patterns) - 1 for patterns in plan.values())  # minus the test-weights marker
     repos = ", ".join(plan)
     if settings.hf_token_arn:
@@ -80,14 +102,18 @@ def diagnose(
     preset = preset or settings.preset or DEFAULT_PRESET
     device_line, free_gpu = _device(settings)
     lines = [device_line, _versions()]
-    lines += _weights(Path(weights_dir or settings.weights_dir), list_missing)
+    root = Path(weights_dir or settings.weights_dir)
+    lines += _weights(root, settings.presets, list_missing)
+    lines += _models(root, settings.presets)
     need = PEAK_GPU_GB_1080P[preset]
     host = _host_memory_gb()
     host_text = f"{host:.1f} GB host memory available" if host is not None else "host memory unknown"
     if free_gpu is None:
         verdict = "no GPU: CPU conversions only (tiny weights, tests)"
     else:
-        verdict = "enough" if free_gpu >= need else "NOT ENOUGH for 1080p (use fast, or a bigger GPU)"
+        verdict = (
+            "enough" if free_gpu >= need else "NOT ENOUGH for 1080p (use fast or turbo, or a bigger GPU)"
+        )
     lines.append(
         f"memory: preset {preset} needs about {need:.1f} GB of GPU memory at 1080p (bench/flops.py); "
         f"{verdict}; {host_text}; {os.cpu_count()} CPUs"

@@ -93,6 +93,14 @@ class BadRequestError(StereoCrafterError):
     status = 400
 
 
+class PresetNotServedError(BadRequestError):
+    """The request names a preset this endpoint does not serve (``STEREOCRAFTER_PRESETS``): its
+    models were not loaded. The message names the presets served."""
+
+    code = "preset_not_served"
+    status = 400
+
+
 class S3AccessDeniedError(StereoCrafterError):
     """S3 refused the service access to the input or output location."""
 
@@ -224,6 +232,7 @@ class BadRequest(ConversionError):
 
     stands_for: tuple[type[StereoCrafterError], ...] = (
         BadRequestError,
+        PresetNotServedError,
         RouteNotFoundError,
         MethodNotAllowedError,
     )

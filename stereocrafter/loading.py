@@ -11,9 +11,12 @@ Layout (the Hugging Face repos, each under its repo id):
         config.json, diffusion_pytorch_model.safetensors                     (root; or unet/)
     WEIGHTS_DIR/TencentARC/StereoCrafter/
         unet_diffusers/config.json, unet_diffusers/diffusion_pytorch_model.safetensors  (or the root)
+    WEIGHTS_DIR/depth-anything/Video-Depth-Anything-Small/
+        video_depth_anything_vits.pth                                          (a plain state dict)
 
-``COMPONENTS`` and ``STAGES`` are the one list of what each stage reads; the weight download takes
-its file list from here.
+``COMPONENTS``, ``STAGES`` and ``MODEL_COMPONENTS`` are the one list of what each stage and model
+reads; the weight download takes its file list from here, for the models of the presets served
+(``catalog.models_of``): a turbo-only endpoint never fetches or loads DepthCrafter.
 """
 
 from __future__ import annotations
@@ -22,24 +25,29 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from stereocrafter.catalog import MODELS, VDA_CHECKPOINT, models_of
 from stereocrafter.errors import WeightsMissingError
+from stereocrafter.presets import PRESET_NAMES
 
 if TYPE_CHECKING:  # the pipelines import diffusers; keep this module light to import
     from stereocrafter.models.depth import DepthCrafterPipeline
     from stereocrafter.models.inpainting import StereoInpaintingPipeline
+    from stereocrafter.models.vda_depth import VdaDepthPipeline
     from stereocrafter.pipeline import StereoConfig, StereoPipeline
 
 logger = logging.getLogger(__name__)
 
-SVD_REPO = "stabilityai/stable-video-diffusion-img2vid-xt-1-1"
-DEPTH_REPO = "tencent/DepthCrafter"
-INPAINTING_REPO = "TencentARC/StereoCrafter"
+SVD_REPO = MODELS["svd"].repo  # stabilityai/stable-video-diffusion-img2vid-xt-1-1
+DEPTH_REPO = MODELS["depthcrafter"].repo  # tencent/DepthCrafter
+INPAINTING_REPO = MODELS["stereocrafter"].repo  # TencentARC/StereoCrafter
+VDA_REPO = MODELS["vda-small"].repo  # depth-anything/Video-Depth-Anything-Small
 
 # Written by stereocrafter.testing next to tiny random weights, so nothing presents their output
 # as a real conversion.
@@ -132,11 +140,27 @@ INPAINTING_UNET = Component(
     ("diffusion_pytorch_model.safetensors",),
 )
 
-COMPONENTS = (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER, DEPTH_UNET, INPAINTING_UNET)
+VDA = Component("vda", VDA_REPO, ("",), VDA_CHECKPOINT)  # one file: the state dict
+
+COMPONENTS = (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER, DEPTH_UNET, INPAINTING_UNET, VDA)
 STAGES: dict[str, tuple[Component, ...]] = {
     "depth": (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER, DEPTH_UNET),
     "inpainting": (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER, INPAINTING_UNET),
+    "vda": (VDA,),
 }
+# What each model of ``catalog.MODELS`` reads.
+MODEL_COMPONENTS: dict[str, tuple[Component, ...]] = {
+    "depthcrafter": (DEPTH_UNET,),
+    "vda-small": (VDA,),
+    "stereocrafter": (INPAINTING_UNET,),
+    "svd": (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER),
+}
+
+
+def components_of(presets: Sequence[str] = PRESET_NAMES) -> tuple[Component, ...]:
+    """The components the models of ``presets`` read, each once, in ``COMPONENTS`` order."""
+    wanted = {c for model in models_of(presets) for c in MODEL_COMPONENTS[model]}
+    return tuple(c for c in COMPONENTS if c in wanted)
 
 
 def resolve_stage(weights_dir: str | os.PathLike[str], stage: str) -> dict[str, Resolved]:
@@ -161,7 +185,8 @@ def is_tiny(weights_dir: str | os.PathLike[str]) -> bool:
     repo folder, so the label survives a download of the repos)."""
     root = Path(weights_dir)
     return (root / TINY_WEIGHTS_MARKER).is_file() or any(
-        (root / repo / TINY_WEIGHTS_MARKER).is_file() for repo in (SVD_REPO, DEPTH_REPO, INPAINTING_REPO)
+        (root / repo / TINY_WEIGHTS_MARKER).is_file()
+        for repo in (SVD_REPO, DEPTH_REPO, INPAINTING_REPO, VDA_REPO)
     )
 
 
@@ -306,6 +331,23 @@ def load_inpainting_pipeline(
     return pipeline
 
 
+def load_vda_pipeline(
+    weights_dir: str | os.PathLike[str], *, device: torch.device | str = "cpu"
+) -> VdaDepthPipeline:
+    """Video Depth Anything Small from ``weights_dir`` (``models.vda_checkpoint.load_vda``: the
+    published state dict, read with ``weights_only`` and loaded strictly). Its weights stay float32
+    and it runs under float16 autocast on CUDA, as the published code does."""
+    from stereocrafter.models.vda_checkpoint import load_vda
+    from stereocrafter.models.vda_depth import VdaDepthPipeline
+
+    part = resolve_stage(weights_dir, "vda")["vda"]
+    if is_tiny(weights_dir):
+        logger.warning("%s holds tiny random test weights: VDA depth maps are meaningless", weights_dir)
+    model = load_vda(part.folder / VDA_CHECKPOINT, device=device)
+    model.requires_grad_(False)
+    return VdaDepthPipeline(model)
+
+
 def compile_unets(
     pipeline: StereoPipeline, backend: str = "inductor", warmup_size: tuple[int, int] | None = (576, 1024)
 ) -> None:
@@ -314,15 +356,15 @@ def compile_unets(
     that the compilation happens now (while ``/ping`` says 503), not in the first request. Other
     sizes compile on their first use."""
     cfg = pipeline.config
-    for unet in (pipeline.depth.unet, pipeline.inpainting.unet):
+    unets = [unet for unet in (getattr(pipeline.depth, "unet", None), pipeline.inpainting.unet) if unet]
+    for unet in unets:
         unet.compile(backend=backend)
     if warmup_size is None:
         return
     latent = (warmup_size[0] // 8, warmup_size[1] // 8)
-    runs = (
-        (pipeline.depth.unet, cfg.depth_window, 1),
-        (pipeline.inpainting.unet, cfg.frames_chunk, 2 if cfg.inpaint_guidance > 1.0 else 1),
-    )
+    runs = [(pipeline.inpainting.unet, cfg.frames_chunk, 2 if cfg.inpaint_guidance > 1.0 else 1)]
+    if pipeline.depth is not None:  # the depth UNet when DepthCrafter is loaded
+        runs.insert(0, (pipeline.depth.unet, cfg.depth_window, 1))
     with torch.no_grad():
         for unet, frames, batch in runs:
             device, dtype = unet.device, unet.dtype
@@ -344,25 +386,28 @@ def load_stereo_pipeline(
     dtype: torch.dtype | None = None,
     config: StereoConfig | None = None,
     compile_backend: str | None = None,
+    presets: Sequence[str] = PRESET_NAMES,
 ) -> StereoPipeline:
-    """Both stages, sharing one copy of the SVD VAE and CLIP image encoder (the two stages use the
-    same SVD-xt-1.1 components; loading them once saves about 1.5 GB of GPU memory in fp16).
-    Every missing file of either stage is reported at once. ``compile_backend`` (e.g.
-    "inductor"): ``compile_unets`` before returning."""
+    """The models ``presets`` run (``catalog.models_of``), and nothing else: the inpainting always,
+    DepthCrafter and/or Video Depth Anything as the presets' depth models say. The diffusion
+    models share one copy of the SVD VAE and CLIP image encoder (loading them once saves about
+    1.5 GB of GPU memory in fp16). Every missing file is reported at once, before anything loads.
+    ``compile_backend`` (e.g. "inductor"): ``compile_unets`` before returning."""
     from stereocrafter.pipeline import StereoPipeline
 
-    missing: list[str] = []
-    for stage in STAGES:
-        try:
-            resolve_stage(weights_dir, stage)
-        except WeightsMissingError as err:
-            missing += [m for m in err.missing if m not in missing]
+    wanted = components_of(presets)
+    missing = [c.describe_missing() for c in wanted if c.resolve(Path(weights_dir)) is None]
     if missing:
         raise WeightsMissingError(missing, str(weights_dir))
+    models = models_of(presets)
     device = torch.device(device)
     dtype = dtype or default_dtype(device)
-    svd = _load_svd_parts(resolve_stage(weights_dir, "depth"), device, dtype)
-    depth = load_depth_pipeline(weights_dir, device=device, dtype=dtype, svd=svd)
+    svd = _load_svd_parts(resolve_stage(weights_dir, "inpainting"), device, dtype)
+    depth_loaders: dict[str, Any] = {
+        "depthcrafter": lambda: load_depth_pipeline(weights_dir, device=device, dtype=dtype, svd=svd),
+        "vda-small": lambda: load_vda_pipeline(weights_dir, device=device),
+    }
+    depth = [depth_loaders[model]() for model in models if model in depth_loaders]
     inpainting = load_inpainting_pipeline(weights_dir, device=device, dtype=dtype, svd=svd)
     pipeline = StereoPipeline(depth, inpainting, config, tiny=is_tiny(weights_dir))
     if compile_backend:

@@ -4,8 +4,9 @@ No I/O here: frames come from a callable that opens a fresh iterator of uint8 RG
 decoder, in practice) and composed frames go to a sink callable (the video encoder). Host memory is
 bounded by a window or chunk of frames, not by the clip:
 
-1. Depth pass: the frames are read once, resized to the depth resolution and given to DepthCrafter
-   window by window; only the raw depth at depth resolution (one float per depth pixel) is kept for
+1. Depth pass: the frames are read once, resized to the depth model's processing size and given to
+   it window by window (``depth_stages``: DepthCrafter or Video Depth Anything, as the config's
+   ``depth_model`` says); only the raw depth at that size (one float per depth pixel) is kept for
    the clip, because normalisation is over the whole video (reference §1.6).
 2. Stereo pass: the frames are read again in the inpainting chunks' order; each requested range is
    normalised, resized to the source size, turned into disparity and splatted (in batches of 10, as
@@ -38,18 +39,13 @@ from stereocrafter.config import (
     StereoConfig,
     StereoResult,
 )
+from stereocrafter.depth_stages import DepthStage, wrap
+from stereocrafter.errors import PresetNotServedError
 from stereocrafter.media.streams import prefetch
 from stereocrafter.models import depth as depth_stage
 from stereocrafter.models import inpainting as inpainting_stage
-from stereocrafter.models.depth import DepthCrafterPipeline, processing_size, resize_frames
 from stereocrafter.models.inpainting import StereoInpaintingPipeline
-from stereocrafter.progress import (
-    StageProgress,
-    decoders,
-    depth_increments,
-    inpainting_increments,
-    no_progress,
-)
+from stereocrafter.progress import StageProgress, decoders, inpainting_increments, no_progress
 from stereocrafter.stereo.compose import check_mode, compose, output_size
 from stereocrafter.stereo.grid import debug_grid
 from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
@@ -112,23 +108,43 @@ class SequentialFrames:
 
 
 class StereoPipeline:
-    """Both stages on one device. ``config`` is the default of ``run``'s own ``config``; ``tiny``
+    """Both stages on one device. ``depth``: the loaded depth pipeline, or a sequence of them (one
+    per depth model served: ``DepthCrafterPipeline``, ``VdaDepthPipeline``); a run uses the one its
+    config's ``depth_model`` names. ``config`` is the default of ``run``'s own ``config``; ``tiny``
     says that the weights are the random test weights (``loading.is_tiny``), known once when the
     pipeline is loaded and shown in every answer and report."""
 
     def __init__(
         self,
-        depth: DepthCrafterPipeline,
+        depth: Any,
         inpainting: StereoInpaintingPipeline,
         config: StereoConfig | None = None,
         *,
         tiny: bool = False,
     ) -> None:
-        self.depth = depth
+        pipelines = list(depth) if isinstance(depth, list | tuple) else [depth]
+        self.depth_stages: dict[str, DepthStage] = {stage.model: stage for stage in map(wrap, pipelines)}
         self.inpainting = inpainting
         self.config = config or StereoConfig()
         self.tiny = tiny
-        self.device = depth._execution_device
+        self.device = inpainting._execution_device
+
+    @property
+    def depth(self) -> Any:
+        """DepthCrafter's pipeline when it is loaded, else None (tests, ``loading.compile_unets``)."""
+        stage = self.depth_stages.get("depthcrafter")
+        return stage.pipeline if stage is not None else None
+
+    def depth_stage(self, config: StereoConfig) -> DepthStage:
+        """The loaded stage of ``config.depth_model``; ``PresetNotServedError`` (400) when this
+        pipeline was loaded without it (an endpoint serving other presets)."""
+        stage = self.depth_stages.get(config.depth_model)
+        if stage is None:
+            raise PresetNotServedError(
+                f"the depth model {config.depth_model} is not loaded here "
+                f"(loaded: {', '.join(self.depth_stages) or 'none'})"
+            )
+        return stage
 
     def _host_tensor(self, chunk: np.ndarray) -> torch.Tensor:
         """(t, H, W, 3) uint8 numpy -> the same as a torch tensor, in page-locked memory when the
@@ -200,7 +216,7 @@ class StereoPipeline:
             seams = [chunk.start + chunk.reused for chunk in chunks[1:]]  # first frame each later chunk keeps
             observer.on_start(num_frames=num_frames, width=width, height=height, config=cfg,
                               depth_range=(low, high), seams=seams)  # fmt: skip
-        work = working_size(height, width, cfg.inpaint_max_res)
+        work = working_size(height, width, cfg.inpaint_max_res, cfg.inpaint_multiple)
         stereo = _StereoSource(
             self, cfg, self._frames(open_frames), num_frames, raw_depth, (low, high), (height, width), work
         )
@@ -261,28 +277,17 @@ class StereoPipeline:
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         cfg = config or self.config
+        stage = self.depth_stage(cfg)
         report = hooks.progress or no_progress
-        size = processing_size(height, width, cfg.depth_max_res)
+        size = stage.processing_size(height, width, cfg)
         source = SequentialFrames(
-            self._frames(open_frames), num_frames, lambda c: resize_frames(self._to_tensor(c), size)
+            self._frames(open_frames), num_frames, lambda c: stage.resize(self._to_tensor(c), size)
         )
         depth_progress = StageProgress(
-            report, "depth", num_frames, depth_increments(num_frames, cfg), check=hooks.check
+            report, "depth", num_frames, stage.increments(num_frames, cfg), check=hooks.check
         )
-        with depth_progress.watching(self.depth.unet, *decoders(self.depth)):
-            depth_chunks = [
-                chunk
-                for _, chunk in self.depth.iter_depth(
-                    source,
-                    num_inference_steps=cfg.depth_steps,
-                    guidance_scale=cfg.depth_guidance,
-                    window_size=cfg.depth_window,
-                    overlap=cfg.depth_overlap,
-                    noise_aug_strength=cfg.noise_aug_strength,
-                    decode_chunk_size=cfg.depth_decode_chunk,
-                    generator=self._generator(cfg.seed),
-                )
-            ]
+        with depth_progress.watching(stage.watched, *stage.checked):
+            depth_chunks = [chunk for _, chunk in stage.iter_depth(source, cfg, self._generator(cfg.seed))]
         depth_progress.finish()
         return torch.cat(depth_chunks)  # (T, 1, h, w) float32, CPU
 

@@ -1,6 +1,6 @@
-"""Progress of a diffusion stage in frames, counted from its UNet's calls over the stage's own plan
-(``models.depth.plan_windows``, ``models.inpainting.plan_chunks``), and the same hooks run the job's
-stop check: after every UNet call and before every VAE decode."""
+"""Progress of a stage in frames, counted from its model's calls over the stage's own plan (the
+depth model's windows, ``depth_stages``; ``models.inpainting.plan_chunks``), and the same hooks run
+the job's stop check: after every model call and before every VAE decode."""
 
 from __future__ import annotations
 
@@ -11,20 +11,11 @@ from typing import Any
 import torch
 
 from stereocrafter.config import Progress, StereoConfig
-from stereocrafter.models import depth as depth_stage
 from stereocrafter.models import inpainting as inpainting_stage
 
 
 def no_progress(stage: str, done: int, total: int) -> None:
     pass
-
-
-def depth_increments(num_frames: int, cfg: StereoConfig) -> list[float]:
-    """Frames finished per depth-UNet call: each window's new frames (the depth stage's own plan,
-    ``plan_windows``) spread over its calls."""
-    calls = cfg.depth_steps * (2 if cfg.depth_guidance > 1.0 else 1)
-    windows = depth_stage.plan_windows(num_frames, cfg.depth_window, cfg.depth_overlap)
-    return [window.new / calls for window in windows for _ in range(calls)]
 
 
 def inpainting_increments(chunks: list[inpainting_stage.Chunk], cfg: StereoConfig) -> list[float]:

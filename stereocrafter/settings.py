@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stereocrafter.catalog import parse_presets
 from stereocrafter.presets import DEFAULT_PRESET, check_preset
 
 DEFAULT_WEIGHTS_DIR = "/opt/ml/model/weights"
@@ -26,9 +27,13 @@ class Settings:
     max_input_bytes: int  # STEREOCRAFTER_MAX_INPUT_BYTES (default 4 GiB)
     max_frames: int  # STEREOCRAFTER_MAX_FRAMES (default 1800)
     max_pixels: int  # STEREOCRAFTER_MAX_PIXELS per frame (default 1920*1080)
-    preset: str  # STEREOCRAFTER_PRESET: the default conversion preset (default "reference")
+    preset: str  # STEREOCRAFTER_PRESET: the default preset (default "reference", else the first served)
+    presets: tuple[str, ...]  # STEREOCRAFTER_PRESETS: the presets served, comma-separated (default: all)
     depth_steps: int | None  # STEREOCRAFTER_DEPTH_STEPS: overrides the preset's (tests, demos)
     inpaint_steps: int | None  # STEREOCRAFTER_INPAINT_STEPS: overrides the preset's
+    depth_input_size: (
+        int | None
+    )  # STEREOCRAFTER_DEPTH_INPUT_SIZE: VDA's input size (default 518; tests, demos)
     compile_backend: str | None  # STEREOCRAFTER_COMPILE: 1 = torch.compile the UNets (inductor), or a backend
     max_body_bytes: int  # STEREOCRAFTER_MAX_BODY_BYTES: /invocations body (default 64 KiB)
     s3_connect_timeout: float  # STEREOCRAFTER_S3_CONNECT_TIMEOUT seconds (default 3)
@@ -96,6 +101,15 @@ def load_settings(
     if device not in ("cpu", "cuda"):
         raise ValueError(f"STEREOCRAFTER_DEVICE must be cpu or cuda, got {device!r}")
     work_dir = env.get("STEREOCRAFTER_WORK_DIR", "").strip()
+    presets = parse_presets(env.get("STEREOCRAFTER_PRESETS", ""))
+    preset = env.get("STEREOCRAFTER_PRESET", "").strip()
+    if not preset:
+        preset = DEFAULT_PRESET if DEFAULT_PRESET in presets else presets[0]
+    elif check_preset(preset) not in presets:
+        raise ValueError(
+            f"STEREOCRAFTER_PRESET is {preset}, which STEREOCRAFTER_PRESETS does not serve "
+            f"({', '.join(presets)})"
+        )
     return Settings(
         weights_dir=Path(env.get("WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR),
         device=device,
@@ -104,9 +118,11 @@ def load_settings(
         max_input_bytes=_int(env, "STEREOCRAFTER_MAX_INPUT_BYTES", 4 * 2**30),
         max_frames=_int(env, "STEREOCRAFTER_MAX_FRAMES", 1800),
         max_pixels=_int(env, "STEREOCRAFTER_MAX_PIXELS", 1920 * 1080),
-        preset=check_preset(env.get("STEREOCRAFTER_PRESET", "").strip() or DEFAULT_PRESET),
+        preset=preset,
+        presets=presets,
         depth_steps=_optional_int(env, "STEREOCRAFTER_DEPTH_STEPS"),
         inpaint_steps=_optional_int(env, "STEREOCRAFTER_INPAINT_STEPS"),
+        depth_input_size=_optional_int(env, "STEREOCRAFTER_DEPTH_INPUT_SIZE"),
         compile_backend=_compile_backend(env.get("STEREOCRAFTER_COMPILE", "")),
         max_body_bytes=_int(env, "STEREOCRAFTER_MAX_BODY_BYTES", 64 * 1024, low=256),
         s3_connect_timeout=_seconds(env, "STEREOCRAFTER_S3_CONNECT_TIMEOUT", 3.0),

@@ -46,9 +46,9 @@ def test_cli_preset(
     assert cli_main([*args[:2], str(tmp_path / "fast.mp4"), *args[2:], "--preset", "fast"]) == 0
     assert "(fast preset)" in capsys.readouterr().out
     assert probe(tmp_path / "fast.mp4").num_frames == 26
-    assert cli_main([*args[:2], str(tmp_path / "x.mp4"), *args[2:], "--preset", "turbo"]) == 2
+    assert cli_main([*args[:2], str(tmp_path / "x.mp4"), *args[2:], "--preset", "turbo2"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "stereocrafter: error: unknown preset 'turbo'; choose one of reference, fast"
+    assert err.strip() == "stereocrafter: error: unknown preset 'turbo2'; choose one of reference, fast, turbo"
     assert not (tmp_path / "x.mp4").exists()
 
 
@@ -107,7 +107,7 @@ CLI_USER_ERRORS = [
     ("output is a folder", ["{clip}", "{tmp}"], "is a directory"),
     ("output is the input", ["{clip}", "{clip}"], "must differ from the input"),
     ("truncated input", ["{cut}", "{tmp}/o.mp4"], "truncated video: "),
-    ("unknown preset", ["{clip}", "{tmp}/o.mp4", "--preset", "turbo"], "unknown preset 'turbo'"),
+    ("unknown preset", ["{clip}", "{tmp}/o.mp4", "--preset", "turbo2"], "unknown preset 'turbo2'"),
     ("bad tile count", ["{clip}", "{tmp}/o.mp4", "--tile-num", "3"], "--tile-num: invalid choice"),
     ("missing argument", ["{clip}"], "the following arguments are required: output"),
 ]
@@ -141,10 +141,10 @@ def test_cli_bad_environment_and_missing_weights_are_one_short_line(
     clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = str(tmp_path / "o.mp4")
-    monkeypatch.setenv("STEREOCRAFTER_PRESET", "turbo")
+    monkeypatch.setenv("STEREOCRAFTER_PRESET", "turbo2")
     assert run_cli(["convert", str(clip_with_audio), out, "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown preset 'turbo'" in err
+    assert err.count("\n") == 1 and "unknown preset 'turbo2'" in err
     monkeypatch.delenv("STEREOCRAFTER_PRESET")
     assert run_cli(["convert", str(clip_with_audio), out, "--weights-dir", str(tmp_path), "-q"]) == 2
     err = capsys.readouterr().err

@@ -130,8 +130,8 @@ def test_config_validation() -> None:
         StereoConfig(max_disp=-1)
     with pytest.raises(ValueError, match="holes_only"):
         StereoConfig(inpaint_max_res=1024)  # a resized inpaint over the whole frame: refused
-    with pytest.raises(ValueError, match="unknown preset 'turbo'; choose one of reference, fast"):
-        StereoConfig.from_preset("turbo")
+    with pytest.raises(ValueError, match="unknown preset 'turbo2'; choose one of reference, fast, turbo"):
+        StereoConfig.from_preset("turbo2")
 
 
 def test_presets_are_tables_over_the_reference_defaults() -> None:

@@ -5,8 +5,9 @@ frames (``gray16le``; FFV1 version 3: every frame a key frame, slice CRCs on), a
 processing size and the segment's frame rate. Raw depth d in [low, high] (the segment's own min and
 max) is stored as q = round((d - low) / (high - low) * 65535); ``low`` and ``high`` are written
 exactly (Python's float repr) in the container's ``STEREOCRAFTER_DEPTH`` tag, a JSON object with the
-frame count and the source segment's size, so a reader can refuse a depth that belongs to another
-segment.
+frame count, the source segment's size and the depth model that made it (``depth_model``; a file
+without it predates the second model and was made by DepthCrafter), so a reader can refuse a depth
+that belongs to another segment or to another model (two models' raw depths are not on one scale).
 
 FFV1 is lossless: reading gives back q exactly, so the only loss is the 16-bit quantisation, at
 most (high - low) / 131070 per value: 1.5e-4 px of disparity at max_disp 20. Depth maps are smooth,
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from stereocrafter.bounds import MAX_DEPTH_VALUE
+from stereocrafter.catalog import DEFAULT_DEPTH_MODEL
 from stereocrafter.errors import DepthMismatchError, InvalidDepthError
 from stereocrafter.guard import Every
 
@@ -51,6 +53,7 @@ class DepthShape:
     source_height: int
     width: int  # of the depth frames
     height: int
+    model: str = DEFAULT_DEPTH_MODEL  # the depth model the segment's preset runs
 
     @property
     def nbytes(self) -> int:
@@ -79,11 +82,13 @@ def write_depth(
     fps: Fraction,
     source_width: int,
     source_height: int,
+    model: str = DEFAULT_DEPTH_MODEL,
     extra: dict[str, Any] | None = None,
     check: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Store raw depth (T, 1, h, w) at ``path`` (.mkv); returns the tag it wrote. ``check`` (a
-    job's deadline) runs every half second (FFV1 takes up to 40 ms a 1024x576 frame)."""
+    """Store raw depth (T, 1, h, w) made by the depth model ``model`` at ``path`` (.mkv); returns
+    the tag it wrote. ``check`` (a job's deadline) runs every half second (FFV1 takes up to 40 ms a
+    1024x576 frame)."""
     if depth.ndim != 4 or depth.shape[1] != 1 or depth.shape[0] < 1:
         raise ValueError(f"depth must be (T, 1, h, w) with T >= 1, got {tuple(depth.shape)}")
     values = depth[:, 0].detach().float().cpu()
@@ -99,6 +104,7 @@ def write_depth(
         "frames": num_frames,
         "source_width": source_width,
         "source_height": source_height,
+        "depth_model": model,
         **(extra or {}),
     }
     with av.open(str(path), mode="w", format="matroska") as out:
@@ -185,6 +191,12 @@ def _check_shape(container: av.container.InputContainer, meta: dict[str, Any], e
                  name: str) -> None:  # fmt: skip
     """The tag and the stream against what the segment needs, before any frame is decoded."""
     frames, source = int(meta["frames"]), (int(meta["source_width"]), int(meta["source_height"]))
+    model = str(meta.get("depth_model", DEFAULT_DEPTH_MODEL))
+    if model != expect.model:
+        raise DepthMismatchError(
+            f"the stored depth was made by {model[:40]!r}; this preset's depth model is {expect.model!r} "
+            "(two models' raw depths are on different scales): make the depth with this preset"
+        )
     if frames != expect.frames:
         raise DepthMismatchError(f"the stored depth has {frames} frames; the segment has {expect.frames}")
     if source != (expect.source_width, expect.source_height):

@@ -1,6 +1,6 @@
 """Video Depth Anything Small (VDA-S): the model, built from transformers' and diffusers' components
-(its checkpoint: ``models.vda_checkpoint``; its windowed procedure: ``models.vda_depth``; not yet a
-preset: issue 20).
+(its checkpoint: ``models.vda_checkpoint``; its windowed procedure: ``models.vda_depth``; the
+``turbo`` preset's depth model).
 
 The published model (DepthAnything/Video-Depth-Anything, ``VideoDepthAnything(encoder='vits',
 features=64, out_channels=[48, 96, 192, 384])``, Apache-2.0) is, per the team's reference notes:
@@ -52,9 +52,11 @@ from transformers.models.depth_anything.modeling_depth_anything import (
     DepthAnythingNeck,
 )
 
-REPO = "depth-anything/Video-Depth-Anything-Small"
-CHECKPOINT = "video_depth_anything_vits.pth"
-LICENCE = "Apache-2.0"
+from stereocrafter.catalog import MODELS, VDA_CHECKPOINT
+
+REPO = MODELS["vda-small"].repo
+CHECKPOINT = VDA_CHECKPOINT
+LICENCE = MODELS["vda-small"].licence
 PATCH = 14
 POS_OFFSET = 0.1  # DINOv2's interpolate_offset, as the reference's ViT-S uses it
 

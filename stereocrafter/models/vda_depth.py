@@ -1,6 +1,6 @@
 """Video Depth Anything's inference procedure (``infer_video_depth`` of the published code) as a
 streaming depth stage: frames at the processing size in, affine-invariant inverse depth out, window by
-window. Not yet a preset (issue 20).
+window; the `turbo` preset's depth stage (``depth_stages.VdaStage``).
 
 The published procedure, reproduced:
 

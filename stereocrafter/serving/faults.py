@@ -42,7 +42,8 @@ class Faults:
             return True
 
     def install(self, pipeline: Any) -> None:
-        """Hooks on a ``StereoPipeline``'s two UNets and its (shared) VAE decoder."""
+        """Hooks on a ``StereoPipeline``'s models (every loaded depth stage's model and the
+        inpainting UNet) and its (shared) VAE decoder."""
 
         def before_unet(*_: Any) -> None:
             if self.take("oom"):
@@ -56,7 +57,7 @@ class Faults:
         def after_decoder(_module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
             return torch.full_like(output, float("inf")) if self.take("overflow") else None
 
-        for unet in {id(u): u for u in (pipeline.depth.unet, pipeline.inpainting.unet)}.values():
-            unet.register_forward_pre_hook(before_unet)
-        for vae in {id(v): v for v in (pipeline.depth.vae, pipeline.inpainting.vae)}.values():
-            vae.decoder.register_forward_hook(after_decoder)
+        models = [stage.watched for stage in pipeline.depth_stages.values()] + [pipeline.inpainting.unet]
+        for model in {id(m): m for m in models}.values():
+            model.register_forward_pre_hook(before_unet)
+        pipeline.inpainting.vae.decoder.register_forward_hook(after_decoder)  # shared with DepthCrafter

@@ -31,6 +31,7 @@ from stereocrafter.echo import bounded
 from stereocrafter.errors import (
     DeadlineExceededError,
     LimitExceededError,
+    PresetNotServedError,
     ServiceStoppingError,
     StereoCrafterError,
 )
@@ -75,6 +76,11 @@ def _begin(
     check()
     started = time.time()
     preset = request.preset or settings.preset
+    if preset not in settings.presets:  # its models were not loaded here
+        raise PresetNotServedError(
+            f"this endpoint serves the presets {', '.join(settings.presets)} (STEREOCRAFTER_PRESETS), "
+            f"not {preset}"
+        )
     knobs: dict[str, Any] = {"seed": request.seed}
     if request.task == "stereo":
         knobs.update(max_disp=request.max_disp, tile_num=request.tile_num)

@@ -139,7 +139,11 @@ class PoolLoader:
         slots = []
         for index, device in enumerate(self.devices):
             pipeline = load_stereo_pipeline(
-                weights_dir, device=device, config=config, compile_backend=settings.compile_backend
+                weights_dir,
+                device=device,
+                config=config,
+                compile_backend=settings.compile_backend,
+                presets=settings.presets,  # only the models of the presets served
             )
             if settings.faults_file is not None:
                 Faults(settings.faults_file).install(pipeline)

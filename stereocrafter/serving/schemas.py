@@ -90,7 +90,10 @@ class InvocationRequest(BaseModel):
     tile_num: TileNum = Field(default=1, description="inpainting tiles per axis")
     preset: str | None = Field(
         default=None,
-        description="conversion preset (reference | fast); default: the service's STEREOCRAFTER_PRESET",
+        description=(
+            "conversion preset (reference | fast | turbo, of those the endpoint serves: "
+            "STEREOCRAFTER_PRESETS); default: the service's STEREOCRAFTER_PRESET"
+        ),
     )
     report: bool = Field(
         default=True,

@@ -15,7 +15,7 @@ import gc
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ from stereocrafter.errors import (
     StereoCrafterError,
     WeightsMissingError,
 )
-from stereocrafter.loading import COMPONENTS, TINY_WEIGHTS_MARKER
+from stereocrafter.loading import TINY_WEIGHTS_MARKER, components_of
+from stereocrafter.presets import PRESET_NAMES
 
 logger = get_logger("bentoml.stereocrafter.serving.weights")
 
@@ -63,19 +64,26 @@ def read_hf_token(secret_arn: str, client: Any = None) -> str:
     return str(raw)
 
 
-def download_plan() -> dict[str, list[str]]:
-    """repo id -> the file patterns to fetch: exactly what the loaders read (``loading.COMPONENTS``)."""
+def download_plan(presets: Sequence[str] = PRESET_NAMES) -> dict[str, list[str]]:
+    """repo id -> the file patterns to fetch: exactly what the loaders read for the models of
+    ``presets`` (``loading.components_of``); no repo of a model no preset served runs."""
     plan: dict[str, list[str]] = {}
-    for component in COMPONENTS:
+    for component in components_of(presets):
         patterns = plan.setdefault(component.repo, [TINY_WEIGHTS_MARKER])  # matches only test repos
         patterns += [p for p in component.download_patterns() if p not in patterns]
     return plan
 
 
 def download_weights(
-    weights_dir: str | Path, token: str, *, endpoint: str | None = None, max_workers: int = 8
-) -> None:
-    """Fetch the planned files of every repo into ``WEIGHTS_DIR/<repo id>/``.
+    weights_dir: str | Path,
+    token: str,
+    *,
+    endpoint: str | None = None,
+    max_workers: int = 8,
+    presets: Sequence[str] = PRESET_NAMES,
+) -> dict[str, int]:
+    """Fetch the planned files of every repo ``presets`` need into ``WEIGHTS_DIR/<repo id>/``;
+    returns the bytes of each repo's planned files on disk afterwards (logged too).
 
     ``snapshot_download`` with ``local_dir`` skips files that are already complete and resumes
     partial ones, so a restarted container does not download again. ``endpoint`` defaults to
@@ -84,7 +92,8 @@ def download_weights(
     from huggingface_hub import snapshot_download
 
     root = Path(weights_dir)
-    for repo, patterns in download_plan().items():
+    sizes: dict[str, int] = {}
+    for repo, patterns in download_plan(presets).items():
         started = time.perf_counter()
         snapshot_download(
             repo_id=repo,
@@ -94,7 +103,16 @@ def download_weights(
             endpoint=endpoint,
             max_workers=max_workers,
         )
-        logger.info("weights of %s ready in %.1f s", repo, time.perf_counter() - started)
+        sizes[repo] = sum(
+            path.stat().st_size
+            for pattern in patterns
+            for path in (root / repo).glob(pattern)
+            if path.is_file()
+        )
+        logger.info(
+            "weights of %s ready in %.1f s (%.1f MB)", repo, time.perf_counter() - started, sizes[repo] / 1e6
+        )
+    return sizes
 
 
 class ModelHolder:
@@ -107,8 +125,10 @@ class ModelHolder:
         load: Callable[[Path], Any],
         *,
         secrets_client: Any = None,
+        presets: Sequence[str] = PRESET_NAMES,
     ) -> None:
         self.weights_dir = weights_dir
+        self.presets = tuple(presets)  # what to download for (``download_plan``)
         self._token_arn = hf_token_arn
         self._load = load
         self._secrets_client = secrets_client
@@ -165,7 +185,7 @@ class ModelHolder:
                 self.detail = "reading the Hugging Face token"
                 token = read_hf_token(self._token_arn, self._secrets_client)
                 self.detail = "downloading weights"
-                download_weights(self.weights_dir, token)
+                download_weights(self.weights_dir, token, presets=self.presets)
                 del token
             else:
                 logger.info("HF_TOKEN_ARN is not set: no download, using what is in %s", self.weights_dir)

@@ -10,6 +10,8 @@ where the weight is 1, the splatted one where it is 0 (bit for bit), a mix in be
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -39,16 +41,29 @@ def merge_right_view(warped: torch.Tensor, inpainted: torch.Tensor, weight: torc
 
 
 def working_size(height: int, width: int, max_res: int, multiple: int = 8) -> tuple[int, int]:
-    """The inpainting working size: the source size when ``max_res`` is 0 or not exceeded, else
-    scaled so the long side is ``max_res``, each side rounded to a multiple of ``multiple``
-    (1920x1080 -> 1024x576, 1280x720 -> 1024x576, 3840x1600 -> 1024x424)."""
+    """The inpainting working size: the source size when ``max_res`` is 0 or not exceeded, else a
+    smaller size whose sides are multiples of ``multiple``: the largest long side (at most
+    ``max_res``) whose short side, rounded to a multiple, keeps the aspect ratio within 1%; when
+    none does, the one that keeps it best (the larger on a tie).
+
+    Multiples of 8 (``fast``): 1920x1080 -> 1024x576, 1280x720 -> 1024x576, 3840x1600 -> 1024x424.
+    Multiples of 64 (``turbo``, 512): 1920x1080 -> 448x256 (1.75 for 1.78; 512x288 is not a
+    multiple of 64 and 512x256 would be 2.0), 640x480 -> 512x384."""
     if max_res <= 0 or max(height, width) <= max_res:
         return height, width
-    scale = max_res / max(height, width)
-    return (
-        max(multiple, round(height * scale / multiple) * multiple),
-        max(multiple, round(width * scale / multiple) * multiple),
-    )
+    ratio = max(height, width) / min(height, width)
+    best: tuple[float, int, int] | None = None
+    for long in range(max_res // multiple * multiple, 0, -multiple):
+        short = max(multiple, round(long / ratio / multiple) * multiple)
+        error = abs(math.log(long / short / ratio))
+        if error <= 0.01:
+            best = (error, long, short)
+            break
+        if best is None or error < best[0]:
+            best = (error, long, short)
+    assert best is not None
+    _, long, short = best
+    return (long, short) if height >= width else (short, long)
 
 
 def shrink(

@@ -170,8 +170,8 @@ def test_the_preset_is_chosen_per_request(service: Service) -> None:
     assert fast["preset"] == "fast" and (fast["width"], fast["height"], fast["frames"]) == (128, 48, 10)
     default = service.client.convert(CLIP, f"s3://{BUCKET}/out/default.mp4", mode="sbs")
     assert default["preset"] == "reference"  # STEREOCRAFTER_PRESET is not set
-    with pytest.raises(BadRequest, match="unknown preset 'turbo'; choose one of reference, fast"):
-        service.client.convert(CLIP, f"s3://{BUCKET}/out/x.mp4", preset="turbo")
+    with pytest.raises(BadRequest, match="unknown preset 'turbo2'; choose one of reference, fast, turbo"):
+        service.client.convert(CLIP, f"s3://{BUCKET}/out/x.mp4", preset="turbo2")
 
 
 def test_the_503_after_a_failed_load_hides_internal_details(env: dict) -> None:

@@ -1,0 +1,78 @@
+"""The models a preset runs, with their Hugging Face repos and licences: data only (no torch here).
+
+Every preset inpaints with StereoCrafter on Stable Video Diffusion's VAE and CLIP image encoder; its
+depth model is its table's ``depth_model`` (``presets.PRESETS``; default ``depthcrafter``). From
+this one table come what an endpoint downloads and loads for the presets it serves
+(``STEREOCRAFTER_PRESETS``), what ``doctor`` lists, and the README's licence column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from stereocrafter.presets import PRESET_NAMES, PRESETS, check_preset
+
+DEFAULT_DEPTH_MODEL = "depthcrafter"
+VDA_CHECKPOINT = "video_depth_anything_vits.pth"  # the published file of Video-Depth-Anything-Small
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    role: str  # "depth" | "inpainting" | "shared" (the SVD parts the diffusion models run on)
+    repo: str
+    licence: str
+    about: str
+
+
+MODELS: Mapping[str, ModelCard] = MappingProxyType(
+    {
+        "depthcrafter": ModelCard(
+            "depthcrafter", "depth", "tencent/DepthCrafter", "research use only (DepthCrafter LICENSE)",
+            "video diffusion depth (an SVD UNet), 1.5 B parameters",
+        ),
+        "vda-small": ModelCard(
+            "vda-small", "depth", "depth-anything/Video-Depth-Anything-Small", "Apache-2.0",
+            "Video Depth Anything Small: ViT-S + DPT head with temporal attention, 29 M parameters",
+        ),
+        "stereocrafter": ModelCard(
+            "stereocrafter", "inpainting", "TencentARC/StereoCrafter",
+            "research use only (StereoCrafter LICENSE/NOTICE)", "video diffusion inpainting (an SVD UNet)",
+        ),
+        "svd": ModelCard(
+            "svd", "shared", "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
+            "Stability AI community licence (gated, non-commercial)",
+            "the VAE and CLIP image encoder both diffusion models run on",
+        ),
+    }
+)  # fmt: skip
+DEPTH_MODELS: tuple[str, ...] = tuple(name for name, card in MODELS.items() if card.role == "depth")
+
+
+def check_depth_model(name: str) -> str:
+    """``name`` if it is a depth model, else ``ValueError`` naming them."""
+    if name not in DEPTH_MODELS:
+        raise ValueError(f"unknown depth model {name!r}; choose one of {', '.join(DEPTH_MODELS)}")
+    return name
+
+
+def depth_model_of(preset: str) -> str:
+    """The depth model ``preset`` runs."""
+    return str(PRESETS[check_preset(preset)].get("depth_model", DEFAULT_DEPTH_MODEL))
+
+
+def models_of(presets: Iterable[str]) -> tuple[str, ...]:
+    """Every model the presets run, in ``MODELS`` order (the inpainting and SVD always)."""
+    wanted = {depth_model_of(p) for p in presets} | {"stereocrafter", "svd"}
+    return tuple(name for name in MODELS if name in wanted)
+
+
+def parse_presets(raw: str) -> tuple[str, ...]:
+    """``STEREOCRAFTER_PRESETS``: comma-separated preset names (empty: every preset), each checked,
+    in the order given, without repeats."""
+    names = [part.strip() for part in raw.split(",") if part.strip()]
+    if not names:
+        return PRESET_NAMES
+    return tuple(dict.fromkeys(check_preset(name) for name in names))
