@@ -169,11 +169,11 @@ def processing_size(height: int, width: int, config: StereoConfig) -> tuple[int,
     return stage_class(config).processing_size(height, width, config)
 
 
-def wrap(pipeline: Any) -> DepthCrafterStage | VdaStage:
-    """The stage of a loaded depth pipeline (a ``DepthCrafterPipeline`` or a ``VdaDepthPipeline``;
-    a stage is returned as it is)."""
-    if isinstance(pipeline, DepthCrafterStage | VdaStage):
-        return pipeline
+def wrap(pipeline: Any) -> DepthStage:
+    """The stage of a loaded depth pipeline (a ``DepthCrafterPipeline`` or a ``VdaDepthPipeline``);
+    a stage (anything with ``DepthStage``'s members: ``tests/long_scene.py`` has one) as it is."""
+    if all(hasattr(pipeline, member) for member in ("model", "processing_size", "watched", "iter_depth")):
+        return pipeline  # type: ignore[no-any-return]
     for stage in STAGES.values():
         if isinstance(pipeline, stage.pipeline_type):
             return stage(pipeline)  # type: ignore[arg-type]

@@ -6,9 +6,12 @@ recedes, a rectangle approaches, another drifts), so each segment's own depth ra
 its neighbours'; that is what makes per-segment normalisation jump at every boundary. From
 ``cut_at`` on, a different shot: other colours and another layout (a scene cut).
 
-``KnownDepth`` stands in for DepthCrafter: it reads the frames it is given, takes the blue
-channel as the depth and applies a random affine map drawn anew for every call, which is
-DepthCrafter's per-clip ambiguity (its depth is right only up to such a map per clip).
+``KnownDepth`` stands in for DepthCrafter's stage (``depth_stages.DepthStage``): it reads the
+frames it is given, takes the blue channel as the depth and applies a random affine map drawn anew
+for every call, which is DepthCrafter's per-clip ambiguity (its depth is right only up to such a
+map per clip). ``KnownVdaModel`` does the same inside Video Depth Anything's own procedure
+(``VdaDepthPipeline``: windows of 32, key frames, least-squares alignment, blending): it stands in
+for the network, one random map per window it is called on.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ import numpy as np
 import torch
 
 from stereocrafter.client import SegmentsResult, convert_segments
+from stereocrafter.config import StereoConfig
+from stereocrafter.depth_stages import DepthCrafterStage
 from stereocrafter.long import LocalBackend, LocalSegment
 from stereocrafter.models.depth import FrameSource
+from stereocrafter.models.vda_depth import IMAGENET_MEAN, IMAGENET_STD
 from stereocrafter.pipeline import StereoPipeline
 from stereocrafter.stereo.splatting import disparity_from_depth
 
@@ -71,20 +77,46 @@ def render(n: int, height: int, width: int, cut_at: int | None = None) -> tuple[
 
 
 class KnownDepth:
-    """A depth stage with ``iter_depth``'s interface (what ``StereoPipeline`` calls)."""
+    """A depth stage (``depth_stages.DepthStage``) in DepthCrafter's place: its sizes, its name."""
+
+    model = DepthCrafterStage.model
+    processing_size = staticmethod(DepthCrafterStage.processing_size)
+    resize = staticmethod(DepthCrafterStage.resize)
 
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
-        self.unet = torch.nn.Identity()  # progress hooks attach here; it is never called
-        self._execution_device = torch.device("cpu")
+        self.watched = torch.nn.Identity()  # progress hooks attach here; it is never called
+        self.checked: list[torch.nn.Module] = []
         self.maps: list[tuple[float, float]] = []  # the distortion of each call
 
-    def iter_depth(self, frames: FrameSource, **_: Any) -> Iterator[tuple[int, torch.Tensor]]:
+    @staticmethod
+    def increments(num_frames: int, config: StereoConfig) -> list[float]:
+        return []  # no model call: the stage's progress jumps to the end when it finishes
+
+    def iter_depth(self, frames: FrameSource, *_: Any) -> Iterator[tuple[int, torch.Tensor]]:
         scale, shift = float(self.rng.uniform(0.4, 2.5)), float(self.rng.uniform(-0.6, 0.6))
         self.maps.append((scale, shift))
         for start in range(0, len(frames), 8):
             chunk = frames[start : start + 8]
             yield start, (chunk[:, 2:3].float() * scale + shift).cpu()
+
+
+class KnownVdaModel(torch.nn.Module):
+    """In the network's place inside ``VdaDepthPipeline``: (1, 32, 3, h, w) ImageNet-normalised
+    frames -> (1, 32, h, w): the blue channel (the true depth) under a random affine map per call,
+    kept positive as inverse depth is."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(seed)
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the pipeline its device
+        self.maps: list[tuple[float, float]] = []
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        scale, shift = float(self.rng.uniform(0.4, 2.5)), float(self.rng.uniform(0.0, 0.6))
+        self.maps.append((scale, shift))
+        blue = frames[:, :, 2] * IMAGENET_STD[2] + IMAGENET_MEAN[2]
+        return blue * scale + shift
 
 
 class DisparityProbe:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -18,9 +18,10 @@ from stereocrafter.align import Alignment
 from stereocrafter.client import convert_segments, plan_segments
 from stereocrafter.long import LocalBackend, LocalSegment, cut_segments
 from stereocrafter.media.video_io import probe
+from stereocrafter.models.vda_depth import VdaDepthPipeline
 from stereocrafter.pipeline import StereoConfig, StereoPipeline
 from stereocrafter.stereo.splatting import disparity_from_depth
-from tests.long_scene import KnownDepth, convert_both_ways, render
+from tests.long_scene import KnownDepth, KnownVdaModel, convert_both_ways, render
 from tests.media import audio_duration, make_video, scene_frames
 
 MAX_DISP = 20.0
@@ -56,13 +57,22 @@ def known_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.mark.parametrize("model", ["depthcrafter", "vda-small"])
 def test_aligned_segments_keep_the_disparity_continuous_across_boundaries(
-    known_scene: Path, inpainting_pipeline, tmp_path: Path
+    known_scene: Path, inpainting_pipeline, tmp_path: Path, model: str
 ) -> None:
-    depth_stage = KnownDepth(seed=5)
-    pipeline = StereoPipeline(
-        depth_stage, inpainting_pipeline, StereoConfig(max_disp=MAX_DISP, inpaint_steps=1)
-    )
+    """With either depth model's stage (VDA: its own procedure around a known-depth network; its
+    depth is stored at VDA's processing size and tagged with its name, and the turbo preset's
+    stereo tasks read it back)."""
+    if model == "depthcrafter":
+        depth_stage: Any = KnownDepth(seed=5)
+        depth: Any = depth_stage
+        config = StereoConfig(max_disp=MAX_DISP, inpaint_steps=1)
+    else:
+        depth_stage = KnownVdaModel(seed=5)
+        depth = VdaDepthPipeline(depth_stage)
+        config = StereoConfig.from_preset("turbo", max_disp=MAX_DISP, inpaint_steps=1, depth_input_size=70)
+    pipeline = StereoPipeline(depth, inpainting_pipeline, config)
     segments = cut_segments(known_scene, 1.0)
     assert [s.count for s in segments] == [SEGMENT] * 4
     unaligned, aligned, result = convert_both_ways(pipeline, segments, tmp_path, max_concurrency=2)
@@ -181,21 +191,28 @@ def test_plan_only_runs_no_stereo_task(known_scene: Path, inpainting_pipeline, t
     assert "reference" in result.alignment.table()
 
 
-@pytest.mark.parametrize("option", [pytest.param("--plan", marks=pytest.mark.slow), None])
-def test_convert_long_on_the_command_line(tiny_weights: Path, tmp_path: Path, option: str | None) -> None:
-    """The CLI on tiny weights: cut, depth, align, stereo, stitch, with the source's audio."""
+@pytest.mark.parametrize(
+    "option",
+    [pytest.param(["--plan"], marks=pytest.mark.slow), None, pytest.param(["--preset", "turbo"], id="turbo")],
+)
+def test_convert_long_on_the_command_line(
+    tiny_weights: Path, tmp_path: Path, option: list[str] | None
+) -> None:
+    """The CLI on tiny weights: cut, depth, align, stereo, stitch, with the source's audio (turbo:
+    Video Depth Anything's tiny weights make and store the depth, at a small input size)."""
     source = make_video(tmp_path / "long.mp4", scene_frames(36, 64, 48), fps=12, audio_codec="aac")
     out = tmp_path / "long_sbs.mp4"
     command = [sys.executable, "-m", "stereocrafter.cli", "convert-long", str(source), str(out),
                "--mode", "sbs", "--segment-seconds", "1", "--weights-dir", str(tiny_weights),
                "--device", "cpu", "-q"]  # fmt: skip
-    env = {**os.environ, "STEREOCRAFTER_DEPTH_STEPS": "1", "STEREOCRAFTER_INPAINT_STEPS": "1"}
+    env = {**os.environ, "STEREOCRAFTER_DEPTH_STEPS": "1", "STEREOCRAFTER_INPAINT_STEPS": "1",
+           "STEREOCRAFTER_DEPTH_INPUT_SIZE": "28"}  # fmt: skip
     if option:
-        command.append(option)
+        command += option
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr
     assert "shot" in run.stdout and "reference" in run.stdout  # the alignment table
-    if option == "--plan":
+    if option == ["--plan"]:
         assert not out.exists()
         return
     info = probe(out)
