@@ -11,6 +11,9 @@ live-tensor tracker, and scales the counts by the procedure of each configuratio
   frame (padded to a multiple of 64 with one tile: 1080 -> 1088) instead of cropping it.
 - ``fast``: depth 5 steps, 1 pass, window 110 / overlap 25; inpainting 8 steps, 1 pass, at most
   1024 px on the long side.
+- ``turbo``: depth with Video Depth Anything Small (one forward pass per window of 32 at its
+  processing size, 518 x 924 for 16:9; windows step 22), inpainting 8 steps, 1 pass, at most 512 px
+  with sides multiples of 64 (448 x 256 for 16:9).
 
 Per output frame of a long clip (steady state): a depth window of W frames with overlap O yields
 W - O new frames; an inpainting chunk of 23 yields 20. Counted: matrix products, convolutions
@@ -18,11 +21,13 @@ and attention (torch.utils.flop_counter); element-wise work, resizing and splatt
 (they are far below 1% here). Attention is counted as SDPA's memory-efficient kernel computes
 it, and the live-memory tracker sees that kernel's outputs (no n x n score matrix), as on a GPU.
 
-Peak memory per stage = resident weights (both UNets, the VAE and CLIP in bf16, as the service
-keeps them) + the largest live-tensor peak of one model call of that stage (activations, inputs
-included) + the stage's own state. The output is deterministic; ``--check`` exits 1 when the
-``fast``/``scripts`` ratios miss the gates (3x at 1024x576, 6x at 1920x1080) or when ``fast``
-needs more than 24 GB at 1080p.
+Peak memory per stage = resident weights of the models the preset runs (an endpoint serving that
+preset alone: the UNets, the VAE and CLIP in bf16, VDA-S in float32, as the service keeps them) +
+the largest live-tensor peak of one model call of that stage (activations, inputs included). The
+output is deterministic; ``--check`` exits 1 when a gate fails: ``fast``/``scripts`` under its
+regression floors (2.1x at 1024x576, 5.8x at 1920x1080; the targets were 3x and 6x), ``turbo``
+under 12x at 1024x576 or 35x at 1920x1080, or a peak at 1080p over its limit (``fast`` 24 GB,
+``turbo`` 14 GB: one slot on a 16 GB T4).
 
     python bench/flops.py            # ~1 min on 2 CPU cores
     python bench/flops.py --check    # the same, as a CI gate
@@ -50,11 +55,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 
+from stereocrafter.catalog import models_of
+from stereocrafter.depth_stages import processing_size
 from stereocrafter.loading import prepare_unet
-from stereocrafter.models.depth import processing_size
 from stereocrafter.models.inpainting import VAE_DECODE_CHUNK, decode_start
 from stereocrafter.models.svd import VAE_ENCODE_BATCH
+from stereocrafter.models.vda import SMALL, VideoDepthAnything
+from stereocrafter.models.vda_depth import STEP as VDA_STEP
+from stereocrafter.models.vda_depth import WINDOW as VDA_WINDOW
 from stereocrafter.pipeline import StereoConfig
+from stereocrafter.presets import PEAK_GPU_GB_1080P
 from stereocrafter.stereo.merge import working_size
 
 DTYPE = torch.bfloat16
@@ -63,7 +73,8 @@ SIZES = ((1024, 576), (1920, 1080))
 # the check fails on a regression below the measured design, not on the unmet targets.
 TARGETS = {(1024, 576): 3.0, (1920, 1080): 6.0}
 FLOORS = {(1024, 576): 2.1, (1920, 1080): 5.8}
-MEMORY_LIMITS_GB = {"fast": 24.0, "reference": 48.0}  # the cheapest 24 GB instances; one L40S
+TURBO_GATES = {(1024, 576): 12.0, (1920, 1080): 35.0}  # scripts / turbo, at least
+MEMORY_LIMITS_GB = {"fast": 24.0, "reference": 48.0, "turbo": 14.0}  # 24 GB instances; an L40S; a T4
 
 
 def efficient_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: Any = None,
@@ -150,14 +161,33 @@ class Models:
             self.vae = AutoencoderKLTemporalDecoder(**REAL_VAE).to(DTYPE)
             config = CLIPVisionConfig(**REAL_CLIP, attn_implementation="sdpa")
             self.clip = CLIPVisionModelWithProjection(config).to(DTYPE)
+            self.vda = VideoDepthAnything(SMALL).eval()
         self.vae.encoder.float()  # fp32 encoder (force_upcast), as loading.prepare_vae does
         self.vae.quant_conv.float()
         for model in (self.depth_unet, self.inpaint_unet, self.vae, self.clip):
             model.to("meta").eval()  # (a few diffusers parameters are made with torch.Tensor(), on the CPU)
         for unet in (self.depth_unet, self.inpaint_unet):
             prepare_unet(unet)  # as the service runs them: chunked feed-forward, split attention
-        weights = [self.depth_unet, self.inpaint_unet, self.vae, self.clip]
-        self.weight_bytes = sum(p.numel() * p.element_size() for m in weights for p in m.parameters())
+
+        def size(*modules: Any) -> int:
+            return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+
+        # resident bytes per model of ``catalog.MODELS`` (VDA-S stays float32, run under autocast)
+        self.model_bytes = {
+            "depthcrafter": size(self.depth_unet),
+            "vda-small": size(self.vda),
+            "stereocrafter": size(self.inpaint_unet),
+            "svd": size(self.vae, self.clip),
+        }
+        self.vda.to(DTYPE)  # its activations are half precision, as under the service's autocast
+
+    def weight_bytes(self, preset: str) -> int:
+        """What an endpoint serving ``preset`` alone keeps resident."""
+        return sum(self.model_bytes[m] for m in models_of([preset]))
+
+    def vda_window(self, size: tuple[int, int]) -> Count:
+        frames = torch.empty(1, VDA_WINDOW, 3, *size, device="meta", dtype=DTYPE)
+        return count(lambda: self.vda(frames), nbytes(frames))
 
     def unet(
         self, unet: Any, batch: int, frames: int, latent: tuple[int, int], per_frame_context: bool
@@ -194,6 +224,7 @@ PROCEDURES = (
     Procedure("scripts", StereoConfig(), crop_to_128=True),
     Procedure("reference", StereoConfig.from_preset("reference"), crop_to_128=False),
     Procedure("fast", StereoConfig.from_preset("fast"), crop_to_128=False),
+    Procedure("turbo", StereoConfig.from_preset("turbo"), crop_to_128=False),
 )
 
 
@@ -201,7 +232,7 @@ def inpaint_size(proc: Procedure, height: int, width: int) -> tuple[int, int]:
     """The frame size the inpainting UNet sees."""
     if proc.crop_to_128:
         return height // 128 * 128, width // 128 * 128
-    h, w = working_size(height, width, proc.config.inpaint_max_res)
+    h, w = working_size(height, width, proc.config.inpaint_max_res, proc.config.inpaint_multiple)
     multiple = 64 if proc.config.tile_num == 1 else 128
     return -(-h // multiple) * multiple, -(-w // multiple) * multiple
 
@@ -214,19 +245,26 @@ def account(models: Models, proc: Procedure, width: int, height: int, cache: dic
             cache[key] = make()
         return cache[key]
 
-    # Depth stage (per output frame of a long clip): CLIP and the VAE encoder per frame, the UNet
-    # per window, the temporal decoder per chunk of ``depth_decode_chunk`` frames.
-    depth_hw = processing_size(height, width, cfg.depth_max_res)
+    # Depth stage (per output frame of a long clip). DepthCrafter: CLIP and the VAE encoder per
+    # frame, the UNet per window, the temporal decoder per chunk of ``depth_decode_chunk`` frames.
+    # VDA-S: one forward pass per window of 32, which adds 22 frames.
+    depth_hw = processing_size(height, width, cfg)
+    vda = cfg.depth_model == "vda-small"
     window, stride = cfg.depth_window, cfg.depth_window - cfg.depth_overlap
     depth_passes = 2 if cfg.depth_guidance > 1.0 else 1
     latent = (depth_hw[0] // 8, depth_hw[1] // 8)
     dec_chunk = cfg.depth_decode_chunk
-    d_unet = cached(
-        ("dunet", window, latent), lambda: models.unet(models.depth_unet, 1, window, latent, True)
-    )
-    d_enc = cached(("enc", depth_hw), lambda: models.encode(VAE_ENCODE_BATCH, depth_hw))
-    d_dec = cached(("dec", dec_chunk, depth_hw), lambda: models.decode(dec_chunk, depth_hw))
     clip = cached(("clip", VAE_ENCODE_BATCH), lambda: models.clip_image(VAE_ENCODE_BATCH))
+    if vda:
+        d_vda = cached(("vda", depth_hw), lambda: models.vda_window(depth_hw))
+        depth_calls = {"vda": d_vda}
+    else:
+        d_unet = cached(
+            ("dunet", window, latent), lambda: models.unet(models.depth_unet, 1, window, latent, True)
+        )
+        d_enc = cached(("enc", depth_hw), lambda: models.encode(VAE_ENCODE_BATCH, depth_hw))
+        d_dec = cached(("dec", dec_chunk, depth_hw), lambda: models.decode(dec_chunk, depth_hw))
+        depth_calls = {"unet": d_unet, "vae encode": d_enc, "vae decode": d_dec, "clip": clip}
     # Inpainting stage: per chunk of 23 frames (20 kept), one CLIP image and 23 encoded frames;
     # the UNet's batch is the number of guidance passes; decoded 2 frames per call from the
     # group that holds the first kept frame on (``inpainting.decode_start``): 21 of the 23 frames,
@@ -248,20 +286,21 @@ def account(models: Models, proc: Procedure, width: int, height: int, cache: dic
     tera = 1e12
     per_encoded_frame = 1 / VAE_ENCODE_BATCH
     stages = {
-        "depth UNet": cfg.depth_steps * depth_passes * d_unet.flops / stride,
-        "depth VAE": d_enc.flops * per_encoded_frame + d_dec.flops / dec_chunk,
+        "depth UNet": 0.0 if vda else cfg.depth_steps * depth_passes * d_unet.flops / stride,
+        "depth VAE": 0.0 if vda else d_enc.flops * per_encoded_frame + d_dec.flops / dec_chunk,
+        "depth VDA-S": d_vda.flops / VDA_STEP if vda else 0.0,
         "inpaint UNet": cfg.inpaint_steps * i_unet.flops / kept,
         "inpaint VAE": i_enc.flops * per_encoded_frame * chunk / kept + i_dec_flops / kept,
-        "CLIP": clip.flops * per_encoded_frame * (1 + 1 / kept),
+        "CLIP": clip.flops * per_encoded_frame * ((0 if vda else 1) + 1 / kept),
     }
     stages = {name: value / tera for name, value in stages.items()}
     gb = 1e9
-    depth_calls = {"unet": d_unet, "vae encode": d_enc, "vae decode": d_dec, "clip": clip}
+    weights = models.weight_bytes("reference" if proc.name == "scripts" else proc.name)
     inpaint_calls = {"unet": i_unet, "vae encode": i_enc, "vae decode": i_dec[max(groups)]}
     memory = {
-        "weights": models.weight_bytes / gb,
-        "depth": (models.weight_bytes + max(c.peak_bytes for c in depth_calls.values())) / gb,
-        "inpainting": (models.weight_bytes + max(c.peak_bytes for c in inpaint_calls.values())) / gb,
+        "weights": weights / gb,
+        "depth": (weights + max(c.peak_bytes for c in depth_calls.values())) / gb,
+        "inpainting": (weights + max(c.peak_bytes for c in inpaint_calls.values())) / gb,
         "calls": {f"depth {k}": c.peak_bytes / gb for k, c in depth_calls.items()}
         | {f"inpaint {k}": c.peak_bytes / gb for k, c in inpaint_calls.items()},
     }
@@ -286,8 +325,8 @@ def main() -> int:
     models = Models()
     cache: dict = {}
     rows = [account(models, proc, w, h, cache) for w, h in SIZES for proc in PROCEDURES]
-    weights_gb = models.weight_bytes / 1e9
-    print(f"published architectures at real size on the meta device, {DTYPE}; weights {weights_gb:.2f} GB")
+    resident = ", ".join(f"{m} {b / 1e9:.2f}" for m, b in models.model_bytes.items())
+    print(f"published architectures at real size on the meta device, {DTYPE}; weights GB: {resident}")
     names = list(rows[0]["tflop_per_frame"])
     header = "".join(f"{n:>13s}" for n in names)
     print(f"\nTFLOP per output frame (long clip)     {header}{'total':>9s}")
@@ -302,17 +341,22 @@ def main() -> int:
             continue  # (the scripts run without chunked feed-forward and encode 8 frames per call)
         mem = row["peak_gb"]
         calls = ", ".join(f"{k} {v:.1f}" for k, v in mem["calls"].items())
-        print(f"{row['size']:>9s} {row['procedure']:9s} depth {mem['depth']:5.1f}  inpainting "
-              f"{mem['inpainting']:5.1f}   calls: {calls}")  # fmt: skip
+        label = f"{row['size']:>9s} {row['procedure']:9s} weights {mem['weights']:4.1f}"
+        print(f"{label}  depth {mem['depth']:5.1f}  inpainting {mem['inpainting']:5.1f}   calls: {calls}")
 
     failures = []
     print("\nratios (the scripts' TFLOP per frame / the preset's)")
     for width, height in SIZES:
         by = {r["procedure"]: r for r in rows if r["size"] == f"{width}x{height}"}
         scripts = by["scripts"]["total_tflop_per_frame"]
-        for name in ("reference", "fast"):
+        for name in ("reference", "fast", "turbo"):
             ratio = scripts / by[name]["total_tflop_per_frame"]
             line = f"{width}x{height}: {name:9s} {ratio:5.2f}x"
+            if name == "turbo":
+                gate = TURBO_GATES[(width, height)]
+                line += f"   gate {gate:.0f}x: {'held' if ratio >= gate else 'FAILED'}"
+                if ratio < gate:
+                    failures.append(f"turbo at {width}x{height} is {ratio:.2f}x, under its gate {gate}x")
             if name == "fast":
                 target, floor = TARGETS[(width, height)], FLOORS[(width, height)]
                 met = "met" if ratio >= target else "NOT MET"
@@ -322,6 +366,8 @@ def main() -> int:
             print(line)
         fast_vs_reference = by["reference"]["total_tflop_per_frame"] / by["fast"]["total_tflop_per_frame"]
         print(f"{width}x{height}: fast is {fast_vs_reference:.2f}x cheaper than reference (counted)")
+        turbo_vs_fast = by["fast"]["total_tflop_per_frame"] / by["turbo"]["total_tflop_per_frame"]
+        print(f"{width}x{height}: turbo is {turbo_vs_fast:.2f}x cheaper than fast (counted)")
     for row in rows:
         if row["procedure"] == "scripts":
             continue
@@ -331,6 +377,11 @@ def main() -> int:
             print(f"{row['procedure']} at 1920x1080 peaks at {peak:.1f} GB (limit {limit:.0f} GB)")
             if peak > limit:
                 failures.append(f"{row['procedure']} at 1920x1080 needs {peak:.1f} GB, over {limit:.0f} GB")
+            if round(peak, 1) != PEAK_GPU_GB_1080P[row["procedure"]]:  # what doctor tells users
+                failures.append(
+                    f"presets.PEAK_GPU_GB_1080P says {PEAK_GPU_GB_1080P[row['procedure']]} GB for "
+                    f"{row['procedure']}; counted {peak:.1f} GB"
+                )
     print(f"\ncounted in {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

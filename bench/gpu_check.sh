@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check for a session that is lent a device (H100/H200), sized well under 8 minutes
 # (about 5 on an H100): an import check that fails at once without the carried wheels, the CUDA rows of
-# the splatting benchmark, both presets end to end at real size (random weights, fp16) at 1024x576 and
+# the splatting benchmark, the three presets (turbo, fast, reference) end to end at real size (random
+# weights, fp16; VDA-S in fp32 under autocast) at 1024x576 and
 # 1920x1080 on 46 frames with s/frame per stage, peak memory and the UNets' share of the bf16 peak (each
 # run through StereoPipeline as the service runs a job: under a deadline, every VAE decode checked for
 # non-finite values; a retried decode is logged as "decoding the chunk again in float32"), and the tests
@@ -27,7 +28,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 # Fail at once, not minutes in, when a carried wheel is missing.
 python3 -c 'import torch, diffusers, transformers; from stereocrafter.pipeline import StereoPipeline; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "diffusers", diffusers.__version__, "transformers", transformers.__version__)' || { echo "IMPORT CHECK FAILED: carry the wheels (see the header)"; exit 3; }
 echo "== bench/splat.py"; timeout 60 python3 bench/splat.py
-echo "== bench/gpu_presets.py (fast, reference) x (1024x576, 1920x1080), 46 frames"
+echo "== bench/gpu_presets.py (turbo, fast, reference) x (1024x576, 1920x1080), 46 frames"
 timeout 330 python3 bench/gpu_presets.py --out "$OUT/results.jsonl"
 echo "== pytest -m gpu"; timeout 45 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_splatting.py
 echo "== results.jsonl"; cat "$OUT/results.jsonl" 2>/dev/null

@@ -1,9 +1,10 @@
-"""Both presets end to end on a GPU at real size: s/frame per stage, peak memory, achieved TFLOP/s.
+"""Every preset end to end on a GPU at real size: s/frame per stage, peak memory, achieved TFLOP/s.
 
 The published architectures with random weights in fp16, the service's dtype on CUDA (the VAE
-encoder in fp32, as loading keeps it; fp16 and bf16 share the tensor cores' peak), built once on
-the GPU and run the way the service runs them (``loading.prepare_unet``: chunked feed-forward,
-split attention). For each (preset, size) it converts ``--frames`` random
+encoder in fp32, as loading keeps it; fp16 and bf16 share the tensor cores' peak; Video Depth
+Anything Small in float32 under fp16 autocast, as loading keeps and runs it), built once on the GPU
+and run the way the service runs them (``loading.prepare_unet``: chunked feed-forward, split
+attention). For each (preset, size) it converts ``--frames`` random
 frames to sbs through ``StereoPipeline`` (no video encoding: the sink only counts frames) and
 records per stage the seconds per frame, the peak GPU memory, and for the UNets the achieved
 TFLOP/s: the FLOPs of every UNet call, counted on the meta device for that call's exact shape
@@ -51,7 +52,7 @@ def bf16_peak(name: str) -> float | None:
     return next((peak for key, peak in BF16_PEAK.items() if key in name), None)
 
 
-def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, Any]:
+def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, Any, Any]:
     from diffusers import (
         AutoencoderKLTemporalDecoder,
         EulerDiscreteScheduler,
@@ -65,7 +66,14 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, A
         DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
     )
     from stereocrafter.models.inpainting import StereoInpaintingPipeline
-    from stereocrafter.testing import SVD_PREPROCESSOR_CONFIG, SVD_SCHEDULER_CONFIG, tiny_unet_kwargs
+    from stereocrafter.models.vda import SMALL, VideoDepthAnything
+    from stereocrafter.models.vda_depth import VdaDepthPipeline
+    from stereocrafter.testing import (
+        SVD_PREPROCESSOR_CONFIG,
+        SVD_SCHEDULER_CONFIG,
+        TINY_VDA,
+        tiny_unet_kwargs,
+    )
 
     torch.manual_seed(0)
     small_clip = dict(REAL_CLIP, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
@@ -81,6 +89,7 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, A
         vae = AutoencoderKLTemporalDecoder(**vae_kwargs).to(dtype)
         clip_config = CLIPVisionConfig(**(small_clip if smoke else REAL_CLIP), attn_implementation="sdpa")
         clip = CLIPVisionModelWithProjection(clip_config).to(dtype)
+        vda_model = VideoDepthAnything(TINY_VDA if smoke else SMALL).eval().requires_grad_(False)
     for unet in (depth_unet, inpaint_unet):
         prepare_unet(unet)
     prepare_vae(vae, dtype)
@@ -89,7 +98,7 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, A
     parts = {"vae": vae.eval(), "image_encoder": clip.eval(), "scheduler": scheduler}
     depth = DepthCrafterPipeline(unet=depth_unet.eval(), image_mean=mean, image_std=std, **parts)
     inpainting = StereoInpaintingPipeline(unet=inpaint_unet.eval(), image_mean=mean, image_std=std, **parts)
-    return depth, inpainting
+    return depth, VdaDepthPipeline(vda_model), inpainting
 
 
 class UNetClock:
@@ -109,7 +118,8 @@ class UNetClock:
 
     def _before(self, module: Any, args: tuple, kwargs: dict) -> None:
         self._sync()
-        self._shape = (tuple(args[0].shape), tuple(kwargs["encoder_hidden_states"].shape))
+        context = kwargs.get("encoder_hidden_states")  # (none for VDA)
+        self._shape = (tuple(args[0].shape), tuple(context.shape) if context is not None else ())
         self._started = time.perf_counter()
 
     def _after(self, module: Any, args: tuple, output: Any) -> None:
@@ -129,7 +139,8 @@ class MetaCounter:
         from diffusers import UNetSpatioTemporalConditionModel
 
         from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
-        from stereocrafter.testing import tiny_unet_kwargs
+        from stereocrafter.models.vda import SMALL, VideoDepthAnything
+        from stereocrafter.testing import TINY_VDA, tiny_unet_kwargs
 
         self.flops = flops
         with torch.device("meta"):
@@ -140,6 +151,7 @@ class MetaCounter:
                 "inpainting": UNetSpatioTemporalConditionModel(
                     **(tiny_unet_kwargs(9) if smoke else dict(REAL_UNET, in_channels=9))
                 ),
+                "vda": VideoDepthAnything(TINY_VDA if smoke else SMALL),
             }
         for unet in self.unets.values():
             unet.to("meta").to(torch.bfloat16).eval()
@@ -147,6 +159,9 @@ class MetaCounter:
 
     def __call__(self, stage: str, sample: tuple, context: tuple) -> float:
         key = (stage, sample, context)
+        if key not in self.cache and stage == "vda":
+            frames = torch.empty(sample, device="meta", dtype=torch.bfloat16)
+            self.cache[key] = self.flops.count(lambda: self.unets["vda"](frames)).flops
         if key not in self.cache:
             unet = self.unets[stage]
             x = torch.empty(sample, device="meta", dtype=torch.bfloat16)
@@ -164,17 +179,23 @@ class MetaCounter:
         return self.cache[key]
 
 
-def run_one(depth: Any, inpainting: Any, preset: str, width: int, height: int, frames: int,
-            device: torch.device, counter: MetaCounter, peak: float | None) -> dict[str, Any]:  # fmt: skip
+def run_one(depth: Any, vda: Any, inpainting: Any, preset: str, width: int, height: int, frames: int,
+            device: torch.device, counter: MetaCounter, peak: float | None,
+            smoke: bool = False) -> dict[str, Any]:  # fmt: skip
     from stereocrafter.pipeline import RunHooks, StereoConfig, StereoPipeline
 
-    pipeline = StereoPipeline(depth, inpainting, StereoConfig.from_preset(preset))
+    small = {"depth_input_size": 28} if smoke else {}  # (the tiny VDA at a tiny size)
+    pipeline = StereoPipeline([depth, vda], inpainting, StereoConfig.from_preset(preset, **small))
     video = (np.random.default_rng(0).random((frames, height, width, 3)) * 255).astype(np.uint8)
 
     def open_frames() -> Iterator[np.ndarray]:
         return iter([video[i : i + 16] for i in range(0, frames, 16)])
 
-    clocks = {"depth": UNetClock(depth.unet, device), "inpainting": UNetClock(inpainting.unet, device)}
+    clocks = {
+        "depth": UNetClock(depth.unet, device),
+        "vda": UNetClock(vda.model, device),
+        "inpainting": UNetClock(inpainting.unet, device),
+    }
     produced: list[int] = []
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -204,10 +225,12 @@ def run_one(depth: Any, inpainting: Any, preset: str, width: int, height: int, f
     if device.type == "cuda":
         row["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1e9, 2)
     for stage, clock in clocks.items():
+        if not clock.calls:
+            continue  # (the depth model this preset does not run)
         seconds = sum(c[2] for c in clock.calls)
         tflop = sum(counter(stage, sample, context) for sample, context, _ in clock.calls) / 1e12
         achieved = tflop / seconds if seconds else 0.0
-        row[f"{stage}_unet"] = {
+        row[f"{stage}_unet" if stage != "vda" else "vda_model"] = {
             "calls": len(clock.calls),
             "seconds": round(seconds, 3),
             "tflop": round(tflop, 4),
@@ -221,7 +244,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny configs on the CPU")
     parser.add_argument("--frames", type=int, default=46)
-    parser.add_argument("--presets", default="fast,reference")
+    parser.add_argument("--presets", default="turbo,fast,reference")
     parser.add_argument("--sizes", default="1024x576,1920x1080")
     parser.add_argument("--out", type=Path, help="append the rows here (JSON lines)")
     args = parser.parse_args()
@@ -237,18 +260,20 @@ def main() -> int:
         peak = bf16_peak(name)
     print(f"device: {name}, torch {torch.__version__}, bf16 peak {peak} TFLOP/s", flush=True)
     started = time.perf_counter()
-    depth, inpainting = build(device, dtype, args.smoke)
+    depth, vda, inpainting = build(device, dtype, args.smoke)
     counter = MetaCounter(args.smoke)
     kind = "tiny" if args.smoke else "real-size"
     print(f"built random {kind} models in {time.perf_counter() - started:.0f} s", flush=True)
     started = time.perf_counter()  # warm-up (kernels, allocator, cuDNN plans): not recorded
-    run_one(depth, inpainting, "fast", *sizes[0], 8, device, counter, peak)
+    for preset in ("fast", "turbo"):
+        run_one(depth, vda, inpainting, preset, *sizes[0], 8, device, counter, peak, args.smoke)
     print(f"warm-up in {time.perf_counter() - started:.0f} s", flush=True)
     rows = []
     for width, height in sizes:
         for preset in args.presets.split(","):
             try:
-                row = run_one(depth, inpainting, preset, width, height, frames, device, counter, peak)
+                row = run_one(depth, vda, inpainting, preset, width, height, frames, device, counter, peak,
+                              args.smoke)  # fmt: skip
             except Exception as err:  # e.g. torch.cuda.OutOfMemoryError: record it, go on
                 row = {
                     "preset": preset,
@@ -266,9 +291,10 @@ def main() -> int:
                     out.write(json.dumps(row) + "\n")
     for width, height in sizes:
         by = {r["preset"]: r for r in rows if r["size"] == f"{width}x{height}" and "error" not in r}
-        if "fast" in by and "reference" in by:
-            speedup = by["reference"]["s_per_frame"] / by["fast"]["s_per_frame"]
-            print(f"{width}x{height}: fast is {speedup:.2f}x faster than reference end to end")
+        for fast, slow in (("fast", "reference"), ("turbo", "fast"), ("turbo", "reference")):
+            if fast in by and slow in by:
+                speedup = by[slow]["s_per_frame"] / by[fast]["s_per_frame"]
+                print(f"{width}x{height}: {fast} is {speedup:.2f}x faster than {slow} end to end")
     return 0 if all("error" not in r for r in rows) else 1
 
 

@@ -224,6 +224,7 @@ class SageMakerTarget:
     error_topic: str | None = None
     autoscale_max: int = 0  # async only: scale on the backlog up to this many instances
     max_concurrent: int | None = None  # async requests per instance at once (default: its GPUs)
+    presets: str | None = None  # STEREOCRAFTER_PRESETS of the endpoint (default: every preset)
 
 
 def resource_name(tag: str, now: datetime | None = None) -> str:
@@ -253,6 +254,7 @@ def deploy_sagemaker(
                 "HF_TOKEN_ARN": target.hf_token_arn,
                 "WEIGHTS_DIR": WEIGHTS_DIR,
                 "BENTOML_PORT": "8080",
+                **({"STEREOCRAFTER_PRESETS": target.presets} if target.presets else {}),
             },
         },
     )
@@ -381,7 +383,12 @@ def _all(call: Callable[..., Any], key: str, **kwargs: Any) -> list[dict[str, An
 
 
 def ec2_script(
-    image: str, region: str, hf_token_arn: str, port: int = 8080, ready_timeout: int = 1800
+    image: str,
+    region: str,
+    hf_token_arn: str,
+    port: int = 8080,
+    ready_timeout: int = 1800,
+    presets: str | None = None,
 ) -> list[str]:
     """The shell run on the GPU host: ECR login, pull, replace the container, wait for /ping."""
     registry = image.split("/", 1)[0]
@@ -395,7 +402,8 @@ def ec2_script(
         "mkdir -p /opt/stereocrafter/serving/weights",
         f"docker run -d --name stereocrafter --gpus all -p {port}:8080 --restart unless-stopped "
         f"-e HF_TOKEN_ARN={hf_token_arn} -e AWS_REGION={region} -e AWS_DEFAULT_REGION={region} "
-        f"-e WEIGHTS_DIR={WEIGHTS_DIR} -v /opt/stereocrafter/serving/weights:{WEIGHTS_DIR} {image} serve",
+        + (f"-e STEREOCRAFTER_PRESETS={presets} " if presets else "")
+        + f"-e WEIGHTS_DIR={WEIGHTS_DIR} -v /opt/stereocrafter/serving/weights:{WEIGHTS_DIR} {image} serve",
         f"for i in $(seq 1 {tries}); do "
         f'[ "$(curl -s -o /dev/null -w "%{{http_code}}" localhost:{port}/ping)" = 200 ] '
         f'&& {{ echo "/ping 200"; exit 0; }}; sleep 10; done',
@@ -455,6 +463,20 @@ def deploy_ec2(
     print(f"{instance} runs the new image and answers /ping", file=out)
 
 
+def served_presets(args: argparse.Namespace, config: Mapping[str, str]) -> str | None:
+    """The endpoint's ``STEREOCRAFTER_PRESETS``: ``--presets``, else the key in the .env or the
+    environment, else None (every preset); checked against the presets the image knows."""
+    from stereocrafter.catalog import parse_presets
+
+    raw = args.presets or config.get("STEREOCRAFTER_PRESETS") or ""
+    if not raw.strip():
+        return None
+    try:
+        return ",".join(parse_presets(raw))
+    except ValueError as err:
+        raise ConfigError(f"STEREOCRAFTER_PRESETS: {err}") from None
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -481,12 +503,15 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
     s.add_argument(
         "--startup-timeout", type=int, default=1800, help="seconds for weight download + load (60-3600)"
     )
+    presets_help = "presets the endpoint serves, e.g. turbo (default: .env STEREOCRAFTER_PRESETS, else all)"
+    s.add_argument("--presets", help=presets_help)
     s.add_argument("--volume-gb", type=int, help="EBS volume for the weights (1-512)")
     s.add_argument("--keep", type=int, default=2, help="old models/configs to keep for rollback")
     s.add_argument("--wait-delay", type=int, default=30)
     s.add_argument("--wait-attempts", type=int, default=120)
     e = commands.add_parser("ec2", help="roll the GPU EC2 host to the new image through SSM")
     e.add_argument("--image-tag")
+    e.add_argument("--presets", help=presets_help)
     args = parser.parse_args(argv)
     try:
         config = read_env_file(args.env_file)
@@ -525,6 +550,7 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
                 error_topic=args.error_topic,
                 autoscale_max=args.autoscale_max,
                 max_concurrent=args.max_concurrent_invocations,
+                presets=served_presets(args, config),
             )
             ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
             deploy_sagemaker(
@@ -546,9 +572,10 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
             )
             image = f"{c['ECR_STEREOCRAFTER_SAGEMAKER_URL']}:{tag}"
             ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
-            deploy_ec2(
-                make("ssm", c["REGION"]), instance, ec2_script(image, c["REGION"], c["HF_TOKEN_SECRET_ARN"])
+            script = ec2_script(
+                image, c["REGION"], c["HF_TOKEN_SECRET_ARN"], presets=served_presets(args, config)
             )
+            deploy_ec2(make("ssm", c["REGION"]), instance, script)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

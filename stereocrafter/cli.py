@@ -217,7 +217,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars]:
     if device == "cuda" and not torch.cuda.is_available():
         raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
     weights_dir = args.weights_dir or settings.weights_dir
-    pipeline = load_stereo_pipeline(weights_dir, device=device, config=config)
+    pipeline = load_stereo_pipeline(weights_dir, device=device, config=config, presets=(preset,))
     return pipeline, preset, ProgressBars(args.quiet)
 
 

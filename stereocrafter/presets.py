@@ -19,7 +19,7 @@ published pipeline's. The request's ``preset``, the CLI's ``--preset`` and
 - ``turbo``: cost per frame first, on a licence-clean depth model:
   - depth with Video Depth Anything Small (``depth_model: vda-small``, Apache-2.0) and its
     published procedure (input size 518, windows of 32 with overlap 10; ``models.vda_depth``), about
-    50x cheaper per frame than `fast`'s DepthCrafter;
+    80x cheaper per frame than `fast`'s DepthCrafter stage (0.38 against 30.6 TFLOP, counted);
   - inpainting as `fast` (one conditional pass, 8 steps, merged only into the dilated, feathered
     holes), at a working size of at most 512 px on the long side whose sides are multiples of 64,
     the pair closest to the source's aspect ratio (1920x1080 -> 448x256; 4:3 -> 512x384).
@@ -68,10 +68,11 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
 )
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 
-# Peak GPU memory of a 1920x1080 conversion with one tile, GB: the four models' bf16 weights plus
-# the largest model call's activations, counted on fake tensors by bench/flops.py (not yet
-# measured on a GPU). ``stereocrafter doctor`` compares the free GPU memory with it.
-PEAK_GPU_GB_1080P: Mapping[str, float] = MappingProxyType({"reference": 23.2, "fast": 17.4})
+# Peak GPU memory of a 1920x1080 conversion with one tile, GB: the preset's models' resident weights
+# (bf16; VDA-S float32) plus the largest model call's activations, counted on fake tensors by
+# bench/flops.py (not yet measured on a GPU). ``stereocrafter doctor`` compares the free GPU memory
+# with it.
+PEAK_GPU_GB_1080P: Mapping[str, float] = MappingProxyType({"reference": 23.2, "fast": 17.4, "turbo": 10.8})
 
 
 def check_preset(name: str) -> str:

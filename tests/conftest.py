@@ -38,6 +38,13 @@ def inpainting_pipeline(tiny_weights: Path):
 
 
 @pytest.fixture(scope="session")
+def vda_pipeline(tiny_weights: Path):
+    from stereocrafter.loading import load_vda_pipeline
+
+    return load_vda_pipeline(tiny_weights, device="cpu")
+
+
+@pytest.fixture(scope="session")
 def moto_server():
     """moto's real HTTP server on 127.0.0.1 (S3, Secrets Manager, SageMaker runtime, ...)."""
     import os

@@ -99,6 +99,7 @@ def start_service(tmp: Path, env_extra: dict[str, str], wait_ready: bool = True)
             "STEREOCRAFTER_DEVICE": "cpu",
             "STEREOCRAFTER_DEPTH_STEPS": "2",
             "STEREOCRAFTER_INPAINT_STEPS": "2",
+            "STEREOCRAFTER_DEPTH_INPUT_SIZE": "28",  # VDA's (turbo) input size: 518 upsamples tiny clips
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "PYTHONUNBUFFERED": "1",

@@ -48,7 +48,9 @@ def test_cli_preset(
     assert probe(tmp_path / "fast.mp4").num_frames == 26
     assert cli_main([*args[:2], str(tmp_path / "x.mp4"), *args[2:], "--preset", "turbo2"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "stereocrafter: error: unknown preset 'turbo2'; choose one of reference, fast, turbo"
+    assert (
+        err.strip() == "stereocrafter: error: unknown preset 'turbo2'; choose one of reference, fast, turbo"
+    )  # noqa: E501
     assert not (tmp_path / "x.mp4").exists()
 
 
@@ -156,10 +158,13 @@ def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("device: ") and "torch " in out[1] and "PyAV" in out[1]
     assert "complete" in out[2] and "TINY RANDOM" in out[2]
-    assert "preset fast needs about 17.4 GB" in out[3] and "download at start-up: no" in out[4]
+    assert out[3] == "presets served: reference, fast, turbo (STEREOCRAFTER_PRESETS)"
+    assert [line.split()[1] for line in out[4:8]] == ["depthcrafter", "vda-small", "stereocrafter", "svd"]
+    assert "preset fast needs about 17.4 GB" in out[8] and "download at start-up: no" in out[9]
     assert cli_main(["doctor", "--weights-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "6 of 6 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
+    out = "\n".join(capsys.readouterr().out.splitlines())
+    assert "7 of 7 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
+    assert "missing: depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth" in out
 
 
 def test_known_library_messages_are_dropped_and_others_kept(caplog: pytest.LogCaptureFixture) -> None:

@@ -316,6 +316,35 @@ def test_ec2_finds_the_host_and_runs_the_roll(aws) -> None:
     assert "runs the new image" in out.getvalue()
 
 
+def test_the_presets_served_reach_the_endpoint_and_the_host(aws) -> None:
+    """``--presets`` (or STEREOCRAFTER_PRESETS in the .env) becomes the container's
+    STEREOCRAFTER_PRESETS on SageMaker and on the EC2 host; an unknown preset stops the deploy."""
+    import argparse
+
+    from containerize.deploy import ConfigError, served_presets
+
+    assert served_presets(argparse.Namespace(presets=None), {}) is None
+    assert served_presets(argparse.Namespace(presets=None), {"STEREOCRAFTER_PRESETS": "turbo"}) == "turbo"
+    assert (
+        served_presets(argparse.Namespace(presets=" turbo, fast"), {"STEREOCRAFTER_PRESETS": "x"})
+        == "turbo,fast"
+    )
+    with pytest.raises(ConfigError, match="unknown preset 'quick'"):
+        served_presets(argparse.Namespace(presets="quick"), {})
+    sm = aws("sagemaker")
+    name = deploy_sagemaker(
+        sm, target(presets="turbo"), "abc1234", wait_delay=1, wait_attempts=3, out=io.StringIO()
+    )
+    assert (
+        sm.describe_model(ModelName=name)["PrimaryContainer"]["Environment"]["STEREOCRAFTER_PRESETS"]
+        == "turbo"
+    )
+    script = "\n".join(ec2_script(f"{IMAGE}:abc1234", "us-east-1", SECRET, presets="turbo"))
+    assert "-e STEREOCRAFTER_PRESETS=turbo -e WEIGHTS_DIR=" in script
+    assert "STEREOCRAFTER_PRESETS" not in "\n".join(ec2_script(f"{IMAGE}:abc1234", "us-east-1", SECRET))
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
 def test_ec2_script_contents() -> None:
     script = "\n".join(ec2_script(f"{IMAGE}:abc1234", "us-east-1", SECRET))
     assert (

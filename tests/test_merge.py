@@ -60,6 +60,28 @@ def test_working_size(size: tuple[int, int], max_res: int, expected: tuple[int, 
     assert working_size(*size, max_res) == expected
 
 
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((1080, 1920), (256, 448)),  # 512x288 would round to 256 or 320 rows: 448x256 keeps 16:9 best
+        ((576, 1024), (256, 448)),
+        ((720, 1280), (256, 448)),
+        ((480, 640), (384, 512)),  # 4:3 fits exactly
+        ((1080, 2560), (192, 448)),
+        ((1920, 1080), (448, 256)),  # portrait
+        ((300, 400), (300, 400)),  # at most 512 already: the source size (the pipeline pads)
+    ],
+)
+def test_turbo_s_working_size_is_in_multiples_of_64_and_keeps_the_aspect(
+    size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    got = working_size(*size, 512, 64)
+    assert got == expected
+    if got != size:
+        assert max(got) <= 512 and got[0] % 64 == 0 and got[1] % 64 == 0
+        assert abs(got[1] / got[0] - size[1] / size[0]) / (size[1] / size[0]) < 0.02
+
+
 def test_shrink_keeps_every_hole_and_enlarge_restores_the_size() -> None:
     occlusion = holes(2, 90, 160, [(1, 1), (45, 80), (89, 159)])
     warped = torch.rand(2, 3, 90, 160)

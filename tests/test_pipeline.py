@@ -144,12 +144,13 @@ def test_presets_are_tables_over_the_reference_defaults() -> None:
     assert fast.holes_only and fast.seed == 7 and fast.depth_max_res == StereoConfig().depth_max_res
 
 
-def test_fast_keeps_every_non_hole_pixel_of_the_splat(
-    stereo: StereoPipeline, clip_with_audio: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("preset", ["fast", "turbo"])
+def test_fast_and_turbo_keep_every_non_hole_pixel_of_the_splat(
+    stereo: StereoPipeline, vda_pipeline, clip_with_audio: Path, monkeypatch: pytest.MonkeyPatch, preset: str
 ) -> None:
-    """At a working size below the source (96x64 -> 64x40 here, as 1920x1080 -> 1024x576), the
-    right view is the splat exactly wherever the grown-hole weight is 0, and the inpaint on every
-    hole pixel."""
+    """At a working size below the source (96x64 -> 64x40 here, as 1920x1080 -> 1024x576; turbo:
+    64x64, sides multiples of 64, as 1920x1080 -> 448x256), the right view is the splat exactly
+    wherever the grown-hole weight is 0, and the inpaint on every hole pixel."""
     import stereocrafter.pipeline as pipeline_module
     from stereocrafter.stereo.compose import to_uint8
 
@@ -170,15 +171,25 @@ def test_fast_keeps_every_non_hole_pixel_of_the_splat(
     monkeypatch.setattr(pipeline_module, "merge_right_view", spy_merge)
     # (tiny random weights give noisy depth: a small disparity and margin leave some splat to check)
     config = StereoConfig.from_preset(
-        "fast",
+        preset,
         depth_steps=1,
+        depth_input_size=28,
         inpaint_steps=1,
         inpaint_max_res=64,
         max_disp=1.5,
         hole_dilate_px=1,
         hole_feather_px=1,
     )
-    fast = StereoPipeline(stereo.depth, stereo.inpainting, config)
+    fast = StereoPipeline([stereo.depth, vda_pipeline], stereo.inpainting, config)
+    sizes: list[tuple[int, ...]] = []
+    real_inpaint = fast.inpainting.iter_inpaint
+
+    def spy_inpaint(source, **kwargs):  # type: ignore[no-untyped-def]
+        for start, right in real_inpaint(source, **kwargs):
+            sizes.append(tuple(right.shape[-2:]))
+            yield start, right
+
+    monkeypatch.setattr(fast.inpainting, "iter_inpaint", spy_inpaint)
     info = probe(clip_with_audio)
     out: list[np.ndarray] = []
     fast.run(lambda: iter_frames(clip_with_audio, 16), out.append, num_frames=info.num_frames,
@@ -189,6 +200,7 @@ def test_fast_keeps_every_non_hole_pixel_of_the_splat(
     warped = torch.cat([s[0] for s in seen[1::2]])
     inpainted = torch.cat([s[1] for s in seen[1::2]])
     assert warped.shape == (26, 3, 64, 96) and inpainted.shape == warped.shape
+    assert set(sizes) == {(40, 64) if preset == "fast" else (64, 64)}  # the inpainting's working size
     keep = (weight == 0).expand_as(warped)
     assert 0.05 < float((weight > 0).float().mean()) < 0.95  # some holes, mostly splat
     expected = to_uint8(warped).permute(0, 2, 3, 1).numpy()
@@ -199,12 +211,12 @@ def test_fast_keeps_every_non_hole_pixel_of_the_splat(
     torch.testing.assert_close(merged[hole], inpainted[hole], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("preset", ["reference", "fast"])
-def test_both_presets_keep_frames_size_and_fps(
-    stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path, preset: str
+@pytest.mark.parametrize("preset", ["reference", "fast", "turbo"])
+def test_every_preset_keeps_frames_size_and_fps(
+    stereo: StereoPipeline, vda_pipeline, clip_with_audio: Path, tmp_path: Path, preset: str
 ) -> None:
-    config = StereoConfig.from_preset(preset, depth_steps=1, inpaint_steps=1)
-    pipeline = StereoPipeline(stereo.depth, stereo.inpainting, config)
+    config = StereoConfig.from_preset(preset, depth_steps=1, inpaint_steps=1, depth_input_size=28)
+    pipeline = StereoPipeline([stereo.depth, vda_pipeline], stereo.inpainting, config)
     result = convert_file(pipeline, clip_with_audio, tmp_path / f"{preset}.mp4", mode="sbs")
     info = probe(tmp_path / f"{preset}.mp4")
     assert (info.num_frames, info.width, info.height, info.fps) == (26, 192, 64, Fraction(30000, 1001))

@@ -41,7 +41,7 @@ def test_values() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
-        ("STEREOCRAFTER_PRESET", "turbo", "unknown preset 'turbo'"),
+        ("STEREOCRAFTER_PRESET", "turbo2", "unknown preset 'turbo2'"),
         ("STEREOCRAFTER_DEPTH_STEPS", "0", "must be >= 1"),
         ("STEREOCRAFTER_S3_READ_TIMEOUT", "soon", "number of seconds"),
         ("STEREOCRAFTER_S3_READ_TIMEOUT", "0", "(0, 3600]"),

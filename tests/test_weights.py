@@ -44,7 +44,9 @@ def test_plan_fetches_only_what_the_loaders_read() -> None:
         "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
         "tencent/DepthCrafter",
         "TencentARC/StereoCrafter",
+        "depth-anything/Video-Depth-Anything-Small",
     }
+    assert plan["depth-anything/Video-Depth-Anything-Small"][1:] == ["video_depth_anything_vits.pth"]
     svd = plan["stabilityai/stable-video-diffusion-img2vid-xt-1-1"]
     assert "vae/diffusion_pytorch_model.fp16.safetensors" in svd and not any(
         p.startswith("unet/") for p in svd
@@ -117,7 +119,9 @@ def test_holder_downloads_with_the_secret(
     import stereocrafter.serving.weights as weights
 
     original = weights.download_weights
-    monkeypatch.setattr(weights, "download_weights", lambda d, t: original(d, t, endpoint=hub_env.url))
+    monkeypatch.setattr(
+        weights, "download_weights", lambda d, t, **kw: original(d, t, endpoint=hub_env.url, **kw)
+    )
     client = aws("secretsmanager")
     arn = client.create_secret(Name="hf", SecretString=json.dumps({"HF_TOKEN": TOKEN}))["ARN"]
     holder = ModelHolder(tmp_path / "w", arn, load_depth_pipeline, secrets_client=client).start()

@@ -40,25 +40,30 @@ def merge_right_view(warped: torch.Tensor, inpainted: torch.Tensor, weight: torc
     return torch.where(weight > 0, mixed, warped)
 
 
+LATENT_CELL = 8  # pixels per latent of the SVD VAE
+
+
 def working_size(height: int, width: int, max_res: int, multiple: int = 8) -> tuple[int, int]:
     """The inpainting working size: the source size when ``max_res`` is 0 or not exceeded, else a
     smaller size whose sides are multiples of ``multiple``: the largest long side (at most
-    ``max_res``) whose short side, rounded to a multiple, keeps the aspect ratio within 1%; when
-    none does, the one that keeps it best (the larger on a tie).
+    ``max_res``) whose short side, rounded to a multiple, is within half a latent cell (4 px) of
+    the source's aspect ratio; when none is, the one that keeps the ratio best.
 
-    Multiples of 8 (``fast``): 1920x1080 -> 1024x576, 1280x720 -> 1024x576, 3840x1600 -> 1024x424.
-    Multiples of 64 (``turbo``, 512): 1920x1080 -> 448x256 (1.75 for 1.78; 512x288 is not a
-    multiple of 64 and 512x256 would be 2.0), 640x480 -> 512x384."""
+    Multiples of 8 (``fast``): rounding is always within 4 px, so the long side is ``max_res``:
+    1920x1080 -> 1024x576, 1280x720 -> 1024x576, 3840x1600 -> 1024x424. Multiples of 64
+    (``turbo``, 512): 1920x1080 -> 448x256 (252 rounds to 256; 512 would need 288, which rounds
+    to 256 or 320, 32 px off), 640x480 -> 512x384, 2560x1080 -> 448x192."""
     if max_res <= 0 or max(height, width) <= max_res:
         return height, width
     ratio = max(height, width) / min(height, width)
     best: tuple[float, int, int] | None = None
     for long in range(max_res // multiple * multiple, 0, -multiple):
-        short = max(multiple, round(long / ratio / multiple) * multiple)
-        error = abs(math.log(long / short / ratio))
-        if error <= 0.01:
-            best = (error, long, short)
+        exact = long / ratio
+        short = max(multiple, round(exact / multiple) * multiple)
+        if abs(short - exact) <= LATENT_CELL / 2:
+            best = (0.0, long, short)
             break
+        error = abs(math.log(long / short / ratio))
         if best is None or error < best[0]:
             best = (error, long, short)
     assert best is not None

@@ -37,7 +37,7 @@ BAD_REQUESTS: list[tuple[str, bytes, int, str]] = [
         "bad_request",
     ),
     ("prefix as output", body(s3_output_uri="s3://videos/out/"), 400, "bad_request"),
-    ("unknown preset", body(preset="turbo"), 400, "bad_request"),
+    ("unknown preset", body(preset="turbo2"), 400, "bad_request"),
     ("max_disp out of range", body(max_disp=500), 400, "bad_request"),
     ("negative seed", body(seed=-1), 400, "bad_request"),
     ("tile_num 3", body(tile_num=3), 400, "bad_request"),
