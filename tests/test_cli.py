@@ -50,7 +50,7 @@ def test_cli_preset(
     err = capsys.readouterr().err
     assert (
         err.strip() == "stereocrafter: error: unknown preset 'turbo2'; choose one of reference, fast, turbo"
-    )  # noqa: E501
+    )
     assert not (tmp_path / "x.mp4").exists()
 
 
