@@ -87,12 +87,16 @@ def test_the_vda_stage_streams_its_depth_with_progress(vda_pipeline, inpainting_
     frames = (np.random.default_rng(0).random((40, 48, 64, 3)) * 255).astype(np.uint8)
     reported: list[int] = []
     checks: list[int] = []
-    raw = pipeline.depth_pass(
-        lambda: iter([frames[:16], frames[16:]]), num_frames=40, width=64, height=48, config=config,
-        hooks=RunHooks(progress=lambda _, done, __: reported.append(done), check=lambda: checks.append(1)),
-    )  # fmt: skip
+    hooks = RunHooks(
+        progress=lambda _, done, __: reported.append(done), check=lambda: checks.append(reported[-1])
+    )
+    raw = pipeline.depth_pass(lambda: iter([frames[:16], frames[16:]]), num_frames=40, width=64, height=48,
+                              config=config, hooks=hooks)  # fmt: skip
     assert raw.shape == (40, 1, 28, 42) and raw.dtype == torch.float32 and bool((raw >= 0).all())
-    assert reported == list(range(41)) and len(checks) == 2  # two windows: 0-31 and 22-53 (padded)
+    assert reported == list(range(41))
+    # one check after each window's model call (0-31, then 22-53 padded), when the frames before
+    # it are reported: the first window finishes frames 0-23 (its last 8 wait for the blend)
+    assert checks == [0, 24]
 
 
 def test_a_turbo_only_load_needs_and_loads_no_depthcrafter_file(tiny_weights: Path, tmp_path: Path) -> None:
