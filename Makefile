@@ -83,6 +83,7 @@ bench: venv
 	$(BIN)/python bench/vda.py
 	$(BIN)/python bench/vda_align.py
 	$(BIN)/python bench/preset_load.py
+	$(BIN)/python bench/host_pipeline.py
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke
@@ -92,6 +93,7 @@ bench-smoke: venv
 	$(BIN)/python bench/gpu_presets.py --smoke
 	$(BIN)/python bench/flops.py --check
 	$(BIN)/python bench/preset_load.py
+	$(BIN)/python bench/host_pipeline.py --smoke
 	$(BIN)/python bench/gc_pause.py --smoke
 	$(BIN)/python bench/ping_latency.py --smoke
 	$(BIN)/python bench/depth_store.py --smoke

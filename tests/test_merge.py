@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
 
@@ -93,3 +94,20 @@ def test_shrink_keeps_every_hole_and_enlarge_restores_the_size() -> None:
     assert same[0] is warped and same[1] is occlusion  # nothing to do at the source size
     back = enlarge(small, (90, 160))
     assert back.shape == (2, 3, 90, 160) and back.min() >= 0 and back.max() <= 1
+
+
+@pytest.mark.parametrize(("dilate", "feather"), [(4, 4), (1, 1), (0, 3), (6, 0)])
+def test_hole_weights_equal_the_square_max_pool_definition(dilate: int, feather: int) -> None:
+    """The separable max (a column pass, then a row pass) gives exactly what one square max
+    pool gives, at the frame's edges too."""
+    generator = torch.Generator().manual_seed(3)
+    occlusion = (torch.rand(2, 1, 37, 53, generator=generator) > 0.97).float()
+    occlusion[0, 0, 0, 0] = occlusion[1, 0, -1, -1] = 1.0  # holes at the corners
+    grown = (occlusion >= 0.5).float()
+    if dilate:
+        grown = F.max_pool2d(grown, 2 * dilate + 1, stride=1, padding=dilate)
+    expected = grown
+    for step in range(1, feather + 1):
+        grown = F.max_pool2d(grown, 3, stride=1, padding=1)
+        expected = torch.maximum(expected, grown * (1.0 - step / (feather + 1)))
+    assert torch.equal(hole_weights(occlusion, dilate, feather), expected)

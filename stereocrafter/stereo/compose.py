@@ -91,9 +91,13 @@ def compose(left: torch.Tensor, right: torch.Tensor, mode: str) -> torch.Tensor:
     if right.shape != left.shape:
         raise ValueError(f"right must match left {tuple(left.shape)}, got {tuple(right.shape)}")
 
-    if mode == "sbs":
-        packed = torch.cat((left, right), dim=3)
-    elif mode == "half-sbs":
+    if mode == "sbs":  # each view straight into its half of the channels-last frame: no float copy
+        frames, _, height, width = left.shape
+        out = torch.empty(frames, height, 2 * width, 3, dtype=torch.uint8, device=left.device)
+        out[:, :, :width] = to_uint8(left).permute(0, 2, 3, 1)
+        out[:, :, width:] = to_uint8(right).permute(0, 2, 3, 1)
+        return out
+    if mode == "half-sbs":
         packed = torch.cat((_half_width(left), _half_width(right)), dim=3)
     elif mode == "top-bottom":
         packed = torch.cat((left, right), dim=2)
@@ -106,4 +110,5 @@ def compose(left: torch.Tensor, right: torch.Tensor, mode: str) -> torch.Tensor:
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats -> uint8 by rounding to the nearest level (values outside are clipped)."""
-    return (x.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    scaled = x.float().clamp(0.0, 1.0)  # a new tensor: the in-place steps below leave ``x`` alone
+    return scaled.mul_(255.0).round_().to(torch.uint8)

@@ -22,13 +22,22 @@ def hole_weights(occlusion: torch.Tensor, dilate_px: int, feather_px: int) -> to
         raise ValueError(f"dilate_px and feather_px must be >= 0, got {dilate_px} and {feather_px}")
     grown = (occlusion >= 0.5).float()
     if dilate_px:
-        grown = F.max_pool2d(grown, 2 * dilate_px + 1, stride=1, padding=dilate_px)
+        grown = _square_max(grown, dilate_px)
     weight = grown
     for step in range(1, feather_px + 1):
         # one more pixel of growth per step; each ring gets a lower weight
-        grown = F.max_pool2d(grown, 3, stride=1, padding=1)
+        grown = _square_max(grown, 1)
         weight = torch.maximum(weight, grown * (1.0 - step / (feather_px + 1)))
     return weight
+
+
+def _square_max(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """The max over each pixel's (2 radius + 1)² square (outside the frame: nothing), as a column
+    pass then a row pass: the same values as one square ``max_pool2d``, with 2 (2r + 1) instead
+    of (2r + 1)² comparisons per pixel (9x9: 18 instead of 81)."""
+    size = 2 * radius + 1
+    x = F.max_pool2d(x, (size, 1), stride=1, padding=(radius, 0))
+    return F.max_pool2d(x, (1, size), stride=1, padding=(0, radius))
 
 
 def merge_right_view(warped: torch.Tensor, inpainted: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,254 @@
+"""The host side of a conversion, timed with the models taken out: can the host feed a fast GPU?
+
+Runs the real ``StereoPipeline`` under ``convert_file`` (the `turbo` preset, sbs, the quality
+report on) with both model stages replaced by instant stand-ins of the right shapes and dtypes: a
+smooth synthetic depth at VDA's processing size, and an inpainting that returns its input (the
+warped view at the working size). Everything else is real: decoding a real H.264 file (PyAV),
+resizing, splatting, shrinking and merging, composing, the report, and the libx264 encode to a real
+file. Prints:
+
+- host milliseconds per frame for each part, each timed alone on the same clip (one thread: what
+  the part costs, not what it costs inside the overlapped run);
+- frames per second end to end, with the decode and encode threads on (as the service runs) and
+  off (everything in one thread), and the report on and off.
+
+    python bench/host_pipeline.py                # 1920x1080 and 1024x576, 48 frames: ~3 min on 2 vCPU
+    python bench/host_pipeline.py --smoke        # 320x192, 8 frames: checks the script itself
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import stereocrafter.convert as convert_module
+import stereocrafter.pipeline as pipeline_module
+from stereocrafter.config import StereoConfig
+from stereocrafter.convert import convert_file
+from stereocrafter.depth_stages import VdaStage
+from stereocrafter.media.encode import VideoWriter
+from stereocrafter.media.video_io import iter_frames, probe
+from stereocrafter.models.depth import resize_depth
+from stereocrafter.models.inpainting import plan_chunks
+from stereocrafter.pipeline import RunHooks, StereoPipeline, normalise
+from stereocrafter.report import QualityReport
+from stereocrafter.stereo.compose import compose
+from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
+from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat
+
+CHUNK = 16  # decoded frames per chunk, as convert_file decodes
+
+
+class InstantDepth:
+    """A depth stage (``depth_stages.DepthStage``) in VDA-S's place: its sizes, a smooth depth."""
+
+    model = VdaStage.model
+    processing_size = staticmethod(VdaStage.processing_size)
+    resize = staticmethod(VdaStage.resize)
+
+    def __init__(self) -> None:
+        self.watched = torch.nn.Identity()
+        self.checked: list[torch.nn.Module] = []
+
+    @staticmethod
+    def increments(num_frames: int, config: StereoConfig) -> list[float]:
+        return []
+
+    def iter_depth(self, frames: Any, *_: Any) -> Iterator[tuple[int, torch.Tensor]]:
+        for start in range(0, len(frames), 32):
+            chunk = frames[start : start + 32]  # decoded and resized: real host work
+            yield start, smooth_depth(chunk.shape[0], *chunk.shape[-2:], start)
+
+
+class EchoInpainting:
+    """The inpainting stage's interface, returning the warped view it is given (no model)."""
+
+    def __init__(self) -> None:
+        self.unet = torch.nn.Identity()
+        self._execution_device = torch.device("cpu")
+
+    def iter_inpaint(self, source: Any, *, frames_chunk: int, overlap: int, **_: Any) -> Iterator[Any]:
+        for chunk in plan_chunks(len(source), frames_chunk, overlap):
+            warped, _ = source[chunk.start : chunk.end]
+            yield chunk.start + chunk.reused, warped[chunk.reused :]
+
+
+def smooth_depth(frames: int, height: int, width: int, start: int = 0) -> torch.Tensor:
+    """(frames, 1, h, w) in [0, 1]: a slanted floor and a disc drifting across."""
+    y = torch.linspace(0, 1, height).view(1, height, 1)
+    x = torch.linspace(0, 1, width).view(1, 1, width)
+    t = (torch.arange(frames, dtype=torch.float32) + start).view(frames, 1, 1)
+    disc = ((x - 0.3 - 0.005 * t) ** 2 + (y - 0.5) ** 2 < 0.04).float()
+    return (0.3 + 0.3 * y + 0.4 * disc)[:, None].expand(frames, 1, height, width).contiguous()
+
+
+def make_clip(path: Path, frames: int, width: int, height: int) -> Path:
+    """A real H.264 clip (libx264, as a camera or an editor would hand one over)."""
+    rng = np.random.default_rng(0)
+    base = (rng.random((height // 8, width // 8, 3)) * 255).astype(np.uint8)
+    texture = np.kron(base, np.ones((8, 8, 1), dtype=np.uint8))[:height, :width]
+    with VideoWriter(path, fps=24, width=width, height=height) as writer:
+        for t in range(0, frames, CHUNK):
+            n = min(CHUNK, frames - t)
+            writer.write(np.stack([np.roll(texture, 4 * (t + i), axis=1) for i in range(n)]))
+    return path
+
+
+def per_frame_ms(call: Callable[[], Any], frames: int) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000 / frames
+
+
+def parts(clip: Path, config: StereoConfig, tmp: Path) -> dict[str, float]:
+    """Milliseconds per frame of each host part, alone, over the whole clip."""
+    info = probe(clip)
+    n, height, width = info.num_frames, info.height, info.width
+    depth_size = VdaStage.processing_size(height, width, config)
+    work = working_size(height, width, config.inpaint_max_res, config.inpaint_multiple)
+    result: dict[str, float] = {}
+    chunks: list[np.ndarray] = []
+    result["decode (PyAV, RGB)"] = per_frame_ms(lambda: chunks.extend(iter_frames(clip, CHUNK)), n)
+    tensors: list[torch.Tensor] = []
+
+    def upload() -> None:
+        for chunk in chunks:
+            tensors.append(torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255.0)
+
+    result["to float tensors"] = per_frame_ms(upload, n)
+    result["resize for depth (bicubic)"] = per_frame_ms(
+        lambda: [VdaStage.resize(t, depth_size) for t in tensors], n
+    )
+    raw = smooth_depth(n, *depth_size)
+    splats: list[tuple[torch.Tensor, ...]] = []
+
+    def splat() -> None:
+        start = 0
+        for left in tensors:
+            for i in range(0, left.shape[0], config.splat_batch):
+                part = left[i : i + config.splat_batch]
+                depth = normalise(raw[start + i : start + i + part.shape[0]], 0.0, 1.0)
+                depth = resize_depth(depth, (height, width)).clamp(0, 1)
+                warped, occlusion = forward_splat(part, disparity_from_depth(depth, config.max_disp))
+                splats.append((part, depth, occlusion, warped.clamp(0, 1)))
+            start += left.shape[0]
+
+    result["depth resize + splat"] = per_frame_ms(splat, n)
+    merged: list[torch.Tensor] = []
+
+    def merge() -> None:
+        for _, _, occlusion, warped in splats:
+            small, _ = shrink(warped, occlusion, work)
+            weight = hole_weights(occlusion, config.hole_dilate_px, config.hole_feather_px)
+            merged.append(merge_right_view(warped, enlarge(small, (height, width)), weight))
+
+    result["shrink + enlarge + merge"] = per_frame_ms(merge, n)
+    composed: list[np.ndarray] = []
+
+    def compose_all() -> None:
+        for (left, _, _, _), right in zip(splats, merged, strict=True):
+            composed.append(compose(left, right, "sbs").cpu().numpy())
+
+    result["compose sbs (to uint8)"] = per_frame_ms(compose_all, n)
+    report = QualityReport()
+    report.on_start(num_frames=n, width=width, height=height, config=config, depth_range=(0.0, 1.0), seams=[])
+
+    def observe() -> None:
+        start = 0
+        for (left, depth, occlusion, _), right in zip(splats, merged, strict=True):
+            report.on_frames(start, left, depth, occlusion, right)
+            start += left.shape[0]
+
+    result["quality report"] = per_frame_ms(observe, n)
+    assert report.error is None, report.error
+
+    def encode() -> None:
+        with VideoWriter(tmp / "parts.mp4", fps=info.fps, width=2 * width, height=height) as writer:
+            for frames in composed:
+                writer.write(frames)
+
+    result["encode sbs (libx264)"] = per_frame_ms(encode, n)
+    return result
+
+
+@contextmanager
+def threads_off() -> Iterator[None]:
+    """The decode and encode threads replaced by plain calls in the pipeline's own thread."""
+
+    def inline(items: Iterator[Any], transform: Callable[[Any], Any] | None = None, depth: int = 2) -> Any:
+        return (transform(item) if transform else item for item in items)
+
+    class InlineSink:
+        def __init__(self, sink: Callable[[Any], None], depth: int = 2) -> None:
+            self.sink = sink
+
+        def __enter__(self) -> Callable[[Any], None]:
+            return self.sink
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    saved = pipeline_module.prefetch, convert_module.BackgroundSink
+    pipeline_module.prefetch, convert_module.BackgroundSink = inline, InlineSink  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        pipeline_module.prefetch, convert_module.BackgroundSink = saved  # type: ignore[assignment]
+
+
+def end_to_end(clip: Path, config: StereoConfig, tmp: Path, *, threads: bool, report: bool) -> float:
+    """Frames per second of ``convert_file`` on the stand-ins."""
+    pipeline = StereoPipeline(InstantDepth(), EchoInpainting(), config)  # type: ignore[arg-type]
+    observer = QualityReport() if report else None
+    frames = probe(clip).num_frames
+    started = time.perf_counter()
+    if threads:
+        convert_file(pipeline, clip, tmp / "out.mp4", mode="sbs", hooks=RunHooks(observer=observer))
+    else:
+        with threads_off():
+            convert_file(pipeline, clip, tmp / "out.mp4", mode="sbs", hooks=RunHooks(observer=observer))
+    seconds = time.perf_counter() - started
+    assert probe(tmp / "out.mp4").num_frames == frames
+    return frames / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a small clip: checks the script itself")
+    parser.add_argument("--frames", type=int, default=48)
+    args = parser.parse_args()
+    sizes = [(320, 192)] if args.smoke else [(1920, 1080), (1024, 576)]
+    frames = 8 if args.smoke else args.frames
+    config = StereoConfig.from_preset("turbo")
+    torch.set_num_threads(torch.get_num_threads())  # (as the service runs: torch's default)
+    print(f"host only, models replaced by instant stand-ins; turbo preset, sbs; {frames} frames; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        for width, height in sizes:
+            clip = make_clip(tmp / f"clip_{width}.mp4", frames, width, height)
+            print(f"\n{width}x{height} -> sbs {2 * width}x{height}")
+            timed = parts(clip, config, tmp)
+            for name, ms in timed.items():
+                print(f"  {name:28s}{ms:9.1f} ms/frame")
+            print(f"  {'sum of the parts':28s}{sum(timed.values()):9.1f} ms/frame "
+                  f"({1000 / sum(timed.values()):.1f} frames/s in one thread)")  # fmt: skip
+            for threads in (True, False):
+                for report in (True, False):
+                    fps = end_to_end(clip, config, tmp, threads=threads, report=report)
+                    label = f"threads {'on ' if threads else 'off'}, report {'on ' if report else 'off'}"
+                    print(f"  end to end, {label}: {fps:6.2f} frames/s ({1000 / fps:6.1f} ms/frame)")
+
+
+if __name__ == "__main__":
+    main()
