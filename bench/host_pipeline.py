@@ -230,7 +230,6 @@ def main() -> None:
     sizes = [(320, 192)] if args.smoke else [(1920, 1080), (1024, 576)]
     frames = 8 if args.smoke else args.frames
     config = StereoConfig.from_preset("turbo")
-    torch.set_num_threads(torch.get_num_threads())  # (as the service runs: torch's default)
     print(f"host only, models replaced by instant stand-ins; turbo preset, sbs; {frames} frames; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
     with tempfile.TemporaryDirectory() as folder:

@@ -30,14 +30,8 @@ import torch.nn.functional as F
 from stereocrafter.config import StereoConfig
 from stereocrafter.models import depth as depthcrafter
 from stereocrafter.models import vda_depth
-from stereocrafter.models.depth import DepthCrafterPipeline
+from stereocrafter.models.depth import DepthCrafterPipeline, FrameSource
 from stereocrafter.models.vda_depth import VdaDepthPipeline
-
-
-class FrameSource(Protocol):
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: slice) -> torch.Tensor: ...
 
 
 class DepthStage(Protocol):

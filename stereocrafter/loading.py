@@ -356,7 +356,7 @@ def compile_unets(
     that the compilation happens now (while ``/ping`` says 503), not in the first request. Other
     sizes compile on their first use."""
     cfg = pipeline.config
-    unets = [unet for unet in (getattr(pipeline.depth, "unet", None), pipeline.inpainting.unet) if unet]
+    unets = [u for u in (getattr(pipeline.depth, "unet", None), pipeline.inpainting.unet) if u is not None]
     for unet in unets:
         unet.compile(backend=backend)
     if warmup_size is None:

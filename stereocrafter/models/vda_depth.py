@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import torch
 
+from stereocrafter.models.depth import FrameSource  # frames at the processing size, asked in order
 from stereocrafter.models.vda import PATCH
 
 INPUT_SIZE = 518
@@ -44,15 +45,6 @@ KEYFRAMES = (0, 12, 24, 25, 26, 27, 28, 29, 30, 31)
 BLEND = 8  # frames two windows share in the result (OVERLAP - the 2 key frames used for the fit)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class FrameSource(Protocol):
-    """``source[a:b]``: (b - a, 3, h, w) float in [0, 1] at the processing size, asked in increasing
-    order (``pipeline.SequentialFrames``)."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: slice) -> torch.Tensor: ...
 
 
 class Window(NamedTuple):
