@@ -237,17 +237,21 @@ class StereoCrafter:
                 slot.index,
                 slot.device,
             )
-            result = self._run_job(slot.pipeline, self.storage, job, self.settings, request_id, deadline)
+            result = self._run_job(
+                slot.pipeline, self.storage, job, self.settings, request_id, deadline, encoder=pool.encoder
+            )
         metrics.job_finished(result.frames, result.timings)
         metrics.set_model_state(self.models.state)
         result = result.model_copy(update={"slot": slot.index, "device": slot.device})
+        encoder = getattr(result, "encoder", None)  # a depth task writes no video
         logger.info(
-            "request %s done (%s preset): %d frames in %.1f s; %s",
+            "request %s done (%s preset): %d frames in %.1f s; %s%s",
             request_id,
             result.preset,
             result.frames,
             result.finished_at - result.started_at,
             ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items()),
+            f"; encoder {encoder['codec']}" if encoder else "",
         )
         return result.model_dump()
 

@@ -160,17 +160,19 @@ def parts(clip: Path, config: StereoConfig, tmp: Path) -> dict[str, float]:
             composed.append(compose(left, right, "sbs").cpu().numpy())
 
     result["compose sbs (to uint8)"] = per_frame_ms(compose_all, n)
-    report = QualityReport()
-    report.on_start(num_frames=n, width=width, height=height, config=config, depth_range=(0.0, 1.0), seams=[])
 
-    def observe() -> None:
+    def observe() -> None:  # a fresh report, 4 thumbnails as the service keeps
+        report = QualityReport()
+        report.on_start(num_frames=n, width=width, height=height, config=config, depth_range=(0.0, 1.0),
+                        seams=[])  # fmt: skip
         start = 0
         for (left, depth, occlusion, _), right in zip(splats, merged, strict=True):
             report.on_frames(start, left, depth, occlusion, right)
             start += left.shape[0]
+        assert report.error is None, report.error
 
-    result["quality report"] = per_frame_ms(observe, n)
-    assert report.error is None, report.error
+    # the best of three passes: a few ms a frame, where a shared VM's noise is of the same order
+    result["quality report"] = min(per_frame_ms(observe, n) for _ in range(3))
 
     def encode() -> None:
         with VideoWriter(tmp / "parts.mp4", fps=info.fps, width=2 * width, height=height) as writer:

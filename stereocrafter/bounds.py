@@ -1,6 +1,9 @@
 """Rules that more than one room enforces, declared once (no imports: anything may use them).
 
 - ``MODES``: the stereo layouts a request, the CLI and ``stereo.compose`` know.
+- ``ENCODERS``: what ``STEREOCRAFTER_ENCODER`` and the CLI's ``--encoder`` accept
+  (``media.encoders`` says what each means); ``QUALITY``: the encoder's quality scale, CRF for
+  libx264 and CQ for NVENC, 0-51, lower = better (``DEFAULT_QUALITY`` 18).
 
 The request schema, the CLI and ``StereoConfig`` all check these values with the functions here, so
 a value one of them accepts, the others accept too, with the same message:
@@ -26,6 +29,11 @@ from typing import Literal, get_args
 
 Mode = Literal["anaglyph", "sbs", "half-sbs", "top-bottom", "anaglyph-dubois"]
 MODES: tuple[str, ...] = get_args(Mode)
+
+Encoder = Literal["auto", "libx264", "h264_nvenc", "hevc_nvenc"]
+ENCODERS: tuple[str, ...] = get_args(Encoder)
+DEFAULT_QUALITY = 18
+QUALITY = (0, 51)
 
 MAX_DEPTH_VALUE = 1e6
 MIN_RELATIVE_SPAN = 1e-6
@@ -86,3 +94,9 @@ def check_mode(mode: str) -> Mode:
     if mode not in MODES:
         raise ValueError(f"unknown stereo mode {mode!r}; expected one of {', '.join(MODES)}")
     return mode  # type: ignore[return-value]
+
+
+def check_encoder(value: str, name: str = "encoder") -> str:
+    if value not in ENCODERS:
+        raise ValueError(f"{name} must be one of {', '.join(ENCODERS)}, got {value!r}")
+    return value

@@ -22,8 +22,11 @@ from typing import Any, ClassVar, NoReturn
 
 from stereocrafter.bounds import (
     DEFAULT_MAX_DISP,
+    DEFAULT_QUALITY,
     DEFAULT_SEED,
+    ENCODERS,
     MODES,
+    QUALITY,
     TILE_NUMS,
     check_max_disp,
     check_seed,
@@ -60,7 +63,14 @@ def _conversion_options(parser: argparse.ArgumentParser) -> None:
         "--tile-num", type=int, choices=TILE_NUMS, default=1, help="inpainting tiles per axis"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available")
-    parser.add_argument("--crf", type=int, default=18, help="H.264 quality, 0-51 (lower is better)")
+    parser.add_argument(
+        "--crf", type=int, default=DEFAULT_QUALITY,
+        help=f"video quality, 0-51, lower is better: libx264's CRF, NVENC's CQ (default {DEFAULT_QUALITY})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--encoder", choices=ENCODERS,
+        help="video encoder (default: $STEREOCRAFTER_ENCODER or auto: NVENC if the GPU has it, else libx264)",
+    )  # fmt: skip
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="tracebacks and library warnings")
 
@@ -120,8 +130,8 @@ def check_report_path(path: Path) -> None:
 
 
 def check_options(args: argparse.Namespace) -> None:
-    if not 0 <= args.crf <= 51:
-        raise StereoCrafterError(f"--crf must be in 0-51, got {args.crf}")
+    if not QUALITY[0] <= args.crf <= QUALITY[1]:
+        raise StereoCrafterError(f"--crf must be in {QUALITY[0]}-{QUALITY[1]}, got {args.crf}")
     try:  # bounds.py and presets.py: the request schema and StereoConfig check the same
         check_max_disp(args.max_disp, "--max-disp")
         check_seed(args.seed, "--seed")
@@ -148,7 +158,7 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.report is not None:
         check_report_path(args.report)
 
-    pipeline, preset, progress = _prepare(args)
+    pipeline, preset, progress, encoder = _prepare(args)
 
     from stereocrafter.convert import convert_file
     from stereocrafter.pipeline import RunHooks
@@ -165,6 +175,7 @@ def run_convert(args: argparse.Namespace) -> int:
             hooks=RunHooks(progress=progress, observer=report),
             grid_path=args.save_grid,
             crf=args.crf,
+            encoder=encoder,
         )
     finally:  # an error message must not land in the middle of a bar's line
         progress.close()
@@ -172,14 +183,14 @@ def run_convert(args: argparse.Namespace) -> int:
     print(
         f"wrote {result.output}: {result.mode} ({preset} preset), {result.width}x{result.height}, "
         f"{result.num_frames} frames at {result.fps} fps{', audio kept' if result.has_audio else ''} "
-        f"({timing})"
+        f"({timing}); encoder {encoder.label(args.crf)}"
     )
     if report is not None:  # the conversion stands whatever happens here
         from stereocrafter.convert import report_extra, write_report
 
         png = args.report.with_suffix(".png")
         try:
-            extra = {**report_extra(preset, result.timings), "tiny_weights": tiny}
+            extra = {**report_extra(preset, result.timings, result.encoder), "tiny_weights": tiny}
             write_report(report, args.report, png, extra)
             print(f"report: {args.report} and {png}")
         except Exception as err:
@@ -191,9 +202,9 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars]:
-    """The checks both conversions share after the paths: settings, config, input, device; then
-    the models. Returns (pipeline, preset, progress callback)."""
+def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars, Any]:
+    """The checks both conversions share after the paths: settings, config, input, device, the
+    encoder; then the models. Returns (pipeline, preset, progress callback, encoder)."""
     from stereocrafter.media.video_io import check_packets, probe
 
     info = probe(args.input)
@@ -216,9 +227,12 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars]:
 
     if device == "cuda" and not torch.cuda.is_available():
         raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
+    from stereocrafter.media.encoders import choose_encoder
+
+    encoder = choose_encoder(args.encoder or settings.encoder)  # a named NVENC that cannot open: an error now
     weights_dir = args.weights_dir or settings.weights_dir
     pipeline = load_stereo_pipeline(weights_dir, device=device, config=config, presets=(preset,))
-    return pipeline, preset, ProgressBars(args.quiet)
+    return pipeline, preset, ProgressBars(args.quiet), encoder
 
 
 def _quiet_libraries(args: argparse.Namespace) -> None:
@@ -292,7 +306,7 @@ def run_convert_long(args: argparse.Namespace) -> int:
     # The output's container must take the video and the source's audio: known now, not after
     # every segment has been converted.
     planned_audio = check_stitchable(args.output, args.input)
-    pipeline, preset, progress = _prepare(args)
+    pipeline, preset, progress, encoder = _prepare(args)
 
     from stereocrafter.errors import StitchError
     from stereocrafter.long import convert_long
@@ -302,7 +316,7 @@ def run_convert_long(args: argparse.Namespace) -> int:
     try:
         done = convert_long(
             pipeline, args.input, args.output, segment_seconds=args.segment_seconds, workdir=workdir,
-            mode=args.mode, align=not args.no_align, plan_only=args.plan, crf=args.crf,
+            mode=args.mode, align=not args.no_align, plan_only=args.plan, crf=args.crf, encoder=encoder,
             progress=progress, log=lambda line: print(line, file=sys.stderr),
         )  # fmt: skip
     except StitchError:
@@ -312,7 +326,8 @@ def run_convert_long(args: argparse.Namespace) -> int:
         progress.close()  # an error message must not land in the middle of a bar's line
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{len(done.segments)} segments of about {args.segment_seconds:g} s ({preset} preset)")
+    print(f"{len(done.segments)} segments of about {args.segment_seconds:g} s ({preset} preset); "
+          f"encoder {encoder.label(args.crf)}")  # fmt: skip
     if done.result is not None:
         print(done.result.alignment.table())
     if done.stitched is not None:

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from stereocrafter.bounds import DEFAULT_QUALITY
 from stereocrafter.depth_stages import processing_size
 from stereocrafter.guard import call_checked
 from stereocrafter.media.depthstore import DepthShape, depth_summary, write_depth
 from stereocrafter.media.encode import VideoWriter
+from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.streams import BackgroundSink
 from stereocrafter.media.video_io import VideoInfo, iter_frames, probe
 from stereocrafter.pipeline import NO_HOOKS, AlignedDepth, RunHooks, StereoConfig, StereoPipeline
@@ -50,6 +52,7 @@ class ConversionResult:
         str, float
     ]  # seconds: probe, depth, splat, inpainting, compose_encode, encode_finish, total
     source: VideoInfo
+    encoder: dict[str, Any]  # ``Encoder.describe``: codec, preset, crf or cq, requested, fallback
 
 
 def convert_file(
@@ -61,15 +64,17 @@ def convert_file(
     config: StereoConfig | None = None,
     hooks: RunHooks = NO_HOOKS,
     grid_path: str | os.PathLike[str] | None = None,
-    crf: int = 18,
+    crf: int = DEFAULT_QUALITY,
     frames: tuple[int, int] | None = None,
     depth: AlignedDepth | None = None,
+    encoder: Encoder = LIBX264,
 ) -> ConversionResult:
     """Convert ``source`` into a stereo video at ``output`` (exact fps and frame count, audio kept).
 
     ``frames`` = (start, count) converts only those frames (a segment of a long file; no audio).
     ``config``, ``hooks`` and ``depth`` (a stored, aligned depth: no depth pass): see
-    ``StereoPipeline.run``; ``grid_path`` adds the debug grid's video (``hooks.grid_sink``).
+    ``StereoPipeline.run``; ``encoder`` (``media.encoders.choose_encoder``) at quality ``crf``
+    writes the video; ``grid_path`` adds the debug grid's video (``hooks.grid_sink``).
     Raises ``VideoDecodeError`` for an unusable input; nothing is left at ``output`` on failure.
     """
     mode = check_mode(mode)
@@ -82,16 +87,31 @@ def convert_file(
     out_w, out_h = output_size(mode, info.width, info.height)
     with ExitStack() as stack:  # on an error: the sinks dropped, the writers aborted
         writer = stack.enter_context(
-            VideoWriter(output, fps=info.fps, width=out_w, height=out_h, audio_source=audio_source, crf=crf)
+            VideoWriter(
+                output,
+                fps=info.fps,
+                width=out_w,
+                height=out_h,
+                audio_source=audio_source,
+                crf=crf,
+                encoder=encoder,
+            )
         )
         writers = [writer]
         grid = None
         if grid_path is not None:
             grid = stack.enter_context(
-                VideoWriter(grid_path, fps=info.fps, width=2 * info.width, height=2 * info.height, crf=crf)
+                VideoWriter(
+                    grid_path,
+                    fps=info.fps,
+                    width=2 * info.width,
+                    height=2 * info.height,
+                    crf=crf,
+                    encoder=encoder,
+                )
             )
             writers.append(grid)
-        # libx264 encodes chunk k in a thread while the GPU works on chunk k + 1; the sinks are
+        # the encoder works on chunk k in a thread while the GPU works on chunk k + 1; the sinks are
         # left (queues drained, or dropped after an error) before the writers close.
         sink = stack.enter_context(BackgroundSink(writer.write))
         grid_sink = stack.enter_context(BackgroundSink(grid.write)) if grid is not None else None
@@ -134,6 +154,7 @@ def convert_file(
         has_audio=info.has_audio,
         timings=timings,
         source=info,
+        encoder=encoder.describe(crf),
     )
 
 
@@ -245,8 +266,11 @@ def stored_depth_shape(info: VideoInfo, config: StereoConfig) -> DepthShape:
     return DepthShape(info.num_frames, info.width, info.height, width, height, config.depth_model)
 
 
-def report_extra(preset: str, timings: dict[str, float]) -> dict[str, Any]:
-    """What a report says about its run besides the figures: preset, versions, timings."""
+def report_extra(
+    preset: str, timings: dict[str, float], encoder: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a report says about its run besides the figures: preset, versions, timings, and the
+    encoder that wrote the video (``ConversionResult.encoder``)."""
     from stereocrafter import __version__
 
     return {
@@ -257,6 +281,7 @@ def report_extra(preset: str, timings: dict[str, float]) -> dict[str, Any]:
             "diffusers": metadata.version("diffusers"),
         },
         "timings": {k: round(v, 3) for k, v in timings.items()},
+        **({"encoder": encoder} if encoder is not None else {}),
     }
 
 

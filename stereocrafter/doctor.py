@@ -4,7 +4,9 @@ The same lines are logged by the service at start-up (SageMaker ships them to Cl
 device and library versions, whether the weights under ``WEIGHTS_DIR`` are complete (and real or
 tiny test weights), every model with its licence and whether this endpoint loads it (the presets
 of ``STEREOCRAFTER_PRESETS`` decide), the free GPU and host memory against what the preset needs,
-and what a start-up download would fetch. Nothing here loads a model or touches the network.
+whether the GPU's video encoder (NVENC) opens and which encoder ``STEREOCRAFTER_ENCODER`` gives, and
+what a start-up download would fetch. Nothing here loads a model or touches the network (NVENC is
+tried on one tiny frame).
 """
 
 from __future__ import annotations
@@ -84,6 +86,20 @@ def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def _encoder(settings: Settings) -> list[str]:
+    """Whether NVENC opens here, and what ``STEREOCRAFTER_ENCODER`` gives (or why it cannot)."""
+    from stereocrafter.errors import EncoderUnavailableError
+    from stereocrafter.media.encoders import choose_encoder, nvenc_lines
+
+    try:
+        chosen = (
+            f"encoder: STEREOCRAFTER_ENCODER={settings.encoder} -> {choose_encoder(settings.encoder).label()}"
+        )
+    except EncoderUnavailableError as err:
+        chosen = f"encoder: CANNOT START: {err.message}"
+    return [*nvenc_lines(), chosen]
+
+
 def _download(settings: Settings) -> str:
     from stereocrafter.serving.weights import download_plan
 
@@ -118,5 +134,6 @@ def diagnose(
         f"memory: preset {preset} needs about {need:.1f} GB of GPU memory at 1080p (bench/flops.py); "
         f"{verdict}; {host_text}; {os.cpu_count()} CPUs"
     )
+    lines += _encoder(settings)
     lines.append(_download(settings))
     return lines

@@ -54,6 +54,15 @@ class VideoEncodeError(StereoCrafterError):
     status = 500
 
 
+class EncoderUnavailableError(StereoCrafterError):
+    """``STEREOCRAFTER_ENCODER`` (or ``--encoder``) names an NVENC encoder this machine cannot open
+    (no NVIDIA driver, or a GPU without NVENC: A100, H100, H200). ``auto`` never raises this: it
+    falls back to libx264."""
+
+    code = "encoder_unavailable"
+    status = 500
+
+
 class StitchError(StereoCrafterError):
     """``convert-long`` converted every segment but could not join them; the message names the
     folder where the converted segments were kept."""

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stereocrafter.bounds import DEFAULT_QUALITY
 from stereocrafter.convert import convert_file, depth_file, segment_info, stored_depth_shape
 from stereocrafter.errors import StereoCrafterError, StitchError
 from stereocrafter.media.depthstore import read_depth
+from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.stitch import StitchResult, stitch
 from stereocrafter.media.video_io import MediaError, probe
 from stereocrafter.pipeline import AlignedDepth, Observer, Progress, RunHooks, StereoPipeline
@@ -63,11 +65,12 @@ class LocalBackend:
         pipeline: StereoPipeline,
         workdir: Path,
         *,
-        crf: int = 18,
+        crf: int = DEFAULT_QUALITY,
+        encoder: Encoder = LIBX264,
         progress: Progress | None = None,
         observer_factory: Callable[[LocalSegment], Observer | None] | None = None,
     ) -> None:
-        self.pipeline, self.workdir, self.crf = pipeline, Path(workdir), crf
+        self.pipeline, self.workdir, self.crf, self.encoder = pipeline, Path(workdir), crf, encoder
         self.progress, self.observer_factory = progress, observer_factory
         self._lock = threading.Lock()  # one device: tasks run one after another
 
@@ -117,9 +120,10 @@ class LocalBackend:
             result = convert_file(
                 self.pipeline, source.path, output, mode=options.get("mode", "anaglyph"),
                 hooks=RunHooks(progress=self.progress, observer=observer), crf=self.crf,
-                frames=(source.start, source.count), depth=depth,
+                frames=(source.start, source.count), depth=depth, encoder=self.encoder,
             )  # fmt: skip
-        return {"output": output, "frames": result.num_frames, "timings": result.timings}
+        return {"output": output, "frames": result.num_frames, "timings": result.timings,
+                "encoder": result.encoder}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -139,14 +143,15 @@ def convert_long(
     mode: str = "anaglyph",
     align: bool = True,
     plan_only: bool = False,
-    crf: int = 18,
+    crf: int = DEFAULT_QUALITY,
+    encoder: Encoder = LIBX264,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> LongResult:
     """The whole local workflow, segment files in ``workdir``. ``align=False`` normalises every
     segment alone (what one plain request per segment gives), for comparison."""
     segments = cut_segments(source, segment_seconds)
-    backend = LocalBackend(pipeline, workdir, crf=crf, progress=progress)
+    backend = LocalBackend(pipeline, workdir, crf=crf, encoder=encoder, progress=progress)
     pairs = [(seg, str(workdir / f"segment-{i:04d}.mp4")) for i, seg in enumerate(segments)]
     result = None
     if align:

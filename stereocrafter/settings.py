@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stereocrafter.bounds import check_encoder
 from stereocrafter.catalog import parse_presets
 from stereocrafter.presets import DEFAULT_PRESET, check_preset
 
@@ -42,6 +43,7 @@ class Settings:
     job_timeout_s: float  # STEREOCRAFTER_JOB_TIMEOUT_S: a job's deadline from its arrival (default 3500)
     faults_file: Path | None  # STEREOCRAFTER_FAULTS_FILE: fault injection for tests and drills (faults.py)
     slots: int | None  # STEREOCRAFTER_SLOTS: jobs at once, one pipeline per GPU (default: every visible GPU)
+    encoder: str  # STEREOCRAFTER_ENCODER: auto | libx264 | h264_nvenc | hevc_nvenc (default auto)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
@@ -132,4 +134,7 @@ def load_settings(
         job_timeout_s=_seconds(env, "STEREOCRAFTER_JOB_TIMEOUT_S", 3500.0, high=86400),
         faults_file=Path(env["STEREOCRAFTER_FAULTS_FILE"]) if env.get("STEREOCRAFTER_FAULTS_FILE") else None,
         slots=_optional_int(env, "STEREOCRAFTER_SLOTS"),
+        encoder=check_encoder(
+            env.get("STEREOCRAFTER_ENCODER", "").strip() or "auto", "STEREOCRAFTER_ENCODER"
+        ),
     )

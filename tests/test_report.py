@@ -111,6 +111,27 @@ def test_disparities_outside_the_histogram_are_sorted_exactly() -> None:
     assert report.frames[0]["p99"] == pytest.approx(np.percentile(truth, 99), abs=1e-4)
 
 
+def test_a_chunk_mixing_the_range_ends_and_a_frame_outside_it() -> None:
+    """Depth exactly 0 and 1 (the histogram's first and extra last bin) beside a frame outside
+    [0, 1] (sorted) and a frame in between, in one chunk: each row within the bound of numpy."""
+    ramp = torch.linspace(0, 1, 10_000).view(1, 100, 100)
+    ends = ramp.clone()
+    ends.view(-1)[:600] = 0.0  # 6 % at each end: the 1st and 99th percentiles sit on the ends
+    ends.view(-1)[-600:] = 1.0
+    depth = torch.stack([ends, ramp * 2 - 0.5, 0.25 + 0.5 * ramp])  # (3, 1, 100, 100)
+    report = QualityReport()
+    report.on_start(num_frames=3, width=100, height=100, config=StereoConfig(max_disp=MAX_DISP),
+                    depth_range=(0.0, 1.0), seams=[])  # fmt: skip
+    rgb = torch.zeros(3, 3, 100, 100)
+    report.on_frames(0, rgb, depth, torch.zeros_like(depth), rgb)
+    assert report.error is None
+    for frame, row in enumerate(report.frames):
+        truth = ((2 * depth[frame].double() - 1) * MAX_DISP).numpy().ravel()
+        assert abs(row["p1"] - np.percentile(truth, 1)) <= PERCENTILE_BOUND, frame
+        assert abs(row["p99"] - np.percentile(truth, 99)) <= PERCENTILE_BOUND, frame
+    assert report.frames[0]["p99"] == pytest.approx(MAX_DISP, abs=1e-5)  # the extra bin, at the max
+
+
 def test_the_seam_figure_flags_a_brightness_step_at_a_chunk_seam() -> None:
     clip = planes_clip(frames=40)
     drift = 0.5 + 0.002 * torch.arange(40).view(40, 1, 1, 1)  # a slow, even brightening

@@ -1,6 +1,7 @@
-"""``VideoWriter``: RGB frames to H.264 (libx264, CRF, BT.709 tags, exact fps) in MP4/MOV/MKV with the
-source's audio (``audio.SourceAudio``), written under a temporary name and renamed into place only
-when complete: a failure raises ``VideoEncodeError`` and leaves no file at the destination."""
+"""``VideoWriter``: RGB frames to H.264 or HEVC (libx264 or NVENC: ``encoders``; BT.709 tags,
+exact fps) in MP4/MOV/MKV with the source's audio (``audio.SourceAudio``), written under a
+temporary name and renamed into place only when complete: a failure raises ``VideoEncodeError``
+and leaves no file at the destination."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import uuid
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import av
 import av.error
@@ -20,8 +21,10 @@ import numpy as np
 from av.container import OutputContainer
 from av.video.reformatter import ColorRange
 
+from stereocrafter.bounds import DEFAULT_QUALITY, QUALITY
 from stereocrafter.errors import VideoEncodeError
 from stereocrafter.media.audio import SourceAudio, output_format
+from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.video_io import as_fraction, reason
 
 logger = logging.getLogger(__name__)
@@ -46,9 +49,10 @@ class VideoWriter:
             for chunk in chunks:
                 writer.write(chunk)   # (t, h, w, 3) or (h, w, 3) uint8 RGB
 
-    - libx264 with CRF rate control (``crf`` 0-51, lower = better; ``preset`` trades speed for
-      size), ``pix_fmt`` yuv420p by default, BT.709 primaries/transfer/matrix, limited range, tagged
-      in the bitstream and the container.
+    - ``encoder`` (``encoders.Encoder``; libx264 by default) at quality ``crf`` (0-51, lower =
+      better: libx264's CRF, NVENC's CQ) with the encoder's preset unless ``preset`` names
+      another (speed against size); ``pix_fmt`` yuv420p by default, BT.709
+      primaries/transfer/matrix, limited range, tagged in the bitstream and the container.
     - The frame rate is the exact rational ``fps`` (30000/1001 stays 30000/1001); frame i has
       timestamp i / fps.
     - H.264 4:2:0 needs even dimensions: an odd width or height is padded by repeating the last
@@ -68,22 +72,23 @@ class VideoWriter:
         width: int,
         height: int,
         audio_source: str | os.PathLike[str] | None = None,
-        crf: int = 18,
-        preset: str = "medium",
+        crf: int = DEFAULT_QUALITY,
+        preset: str | None = None,
         pix_fmt: str = "yuv420p",
+        encoder: Encoder = LIBX264,
     ) -> None:
         self.path = Path(path)
         fmt = output_format(self.path)
         if width < 1 or height < 1:
             raise ValueError(f"width and height must be >= 1, got {width}x{height}")
-        if not 0 <= crf <= 51:
-            raise ValueError(f"crf must be in [0, 51], got {crf}")
+        if not QUALITY[0] <= crf <= QUALITY[1]:
+            raise ValueError(f"crf must be in [{QUALITY[0]}, {QUALITY[1]}], got {crf}")
         self.format = fmt
         self.fps = as_fraction(fps)
         self.width, self.height = width, height
         self.encoded_width, self.encoded_height = width + width % 2, height + height % 2
         self.audio_source = Path(audio_source) if audio_source is not None else None
-        self.crf, self.preset, self.pix_fmt = crf, preset, pix_fmt
+        self.crf, self.preset, self.pix_fmt, self.encoder = crf, preset, pix_fmt, encoder
         self.frames_written = 0
         self._tmp = self.path.with_name(
             f".{self.path.stem}.{uuid.uuid4().hex[:12]}.partial{self.path.suffix}"
@@ -119,7 +124,11 @@ class VideoWriter:
         try:
             options = {"movflags": "+faststart"} if self.format in ("mp4", "mov") else {}
             self._out = av.open(str(self._tmp), mode="w", format=self.format, options=options)
-            video = self._out.add_stream("libx264", rate=self.fps)
+            video: av.VideoStream = cast(
+                av.VideoStream, self._out.add_stream(self.encoder.codec, rate=self.fps)
+            )
+            if self.encoder.codec.startswith("hevc") and self.format in ("mp4", "mov"):
+                video.codec_tag = "hvc1"  # what Apple's players require of HEVC in MP4/MOV
             video.width, video.height = self.encoded_width, self.encoded_height
             video.pix_fmt = self.pix_fmt
             ctx = video.codec_context
@@ -128,7 +137,7 @@ class VideoWriter:
             ctx.color_trc = 1
             ctx.colorspace = 1
             ctx.color_range = int(ColorRange.MPEG)
-            ctx.options = {"crf": str(self.crf), "preset": self.preset}
+            ctx.options = self.encoder.options(self.crf, self.preset)
             self._video = video
             self._to_yuv = self._yuv_graph()
         except av.error.FFmpegError as err:

@@ -38,6 +38,7 @@ from stereocrafter.errors import (
 from stereocrafter.guard import Check, Deadline
 from stereocrafter.locations import S3Location
 from stereocrafter.media.depthstore import read_depth
+from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.video_io import VideoInfo, check_packets, probe
 from stereocrafter.pipeline import AlignedDepth, RunHooks, StereoConfig, StereoPipeline
 from stereocrafter.report import QualityReport
@@ -100,11 +101,13 @@ def run_job(
     settings: Settings,
     request_id: str,
     deadline: Deadline | None = None,
+    encoder: Encoder = LIBX264,
 ) -> InvocationResponse | DepthResponse:
     """One /invocations job: checks -> S3 download -> limits -> conversion -> S3 upload (see the
     module's docstring); a ``depth_uri`` must exist too, and be under its size limit, before any
     download. ``task: "depth"`` runs stage 1 only (``run_depth_job``). ``deadline``
     (``guard.Deadline``) is checked before the download, before the conversion and inside it.
+    ``encoder``: the one the service chose at start-up (``media.encoders.choose_encoder``).
     """
     if request.task == "depth":
         return run_depth_job(pipeline, storage, request, settings, request_id, deadline)
@@ -135,7 +138,7 @@ def run_job(
         report = QualityReport() if request.report else None
         result = convert_file(
             pipeline, source, output, mode=request.mode, config=job.config,
-            hooks=RunHooks(check=check, observer=report), depth=depth,
+            hooks=RunHooks(check=check, observer=report), depth=depth, encoder=encoder,
         )  # fmt: skip
         upload_started = time.perf_counter()
         storage.upload(output, output_uri, overwrite=request.overwrite, check=check)
@@ -145,7 +148,7 @@ def run_job(
         if report is not None:  # after the video, and never failing the job
             reported = publish_report(
                 report, storage, output_uri, Path(tmp), job.preset, timings, pipeline.tiny, request_id,
-                overwrite=request.overwrite, check=check,
+                overwrite=request.overwrite, check=check, encoder=result.encoder,
             )  # fmt: skip
     return InvocationResponse(
         s3_output_uri=output_uri.uri,
@@ -164,6 +167,7 @@ def run_job(
         started_at=job.started,
         finished_at=time.time(),
         tiny_weights=pipeline.tiny,
+        encoder=result.encoder,
         **reported,
     )
 
@@ -290,6 +294,7 @@ def publish_report(
     *,
     overwrite: bool = True,
     check: Check | None = None,
+    encoder: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the report beside the uploaded video (``report_locations``); the response's report
     fields. Any failure is logged and named in ``report_error``: the job and its video stand.
@@ -301,7 +306,7 @@ def publish_report(
         targets = report_locations(output)
         if check is not None:
             check()
-        extra = {**report_extra(preset, timings), "tiny_weights": tiny}
+        extra = {**report_extra(preset, timings, encoder), "tiny_weights": tiny}
         files = {kind: tmp / f"report.{kind}" for kind in targets}
         write_report(report, files["json"], files["png"], extra)
         for kind, target in targets.items():

@@ -26,6 +26,7 @@ import torch
 
 from stereocrafter.echo import bounded
 from stereocrafter.errors import DeviceUnavailableError, GpuFailedError, InsufficientGpuMemoryError
+from stereocrafter.media.encoders import LIBX264, Encoder, choose_encoder
 from stereocrafter.serving import metrics
 from stereocrafter.serving.gpu import classify, release_memory, slot_devices
 from stereocrafter.settings import Settings
@@ -41,10 +42,11 @@ class Slot:
 
 
 class PipelinePool:
-    def __init__(self, slots: list[Slot]) -> None:
+    def __init__(self, slots: list[Slot], encoder: Encoder = LIBX264) -> None:
         if not slots:
             raise ValueError("a pool needs at least one slot")
         self.slots = slots
+        self.encoder = encoder  # every slot's video encoder (``media.encoders.choose_encoder``)
         self._free: queue.Queue[Slot] = queue.Queue()
         for slot in slots:
             self._free.put(slot)
@@ -135,6 +137,9 @@ class PoolLoader:
         check_device(settings.device)  # CUDA asked for and missing: failed, never the CPU
         for line in device_lines(settings.device):
             logger.info("gpu: %s", line)
+        # Before the models: a named NVENC encoder this GPU lacks fails the start in milliseconds.
+        encoder = choose_encoder(settings.encoder)
+        logger.info("encoder: %s", encoder.label())
         config = StereoConfig.from_preset(settings.preset)  # the compile warm-up's window and chunk
         slots = []
         for index, device in enumerate(self.devices):
@@ -151,4 +156,4 @@ class PoolLoader:
             logger.info("slot %d of %d loaded on %s", index + 1, len(self.devices), device)
         if settings.faults_file is not None:
             logger.warning("fault injection is on (STEREOCRAFTER_FAULTS_FILE=%s)", settings.faults_file)
-        return PipelinePool(slots)
+        return PipelinePool(slots, encoder)

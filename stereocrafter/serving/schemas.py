@@ -168,6 +168,10 @@ class InvocationResponse(BaseModel):
     started_at: float  # epoch seconds, when the job got the GPU (after any wait in the queue)
     finished_at: float
     tiny_weights: bool = Field(description="true when the service runs on random test weights")
+    encoder: dict[str, Any] = Field(
+        description="the video encoder that wrote the output: codec, preset, crf (libx264) or cq (NVENC), "
+        "requested (auto or the codec) and, when auto fell back to libx264, why (fallback)"
+    )
     slot: int | None = Field(default=None, description="the conversion slot (one per GPU) that ran the job")
     device: str | None = Field(default=None, description="the slot's device, e.g. cuda:3")
     report: dict[str, Any] | None = Field(default=None, description="the report's clip-level figures")

@@ -22,6 +22,7 @@ from typing import Any
 from stereocrafter.echo import get_logger
 from stereocrafter.errors import (
     DeviceUnavailableError,
+    EncoderUnavailableError,
     NotReadyError,
     StereoCrafterError,
     WeightsMissingError,
@@ -203,9 +204,10 @@ class ModelHolder:
             else:
                 self.state, self.detail, self.missing = "no_weights", err.message, err.missing
                 logger.warning("serving without models: %s", err.message)
-        except DeviceUnavailableError as err:
+        except (DeviceUnavailableError, EncoderUnavailableError) as err:  # ours: safe to tell on /ping
             self.state, self.detail, self.reason = "failed", err.message, err.message
-            logger.error("no usable device: %s", err.message)
+            what = "device" if isinstance(err, DeviceUnavailableError) else "encoder"
+            logger.error("no usable %s: %s", what, err.message)
         except Exception as err:
             self.state, self.detail = "failed", f"{type(err).__name__}: {_safe(err)}"
             logger.error("loading the models failed: %s", self.detail)

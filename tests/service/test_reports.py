@@ -56,6 +56,18 @@ def test_the_report_lands_beside_the_video(service: Service, env: dict) -> None:
     assert heads["reported.mp4.report.json"]["ContentType"] == "application/json"
     data = json.loads(s3.get_object(Bucket=BUCKET, Key="out/reported.mp4.report.json")["Body"].read())
     assert data["preset"] == "fast" and data["tiny_weights"] is True and data["num_frames"] == 10
+    # the encoder that wrote the video, named alike in the response, the report and the log; no
+    # NVENC here, so auto (the default) fell back to libx264 and says why
+    assert result["encoder"]["codec"] == "libx264" and result["encoder"]["requested"] == "auto"
+    assert result["encoder"]["crf"] == 18 and result["encoder"]["preset"] == "veryfast"
+    assert "h264_nvenc is not usable here" in result["encoder"]["fallback"]
+    assert data["encoder"] == result["encoder"]
+    video = env["tmp"] / "reported.mp4"
+    s3.download_file(BUCKET, "out/reported.mp4", str(video))
+    assert b"crf=18.0" in video.read_bytes() and b"subme=2" in video.read_bytes()  # x264 says so itself
+    log = service.log_text()
+    assert "encoder: libx264 (preset veryfast, CRF 18; auto fell back: h264_nvenc" in log
+    assert f"request {result['request_id']} done (fast preset)" in log and "; encoder libx264" in log
     assert [row["frame"] for row in data["frames"]] == list(range(10)) and data["config"]["max_disp"] == 20
     local = env["tmp"] / "report.png"
     s3.download_file(BUCKET, "out/reported.mp4.report.png", str(local))
