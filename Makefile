@@ -84,6 +84,7 @@ bench: venv
 	$(BIN)/python bench/vda_align.py
 	$(BIN)/python bench/preset_load.py
 	$(BIN)/python bench/host_pipeline.py
+	$(BIN)/python bench/nvenc_check.py
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke
@@ -94,6 +95,7 @@ bench-smoke: venv
 	$(BIN)/python bench/flops.py --check
 	$(BIN)/python bench/preset_load.py
 	$(BIN)/python bench/host_pipeline.py --smoke
+	$(BIN)/python bench/nvenc_check.py --smoke
 	$(BIN)/python bench/gc_pause.py --smoke
 	$(BIN)/python bench/ping_latency.py --smoke
 	$(BIN)/python bench/depth_store.py --smoke

@@ -10,7 +10,11 @@ file. Prints:
 - host milliseconds per frame for each part, each timed alone on the same clip (one thread: what
   the part costs, not what it costs inside the overlapped run);
 - frames per second end to end, with the decode and encode threads on (as the service runs) and
-  off (everything in one thread), and the report on and off.
+  off (everything in one thread), and the report on and off;
+- a GPU host's own share: decode, the side-by-side frame, the colour conversion and libx264 with
+  the GPU's work taken as zero (splat, merge, compose and the report run on the GPU there), in
+  frames per second and CPU milliseconds per frame, and what that CPU cost allows on 4 and 8
+  vCPUs (CPU time divided among the cores: an estimate, an upper bound).
 
     python bench/host_pipeline.py                # 1920x1080 and 1024x576, 48 frames: ~3 min on 2 vCPU
     python bench/host_pipeline.py --smoke        # 320x192, 8 frames: checks the script itself
@@ -27,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import torch
 
@@ -37,6 +42,8 @@ from stereocrafter.config import StereoConfig
 from stereocrafter.convert import convert_file
 from stereocrafter.depth_stages import VdaStage
 from stereocrafter.media.encode import VideoWriter
+from stereocrafter.media.encoders import LIBX264
+from stereocrafter.media.streams import BackgroundSink, prefetch
 from stereocrafter.media.video_io import iter_frames, probe
 from stereocrafter.models.depth import resize_depth
 from stereocrafter.models.inpainting import plan_chunks
@@ -174,13 +181,50 @@ def parts(clip: Path, config: StereoConfig, tmp: Path) -> dict[str, float]:
     # the best of three passes: a few ms a frame, where a shared VM's noise is of the same order
     result["quality report"] = min(per_frame_ms(observe, n) for _ in range(3))
 
+    result["  of which RGB -> YUV (swscale)"] = per_frame_ms(lambda: to_yuv(composed, info.fps), n)
+
     def encode() -> None:
         with VideoWriter(tmp / "parts.mp4", fps=info.fps, width=2 * width, height=height) as writer:
             for frames in composed:
                 writer.write(frames)
 
-    result["encode sbs (libx264)"] = per_frame_ms(encode, n)
+    result[f"encode sbs ({LIBX264.codec} {LIBX264.preset})"] = per_frame_ms(encode, n)
     return result
+
+
+def to_yuv(chunks: list[np.ndarray], fps: Any) -> None:
+    """The writer's colour conversion alone (``VideoWriter``'s filter graph, no encoder): what
+    stays on the host with NVENC too."""
+    height, width = chunks[0].shape[1:3]
+    writer = VideoWriter(Path(tempfile.gettempdir()) / "unused.mp4", fps=fps, width=width, height=height)
+    graph = writer._yuv_graph()
+    for chunk in chunks:
+        for index, rgb in enumerate(chunk):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = index
+            graph.push(frame)
+            graph.pull()
+
+
+def gpu_host_ceiling(clip: Path, tmp: Path, *, threads: bool) -> tuple[float, float]:
+    """Frames per second, and CPU milliseconds per frame, of what a GPU host's CPU does when the
+    GPU takes no time: decode (PyAV, in the prefetch thread), the side-by-side frame, the colour
+    conversion and the libx264 encode (in the encoder thread). Splat, merge, compose and the
+    report run on the GPU there, so they are left out."""
+    info = probe(clip)
+    started, cpu = time.perf_counter(), time.process_time()
+    with VideoWriter(tmp / "ceiling.mp4", fps=info.fps, width=2 * info.width, height=info.height) as writer:
+        chunks = iter_frames(clip, CHUNK)
+        if threads:
+            with BackgroundSink(writer.write) as sink:
+                for chunk in prefetch(chunks):
+                    sink(np.concatenate([chunk, chunk], axis=2))
+        else:
+            for chunk in chunks:
+                writer.write(np.concatenate([chunk, chunk], axis=2))
+    seconds, cpu_ms = time.perf_counter() - started, (time.process_time() - cpu) * 1000
+    assert probe(tmp / "ceiling.mp4").num_frames == info.num_frames
+    return info.num_frames / seconds, cpu_ms / info.num_frames
 
 
 @contextmanager
@@ -241,14 +285,25 @@ def main() -> None:
             print(f"\n{width}x{height} -> sbs {2 * width}x{height}")
             timed = parts(clip, config, tmp)
             for name, ms in timed.items():
-                print(f"  {name:28s}{ms:9.1f} ms/frame")
-            print(f"  {'sum of the parts':28s}{sum(timed.values()):9.1f} ms/frame "
-                  f"({1000 / sum(timed.values()):.1f} frames/s in one thread)")  # fmt: skip
+                print(f"  {name:32s}{ms:9.1f} ms/frame")
+            total = sum(ms for name, ms in timed.items() if not name.startswith(" "))  # not the "of which"
+            print(
+                f"  {'sum of the parts':32s}{total:9.1f} ms/frame ({1000 / total:.1f} frames/s in one thread)"
+            )
             for threads in (True, False):
                 for report in (True, False):
                     fps = end_to_end(clip, config, tmp, threads=threads, report=report)
                     label = f"threads {'on ' if threads else 'off'}, report {'on ' if report else 'off'}"
                     print(f"  end to end, {label}: {fps:6.2f} frames/s ({1000 / fps:6.1f} ms/frame)")
+            print(
+                "  a GPU host's CPU share alone (decode, sbs frame, RGB -> YUV, libx264; the GPU's work = 0):"
+            )
+            for threads in (True, False):
+                fps, cpu_ms = gpu_host_ceiling(clip, tmp, threads=threads)
+                on = "on " if threads else "off"
+                print(f"    threads {on}: {fps:6.2f} frames/s, {cpu_ms:6.1f} CPU ms/frame "
+                      f"(at that CPU cost: about {4000 / cpu_ms:.0f} frames/s on 4 vCPUs, "
+                      f"{8000 / cpu_ms:.0f} on 8, an estimate)")  # fmt: skip
 
 
 if __name__ == "__main__":

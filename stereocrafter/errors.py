@@ -57,10 +57,10 @@ class VideoEncodeError(StereoCrafterError):
 class EncoderUnavailableError(StereoCrafterError):
     """``STEREOCRAFTER_ENCODER`` (or ``--encoder``) names an NVENC encoder this machine cannot open
     (no NVIDIA driver, or a GPU without NVENC: A100, H100, H200). ``auto`` never raises this: it
-    falls back to libx264."""
+    falls back to libx264. Like a missing device, the instance cannot work: 503."""
 
     code = "encoder_unavailable"
-    status = 500
+    status = 503
 
 
 class StitchError(StereoCrafterError):
@@ -296,14 +296,15 @@ class StorageUnavailable(ConversionError):
 
 
 class ServiceNotReady(ConversionError):
-    """503: models still loading, failed, no weights configured, no GPU, or the service is stopping:
-    retry later or elsewhere."""
+    """503: models still loading, failed, no weights configured, no GPU, a named encoder this GPU
+    lacks, or the service is stopping: retry later or elsewhere."""
 
     stands_for: tuple[type[StereoCrafterError], ...] = (
         NotReadyError,
         WeightsMissingError,
         ServiceStoppingError,
         DeviceUnavailableError,
+        EncoderUnavailableError,
     )
 
 

@@ -17,8 +17,6 @@ from stereocrafter.media import encoders
 from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import LIBX264, Encoder, choose_encoder, nvenc_problem
 from stereocrafter.media.video_io import iter_frames, probe
-from stereocrafter.serving.pool import PoolLoader
-from stereocrafter.serving.weights import ModelHolder
 from stereocrafter.settings import load_settings
 from tests.media import psnr, scene_frames
 
@@ -79,6 +77,9 @@ def test_nvenc_options_are_constant_quality_vbr() -> None:
 def test_the_service_refuses_to_start_with_a_named_encoder_it_lacks(tiny_weights: Path) -> None:
     """The pool chooses the encoder before loading any model; the holder then fails with our
     message, which /ping and every request may tell (no models loaded in vain)."""
+    from stereocrafter.serving.pool import PoolLoader  # the service's packages: not on a bare GPU host
+    from stereocrafter.serving.weights import ModelHolder
+
     settings = load_settings({"STEREOCRAFTER_DEVICE": "cpu", "STEREOCRAFTER_ENCODER": "h264_nvenc",
                               "WEIGHTS_DIR": str(tiny_weights)})  # fmt: skip
     holder = ModelHolder(settings.weights_dir, None, PoolLoader(settings).load).start()
