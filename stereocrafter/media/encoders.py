@@ -2,10 +2,10 @@
 
 - ``libx264``: the CPU encoder, preset ``X264_PRESET`` (veryfast), CRF = the quality (18 by
   default). veryfast rather than x264's default medium: on a 3840x1080 side-by-side picture it
-  encodes 2.2x faster (66.7 against 146.6 ms a frame on 2 vCPUs) for 0.3 dB less PSNR and a file
-  of about the same size (bench/RESULTS.md, "libx264 presets"); at turbo speed the encoder is the
-  host's largest cost, and faster presets (superfast, ultrafast) drop CABAC or mb-tree and make
-  files 3.5-5x larger at the same CRF.
+  encodes 1.6x faster (73.5 against 119.7 ms a frame on 2 vCPUs) for a 22 % smaller file and
+  2.1 dB less PSNR at the same CRF (bench/nvenc_check.py; CRF 16 gives back 1.2 dB at 95 % of
+  medium's size). At turbo speed the encoder is the host's largest cost; superfast and ultrafast
+  turn off x264's mb-tree and most motion analysis (ultrafast CABAC too): far larger files.
 - ``h264_nvenc`` / ``hevc_nvenc``: the GPU's video encoder (A10G, L4, L40S, T4 and consumer
   cards carry one; A100, H100 and H200 do not), preset ``NVENC_PRESET`` (p4, the middle of p1-p7),
   tune hq, VBR with constant quality CQ = the quality and no bitrate cap. It runs on its own
