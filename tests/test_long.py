@@ -193,7 +193,11 @@ def test_plan_only_runs_no_stereo_task(known_scene: Path, inpainting_pipeline, t
 
 @pytest.mark.parametrize(
     "option",
-    [pytest.param(["--plan"], marks=pytest.mark.slow), None, pytest.param(["--preset", "turbo"], id="turbo")],
+    [
+        pytest.param(["--plan"], marks=pytest.mark.slow),
+        None,
+        pytest.param(["--preset", "turbo"], id="turbo", marks=pytest.mark.slow),  # 15 s: the slow tier
+    ],
 )
 def test_convert_long_on_the_command_line(
     tiny_weights: Path, tmp_path: Path, option: list[str] | None

@@ -62,6 +62,7 @@ def test_a_stored_depth_is_refused_by_a_preset_of_the_other_depth_model(service:
     assert service.healthy()
 
 
+@pytest.mark.slow  # a server of its own (16 s): in the slow tier, which CI runs too
 def test_a_turbo_only_endpoint_fetches_no_depthcrafter_file_and_refuses_other_presets(
     env: dict, tiny_weights: Path
 ) -> None:
