@@ -229,7 +229,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars, Any]:
         raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
     from stereocrafter.media.encoders import choose_encoder
 
-    encoder = choose_encoder(args.encoder or settings.encoder)  # a named NVENC that cannot open: an error now
+    # a named NVENC encoder that cannot open: an error now, before the models load
+    encoder = choose_encoder(*((args.encoder, "--encoder") if args.encoder else (settings.encoder,)))
     weights_dir = args.weights_dir or settings.weights_dir
     pipeline = load_stereo_pipeline(weights_dir, device=device, config=config, presets=(preset,))
     return pipeline, preset, ProgressBars(args.quiet), encoder

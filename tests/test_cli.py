@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from stereocrafter.cli import main as cli_main
+from stereocrafter.media.encoders import nvenc_problem
 from stereocrafter.media.video_io import probe
 from tests.media import make_video, scene_frames
 
@@ -112,6 +113,7 @@ CLI_USER_ERRORS = [
     ("unknown preset", ["{clip}", "{tmp}/o.mp4", "--preset", "turbo2"], "unknown preset 'turbo2'"),
     ("bad tile count", ["{clip}", "{tmp}/o.mp4", "--tile-num", "3"], "--tile-num: invalid choice"),
     ("missing argument", ["{clip}"], "the following arguments are required: output"),
+    ("unknown encoder", ["{clip}", "{tmp}/o.mp4", "--encoder", "x265"], "--encoder: invalid choice: 'x265'"),
 ]
 
 
@@ -151,6 +153,24 @@ def test_cli_bad_environment_and_missing_weights_are_one_short_line(
     assert run_cli(["convert", str(clip_with_audio), out, "--weights-dir", str(tmp_path), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "6 components" in err and len(err) < 400 and "doctor" in err
+
+
+@pytest.mark.skipif(nvenc_problem() is None, reason="this machine's NVENC opens")
+def test_a_named_nvenc_encoder_this_machine_lacks_is_one_line_before_any_model_loads(
+    clip_with_audio: Path,
+    tmp_path: Path,
+    tiny_weights: Path,
+    loads: list[object],
+    capsys: pytest.CaptureFixture,
+) -> None:
+    argv = ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--encoder", "hevc_nvenc",
+            "--weights-dir", str(tiny_weights), "-q"]  # fmt: skip
+    assert run_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "stereocrafter: error: --encoder hevc_nvenc: hevc_nvenc cannot"
+    )
+    assert loads == [] and not (tmp_path / "o.mp4").exists()
 
 
 def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -38,9 +38,7 @@ def test_auto_falls_back_to_libx264_and_says_why() -> None:
 def test_a_named_nvenc_encoder_that_cannot_open_is_an_error(codec: str) -> None:
     with pytest.raises(EncoderUnavailableError) as caught:
         choose_encoder(codec)
-    assert caught.value.message.startswith(
-        f"STEREOCRAFTER_ENCODER={codec}, but {codec} cannot be opened here: "
-    )
+    assert caught.value.message.startswith(f"STEREOCRAFTER_ENCODER {codec}: {codec} cannot be opened here: ")
     assert "use auto or libx264" in caught.value.message
 
 
@@ -85,7 +83,9 @@ def test_the_service_refuses_to_start_with_a_named_encoder_it_lacks(tiny_weights
     holder = ModelHolder(settings.weights_dir, None, PoolLoader(settings).load).start()
     holder.wait(60)
     assert holder.state == "failed" and holder.pipeline is None and not holder.healthy
-    assert holder.reason is not None and holder.reason.startswith("STEREOCRAFTER_ENCODER=h264_nvenc, but ")
+    assert holder.reason is not None and holder.reason.startswith(
+        "STEREOCRAFTER_ENCODER h264_nvenc: h264_nvenc "
+    )
 
 
 @pytest.mark.gpu

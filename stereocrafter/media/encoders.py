@@ -134,11 +134,12 @@ def nvenc_problem(codec: str = AUTO_NVENC) -> str | None:
         return _problem(codec)
 
 
-def choose_encoder(requested: str = "auto") -> Encoder:
+def choose_encoder(requested: str = "auto", name: str = "STEREOCRAFTER_ENCODER") -> Encoder:
     """The encoder for ``requested`` (one of ``bounds.ENCODERS``): ``auto`` takes NVENC when it is
     usable and libx264 otherwise; a named NVENC encoder that is not usable raises
-    ``EncoderUnavailableError`` (asked for by name, it is not silently replaced)."""
-    check_encoder(requested, "STEREOCRAFTER_ENCODER")
+    ``EncoderUnavailableError`` (asked for by name, it is not silently replaced). ``name``: where
+    the request came from, for the messages (the setting, or the CLI's ``--encoder``)."""
+    check_encoder(requested, name)
     if requested == "libx264":
         return LIBX264
     if requested == "auto":
@@ -149,7 +150,7 @@ def choose_encoder(requested: str = "auto") -> Encoder:
     problem = nvenc_problem(requested)
     if problem is not None:
         raise EncoderUnavailableError(
-            f"STEREOCRAFTER_ENCODER={requested}, but {requested} cannot be opened here: {problem} "
+            f"{name} {requested}: {requested} cannot be opened here: {problem} "
             f"(A100, H100 and H200 have no NVENC; use auto or libx264)"
         )
     return Encoder(requested, requested)
