@@ -16,8 +16,7 @@
 
 Whether NVENC is usable is found by opening it on a tiny frame (``nvenc_problem``, once per
 process): PyAV's wheel carries the encoders, and they fail to open without a driver or an NVENC
-engine, with a reason ("Cannot load libcuda.so.1", "OpenEncodeSessionEx failed: unsupported
-device").
+engine, with FFmpeg's reason (on a machine without a driver: "Cannot load libcuda.so.1").
 """
 
 from __future__ import annotations
