@@ -117,7 +117,18 @@ CLI_USER_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("case", "args", "message"), CLI_USER_ERRORS, ids=[c[0] for c in CLI_USER_ERRORS])
+CLI_USER_ERROR_CASES = [pytest.param(*case, id=case[0]) for case in CLI_USER_ERRORS] + [
+    pytest.param(  # where NVENC does not open (here: no driver); asked for by name, never replaced
+        "named NVENC missing",
+        ["{clip}", "{tmp}/o.mp4", "--encoder", "hevc_nvenc"],
+        "--encoder hevc_nvenc: hevc_nvenc cannot be opened here: ",
+        id="named NVENC missing",
+        marks=pytest.mark.skipif(nvenc_problem("hevc_nvenc") is None, reason="this machine's NVENC opens"),
+    )
+]
+
+
+@pytest.mark.parametrize(("case", "args", "message"), CLI_USER_ERROR_CASES)
 def test_cli_user_errors_are_one_line_before_any_model_loads(
     case: str,
     args: list[str],
@@ -153,24 +164,6 @@ def test_cli_bad_environment_and_missing_weights_are_one_short_line(
     assert run_cli(["convert", str(clip_with_audio), out, "--weights-dir", str(tmp_path), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "6 components" in err and len(err) < 400 and "doctor" in err
-
-
-@pytest.mark.skipif(nvenc_problem() is None, reason="this machine's NVENC opens")
-def test_a_named_nvenc_encoder_this_machine_lacks_is_one_line_before_any_model_loads(
-    clip_with_audio: Path,
-    tmp_path: Path,
-    tiny_weights: Path,
-    loads: list[object],
-    capsys: pytest.CaptureFixture,
-) -> None:
-    argv = ["convert", str(clip_with_audio), str(tmp_path / "o.mp4"), "--encoder", "hevc_nvenc",
-            "--weights-dir", str(tiny_weights), "-q"]  # fmt: skip
-    assert run_cli(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(
-        "stereocrafter: error: --encoder hevc_nvenc: hevc_nvenc cannot"
-    )
-    assert loads == [] and not (tmp_path / "o.mp4").exists()
 
 
 def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
