@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -217,16 +217,16 @@ def gpu_host_ceiling(clip: Path, tmp: Path, *, threads: bool, encode: bool = Tru
     report run on the GPU there, so they are left out. ``encode=False`` stops after the colour
     conversion: what stays on the CPU when NVENC encodes (its own upload of the frame aside)."""
     info = probe(clip)
-    writer = VideoWriter(tmp / "ceiling.mp4", fps=info.fps, width=2 * info.width, height=info.height)
 
     def convert_only(frames: np.ndarray) -> None:
         to_yuv([frames], info.fps)
 
     started, cpu = time.perf_counter(), time.process_time()
-    with writer:
-        write = writer.write if encode else convert_only
-        if not encode:
-            writer.write(np.zeros((1, info.height, 2 * info.width, 3), np.uint8))  # a file to close
+    with ExitStack() as stack:
+        write = convert_only
+        if encode:
+            sbs = VideoWriter(tmp / "ceiling.mp4", fps=info.fps, width=2 * info.width, height=info.height)
+            write = stack.enter_context(sbs).write
         chunks = iter_frames(clip, CHUNK)
         if threads:
             with BackgroundSink(write) as sink:

@@ -30,8 +30,8 @@ from typing import Literal, get_args
 Mode = Literal["anaglyph", "sbs", "half-sbs", "top-bottom", "anaglyph-dubois"]
 MODES: tuple[str, ...] = get_args(Mode)
 
-Encoder = Literal["auto", "libx264", "h264_nvenc", "hevc_nvenc"]
-ENCODERS: tuple[str, ...] = get_args(Encoder)
+EncoderName = Literal["auto", "libx264", "h264_nvenc", "hevc_nvenc"]
+ENCODERS: tuple[str, ...] = get_args(EncoderName)
 DEFAULT_QUALITY = 18
 QUALITY = (0, 51)
 

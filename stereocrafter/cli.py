@@ -230,7 +230,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars, Any]:
     from stereocrafter.media.encoders import choose_encoder
 
     # a named NVENC encoder that cannot open: an error now, before the models load
-    encoder = choose_encoder(*((args.encoder, "--encoder") if args.encoder else (settings.encoder,)))
+    if args.encoder is not None:
+        encoder = choose_encoder(args.encoder, "--encoder")
+    else:
+        encoder = choose_encoder(settings.encoder)
     weights_dir = args.weights_dir or settings.weights_dir
     pipeline = load_stereo_pipeline(weights_dir, device=device, config=config, presets=(preset,))
     return pipeline, preset, ProgressBars(args.quiet), encoder

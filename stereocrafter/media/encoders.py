@@ -32,7 +32,7 @@ import av.error
 import av.logging
 import numpy as np
 
-from stereocrafter.bounds import DEFAULT_QUALITY, ENCODERS, check_encoder
+from stereocrafter.bounds import DEFAULT_QUALITY, check_encoder
 from stereocrafter.errors import EncoderUnavailableError
 
 X264_PRESET = "veryfast"
@@ -66,12 +66,12 @@ class Encoder:
             return {"preset": chosen, "tune": "hq", "rc": "vbr", "cq": str(quality), "b": "0"}
         return {"preset": chosen, "crf": str(quality)}
 
-    def describe(self, quality: int = DEFAULT_QUALITY, preset: str | None = None) -> dict[str, Any]:
+    def describe(self, quality: int = DEFAULT_QUALITY) -> dict[str, Any]:
         """For the response and the report: codec, preset, quality (``crf`` or ``cq``), what was
         asked for, and the fallback's reason when there was one."""
         facts: dict[str, Any] = {
             "codec": self.codec,
-            "preset": preset or self.preset,
+            "preset": self.preset,
             ("cq" if self.nvenc else "crf"): quality,
             "requested": self.requested,
         }
@@ -80,7 +80,7 @@ class Encoder:
         return facts
 
     def label(self, quality: int = DEFAULT_QUALITY) -> str:
-        """One line for the log: "libx264 (preset veryfast, CRF 18; auto: h264_nvenc ...)"."""
+        """One line for the log: "libx264 (preset veryfast, CRF 18; auto fell back: ...)"."""
         scale = "CQ" if self.nvenc else "CRF"
         text = f"{self.codec} (preset {self.preset}, {scale} {quality}"
         if self.fallback is not None:
@@ -164,4 +164,4 @@ def nvenc_lines() -> list[str]:
     return [f"NVENC: not usable ({found[AUTO_NVENC]})"]
 
 
-__all__ = ["ENCODERS", "LIBX264", "Encoder", "choose_encoder", "nvenc_lines", "nvenc_problem"]
+__all__ = ["LIBX264", "Encoder", "choose_encoder", "nvenc_lines", "nvenc_problem"]
