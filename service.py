@@ -238,7 +238,13 @@ class StereoCrafter:
                 slot.device,
             )
             result = self._run_job(
-                slot.pipeline, self.storage, job, self.settings, request_id, deadline, encoder=pool.encoder
+                slot.pipeline,
+                self.storage,
+                job,
+                self.settings,
+                request_id,
+                deadline,
+                encoder=pool.encoder_for(slot),
             )
         metrics.job_finished(result.frames, result.timings)
         metrics.set_model_state(self.models.state)

@@ -348,35 +348,97 @@ def load_vda_pipeline(
     return VdaDepthPipeline(model)
 
 
-def compile_unets(
-    pipeline: StereoPipeline, backend: str = "inductor", warmup_size: tuple[int, int] | None = (576, 1024)
-) -> None:
-    """``torch.compile`` both UNets in place (``nn.Module.compile``) and, with ``warmup_size``,
-    run each once at that frame size with the pipeline config's window and chunk lengths, so
-    that the compilation happens now (while ``/ping`` says 503), not in the first request. Other
-    sizes compile on their first use."""
-    cfg = pipeline.config
-    unets = [u for u in (getattr(pipeline.depth, "unet", None), pipeline.inpainting.unet) if u is not None]
-    for unet in unets:
-        unet.compile(backend=backend)
+@dataclass(frozen=True)
+class WarmupCall:
+    """One model call a job of a served preset makes at the warm-up size: which model, and the
+    shape it sees (frames, batch, latent or processing height x width)."""
+
+    model: str  # "depthcrafter" | "inpainting" | "vda-small"
+    frames: int
+    batch: int
+    size: tuple[int, int]
+
+
+def warmup_calls(presets: Sequence[str], frame_size: tuple[int, int]) -> list[WarmupCall]:
+    """The distinct model calls that jobs of ``presets`` make on a ``frame_size`` (height, width)
+    clip long enough for full windows: each preset's depth window at its processing size, its
+    inpainting chunk at its working size (latents: an eighth), with 2 in the batch under
+    classifier-free guidance (DepthCrafter runs its unconditional pass as a second call): the
+    shapes ``StereoPipeline.run`` gives these models."""
+    from stereocrafter.config import StereoConfig
+    from stereocrafter.depth_stages import processing_size
+    from stereocrafter.models.inpainting import _padded
+    from stereocrafter.stereo.merge import working_size
+
+    height, width = frame_size
+    calls: list[WarmupCall] = []
+    for preset in presets:
+        cfg = StereoConfig.from_preset(preset)
+        depth_h, depth_w = processing_size(height, width, cfg)
+        if cfg.depth_model == "depthcrafter":
+            # one UNet call per pass: guidance runs a second call of batch 1, not a batch of 2
+            depth = WarmupCall("depthcrafter", cfg.depth_window, 1, (depth_h // 8, depth_w // 8))
+        else:
+            from stereocrafter.models.vda_depth import WINDOW
+
+            depth = WarmupCall(cfg.depth_model, WINDOW, 1, (depth_h, depth_w))
+        work_h, work_w = working_size(height, width, cfg.inpaint_max_res, cfg.inpaint_multiple)
+        latent = (_padded(work_h, cfg.tile_num) // 8, _padded(work_w, cfg.tile_num) // 8)
+        inpaint = WarmupCall("inpainting", cfg.frames_chunk, 2 if cfg.inpaint_guidance > 1.0 else 1, latent)
+        calls += [call for call in (depth, inpaint) if call not in calls]
+    return calls
+
+
+def _unet_call(unet: Any, call: WarmupCall, per_frame_context: bool) -> None:
+    device, dtype = unet.device, unet.dtype
+    channels = unet.config.in_channels
+    sample = torch.zeros(call.batch, call.frames, channels, *call.size, device=device, dtype=dtype)
+    context = (call.frames if per_frame_context else 1, unet.config.cross_attention_dim)
+    unet(
+        sample,
+        torch.tensor(1.0, device=device),
+        encoder_hidden_states=torch.zeros(call.batch, *context, device=device, dtype=dtype),
+        added_time_ids=torch.zeros(call.batch, 3, device=device, dtype=dtype),
+        return_dict=False,
+    )
+
+
+def compile_models(
+    pipeline: StereoPipeline,
+    backend: str = "inductor",
+    *,
+    presets: Sequence[str] = PRESET_NAMES,
+    warmup_size: tuple[int, int] | None = (576, 1024),
+) -> list[WarmupCall]:
+    """``torch.compile`` every loaded model that runs per window or chunk, in place
+    (``nn.Module.compile``): DepthCrafter's UNet, VDA-S and the inpainting UNet, whichever are
+    loaded (a turbo-only endpoint has no DepthCrafter). With ``warmup_size``, each served preset's
+    calls at that frame size (``warmup_calls``) run once now, while ``/ping`` says 503, so that
+    the first request of each preset at that size does not compile. Another size, or a preset's
+    last, shorter window, compiles on its first use; from the second distinct shape on, torch
+    compiles one graph with dynamic sizes (its automatic dynamic shapes) instead of one per shape.
+    Returns the calls warmed up."""
+    depthcrafter = pipeline.depth_stages.get("depthcrafter")
+    vda = pipeline.depth_stages.get("vda-small")
+    modules: dict[str, torch.nn.Module] = {"inpainting": pipeline.inpainting.unet}
+    if depthcrafter is not None:
+        modules["depthcrafter"] = depthcrafter.pipeline.unet
+    if vda is not None:
+        modules["vda-small"] = vda.pipeline.model
+    for module in modules.values():
+        module.compile(backend=backend)
     if warmup_size is None:
-        return
-    latent = (warmup_size[0] // 8, warmup_size[1] // 8)
-    runs = [(pipeline.inpainting.unet, cfg.frames_chunk, 2 if cfg.inpaint_guidance > 1.0 else 1)]
-    if pipeline.depth is not None:  # the depth UNet when DepthCrafter is loaded
-        runs.insert(0, (pipeline.depth.unet, cfg.depth_window, 1))
+        return []
+    calls = [c for c in warmup_calls(presets, warmup_size) if c.model in modules]
     with torch.no_grad():
-        for unet, frames, batch in runs:
-            device, dtype = unet.device, unet.dtype
-            sample = torch.zeros(batch, frames, unet.config.in_channels, *latent, device=device, dtype=dtype)
-            context = (frames if unet is pipeline.depth.unet else 1, unet.config.cross_attention_dim)
-            unet(
-                sample,
-                torch.tensor(1.0, device=device),
-                encoder_hidden_states=torch.zeros(batch, *context, device=device, dtype=dtype),
-                added_time_ids=torch.zeros(batch, 3, device=device, dtype=dtype),
-                return_dict=False,
-            )
+        for call in calls:
+            if call.model == "vda-small":
+                assert vda is not None
+                frames = torch.zeros(call.frames, 3, *call.size, device=vda.pipeline.device)
+                vda.pipeline._window_depth(frames)
+            else:
+                _unet_call(modules[call.model], call, per_frame_context=call.model == "depthcrafter")
+    return calls
 
 
 def load_stereo_pipeline(
@@ -392,7 +454,8 @@ def load_stereo_pipeline(
     DepthCrafter and/or Video Depth Anything as the presets' depth models say. The diffusion
     models share one copy of the SVD VAE and CLIP image encoder (loading them once saves about
     1.5 GB of GPU memory in fp16). Every missing file is reported at once, before anything loads.
-    ``compile_backend`` (e.g. "inductor"): ``compile_unets`` before returning."""
+    ``compile_backend`` (e.g. "inductor"): ``compile_models`` before returning, warmed up for the
+    served ``presets``."""
     from stereocrafter.pipeline import StereoPipeline
 
     wanted = components_of(presets)
@@ -412,6 +475,11 @@ def load_stereo_pipeline(
     pipeline = StereoPipeline(depth, inpainting, config, tiny=is_tiny(weights_dir))
     if compile_backend:
         started = time.perf_counter()
-        compile_unets(pipeline, compile_backend)
-        logger.info("UNets compiled (%s) in %.0f s", compile_backend, time.perf_counter() - started)
+        calls = compile_models(pipeline, compile_backend, presets=presets)
+        logger.info(
+            "models compiled (%s) and warmed up on %d shapes in %.0f s",
+            compile_backend,
+            len(calls),
+            time.perf_counter() - started,
+        )
     return pipeline

@@ -33,6 +33,20 @@ def test_auto_falls_back_to_libx264_and_says_why() -> None:
     assert chosen.label() == f"libx264 (preset veryfast, CRF 18; auto fell back: {chosen.fallback})"
 
 
+def test_each_slot_s_nvenc_session_opens_on_its_own_gpu() -> None:
+    """FFmpeg's NVENC opens GPU 0 unless told (``gpu``): a slot on cuda:3 must encode on card 3."""
+    from stereocrafter.serving.pool import PipelinePool, Slot
+
+    pool = PipelinePool([Slot(i, f"cuda:{i}", None) for i in range(4)], Encoder("h264_nvenc", "auto"))
+    for slot in pool.slots:
+        encoder = pool.encoder_for(slot)
+        assert encoder.options()["gpu"] == str(slot.index) and encoder.describe()["gpu"] == slot.index
+    assert Encoder("h264_nvenc", "auto").for_device("cuda").gpu == 0
+    assert "gpu" not in Encoder("h264_nvenc", "auto").options()  # the CLI on one card: FFmpeg's default
+    assert LIBX264.for_device("cuda:2") is LIBX264 and "gpu" not in LIBX264.options()
+    assert Encoder("h264_nvenc", "auto").for_device("cpu").gpu is None
+
+
 @pytest.mark.skipif(NO_NVENC is None, reason="this machine's NVENC opens")
 @pytest.mark.parametrize("codec", ["h264_nvenc", "hevc_nvenc"])
 def test_a_named_nvenc_encoder_that_cannot_open_is_an_error(codec: str) -> None:
@@ -106,3 +120,18 @@ def test_nvenc_writes_the_video_where_the_gpu_has_it(tmp_path: Path, codec: str)
     if codec == "hevc_nvenc":
         with av.open(str(out)) as container:
             assert container.streams.video[0].codec_tag == "hvc1"
+
+
+@pytest.mark.gpu
+def test_nvenc_opens_on_every_visible_gpu(tmp_path: Path) -> None:
+    """The ``gpu`` option reaches FFmpeg: a session on each card (one slot each) writes its file."""
+    import torch
+
+    if nvenc_problem("h264_nvenc") is not None:
+        pytest.skip("no NVENC on this GPU")
+    for index in range(torch.cuda.device_count()):
+        encoder = choose_encoder("auto").for_device(f"cuda:{index}")
+        out = tmp_path / f"gpu{index}.mp4"
+        with VideoWriter(out, fps=24, width=320, height=180, encoder=encoder) as writer:
+            writer.write(scene_frames(8, 320, 180))
+        assert probe(out).num_frames == 8

@@ -35,6 +35,8 @@ def test_dockerfile_is_sagemaker_ready(bento: Path) -> None:
     env = dict(re.findall(r"^ARG (\w+)=(.*)$", dockerfile, flags=re.M))
     assert env["BENTOML_PORT"] == "8080"
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"  # never the v1 builder's empty value
+    # video: the NVIDIA runtime mounts libnvidia-encode, without which NVENC never opens
+    assert set(env["NVIDIA_DRIVER_CAPABILITIES"].split(",")) == {"compute", "utility", "video"}
     assert "CUDA_VISIBLE_DEVICES" not in env  # every GPU visible: one conversion slot each
     assert env["BENTOML_DISABLE_GPU_ALLOCATION"] == "1"
     assert env["WEIGHTS_DIR"] == "/opt/ml/model/weights"

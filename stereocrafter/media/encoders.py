@@ -21,6 +21,7 @@ engine, with FFmpeg's reason (on a machine without a driver: "Cannot load libcud
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from dataclasses import dataclass
@@ -45,11 +46,14 @@ _PROBE_LOCK = threading.Lock()
 @dataclass(frozen=True)
 class Encoder:
     """A usable encoder: ``codec`` (an FFmpeg encoder name), what was ``requested`` (``auto`` or
-    the codec) and, when ``auto`` fell back to libx264, why (``fallback``)."""
+    the codec) and, when ``auto`` fell back to libx264, why (``fallback``). ``gpu``: the card an
+    NVENC session opens on (FFmpeg's ``gpu`` option; ``for_device`` sets it per conversion slot):
+    without it every slot's NVENC session would open on GPU 0."""
 
     codec: str = "libx264"
     requested: str = "libx264"
     fallback: str | None = None
+    gpu: int | None = None
 
     @property
     def nvenc(self) -> bool:
@@ -59,11 +63,22 @@ class Encoder:
     def preset(self) -> str:
         return NVENC_PRESET if self.nvenc else X264_PRESET
 
+    def for_device(self, device: str) -> Encoder:
+        """This encoder for a slot on ``device`` (``cuda:N``: NVENC opens on card N; otherwise
+        unchanged)."""
+        if not self.nvenc or not device.startswith("cuda"):
+            return self
+        _, _, index = device.partition(":")
+        return dataclasses.replace(self, gpu=int(index or 0))
+
     def options(self, quality: int = DEFAULT_QUALITY, preset: str | None = None) -> dict[str, str]:
         """The codec's options for ``quality`` (CRF for libx264, CQ for NVENC; 0-51)."""
         chosen = preset or self.preset
         if self.nvenc:  # constant quality: VBR at CQ with no target bitrate ("b" 0)
-            return {"preset": chosen, "tune": "hq", "rc": "vbr", "cq": str(quality), "b": "0"}
+            options = {"preset": chosen, "tune": "hq", "rc": "vbr", "cq": str(quality), "b": "0"}
+            if self.gpu is not None:
+                options["gpu"] = str(self.gpu)
+            return options
         return {"preset": chosen, "crf": str(quality)}
 
     def describe(self, quality: int = DEFAULT_QUALITY) -> dict[str, Any]:
@@ -77,6 +92,8 @@ class Encoder:
         }
         if self.fallback is not None:
             facts["fallback"] = self.fallback
+        if self.gpu is not None:
+            facts["gpu"] = self.gpu
         return facts
 
     def label(self, quality: int = DEFAULT_QUALITY) -> str:

@@ -63,6 +63,10 @@ class PipelinePool:
         finally:
             self._free.put(slot)
 
+    def encoder_for(self, slot: Slot) -> Encoder:
+        """The video encoder of ``slot``'s jobs: NVENC opens on the slot's own GPU."""
+        return self.encoder.for_device(slot.device)
+
     @property
     def free(self) -> int:
         return self._free.qsize()
