@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from containerize import cuda
+
 KEYS_BUILD = ("CODEBUILD_PROJECT_NAME", "REGION")
 KEYS_SAGEMAKER = (
     "REGION",
@@ -225,6 +227,7 @@ class SageMakerTarget:
     autoscale_max: int = 0  # async only: scale on the backlog up to this many instances
     max_concurrent: int | None = None  # async requests per instance at once (default: its GPUs)
     presets: str | None = None  # STEREOCRAFTER_PRESETS of the endpoint (default: every preset)
+    ami: str = cuda.DEFAULT_AMI  # InferenceAmiVersion: its NVIDIA driver must run the image's CUDA
 
 
 def resource_name(tag: str, now: datetime | None = None) -> str:
@@ -243,7 +246,13 @@ def deploy_sagemaker(
     wait_attempts: int = 120,
     out: Any = sys.stdout,
 ) -> str:
-    """New model + endpoint config, then create or update the endpoint and check it really moved."""
+    """New model + endpoint config, then create or update the endpoint and check it really moved.
+    Before anything is created: the AMI's driver must run the image's CUDA on that instance type
+    (``containerize.cuda.check_fit``), else ``ConfigError``."""
+    try:
+        ami = cuda.check_fit(cuda.image_cuda(), target.ami, target.instance_type)
+    except cuda.MisfitError as err:
+        raise ConfigError(str(err)) from None
     name = resource_name(tag)
     sm.create_model(
         ModelName=name,
@@ -264,6 +273,7 @@ def deploy_sagemaker(
         "InstanceType": target.instance_type,
         "InitialInstanceCount": target.instance_count,
         "ContainerStartupHealthCheckTimeoutInSeconds": target.startup_timeout,
+        "InferenceAmiVersion": ami.name,  # never the default driver: 470 cannot start CUDA 13
     }
     if target.volume_gb:
         variant["VolumeSizeInGB"] = target.volume_gb
@@ -284,7 +294,11 @@ def deploy_sagemaker(
             "OutputConfig": output,
         }
     sm.create_endpoint_config(**config)
-    print(f"created model and endpoint config {name} ({target.image})", file=out)
+    print(
+        f"created model and endpoint config {name} ({target.image}; AMI {ami.name}, NVIDIA driver "
+        f"{ami.driver}, CUDA {ami.cuda[0]}.{ami.cuda[1]})",
+        file=out,
+    )
 
     if _endpoint_exists(sm, target.endpoint):
         sm.update_endpoint(EndpointName=target.endpoint, EndpointConfigName=name)
@@ -393,8 +407,14 @@ def ec2_script(
     """The shell run on the GPU host: ECR login, pull, replace the container, wait for /ping."""
     registry = image.split("/", 1)[0]
     tries = max(ready_timeout // 10, 1)
+    major, minor = cuda.image_cuda()
+    driver = cuda.MIN_DRIVER[major]
     return [
         "set -euo pipefail",
+        # the host's driver must run the image's CUDA, or the new container would answer 503
+        "driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)",
+        f'[ "${{driver%%.*}}" -ge {driver} ] || {{ echo "NVIDIA driver $driver on this host: the image\'s '
+        f'CUDA {major}.{minor} needs {driver} or newer; the old container keeps running"; exit 1; }}',
         f"aws ecr get-login-password --region {region} "
         f"| docker login --username AWS --password-stdin {registry}",
         f"docker pull {image}",
@@ -506,6 +526,10 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
     presets_help = "presets the endpoint serves, e.g. turbo (default: .env STEREOCRAFTER_PRESETS, else all)"
     s.add_argument("--presets", help=presets_help)
     s.add_argument("--volume-gb", type=int, help="EBS volume for the weights (1-512)")
+    s.add_argument(
+        "--ami",
+        help=f"InferenceAmiVersion (default: .env SAGEMAKER_INFERENCE_AMI, else {cuda.DEFAULT_AMI})",
+    )
     s.add_argument("--keep", type=int, default=2, help="old models/configs to keep for rollback")
     s.add_argument("--wait-delay", type=int, default=30)
     s.add_argument("--wait-attempts", type=int, default=120)
@@ -551,6 +575,7 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
                 autoscale_max=args.autoscale_max,
                 max_concurrent=args.max_concurrent_invocations,
                 presets=served_presets(args, config),
+                ami=args.ami or config.get("SAGEMAKER_INFERENCE_AMI") or cuda.DEFAULT_AMI,
             )
             ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
             deploy_sagemaker(

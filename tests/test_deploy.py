@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -208,6 +209,35 @@ def test_first_deploy_creates_model_config_and_endpoint_in_moto(aws) -> None:
     assert sm.describe_endpoint(EndpointName="stereocrafter")["EndpointConfigName"] == name
 
 
+def test_the_endpoint_config_names_the_ami_whose_driver_runs_the_image(aws) -> None:
+    """InferenceAmiVersion as moto's server received it (botocore's request, read back from moto):
+    without it an endpoint gets driver 470 or 535, which cannot start torch 2.13's CUDA 13.0."""
+    sm = aws("sagemaker")
+    out = io.StringIO()
+    name = deploy_sagemaker(sm, target(), "abc1234", wait_delay=1, wait_attempts=3, out=out)
+    variant = sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"][0]
+    assert variant["InferenceAmiVersion"] == "al2023-ami-sagemaker-inference-gpu-4-1"
+    assert "AMI al2023-ami-sagemaker-inference-gpu-4-1, NVIDIA driver 580, CUDA 13.0" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"ami": "al2-ami-sagemaker-inference-gpu-3-1"}, "driver 550 (CUDA 12.4): CUDA would not start"),
+        ({"ami": "al2-ami-sagemaker-inference-gpu-2"}, "driver 535 (CUDA 12.2)"),
+        ({"ami": "al2-gpu-9"}, "unknown InferenceAmiVersion 'al2-gpu-9'"),
+        ({"instance_type": "ml.p3.2xlarge"}, "compute capability 7.0) is older than CUDA 13 supports"),
+    ],
+)
+def test_an_ami_or_gpu_that_cannot_run_the_image_is_refused_before_anything_is_made(
+    aws, overrides: dict[str, str], says: str
+) -> None:
+    sm = aws("sagemaker")
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        deploy_sagemaker(sm, target(**overrides), "abc1234", wait_delay=1, wait_attempts=3, out=io.StringIO())
+    assert sm.list_models()["Models"] == [] and sm.list_endpoint_configs()["EndpointConfigs"] == []
+
+
 def test_async_config_in_moto(aws) -> None:
     sm = aws("sagemaker")
     t = target(
@@ -356,6 +386,30 @@ def test_ec2_script_contents() -> None:
     assert script.endswith("exit 1")
     # The script is valid bash.
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+@pytest.mark.parametrize(("driver", "rolls"), [("580.95.05", True), ("590.10", True), ("550.163.01", False)])
+def test_the_ec2_roll_stops_on_a_host_whose_driver_cannot_run_the_image(
+    tmp_path: Path, driver: str, rolls: bool
+) -> None:
+    """The script's first step, run by bash against an nvidia-smi that reports ``driver``: a host
+    on driver 550 keeps its old container (nothing pulled or removed) and says why."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool, body in (
+        ("nvidia-smi", f"echo {driver}"),
+        ("aws", "exit 0"),
+        ("docker", "echo docker $1 >> calls"),
+    ):
+        (fake / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (fake / tool).chmod(0o755)
+    lines = ec2_script(f"{IMAGE}:abc1234", "us-east-1", SECRET)
+    script = "\n".join([*lines[:3], "echo rolled"])  # the driver check, then where the roll starts
+    done = subprocess.run(["bash", "-c", script], env={"PATH": f"{fake}:/usr/bin:/bin"}, cwd=tmp_path,
+                          capture_output=True, text=True)  # fmt: skip
+    assert (done.returncode == 0) is rolls and ("rolled" in done.stdout) is rolls
+    if not rolls:
+        assert f"NVIDIA driver {driver} on this host: the image's CUDA 13.0 needs 580 or newer" in done.stdout
 
 
 def test_ec2_failed_command_reports_output() -> None:

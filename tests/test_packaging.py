@@ -64,6 +64,14 @@ def test_contents_and_pins(bento: Path) -> None:
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     for pin in ("torch==2.13.0", "diffusers==0.42.1", "bentoml==1.4.40", "av==18.1.0", "fastapi=="):
         assert pin in requirements
+    # the CUDA wheels torch pulls, pinned (requirements/image.txt): CUDA 13.0, driver 580's
+    for pin in (
+        "cuda-toolkit==13.0.3",
+        "nvidia-cudnn-cu13==9.20.0.48",
+        "triton==3.7.1",
+        "nvidia-nvjitlink==",
+    ):
+        assert pin in requirements
     assert "pytest" not in requirements and "moto" not in requirements
 
 
