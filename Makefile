@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv serve demo demo-convert demo-long image image-smoke test test-slow test-all lint bench bench-smoke lock clean
+.PHONY: venv serve demo demo-convert demo-long image image-smoke test test-slow test-all test-transformers-low lint bench bench-smoke lock clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,15 @@ test: venv
 test-slow: venv
 	$(BIN)/python -m pytest -m slow
 
+# The low end of pyproject.toml's transformers range (the pinned set is its high end): VDA-S's
+# checkpoint loads onto that version's DINOv2 too (tests/test_vda.py, a few seconds).
+TRANSFORMERS_LOW := $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
+test-transformers-low: venv
+	rm -rf .transformers-low
+	$(BIN)/python -m pip install -q --no-deps --target .transformers-low "transformers==$(TRANSFORMERS_LOW).0"
+	PYTHONPATH=.transformers-low $(BIN)/python -c 'import transformers as t; print("transformers", t.__version__)'
+	PYTHONPATH=.transformers-low $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_vda.py
+
 # Both tiers, as CI runs them.
 test-all: test test-slow
 
@@ -111,4 +120,4 @@ lock:
 	@echo "review requirements/runtime.txt.new, keep its header, then move it into place"
 
 clean:
-	rm -rf $(VENV) .lock-venv .pytest_cache .mypy_cache .ruff_cache demo
+	rm -rf $(VENV) .lock-venv .transformers-low .pytest_cache .mypy_cache .ruff_cache demo

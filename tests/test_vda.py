@@ -338,3 +338,21 @@ def test_the_tiny_weights_are_a_published_layout_checkpoint_of_their_own_size(ti
     depth = run_stage(VdaDepthPipeline(model), depth_clip(24, 28, 28))
     assert depth.shape == (24, 28, 28) and bool(torch.isfinite(depth).all())
     assert write_tiny_vda(tiny_weights.parent / "again").read_bytes() != b""
+
+
+def test_the_transformers_range_is_the_tested_one() -> None:
+    """pyproject's range: its low end is what `make test-transformers-low` runs this file under (CI),
+    its high end admits the pinned version (the rest of the suite): no version the code cannot load."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    spec = next(Requirement(d).specifier for d in deps if d.startswith("transformers"))
+    pinned = next(
+        line.split("==")[1] for line in (root / "requirements/runtime.txt").read_text().splitlines()
+        if line.startswith("transformers==")
+    )  # fmt: skip
+    assert spec.contains(pinned) and spec.contains("5.18.0") and not spec.contains("5.17.0")
+    assert not spec.contains("5.25.0")  # untested
