@@ -94,6 +94,7 @@ bench: venv
 	$(BIN)/python bench/preset_load.py
 	$(BIN)/python bench/host_pipeline.py
 	$(BIN)/python bench/nvenc_check.py
+	$(BIN)/python bench/ff_chunking.py --check
 
 bench-smoke: venv
 	$(BIN)/python bench/splat.py --smoke
@@ -102,6 +103,7 @@ bench-smoke: venv
 	$(BIN)/python bench/gpu_depth.py --smoke
 	$(BIN)/python bench/gpu_presets.py --smoke
 	$(BIN)/python bench/flops.py --check
+	$(BIN)/python bench/ff_chunking.py --smoke --check
 	$(BIN)/python bench/preset_load.py
 	$(BIN)/python bench/host_pipeline.py --smoke
 	$(BIN)/python bench/nvenc_check.py --smoke

@@ -58,6 +58,7 @@ from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 from stereocrafter.catalog import models_of
 from stereocrafter.depth_stages import processing_size
 from stereocrafter.loading import prepare_unet
+from stereocrafter.models.attention import chunk_feed_forward
 from stereocrafter.models.inpainting import VAE_DECODE_CHUNK, decode_start
 from stereocrafter.models.svd import VAE_ENCODE_BATCH
 from stereocrafter.models.vda import SMALL, VideoDepthAnything
@@ -167,7 +168,10 @@ class Models:
         for model in (self.depth_unet, self.inpaint_unet, self.vae, self.clip):
             model.to("meta").eval()  # (a few diffusers parameters are made with torch.Tensor(), on the CPU)
         for unet in (self.depth_unet, self.inpaint_unet):
-            prepare_unet(unet)  # as the service runs them: chunked feed-forward, split attention
+            prepare_unet(unet)  # as the service runs them: split attention
+            # and the feed-forward chunked, as the service runs a call whose unchunked peak does not
+            # fit: the least memory a preset needs (bench/ff_chunking.py has both)
+            chunk_feed_forward(unet, 1)
 
         def size(*modules: Any) -> int:
             return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())

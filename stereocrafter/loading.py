@@ -214,14 +214,14 @@ def prepare_unet(unet: Any) -> None:
 
     - SDPA attention with batches cut to CUDA's grid limit (``attention.BatchSplitAttnProcessor``);
     - feed-forward layers one frame (spatial blocks) or one frame step (temporal blocks) at a
-      time (diffusers' ``enable_forward_chunking``): the GEGLU's 8x-wide intermediate of a whole
-      window is what set the UNet's peak; chunked, a 110-frame depth window at 1024x576 needs
-      9.7 GB of activations instead of 17.5 GB, and the FLOPs are the same (bench/flops.py).
+      time only where the call would not fit unchunked: decided per window or chunk by the
+      pipelines (``attention.set_feed_forward_chunking``), from its shape and the free memory.
+      Chunked, a 110-frame depth window at 1024x576 needs 9.7 GB of activations instead of
+      17.5 GB, for the same FLOPs but 3x the launches (bench/ff_chunking.py).
     """
     from stereocrafter.models.attention import use_batch_split_attention
 
     use_batch_split_attention(unet)
-    unet.enable_forward_chunking(chunk_size=1, dim=0)
 
 
 def _load_svd_parts(

@@ -53,3 +53,48 @@ def test_a_whole_unet_with_tiny_slices_matches(inpainting_pipeline) -> None:
         finally:
             use_batch_split_attention(unet)
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+
+def _chunk_sizes(unet) -> set:  # type: ignore[no-untyped-def]
+    return {m._chunk_size for m in unet.modules() if hasattr(m, "_chunk_size")}
+
+
+def test_feed_forward_is_chunked_only_when_the_call_would_not_fit() -> None:
+    """From the shape and the free memory: fast's 110-frame depth window at 1024x576 (17.5 GB
+    unchunked, bench/ff_chunking.py) runs whole on an 80 GB card with 60 GB free and in chunks
+    with 12 GB free; turbo's inpainting chunk (0.7 GB) never needs it."""
+    from stereocrafter.models.attention import needs_chunking
+
+    gb = 10**9
+    depth_window, turbo_chunk = 110 * 72 * 128, 23 * 32 * 56
+    assert not needs_chunking(depth_window, 2, 60 * gb) and needs_chunking(depth_window, 2, 12 * gb)
+    assert not needs_chunking(turbo_chunk, 2, 2 * gb) and needs_chunking(turbo_chunk, 2, gb // 2)
+    assert needs_chunking(depth_window, 4, 30 * gb) and not needs_chunking(depth_window, 2, 30 * gb)  # fp32
+
+
+def test_the_pipelines_switch_chunking_per_call(inpainting_pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A stage run with little memory free turns chunking on for its UNet calls, with plenty off;
+    the result is the same either way, to the rounding of the matrix products' summation order."""
+    from stereocrafter.models import attention
+
+    unet = inpainting_pipeline.unet
+    seen: list[set] = []
+    hook = unet.register_forward_pre_hook(lambda module, _args: seen.append(_chunk_sizes(module)))
+    frames = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    mask = (torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(1)) > 0.7).float()
+
+    def run(available: int) -> torch.Tensor:
+        monkeypatch.setattr(attention, "available_bytes", lambda device: available)
+        generator = torch.Generator().manual_seed(2)
+        return inpainting_pipeline(frames, mask, num_inference_steps=2, generator=generator)
+
+    try:
+        tight, roomy = run(1), run(10**12)
+    finally:
+        hook.remove()
+        attention.chunk_feed_forward(unet, None)
+        unet._stereocrafter_ff_chunking = None
+    assert seen[:2] == [{1}, {1}] and seen[2:] == [{None}, {None}]
+    # the same products, batched differently: the matrix kernels may sum in another order, which
+    # moves a rare output value by one 8-bit step (seen: 0.012 % of them)
+    assert (tight - roomy).abs().max() <= 1 / 255 + 1e-6 and (tight != roomy).float().mean() < 1e-3

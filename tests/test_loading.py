@@ -73,7 +73,7 @@ def test_loads_through_the_real_code_path(tiny_weights: Path) -> None:
     processors = {type(p).__name__ for p in pipe.unet.attn_processors.values()}
     assert processors == {"BatchSplitAttnProcessor"}  # PyTorch SDPA, batches within CUDA's grid limit
     chunks = {m._chunk_size for m in pipe.unet.modules() if hasattr(m, "_chunk_size")}
-    assert chunks == {1}  # feed-forward one frame at a time (prepare_unet)
+    assert chunks == {None}  # whole feed-forward until a call's memory needs chunks (models.attention)
 
 
 def test_fp16_keeps_the_vae_encoder_in_fp32(tiny_weights: Path) -> None:

@@ -11,6 +11,8 @@ batch entries, so the result is the unsplit one, slice by slice (tested on the C
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -62,3 +64,67 @@ class BatchSplitAttnProcessor:
 def use_batch_split_attention(model: torch.nn.Module, max_batch: int = CUDA_GRID_LIMIT) -> None:
     """Every attention layer of ``model`` (a diffusers model) through ``BatchSplitAttnProcessor``."""
     model.set_attn_processor(BatchSplitAttnProcessor(max_batch))  # type: ignore[operator]
+
+
+# --- feed-forward chunking, only when the memory needs it -------------------------------------
+#
+# diffusers' ``enable_forward_chunking`` runs each transformer block's feed-forward one frame (or one
+# frame step) at a time: the GEGLU's 8x-wide intermediate of a whole window is what sets a UNet
+# call's peak. It costs launches, not FLOPs: on the real inpainting UNet at (1, 23, 72, 128) it
+# turns 48 feed-forward calls into 1,104 and the call's 4,799 aten ops into 17,247, on a 110-frame
+# depth window 4,796 into 65,964 (bench/ff_chunking.py), which at small latents leaves the GPU
+# waiting on the host. So it is on only for the calls whose unchunked peak would not fit in the
+# memory free at that moment.
+#
+# Peak live bytes of one UNet call per latent token (batch x frames x latent height x width) at
+# 2 bytes an element, counted on the real SVD UNets on the meta device by bench/ff_chunking.py
+# (17,280-18,009 unchunked, 9,600-10,329 chunked over the presets' shapes; the most here), which
+# fails (--check) when a count exceeds these or falls 10 % below.
+UNCHUNKED_BYTES_PER_TOKEN = 18_100
+CHUNKED_BYTES_PER_TOKEN = 10_400
+HEADROOM = 0.9  # of the free memory: the allocator's fragmentation, the decode that follows
+
+
+def available_bytes(device: torch.device) -> int:
+    """What a model call on ``device`` may still allocate: the device's free memory plus what torch's
+    allocator holds unused (CUDA), or the RAM available (CPU)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:  # Linux: what the kernel says can be allocated without swapping
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def needs_chunking(tokens: int, element_size: int, available: int) -> bool:
+    """Chunk a call of ``tokens`` latent tokens when its unchunked peak would not fit."""
+    return tokens * UNCHUNKED_BYTES_PER_TOKEN * element_size / 2 > HEADROOM * available
+
+
+def set_feed_forward_chunking(
+    unet: Any, batch: int, latents: torch.Tensor, available: int | None = None
+) -> bool:
+    """Turn ``unet``'s feed-forward chunking on or off for its calls on ``batch`` copies of
+    ``latents`` (1, frames, c, h, w), from their size and the memory free now (``available``: for
+    tests); True when on. Switching costs nothing eager; a compiled UNet keeps a graph per setting."""
+    _, frames, _, height, width = latents.shape
+    if available is None:
+        available = available_bytes(latents.device)
+    chunk = needs_chunking(batch * frames * height * width, latents.element_size(), available)
+    if getattr(unet, "_stereocrafter_ff_chunking", None) != chunk:
+        chunk_feed_forward(unet, 1 if chunk else None)
+        unet._stereocrafter_ff_chunking = chunk
+    return chunk
+
+
+def chunk_feed_forward(unet: torch.nn.Module, size: int | None) -> None:
+    """Every transformer block's feed-forward in chunks of ``size`` along dim 0 (one frame, or one
+    frame step), or whole (None): diffusers' ``enable_forward_chunking``, which has no way back."""
+    for module in unet.modules():
+        setter = getattr(module, "set_chunk_feed_forward", None)
+        if callable(setter):
+            setter(chunk_size=size, dim=0)

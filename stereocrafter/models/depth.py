@@ -49,6 +49,7 @@ from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemp
 from diffusers.utils.torch_utils import randn_tensor
 
 from stereocrafter.bounds import DEFAULT_SEED
+from stereocrafter.models.attention import set_feed_forward_chunking
 from stereocrafter.models.svd import SVDPipeline
 
 # StereoCrafter's call of DepthCrafter (reference notes §1.1).
@@ -406,6 +407,7 @@ class DepthCrafterPipeline(SVDPipeline):
 
             # 7. Denoise.
             scheduler.set_timesteps(num_inference_steps, device=device)
+            set_feed_forward_chunking(self.unet, 1, window_latents)  # each pass is a call of batch 1
             for i, t in enumerate(scheduler.timesteps):
                 if window > 0 and i == 0 and overlap > 0 and tail is not None:
                     # Previous clean result of the overlap, re-noised to sigma_max with the same noise.

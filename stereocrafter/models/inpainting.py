@@ -45,6 +45,7 @@ from diffusers import EulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from stereocrafter.bounds import DEFAULT_SEED, TILE_NUMS, check_tile_num
+from stereocrafter.models.attention import set_feed_forward_chunking
 from stereocrafter.models.svd import SVDPipeline
 
 DEFAULT_STEPS = 8
@@ -253,6 +254,7 @@ class StereoInpaintingPipeline(SVDPipeline):
         guidance = torch.full((1, num_frames, 1, 1, 1), guidance_scale, device=device, dtype=dtype)
 
         # 6. Denoising: 9 channels [noisy, warped-video latents, mask].
+        set_feed_forward_chunking(self.unet, 2 if do_cfg else 1, latents)
         for t in scheduler.timesteps:
             model_in = torch.cat([latents] * 2) if do_cfg else latents
             model_in = scheduler.scale_model_input(model_in, t)
