@@ -103,8 +103,13 @@ class VdaDepthPipeline:
     (1, 32, h, w) depth). ``autocast``: run it under float16 autocast on CUDA, as the reference does
     unless asked for float32."""
 
-    def __init__(self, model: torch.nn.Module, *, autocast: bool = True) -> None:
+    def __init__(
+        self, model: torch.nn.Module, *, autocast: bool = True, autocast_dtype: torch.dtype | None = None
+    ) -> None:
         self.model, self.autocast = model, autocast
+        # None: float16 on CUDA only (the published code); a dtype: autocast to it on any device
+        # (the CPU tier of the tests runs the GPU's half precision this way)
+        self.autocast_dtype = autocast_dtype
 
     @property
     def device(self) -> torch.device:
@@ -117,8 +122,12 @@ class VdaDepthPipeline:
 
     def _window_depth(self, inputs: torch.Tensor) -> torch.Tensor:
         """(32, 3, h, w) normalised -> (32, h, w) float32 depth."""
-        use_autocast = self.autocast and inputs.device.type == "cuda"
-        with torch.no_grad(), torch.autocast(device_type=inputs.device.type, enabled=use_autocast):
+        use_autocast = self.autocast and (inputs.device.type == "cuda" or self.autocast_dtype is not None)
+        dtype = self.autocast_dtype or torch.float16
+        with (
+            torch.no_grad(),
+            torch.autocast(device_type=inputs.device.type, dtype=dtype, enabled=use_autocast),
+        ):
             depth: torch.Tensor = self.model(inputs[None])[0]
         return depth.float()
 
