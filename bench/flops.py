@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 
-from stereocrafter.catalog import models_of
+from stereocrafter.catalog import ACTIVATIONS_GB_1080P, MODEL_GB, models_of, served_peak_gb
 from stereocrafter.depth_stages import processing_size
 from stereocrafter.loading import prepare_unet
 from stereocrafter.models.attention import chunk_feed_forward
@@ -65,7 +65,7 @@ from stereocrafter.models.vda import SMALL, VideoDepthAnything
 from stereocrafter.models.vda_depth import STEP as VDA_STEP
 from stereocrafter.models.vda_depth import WINDOW as VDA_WINDOW
 from stereocrafter.pipeline import StereoConfig
-from stereocrafter.presets import PEAK_GPU_GB_1080P
+from stereocrafter.presets import PEAK_GPU_GB_1080P, PRESET_NAMES
 from stereocrafter.stereo.merge import working_size
 
 DTYPE = torch.bfloat16
@@ -386,6 +386,21 @@ def main() -> int:
                     f"presets.PEAK_GPU_GB_1080P says {PEAK_GPU_GB_1080P[row['procedure']]} GB for "
                     f"{row['procedure']}; counted {peak:.1f} GB"
                 )
+            # catalog's tables, from which doctor sums a served set's memory
+            weights = models.weight_bytes(row["procedure"]) / 1e9
+            activations = peak - weights
+            if abs(activations - ACTIVATIONS_GB_1080P[row["procedure"]]) > 0.02:
+                failures.append(
+                    f"catalog.ACTIVATIONS_GB_1080P says {ACTIVATIONS_GB_1080P[row['procedure']]} GB for "
+                    f"{row['procedure']}; counted {activations:.2f} GB"
+                )
+    for model, size in models.model_bytes.items():
+        if abs(size / 1e9 - MODEL_GB[model]) > 0.01:
+            failures.append(
+                f"catalog.MODEL_GB says {MODEL_GB[model]} GB for {model}; counted {size / 1e9:.2f}"
+            )
+    resident, served = served_peak_gb(PRESET_NAMES)
+    print(f"every preset served: {resident:.2f} GB of weights resident, {served:.1f} GB at 1080p (doctor)")
     print(f"\ncounted in {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

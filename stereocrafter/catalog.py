@@ -69,6 +69,26 @@ def models_of(presets: Iterable[str]) -> tuple[str, ...]:
     return tuple(name for name in MODELS if name in wanted)
 
 
+# Resident GPU memory per model, GB (bf16/fp16 weights; VDA-S float32), and per preset the largest
+# model call's activations at 1920x1080 with one tile (feed-forward chunked: the least it needs),
+# both counted on the published architectures on the meta device by bench/flops.py, whose --check
+# fails when these drift from its counts. Not counted: the pipeline's own full-size frame tensors
+# (a chunk's frames, depth, warped view and mask on the device), which a GPU run measures
+# (bench/gpu_check.sh prints max_memory_allocated beside this estimate).
+MODEL_GB: Mapping[str, float] = MappingProxyType(
+    {"depthcrafter": 3.05, "vda-small": 0.12, "stereocrafter": 3.05, "svd": 1.53}
+)
+ACTIVATIONS_GB_1080P: Mapping[str, float] = MappingProxyType({"reference": 15.54, "fast": 9.75, "turbo": 6.1})
+
+
+def served_peak_gb(presets: Iterable[str]) -> tuple[float, float]:
+    """(resident weights, peak) in GB of an endpoint serving ``presets`` at 1080p: every model of
+    every served preset stays loaded, and one job at a time runs on top of them."""
+    names = tuple(presets)
+    resident = sum(MODEL_GB[model] for model in models_of(names))
+    return resident, resident + max(ACTIVATIONS_GB_1080P[p] for p in names)
+
+
 def parse_presets(raw: str) -> tuple[str, ...]:
     """``STEREOCRAFTER_PRESETS``: comma-separated preset names (empty: every preset), each checked,
     in the order given, without repeats."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stereocrafter.catalog import MODELS, depth_model_of, models_of
+from stereocrafter.catalog import MODELS, depth_model_of, models_of, served_peak_gb
 from stereocrafter.presets import DEFAULT_PRESET, PEAK_GPU_GB_1080P
 from stereocrafter.settings import Settings
 
@@ -121,7 +121,7 @@ def diagnose(
     root = Path(weights_dir or settings.weights_dir)
     lines += _weights(root, settings.presets, list_missing)
     lines += _models(root, settings.presets)
-    need = PEAK_GPU_GB_1080P[preset]
+    resident, need = served_peak_gb(settings.presets)
     host = _host_memory_gb()
     host_text = f"{host:.1f} GB host memory available" if host is not None else "host memory unknown"
     if free_gpu is None:
@@ -131,7 +131,9 @@ def diagnose(
             "enough" if free_gpu >= need else "NOT ENOUGH for 1080p (use fast or turbo, or a bigger GPU)"
         )
     lines.append(
-        f"memory: preset {preset} needs about {need:.1f} GB of GPU memory at 1080p (bench/flops.py); "
+        f"memory: the served presets ({', '.join(settings.presets)}) keep {resident:.1f} GB of weights "
+        f"resident and need about {need:.1f} GB of GPU memory at 1080p (preset {preset} alone: "
+        f"{PEAK_GPU_GB_1080P[preset]:.1f} GB; counted by bench/flops.py, not the frame tensors); "
         f"{verdict}; {host_text}; {os.cpu_count()} CPUs"
     )
     lines += _encoder(settings)

@@ -173,7 +173,12 @@ def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "complete" in out[2] and "TINY RANDOM" in out[2]
     assert out[3] == "presets served: reference, fast, turbo (STEREOCRAFTER_PRESETS)"
     assert [line.split()[1] for line in out[4:8]] == ["depthcrafter", "vda-small", "stereocrafter", "svd"]
-    assert "preset fast needs about 17.4 GB" in out[8]
+    # every served preset's models stay resident (7.75 GB), the largest call is reference's
+    assert (
+        "served presets (reference, fast, turbo) keep 7.8 GB of weights resident and need about 23.3 GB"
+        in out[8]
+    )
+    assert "(preset fast alone: 17.4 GB;" in out[8]
     # no driver here: NVENC does not open, and auto (the default) falls back to libx264
     assert out[9].startswith("NVENC: not usable (")
     assert out[10].startswith("encoder: STEREOCRAFTER_ENCODER=auto -> libx264 (preset veryfast, CRF 18; ")
