@@ -102,6 +102,9 @@ bench-smoke: venv
 	$(BIN)/python bench/depth.py --smoke
 	$(BIN)/python bench/gpu_depth.py --smoke
 	$(BIN)/python bench/gpu_presets.py --smoke
+	$(BIN)/python bench/gpu_rows.py imports --smoke
+	$(BIN)/python bench/gpu_rows.py preset turbo --smoke
+	$(BIN)/python bench/gpu_rows.py checks --smoke
 	$(BIN)/python bench/flops.py --check
 	$(BIN)/python bench/ff_chunking.py --smoke --check
 	$(BIN)/python bench/preset_load.py

@@ -1,42 +1,72 @@
 #!/usr/bin/env bash
-# The prepared GPU check for a session that is lent a device (H100/H200), sized well under 8 minutes
-# (about 5 on an H100): an import check that fails at once without the carried wheels, the CUDA rows of
-# the splatting benchmark, the three presets (turbo, fast, reference) end to end at real size (random
-# weights, fp16; VDA-S in fp32 under autocast) at 1024x576 and
-# 1920x1080 on 46 frames with s/frame per stage, peak memory and the UNets' share of the bf16 peak (each
-# run through StereoPipeline as the service runs a job: under a deadline, every VAE decode checked for
-# non-finite values; a retried decode is logged as "decoding the chunk again in float32"), and the tests
-# marked `gpu`, then the encoder: whether NVENC opens (A100, H100 and H200 have none: it prints that
-# auto fell back to libx264, and why), and what each usable encoder costs on a 3840x1080 frame
-# (bench/nvenc_check.py), with the NVENC tests marked `gpu` (skipped with the reason where it has none).
-# Results: $OUT/results.jsonl (when $OUT is set) and the printed tail. Record
-# what it prints in bench/RESULTS.md with the card's name.
+# The prepared GPU check for a session that is lent a device (H100/H200): 300 s of command time at
+# most (its rows' time-outs add up to 300; a 15-minute device budget keeps room for a rerun), each
+# row a process of its own under its own time-out, the most expensive preset first, exit status 1
+# when any row failed (2: no CUDA here, 3: a wheel missing). No CPU-only rows. What it prints:
+#   imports    (20 s)  torch, its CUDA and arch list, the card and driver; diffusers, transformers
+#                      and PyAV at the project's pins; one bf16 8192^3 matrix product (the measured peak)
+#   reference  (100 s) \  per preset, its models alone (random weights, fp16; VDA-S fp32 under fp16
+#   fast       (40 s)   > autocast), at 1920x1080 then 1024x576: frames/s end to end (CUDA events, no
+#   turbo      (25 s)  /  sync inside), max_memory_allocated/reserved and mem_get_info beside the
+#                      counted estimate, ms per step of each model call eager with and without
+#                      feed-forward chunking, the UNets' share of the measured and datasheet peak
+#   checks     (25 s)  a float16 decode with an injected inf (float32 retry, float16 after), SDPA at a
+#                      batch of 70,000 split and unsplit, VDA-S under fp16 autocast against fp32
+#   encoders   (15 s)  pytest -m gpu: NVENC on every GPU where the card has it (A100/H100/H200 have
+#                      none: skipped, with the reason), the splatting kernels
+#   compile    (75 s)  the inpainting UNet at turbo's shape eager against inductor (with its compile
+#                      time), a turbo-only pipeline compiled by loading.compile_models
+# Rows go to $OUT/results.jsonl; record them in bench/RESULTS.md with the card's name.
 #
-# The device image has PyTorch, transformers, huggingface_hub and safetensors but not diffusers.
+# Wheels to carry (the device image has torch, numpy, huggingface_hub 1.33 and safetensors; its
+# transformers 5.17 is below the project's range, and it has no PyAV), 53 MiB with a 1.4 MiB tree:
+#   diffusers-0.42.1-py3-none-any.whl                     6.1 MiB
+#   transformers-5.24.0-py3-none-any.whl                 12.9 MiB
+#   av-18.1.0-cp311-abi3-manylinux_2_28_x86_64.whl       34.1 MiB  (FFmpeg with libx264 and NVENC)
 # Prepare once, here (not on the device):
 #   echo /.whl/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl diffusers==0.42.1
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl av==18.1.0
-# (PyAV, when the image lacks it: its wheel carries FFmpeg with libx264 and the NVENC encoders).
-# then run with the device tool: command `bash bench/gpu_check.sh`, carry [".whl"], timeout_s 540.
+#   for p in diffusers==0.42.1 transformers==5.24.0 av==18.1.0; do python3 -m pip download --no-deps \
+#     --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+#     --platform manylinux_2_17_x86_64 -d .whl "$p"; done
+# then the device tool: command `bash bench/gpu_check.sh`, carry [".whl"], timeout_s 330.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "gpu_check: no NVIDIA GPU here (nvidia-smi finds none): this check runs only on a CUDA machine"
+  exit 2
+fi
 if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "gpu_check: the carried wheels did not install"; exit 3; }
   export PYTHONPATH="/tmp/site:$PWD"
 else
   export PYTHONPATH="$PWD"
 fi
-export PYTHONUNBUFFERED=1
-OUT="${OUT:-/tmp/gpu-check}"; mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-# Fail at once, not minutes in, when a carried wheel is missing.
-python3 -c 'import torch, diffusers, transformers; from stereocrafter.pipeline import StereoPipeline; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "diffusers", diffusers.__version__, "transformers", transformers.__version__)' || { echo "IMPORT CHECK FAILED: carry the wheels (see the header)"; exit 3; }
-echo "== bench/splat.py"; timeout 60 python3 bench/splat.py
-echo "== bench/gpu_presets.py (turbo, fast, reference) x (1024x576, 1920x1080), 46 frames"
-timeout 330 python3 bench/gpu_presets.py --out "$OUT/results.jsonl"
-echo "== pytest -m gpu"; timeout 45 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_splatting.py
-echo "== bench/nvenc_check.py (the encoder auto picks; libx264 against NVENC at 3840x1080)"
-timeout 90 python3 bench/nvenc_check.py
-echo "== pytest -m gpu tests/test_encoders.py"; timeout 45 python3 -m pytest -q -rs -m gpu -p no:cacheprovider tests/test_encoders.py
-echo "== results.jsonl"; cat "$OUT/results.jsonl" 2>/dev/null
+export PYTHONUNBUFFERED=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+OUT="${OUT:-/tmp/gpu-check}"; mkdir -p "$OUT"; rm -f "$OUT/results.jsonl" "$OUT/peak.json"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+failed=()
+row() {  # row NAME SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  local started=$SECONDS
+  echo "== $name (time-out ${limit} s)"
+  timeout "$limit" "$@"
+  local rc=$?
+  echo "== $name: exit $rc in $((SECONDS - started)) s"
+  [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
+  return 0
+}
+rows="python3 bench/gpu_rows.py"
+row imports 20 $rows imports --out "$OUT/results.jsonl"
+if [ ${#failed[@]} -gt 0 ]; then echo "gpu_check: IMPORTS FAILED (carry the wheels in the header)"; exit 3; fi
+row reference 100 $rows preset reference --out "$OUT/results.jsonl"
+row fast 40 $rows preset fast --out "$OUT/results.jsonl"
+row turbo 25 $rows preset turbo --out "$OUT/results.jsonl"
+row checks 25 $rows checks --out "$OUT/results.jsonl"
+row encoders 15 python3 -m pytest -q -rs -m gpu -p no:cacheprovider tests/test_encoders.py tests/test_splatting.py
+row compile 75 $rows compile --out "$OUT/results.jsonl"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "gpu_check: FAILED rows: ${failed[*]}"
+  exit 1
+fi
+echo "gpu_check: every row passed"

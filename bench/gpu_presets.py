@@ -3,10 +3,11 @@
 The published architectures with random weights in fp16, the service's dtype on CUDA (the VAE
 encoder in fp32, as loading keeps it; fp16 and bf16 share the tensor cores' peak; Video Depth
 Anything Small in float32 under fp16 autocast, as loading keeps and runs it), built once on the GPU
-and run the way the service runs them (``loading.prepare_unet``: chunked feed-forward, split
-attention). For each (preset, size) it converts ``--frames`` random
-frames to sbs through ``StereoPipeline`` (no video encoding: the sink only counts frames) and
-records per stage the seconds per frame, the peak GPU memory, and for the UNets the achieved
+and run the way the service runs them (``loading.prepare_unet``: split attention; feed-forward
+chunking where a call would not fit, ``models.attention``). For each (preset, size) it converts
+``--frames`` random frames to sbs through ``StereoPipeline`` (no video encoding: the sink only
+counts frames) and records per stage the seconds per frame, the peak GPU memory, and for the UNets
+the achieved
 TFLOP/s: the FLOPs of every UNet call, counted on the meta device for that call's exact shape
 (``bench/flops.py``'s counter), over the time the calls took (CUDA-synchronised hooks), and that
 as a share of the card's dense bf16 peak. Each (preset, size) is guarded: an OOM or any other
@@ -52,7 +53,14 @@ def bf16_peak(name: str) -> float | None:
     return next((peak for key, peak in BF16_PEAK.items() if key in name), None)
 
 
-def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, Any, Any]:
+def build(
+    device: torch.device,
+    dtype: torch.dtype,
+    smoke: bool,
+    depth_models: tuple[str, ...] = ("depthcrafter", "vda-small"),
+) -> tuple[Any, Any, Any]:
+    """DepthCrafter (or None), VDA-S (or None) and the inpainting pipeline, random weights: only the
+    depth models named (``bench/gpu_rows.py`` builds one preset's models, as a one-preset endpoint)."""
     from diffusers import (
         AutoencoderKLTemporalDecoder,
         EulerDiscreteScheduler,
@@ -79,9 +87,13 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, A
     small_clip = dict(REAL_CLIP, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                       num_attention_heads=4, patch_size=32, projection_dim=32)  # fmt: skip
     with torch.device(device):  # initialised on the GPU: seconds, not minutes
-        depth_unet = DiffusersUNetSpatioTemporalConditionModelDepthCrafter(
-            **(tiny_unet_kwargs(8) if smoke else REAL_UNET)
-        ).to(dtype)
+        depth_unet = (
+            DiffusersUNetSpatioTemporalConditionModelDepthCrafter(
+                **(tiny_unet_kwargs(8) if smoke else REAL_UNET)
+            ).to(dtype)
+            if "depthcrafter" in depth_models
+            else None
+        )
         inpaint_unet = UNetSpatioTemporalConditionModel(
             **(tiny_unet_kwargs(9) if smoke else dict(REAL_UNET, in_channels=9))
         ).to(dtype)
@@ -89,16 +101,25 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool) -> tuple[Any, A
         vae = AutoencoderKLTemporalDecoder(**vae_kwargs).to(dtype)
         clip_config = CLIPVisionConfig(**(small_clip if smoke else REAL_CLIP), attn_implementation="sdpa")
         clip = CLIPVisionModelWithProjection(clip_config).to(dtype)
-        vda_model = VideoDepthAnything(TINY_VDA if smoke else SMALL).eval().requires_grad_(False)
+        vda_model = (
+            VideoDepthAnything(TINY_VDA if smoke else SMALL).eval().requires_grad_(False)
+            if "vda-small" in depth_models
+            else None
+        )
     for unet in (depth_unet, inpaint_unet):
-        prepare_unet(unet)
+        if unet is not None:
+            prepare_unet(unet)
     prepare_vae(vae, dtype)
     scheduler = EulerDiscreteScheduler.from_config(SVD_SCHEDULER_CONFIG)
     mean, std = tuple(SVD_PREPROCESSOR_CONFIG["image_mean"]), tuple(SVD_PREPROCESSOR_CONFIG["image_std"])
     parts = {"vae": vae.eval(), "image_encoder": clip.eval(), "scheduler": scheduler}
-    depth = DepthCrafterPipeline(unet=depth_unet.eval(), image_mean=mean, image_std=std, **parts)
+    depth = (
+        DepthCrafterPipeline(unet=depth_unet.eval(), image_mean=mean, image_std=std, **parts)
+        if depth_unet is not None
+        else None
+    )
     inpainting = StereoInpaintingPipeline(unet=inpaint_unet.eval(), image_mean=mean, image_std=std, **parts)
-    return depth, VdaDepthPipeline(vda_model), inpainting
+    return depth, VdaDepthPipeline(vda_model) if vda_model is not None else None, inpainting
 
 
 class UNetClock:
