@@ -39,7 +39,7 @@ from stereocrafter.models.attention import (
 
 # (name, model, batch, frames, latent): the calls of the presets at 1024x576 and 1920x1080
 SHAPES = [
-    ("inpainting, fast/reference 576p (1 pass)", "inpaint", 1, 23, (72, 128)),
+    ("inpainting, fast 576p and 1080p (1 pass)", "inpaint", 1, 23, (72, 128)),
     ("inpainting, turbo 1080p and 576p", "inpaint", 1, 23, (32, 56)),
     ("inpainting, reference 1080p (CFG batch 2)", "inpaint", 2, 23, (136, 240)),
     ("depth, fast window (110 frames)", "depth", 1, 110, (72, 128)),

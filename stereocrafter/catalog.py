@@ -73,8 +73,8 @@ def models_of(presets: Iterable[str]) -> tuple[str, ...]:
 # model call's activations at 1920x1080 with one tile (feed-forward chunked: the least it needs),
 # both counted on the published architectures on the meta device by bench/flops.py, whose --check
 # fails when these drift from its counts. Not counted: the pipeline's own full-size frame tensors
-# (a chunk's frames, depth, warped view and mask on the device), which a GPU run measures
-# (bench/gpu_check.sh prints max_memory_allocated beside this estimate).
+# (a chunk's views, depth and mask on the device), which a GPU run measures (bench/gpu_check.sh
+# prints max_memory_allocated beside the counted figure).
 MODEL_GB: Mapping[str, float] = MappingProxyType(
     {"depthcrafter": 3.05, "vda-small": 0.12, "stereocrafter": 3.05, "svd": 1.53}
 )
