@@ -390,9 +390,14 @@ def warmup_calls(presets: Sequence[str], frame_size: tuple[int, int]) -> list[Wa
 
 
 def _unet_call(unet: Any, call: WarmupCall, per_frame_context: bool) -> None:
+    from stereocrafter.models.attention import set_feed_forward_chunking
+
     device, dtype = unet.device, unet.dtype
     channels = unet.config.in_channels
     sample = torch.zeros(call.batch, call.frames, channels, *call.size, device=device, dtype=dtype)
+    # chunked or whole as a job's call of this shape would be now: the warm-up compiles that graph,
+    # and on a small card it must not run out of memory where the job would not
+    set_feed_forward_chunking(unet, call.batch, sample[:1])
     context = (call.frames if per_frame_context else 1, unet.config.cross_attention_dim)
     unet(
         sample,

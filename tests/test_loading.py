@@ -233,3 +233,27 @@ def test_the_warm_up_covers_the_shapes_of_each_served_preset() -> None:
         ("depthcrafter", 110, 1, (72, 128)), ("inpainting", 23, 1, (72, 128)),
         ("vda-small", 32, 1, (518, 924)), ("inpainting", 23, 1, (32, 56)),
     ]  # fmt: skip
+
+
+def test_a_warm_up_call_is_chunked_as_a_job_s_call_would_be(inpainting_pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On a card with little free memory the warm-up runs (and compiles) the chunked feed-forward,
+    as the job's call of that shape will: never an unchunked call that would not fit."""
+    from stereocrafter.loading import WarmupCall, _unet_call
+    from stereocrafter.models import attention
+
+    unet = inpainting_pipeline.unet
+    seen: list[set] = []
+    hook = unet.register_forward_pre_hook(
+        lambda module, _args: seen.append(
+            {m._chunk_size for m in module.modules() if hasattr(m, "_chunk_size")}
+        )
+    )
+    try:
+        for available in (1, 10**12):
+            monkeypatch.setattr(attention, "available_bytes", lambda device, a=available: a)
+            _unet_call(unet, WarmupCall("inpainting", 3, 1, (8, 8)), per_frame_context=False)
+    finally:
+        hook.remove()
+        attention.chunk_feed_forward(unet, None)
+        unet._stereocrafter_ff_chunking = None
+    assert seen == [{1}, {None}]
