@@ -14,8 +14,9 @@
 #                      batch of 70,000 split and unsplit, VDA-S under fp16 autocast against fp32
 #   encoders   (15 s)  pytest -m gpu: NVENC on every GPU where the card has it (A100/H100/H200 have
 #                      none: skipped, with the reason), the splatting kernels
-#   compile    (75 s)  the inpainting UNet at turbo's shape eager against inductor (with its compile
-#                      time), a turbo-only pipeline compiled by loading.compile_models
+#   compile    (75 s)  a turbo-only pipeline compiled by loading.compile_models (tiny weights, inductor)
+#                      converting as it does eagerly, then the inpainting UNet at turbo's shape eager
+#                      (whole and chunked) against inductor, with its compile time
 # Rows go to $OUT/results.jsonl; record them in bench/RESULTS.md with the card's name.
 #
 # Wheels to carry (the device image has torch, numpy, huggingface_hub 1.33 and safetensors; its
