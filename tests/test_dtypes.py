@@ -47,6 +47,9 @@ def test_every_preset_runs_in_half_precision(tiny_weights: Path, dtype: torch.dt
     encoder = next(pipeline.inpainting.vae.encoder.parameters()).dtype  # fp16 + force_upcast: fp32
     assert encoder == (torch.float32 if dtype == torch.float16 else dtype)
     assert next(vda.model.parameters()).dtype == torch.float32
+    linear = next(m for m in vda.model.modules() if isinstance(m, torch.nn.Linear))
+    vda_dtypes: list[torch.dtype] = []
+    linear.register_forward_hook(lambda _m, _i, out: vda_dtypes.append(out.dtype))
     frames = (np.random.default_rng(0).random((5, 64, 96, 3)) * 255).astype(np.uint8)
     for preset in PRESET_NAMES:
         seen = Finite()
@@ -59,6 +62,7 @@ def test_every_preset_runs_in_half_precision(tiny_weights: Path, dtype: torch.dt
         assert sum(right[0] for _, right in seen.shapes) == 5 and all(
             right[1:] == (3, 64, 96) and depth[-2:] == (64, 96) for depth, right in seen.shapes
         ), (preset, seen.shapes)
+    assert vda_dtypes and set(vda_dtypes) == {dtype}  # turbo's VDA-S computed in half precision
 
 
 def test_an_overflowing_half_precision_decode_is_retried_in_float32(tiny_weights: Path) -> None:
