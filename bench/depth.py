@@ -41,7 +41,7 @@ class SyntheticFrames:
 
 
 def child(weights: str, frames: int, height: int, width: int, steps: int) -> None:
-    from stereocrafter.loading import load_depth_pipeline
+    from stereocrafter.pipeline.loading import load_depth_pipeline
 
     pipe = load_depth_pipeline(weights, device="cpu")
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -64,7 +64,7 @@ def main() -> None:
         child(weights, int(frames), int(height), int(width), int(steps))
         return
 
-    from stereocrafter.testing import make_tiny_weights
+    from stereocrafter.testing.weights import make_tiny_weights
 
     height, width, lengths, steps = (64, 96, (8, 16), 1) if args.smoke else (128, 192, (32, 128), 8)
     threads = torch.get_num_threads()

@@ -32,7 +32,7 @@ def build(smoke: bool) -> list[torch.nn.Module]:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
-    from stereocrafter.testing import tiny_unet_kwargs
+    from stereocrafter.testing.weights import tiny_unet_kwargs
 
     with torch.device("meta"):
         if smoke:
@@ -68,7 +68,7 @@ def main() -> None:
     import bentoml  # noqa: F401  (what the service process holds besides the models)
     import fastapi  # noqa: F401
 
-    import stereocrafter.convert  # noqa: F401
+    import stereocrafter.jobs.local  # noqa: F401
     from stereocrafter.serving.weights import _freeze_heap
 
     started = time.perf_counter()

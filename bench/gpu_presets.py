@@ -68,7 +68,7 @@ def build(
     )
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from stereocrafter.loading import prepare_unet, prepare_vae
+    from stereocrafter.pipeline.loading import prepare_unet, prepare_vae
     from stereocrafter.models.depth import (
         DepthCrafterPipeline,
         DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
@@ -76,7 +76,7 @@ def build(
     from stereocrafter.models.inpainting import StereoInpaintingPipeline
     from stereocrafter.models.vda import SMALL, VideoDepthAnything
     from stereocrafter.models.vda_depth import VdaDepthPipeline
-    from stereocrafter.testing import (
+    from stereocrafter.testing.weights import (
         SVD_PREPROCESSOR_CONFIG,
         SVD_SCHEDULER_CONFIG,
         TINY_VDA,
@@ -161,7 +161,7 @@ class MetaCounter:
 
         from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
         from stereocrafter.models.vda import SMALL, VideoDepthAnything
-        from stereocrafter.testing import TINY_VDA, tiny_unet_kwargs
+        from stereocrafter.testing.weights import TINY_VDA, tiny_unet_kwargs
 
         self.flops = flops
         with torch.device("meta"):
@@ -203,7 +203,7 @@ class MetaCounter:
 def run_one(depth: Any, vda: Any, inpainting: Any, preset: str, width: int, height: int, frames: int,
             device: torch.device, counter: MetaCounter, peak: float | None,
             smoke: bool = False) -> dict[str, Any]:  # fmt: skip
-    from stereocrafter.pipeline import RunHooks, StereoConfig, StereoPipeline
+    from stereocrafter.pipeline.run import RunHooks, StereoConfig, StereoPipeline
 
     small = {"depth_input_size": 28} if smoke else {}  # (the tiny VDA at a tiny size)
     pipeline = StereoPipeline([depth, vda], inpainting, StereoConfig.from_preset(preset, **small))

@@ -115,7 +115,7 @@ def row_imports(args: argparse.Namespace, device: torch.device) -> int:
     import diffusers
     import transformers
 
-    from stereocrafter.pipeline import StereoPipeline  # noqa: F401  (the package imports here)
+    from stereocrafter.pipeline.run import StereoPipeline  # noqa: F401  (the package imports here)
 
     wrong = [
         f"{module.__name__} {module.__version__} (pinned {pinned(module.__name__)})"
@@ -149,10 +149,10 @@ def row_imports(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def model_calls(preset: str, size: tuple[int, int], smoke: bool) -> list[Any]:
-    from stereocrafter.loading import warmup_calls
+    from stereocrafter.pipeline.loading import warmup_calls
 
     if smoke:
-        from stereocrafter.loading import WarmupCall
+        from stereocrafter.pipeline.loading import WarmupCall
 
         calls = warmup_calls((preset,), (64, 96))
         return [WarmupCall(c.model, min(c.frames, 4), c.batch, (28, 28) if c.model == "vda-small" else c.size)
@@ -188,7 +188,7 @@ def convert_once(pipeline: Any, video: np.ndarray, device: torch.device) -> tupl
     """One sbs conversion of ``video`` as a job runs it (under a deadline checked at every model
     call): its ms between CUDA events around the whole run, and the pipeline's stage timings."""
     from stereocrafter.guard import Deadline
-    from stereocrafter.pipeline import RunHooks
+    from stereocrafter.pipeline.run import RunHooks
 
     frames_n, height, width = video.shape[:3]
     deadline = Deadline(300.0, why=" (gpu check)")
@@ -206,7 +206,7 @@ def convert_once(pipeline: Any, video: np.ndarray, device: torch.device) -> tupl
 
 
 def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> int:
-    from stereocrafter.pipeline import StereoConfig, StereoPipeline
+    from stereocrafter.pipeline.run import StereoConfig, StereoPipeline
 
     preset = args.preset
     started = time.perf_counter()
@@ -298,9 +298,9 @@ def row_compile(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     row's budget). Each part is written as soon as it is done: a time-out keeps the first."""
     import tempfile
 
-    from stereocrafter.loading import WarmupCall, compile_models, load_stereo_pipeline
-    from stereocrafter.pipeline import StereoConfig
-    from stereocrafter.testing import make_tiny_weights
+    from stereocrafter.pipeline.loading import WarmupCall, compile_models, load_stereo_pipeline
+    from stereocrafter.pipeline.run import StereoConfig
+    from stereocrafter.testing.weights import make_tiny_weights
 
     backend = "eager" if args.smoke else "inductor"
     row: dict[str, Any] = {"row": "compile turbo-only pipeline", "backend": backend}
@@ -352,11 +352,11 @@ def row_checks(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
 
     from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-    from stereocrafter.loading import load_depth_pipeline
+    from stereocrafter.pipeline.loading import load_depth_pipeline
     from stereocrafter.models.attention import CUDA_GRID_LIMIT, BatchSplitAttnProcessor
     from stereocrafter.models.vda import SMALL, VideoDepthAnything
     from stereocrafter.models.vda_depth import VdaDepthPipeline
-    from stereocrafter.testing import TINY_VDA, make_tiny_weights
+    from stereocrafter.testing.weights import TINY_VDA, make_tiny_weights
 
     row: dict[str, Any] = {"row": "checks"}
     failed: list[str] = []

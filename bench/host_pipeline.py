@@ -36,19 +36,19 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import stereocrafter.convert as convert_module
-import stereocrafter.pipeline as pipeline_module
+import stereocrafter.jobs.local as convert_module
+import stereocrafter.pipeline.run as pipeline_module
 from stereocrafter.config import StereoConfig
-from stereocrafter.convert import convert_file
-from stereocrafter.depth_stages import VdaStage
+from stereocrafter.jobs.local import convert_file
+from stereocrafter.stages.depth import VdaStage
 from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import LIBX264
 from stereocrafter.media.streams import BackgroundSink, prefetch
 from stereocrafter.media.video_io import iter_frames, probe
 from stereocrafter.models.depth import resize_depth
 from stereocrafter.models.inpainting import plan_chunks
-from stereocrafter.pipeline import RunHooks, StereoPipeline, normalise
-from stereocrafter.report import QualityReport
+from stereocrafter.pipeline.run import RunHooks, StereoPipeline, normalise
+from stereocrafter.jobs.report import QualityReport
 from stereocrafter.stereo.compose import compose
 from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
 from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat

@@ -37,9 +37,9 @@ def make_clip(path: Path, frames: int, width: int, height: int) -> None:
 
 
 def child(weights: str, clip: str, out: str) -> None:
-    from stereocrafter.convert import convert_file
-    from stereocrafter.loading import load_depth_pipeline, load_inpainting_pipeline
-    from stereocrafter.pipeline import StereoConfig, StereoPipeline
+    from stereocrafter.jobs.local import convert_file
+    from stereocrafter.pipeline.loading import load_depth_pipeline, load_inpainting_pipeline
+    from stereocrafter.pipeline.run import StereoConfig, StereoPipeline
 
     pipeline = StereoPipeline(
         load_depth_pipeline(weights),
@@ -66,7 +66,7 @@ def main() -> None:
         child(*args.child)
         return
 
-    from stereocrafter.testing import make_tiny_weights
+    from stereocrafter.testing.weights import make_tiny_weights
 
     width, height, lengths = (160, 96, (12, 48)) if args.smoke else (640, 360, (120, 480))
     if args.frames:

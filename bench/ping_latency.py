@@ -43,7 +43,7 @@ def main() -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
     from stereocrafter.client import HttpClient
-    from stereocrafter.testing import make_tiny_weights, write_sample_clip
+    from stereocrafter.testing.weights import make_tiny_weights, write_sample_clip
 
     work = Path(tempfile.mkdtemp(prefix="ping-bench-"))
     weights = make_tiny_weights(work / "weights")

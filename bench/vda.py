@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stereocrafter.models.vda import SMALL, VideoDepthAnything
 from stereocrafter.models.vda_depth import STEP, WINDOW, processing_size
-from stereocrafter.testing import TINY_VDA
+from stereocrafter.testing.weights import TINY_VDA
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 The published procedure resizes every window's depth to the frame size (bilinear, align_corners)
 before the least-squares fit and the blend; ``VdaDepthPipeline`` aligns at the processing size and
 keeps the depth there. Both are run here on the same frames through the tiny random VDA model
-(``stereocrafter.testing.TINY_VDA``, the library's own initialisation: the real weights cannot be
+(``stereocrafter.testing.weights.TINY_VDA``, the library's own initialisation: the real weights cannot be
 downloaded here) and compared at the frame size, relative to the depth's range. Random weights make
 noisy depth, so this bounds the effect rather than predicting it for real depth. Minutes on 2 CPU
 cores (the head runs at 518x924 for every frame); run by hand, not in the smoke.
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stereocrafter.models.vda import VideoDepthAnything
 from stereocrafter.models.vda_depth import VdaDepthPipeline, processing_size
-from stereocrafter.testing import TINY_VDA
+from stereocrafter.testing.weights import TINY_VDA
 
 
 class AtFrameSize(VdaDepthPipeline):

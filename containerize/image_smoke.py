@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from stereocrafter.client import HttpClient  # noqa: E402
 from stereocrafter.media.video_io import probe  # noqa: E402
-from stereocrafter.testing import write_sample_clip  # noqa: E402
+from stereocrafter.testing.weights import write_sample_clip  # noqa: E402
 
 PORT = 8080
 WEIGHTS = "/opt/ml/model/weights"
@@ -104,7 +104,7 @@ def main() -> int:
     try:
         started = time.monotonic()
         write_weights = (
-            f"from stereocrafter.testing import make_tiny_weights; make_tiny_weights({WEIGHTS!r}); "
+            f"from stereocrafter.testing.weights import make_tiny_weights; make_tiny_weights({WEIGHTS!r}); "
             f"import os; print('written as uid', os.getuid(), 'into', {WEIGHTS!r})"
         )
         source = "/home/bentoml/bento/src"  # the Bento's code in the image

@@ -160,9 +160,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
     pipeline, preset, progress, encoder = _prepare(args)
 
-    from stereocrafter.convert import convert_file
-    from stereocrafter.pipeline import RunHooks
-    from stereocrafter.report import QualityReport
+    from stereocrafter.jobs.local import convert_file
+    from stereocrafter.pipeline.run import RunHooks
+    from stereocrafter.jobs.report import QualityReport
 
     tiny = pipeline.tiny
     report = QualityReport() if args.report is not None else None
@@ -186,7 +186,7 @@ def run_convert(args: argparse.Namespace) -> int:
         f"({timing}); encoder {encoder.label(args.crf)}"
     )
     if report is not None:  # the conversion stands whatever happens here
-        from stereocrafter.convert import report_extra, write_report
+        from stereocrafter.jobs.local import report_extra, write_report
 
         png = args.report.with_suffix(".png")
         try:
@@ -215,7 +215,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars, Any]:
 
     import torch
 
-    from stereocrafter.convert import job_config
+    from stereocrafter.jobs.local import job_config
 
     try:
         config = job_config(preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
@@ -223,7 +223,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars, Any]:
         raise StereoCrafterError(str(err)) from None
     device = settings.device
 
-    from stereocrafter.loading import load_stereo_pipeline
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
 
     if device == "cuda" and not torch.cuda.is_available():
         raise StereoCrafterError("--device cuda was asked for but no CUDA device is available")
@@ -313,7 +313,7 @@ def run_convert_long(args: argparse.Namespace) -> int:
     pipeline, preset, progress, encoder = _prepare(args)
 
     from stereocrafter.errors import StitchError
-    from stereocrafter.long import convert_long
+    from stereocrafter.long.local import convert_long
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="stereocrafter-long-"))
     keep = args.workdir is not None

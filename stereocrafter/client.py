@@ -5,9 +5,9 @@
   ``invoke_endpoint`` (``convert``) or asynchronous ``invoke_endpoint_async`` (``convert_async``,
   which puts the request JSON in S3 and waits for SageMaker's output object).
 
-``convert_segments`` (from ``stereocrafter.segments``, importable from here) converts a long video's
+``convert_segments`` (from ``stereocrafter.long.segments``, importable from here) converts a long video's
 segments, in parallel, with one depth scale from the first frame to the last (depth tasks,
-alignment by ``stereocrafter.align``, then stereo tasks that reuse the stored depth);
+alignment by ``stereocrafter.long.align``, then stereo tasks that reuse the stored depth);
 ``plan_segments`` stops after the alignment, for debugging. This module imports no torch: the
 video-worker can install the client alone.
 
@@ -47,14 +47,14 @@ from stereocrafter.errors import (
     status_of,
 )
 from stereocrafter.locations import split_s3_uri
-from stereocrafter.segments import (
+from stereocrafter.long.segments import (
     SegmentBackend,
     SegmentOutcome,
     SegmentsResult,
     convert_segments,
     plan_segments,
 )
-from stereocrafter.segments import retryable as _retryable
+from stereocrafter.long.segments import retryable as _retryable
 
 # The names callers import from here: the backends, the typed errors (declared in ``errors``, one
 # table with the service's), and the segment orchestration (``segments``).

@@ -129,7 +129,7 @@ NO_HOOKS = RunHooks()
 
 @dataclass(frozen=True)
 class AlignedDepth:
-    """The depth a run uses on a long video's common scale (``stereocrafter.align``), one value
+    """The depth a run uses on a long video's common scale (``stereocrafter.long.align``), one value
     instead of four arguments.
 
     - ``raw``: the clip's raw depth stored by an earlier ``depth_pass``, (T, 1, h, w) float32 (any

@@ -37,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     from moto.server import ThreadedMotoServer
 
     from stereocrafter.client import HttpClient
-    from stereocrafter.loading import TINY_WEIGHTS_MARKER
+    from stereocrafter.pipeline.loading import TINY_WEIGHTS_MARKER
     from stereocrafter.media.video_io import probe
-    from stereocrafter.testing import make_tiny_weights, write_sample_clip
+    from stereocrafter.testing.weights import make_tiny_weights, write_sample_clip
 
     work = args.directory.resolve()
     work.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def _host_memory_gb() -> float | None:
 
 
 def _weights(weights_dir: Path, presets: tuple[str, ...], list_missing: bool) -> list[str]:
-    from stereocrafter.loading import components_of, is_tiny
+    from stereocrafter.pipeline.loading import components_of, is_tiny
 
     components = components_of(presets)
     missing = [c for c in components if c.resolve(weights_dir) is None]
@@ -69,7 +69,7 @@ def _weights(weights_dir: Path, presets: tuple[str, ...], list_missing: bool) ->
 
 def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
     """One line per model: its repo and licence, and which served presets load it (or none)."""
-    from stereocrafter.loading import MODEL_COMPONENTS
+    from stereocrafter.pipeline.loading import MODEL_COMPONENTS
 
     used = models_of(presets)
     lines = [f"presets served: {', '.join(presets)} (STEREOCRAFTER_PRESETS)"]

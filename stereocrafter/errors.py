@@ -219,7 +219,7 @@ class MethodNotAllowedError(StereoCrafterError):
     status = 405
 
 
-# What a caller sees (``stereocrafter.client``, ``stereocrafter.segments``): one exception type per
+# What a caller sees (``stereocrafter.client``, ``stereocrafter.long.segments``): one exception type per
 # meaning a caller acts on, each standing for the service errors above that share that meaning.
 # The code -> class -> status table is built from these declarations, so a new service error that
 # no caller type stands for fails ``tests/test_client.py``, not a caller in production.

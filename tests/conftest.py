@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from stereocrafter.testing import make_tiny_weights
+from stereocrafter.testing.weights import make_tiny_weights
 from tests.net import free_port
 
 # CI replays the same examples on every run (a landing must not depend on luck); a developer's
@@ -25,21 +25,21 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def depth_pipeline(tiny_weights: Path):
-    from stereocrafter.loading import load_depth_pipeline
+    from stereocrafter.pipeline.loading import load_depth_pipeline
 
     return load_depth_pipeline(tiny_weights, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def inpainting_pipeline(tiny_weights: Path):
-    from stereocrafter.loading import load_inpainting_pipeline
+    from stereocrafter.pipeline.loading import load_inpainting_pipeline
 
     return load_inpainting_pipeline(tiny_weights, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def vda_pipeline(tiny_weights: Path):
-    from stereocrafter.loading import load_vda_pipeline
+    from stereocrafter.pipeline.loading import load_vda_pipeline
 
     return load_vda_pipeline(tiny_weights, device="cpu")
 

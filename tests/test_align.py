@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stereocrafter.align import align, fit_affine
+from stereocrafter.long.align import align, fit_affine
 
 
 def test_the_trimmed_fit_ignores_outliers() -> None:

@@ -58,7 +58,7 @@ def test_cli_preset(
 @pytest.fixture
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """Counts model loads by the CLI (a spy around the real loader)."""
-    import stereocrafter.loading as loading
+    import stereocrafter.pipeline.loading as loading
 
     calls: list[object] = []
     real = loading.load_stereo_pipeline

@@ -202,7 +202,7 @@ def _every_service_error() -> dict[str, type[Exception]]:
     from stereocrafter.errors import StereoCrafterError
 
     for module in pkgutil.walk_packages(stereocrafter.__path__, "stereocrafter."):
-        if module.name not in ("stereocrafter.demo", "stereocrafter.testing"):
+        if module.name not in ("stereocrafter.demo", "stereocrafter.testing.weights"):
             importlib.import_module(module.name)
     found: dict[str, type[Exception]] = {}
     pending = [StereoCrafterError]

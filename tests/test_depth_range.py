@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from stereocrafter.bounds import MAX_DEPTH_VALUE
 from stereocrafter.errors import BadRequestError
 from stereocrafter.models.depth import resize_depth
-from stereocrafter.pipeline import AlignedDepth, common_scale, normalise
+from stereocrafter.pipeline.run import AlignedDepth, common_scale, normalise
 from stereocrafter.serving.schemas import parse_invocation
 from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat
 

@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from stereocrafter.config import StereoConfig
-from stereocrafter.loading import load_stereo_pipeline
-from stereocrafter.pipeline import StereoPipeline
-from stereocrafter.testing import make_tiny_weights
+from stereocrafter.pipeline.loading import load_stereo_pipeline
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.testing.weights import make_tiny_weights
 from tests.media import scene_frames
 
 RECORDING = Path(__file__).parent / "data" / "golden_outputs.json"

@@ -12,7 +12,7 @@ import torch
 
 from stereocrafter.errors import DeadlineExceededError, DeviceUnavailableError, NonFiniteOutputError
 from stereocrafter.guard import Deadline
-from stereocrafter.pipeline import RunHooks, StereoConfig, StereoPipeline
+from stereocrafter.pipeline.run import RunHooks, StereoConfig, StereoPipeline
 from stereocrafter.serving.faults import Faults
 from stereocrafter.serving.gpu import check_device, classify, device_lines
 
@@ -140,7 +140,7 @@ def test_a_stop_during_the_final_encode_leaves_no_file(depth_pipeline, inpaintin
                                                        tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
     """The last chunk is composed, then the deadline passes while the encoder drains and flushes
     (seconds for a wide 1080p picture): the job stops there, and no file appears, then or after."""
-    from stereocrafter.convert import convert_file
+    from stereocrafter.jobs.local import convert_file
     from tests.media import make_video, scene_frames
 
     # 8 frames of video and 40 s of PCM: at the finish the writer transcodes the rest of the

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stereocrafter.loading import DEPTH_REPO, INPAINTING_REPO, load_inpainting_pipeline
+from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, load_inpainting_pipeline
 from stereocrafter.models.inpainting import (
     StereoInpaintingPipeline,
     assemble_tiles,

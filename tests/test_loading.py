@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from stereocrafter.errors import WeightsMissingError
-from stereocrafter.loading import (
+from stereocrafter.pipeline.loading import (
     DEPTH_REPO,
     INPAINTING_REPO,
     STAGES,
@@ -122,7 +122,7 @@ def test_accepts_the_alternative_layouts(weights_copy: Path) -> None:
 
 
 def test_download_patterns_cover_what_the_loaders_read() -> None:
-    from stereocrafter.loading import COMPONENTS
+    from stereocrafter.pipeline.loading import COMPONENTS
 
     patterns = {c.name: c.download_patterns() for c in COMPONENTS}
     assert "vae/diffusion_pytorch_model.fp16.safetensors" in patterns["vae"]
@@ -146,7 +146,7 @@ def test_marker_labels_tiny_weights(weights_copy: Path) -> None:
 
 
 def test_stereo_pipeline_shares_the_svd_components(tiny_weights: Path) -> None:
-    from stereocrafter.loading import load_stereo_pipeline
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
 
     stereo = load_stereo_pipeline(tiny_weights, device="cpu")
     assert stereo.depth.vae is stereo.inpainting.vae
@@ -155,7 +155,7 @@ def test_stereo_pipeline_shares_the_svd_components(tiny_weights: Path) -> None:
 
 
 def test_stereo_pipeline_reports_both_stages_missing(weights_copy: Path) -> None:
-    from stereocrafter.loading import load_stereo_pipeline
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
 
     (weights_copy / DEPTH_REPO / "config.json").unlink()
     (weights_copy / INPAINTING_REPO / "unet_diffusers" / "config.json").unlink()
@@ -170,8 +170,8 @@ def test_compiled_unets_give_the_same_conversion(tiny_weights: Path) -> None:
     here, inductor in production) and warm up at load; the conversion is unchanged."""
     import numpy as np
 
-    from stereocrafter.loading import compile_models, load_stereo_pipeline
-    from stereocrafter.pipeline import StereoConfig
+    from stereocrafter.pipeline.loading import compile_models, load_stereo_pipeline
+    from stereocrafter.pipeline.run import StereoConfig
 
     config = StereoConfig(depth_steps=1, inpaint_steps=1)
     frames = (np.random.default_rng(0).random((5, 64, 96, 3)) * 255).astype(np.uint8)
@@ -195,8 +195,8 @@ def test_a_turbo_only_pipeline_compiles_and_converts(tiny_weights: Path) -> None
     inpainting UNet compile and warm up at turbo's shapes, and the conversion is unchanged."""
     import numpy as np
 
-    from stereocrafter.loading import compile_models, load_stereo_pipeline
-    from stereocrafter.pipeline import StereoConfig
+    from stereocrafter.pipeline.loading import compile_models, load_stereo_pipeline
+    from stereocrafter.pipeline.run import StereoConfig
 
     config = StereoConfig.from_preset("turbo", inpaint_steps=1)
     frames = (np.random.default_rng(1).random((5, 64, 96, 3)) * 255).astype(np.uint8)
@@ -218,7 +218,7 @@ def test_a_turbo_only_pipeline_compiles_and_converts(tiny_weights: Path) -> None
 
 def test_the_warm_up_covers_the_shapes_of_each_served_preset() -> None:
     """The calls a 1080p job of each preset makes (what ``compile_models`` runs at start-up)."""
-    from stereocrafter.loading import WarmupCall, warmup_calls
+    from stereocrafter.pipeline.loading import WarmupCall, warmup_calls
 
     turbo = warmup_calls(("turbo",), (1080, 1920))
     assert turbo == [WarmupCall("vda-small", 32, 1, (518, 924)), WarmupCall("inpainting", 23, 1, (32, 56))]
@@ -238,7 +238,7 @@ def test_the_warm_up_covers_the_shapes_of_each_served_preset() -> None:
 def test_a_warm_up_call_is_chunked_as_a_job_s_call_would_be(inpainting_pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """On a card with little free memory the warm-up runs (and compiles) the chunked feed-forward,
     as the job's call of that shape will: never an unchunked call that would not fit."""
-    from stereocrafter.loading import WarmupCall, _unet_call
+    from stereocrafter.pipeline.loading import WarmupCall, _unet_call
     from stereocrafter.models import attention
 
     unet = inpainting_pipeline.unet

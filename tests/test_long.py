@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from stereocrafter.align import Alignment
+from stereocrafter.long.align import Alignment
 from stereocrafter.client import convert_segments, plan_segments
-from stereocrafter.long import LocalBackend, LocalSegment, cut_segments
+from stereocrafter.long.local import LocalBackend, LocalSegment, cut_segments
 from stereocrafter.media.video_io import probe
 from stereocrafter.models.vda_depth import VdaDepthPipeline
-from stereocrafter.pipeline import StereoConfig, StereoPipeline
+from stereocrafter.pipeline.run import StereoConfig, StereoPipeline
 from stereocrafter.stereo.splatting import disparity_from_depth
 from tests.long_scene import KnownDepth, KnownVdaModel, convert_both_ways, render
 from tests.media import audio_duration, make_video, scene_frames
@@ -146,7 +146,7 @@ def test_a_failed_stitch_keeps_the_converted_segments_and_names_them(
     """Every segment converted, then the join fails (here: the output's folder is gone): the
     error names the work folder, and the segments are still in it."""
     from stereocrafter.errors import StitchError
-    from stereocrafter.long import convert_long
+    from stereocrafter.long.local import convert_long
 
     frames, _ = render(2 * 8, 48, 64)
     source = make_video(tmp_path / "scene.mkv", frames, fps=8, codec="ffv1", pix_fmt="bgr0")
@@ -162,7 +162,7 @@ def test_the_cli_keeps_its_work_folder_when_stitching_fails(
     tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Its own temporary work folder is removed after a run, kept (and named) after a failed join."""
-    import stereocrafter.long
+    import stereocrafter.long.local
     from stereocrafter.cli import main
     from stereocrafter.errors import StitchError
 
@@ -174,7 +174,7 @@ def test_the_cli_keeps_its_work_folder_when_stitching_fails(
         (workdir / "segment-0000.mp4").write_bytes(b"converted")
         raise StitchError(f"stitching the converted segments failed (a test); they are kept in {workdir}")
 
-    monkeypatch.setattr(stereocrafter.long, "convert_long", fails_at_the_join)
+    monkeypatch.setattr(stereocrafter.long.local, "convert_long", fails_at_the_join)
     args = ["convert-long", str(source), str(tmp_path / "o.mp4"), "--weights-dir", str(tiny_weights),
             "--device", "cpu", "-q"]  # fmt: skip
     assert main(args) == 2

@@ -59,7 +59,7 @@ def test_entrypoint_turns_serve_into_bentoml_serve(bento: Path) -> None:
 
 def test_contents_and_pins(bento: Path) -> None:
     files = {p.relative_to(bento / "src").as_posix() for p in (bento / "src").rglob("*") if p.is_file()}
-    assert "service.py" in files and "stereocrafter/pipeline.py" in files
+    assert "service.py" in files and "stereocrafter/pipeline/run.py" in files
     assert not any(f.startswith(("tests/", "bench/", "demo/")) for f in files)
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     for pin in ("torch==2.13.0", "diffusers==0.42.1", "bentoml==1.4.40", "av==18.1.0", "fastapi=="):

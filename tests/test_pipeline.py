@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from stereocrafter.convert import convert_file
+from stereocrafter.jobs.local import convert_file
 from stereocrafter.media.video_io import iter_frames, probe
-from stereocrafter.pipeline import RunHooks, SequentialFrames, StereoConfig, StereoPipeline
+from stereocrafter.pipeline.run import RunHooks, SequentialFrames, StereoConfig, StereoPipeline
 from tests.media import audio_duration, make_video, scene_frames
 
 FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
@@ -151,7 +151,7 @@ def test_fast_and_turbo_keep_every_non_hole_pixel_of_the_splat(
     """At a working size below the source (96x64 -> 64x40 here, as 1920x1080 -> 1024x576; turbo:
     64x64, sides multiples of 64, as 1920x1080 -> 448x256), the right view is the splat exactly
     wherever the grown-hole weight is 0, and the inpaint on every hole pixel."""
-    import stereocrafter.pipeline as pipeline_module
+    import stereocrafter.pipeline.run as pipeline_module
     from stereocrafter.stereo.compose import to_uint8
 
     seen: list[tuple[torch.Tensor, ...]] = []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stereocrafter.errors import VideoDecodeError
-from stereocrafter.long import cut_segments
+from stereocrafter.long.local import cut_segments
 from stereocrafter.media.stitch import check_stitchable, stitch
 from stereocrafter.media.video_io import iter_frames, probe
 from tests.media import audio_duration, make_video, scene_frames
@@ -102,9 +102,3 @@ def test_stitching_keeps_every_source_audio_in_every_container(
         frame = max(float(p.duration * p.time_base) for p in container.demux(stream) if p.duration)
     assert audio_duration(out) == pytest.approx(info.num_frames / 24, abs=frame), (frame, audio_duration(out))
 
-
-def test_the_readme_name_of_stitch_still_imports() -> None:
-    """Callers were told ``stereocrafter.stitch.stitch`` before the media family existed."""
-    from stereocrafter.stitch import stitch as old_name
-
-    assert old_name is stitch

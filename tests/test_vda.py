@@ -22,10 +22,10 @@ from stereocrafter.models.vda_depth import (
     plan_windows,
     processing_size,
 )
-from stereocrafter.testing import TINY_VDA, write_tiny_vda
+from stereocrafter.testing.weights import TINY_VDA, write_tiny_vda
 
 MOTION = "head.motion_modules.{}.temporal_transformer.transformer_blocks.0"
-TINY = TINY_VDA  # the tiny weights' sizes (stereocrafter.testing)
+TINY = TINY_VDA  # the tiny weights' sizes (stereocrafter.testing.weights)
 
 
 def randomise(module: torch.nn.Module, seed: int) -> None:

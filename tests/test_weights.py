@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stereocrafter.errors import NotReadyError, StereoCrafterError, WeightsMissingError
-from stereocrafter.loading import load_depth_pipeline
+from stereocrafter.pipeline.loading import load_depth_pipeline
 from stereocrafter.serving.weights import ModelHolder, download_plan, download_weights, read_hf_token
 from tests.hf_server import HubServer
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stereocrafter.convert import (
+from stereocrafter.jobs.local import (
     ConversionResult,
     convert_file,
     depth_file,
@@ -40,8 +40,8 @@ from stereocrafter.locations import S3Location
 from stereocrafter.media.depthstore import read_depth
 from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.video_io import VideoInfo, check_packets, probe
-from stereocrafter.pipeline import AlignedDepth, RunHooks, StereoConfig, StereoPipeline
-from stereocrafter.report import QualityReport
+from stereocrafter.pipeline.run import AlignedDepth, RunHooks, StereoConfig, StereoPipeline
+from stereocrafter.jobs.report import QualityReport
 from stereocrafter.serving.schemas import DepthResponse, InvocationRequest, InvocationResponse, Padding
 from stereocrafter.serving.storage import S3Storage
 from stereocrafter.settings import Settings

@@ -59,7 +59,7 @@ class InvocationRequest(BaseModel):
     task: Literal["stereo", "depth"] = Field(
         default="stereo",
         description="stereo: the conversion (default); depth: stage 1 only, the raw depth to "
-        "depth_output_uri and its summary in the answer (long videos, see stereocrafter.align)",
+        "depth_output_uri and its summary in the answer (long videos, see stereocrafter.long.align)",
     )
     s3_input_uri: S3Uri = Field(description="s3://bucket/key of the 2D segment")
     s3_output_uri: S3Uri | None = Field(

@@ -27,7 +27,7 @@ from stereocrafter.errors import (
     StereoCrafterError,
     WeightsMissingError,
 )
-from stereocrafter.loading import TINY_WEIGHTS_MARKER, components_of
+from stereocrafter.pipeline.loading import TINY_WEIGHTS_MARKER, components_of
 from stereocrafter.presets import PRESET_NAMES
 
 logger = get_logger("bentoml.stereocrafter.serving.weights")

@@ -1,7 +1,7 @@
 """Tiny random weights in the exact on-disk layout of the published ones, for tests and demos.
 
 ``make_tiny_weights(root)`` writes seeded, randomly initialised, tiny models where
-``stereocrafter.loading`` expects the real ones: the same folders and file names (the
+``stereocrafter.pipeline.loading`` expects the real ones: the same folders and file names (the
 ``.fp16.safetensors`` variants included), the same config keys and class names, the real SVD
 scheduler and CLIP normalisation configs. The models are small (4-level VAE with scale factor 8,
 CLIP at 224 px with 32-px patches, 2-level UNets with 8 and 9 input channels), so the whole
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from stereocrafter.loading import DEPTH_REPO, INPAINTING_REPO, SVD_REPO, TINY_WEIGHTS_MARKER
+from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, SVD_REPO, TINY_WEIGHTS_MARKER
 from stereocrafter.models.vda import CHECKPOINT as VDA_CHECKPOINT
 from stereocrafter.models.vda import REPO as VDA_REPO
 from stereocrafter.models.vda import VdaArchitecture, VideoDepthAnything
@@ -151,7 +151,7 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
     _write_json(svd / "feature_extractor" / "preprocessor_config.json", SVD_PREPROCESSOR_CONFIG)
     _write_json(svd / "model_index.json", SVD_MODEL_INDEX)
     label = (
-        "Tiny randomly initialised test weights written by stereocrafter.testing.make_tiny_weights.\n"
+        "Tiny randomly initialised test weights written by stereocrafter.testing.weights.make_tiny_weights.\n"
         "Their output is noise, not a depth map or a stereo conversion.\n"
     )
     for folder in (root, svd, root / DEPTH_REPO, root / INPAINTING_REPO, root / VDA_REPO):
@@ -200,7 +200,7 @@ def write_sample_clip(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m stereocrafter.testing DIR [--clip NAME] [--frames N]``: tiny weights in
+    """``python -m stereocrafter.testing.weights DIR [--clip NAME] [--frames N]``: tiny weights in
     DIR/tiny-weights and a sample clip DIR/NAME (default sample.mp4, 48 frames)."""
     import argparse
 

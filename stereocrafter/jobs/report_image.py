@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from stereocrafter.report import THUMBNAIL_WIDTH, QualityReport
+from stereocrafter.jobs.report import THUMBNAIL_WIDTH, QualityReport
 
 PANELS = ("left", "depth", "holes", "right")
 GAP, MARGIN, TITLE_H, PLOT_H = 4, 8, 18, 150

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stereocrafter.align import Alignment, align
+from stereocrafter.long.align import Alignment, align
 from stereocrafter.errors import ConversionError
 
 # Errors of any backend that mean "no answer" (worth another attempt); a backend may add its own
@@ -27,7 +27,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
 
 class SegmentBackend(Protocol):
     """What ``convert_segments`` needs: ``HttpClient``, ``SageMakerClient.async_backend(...)`` or
-    ``stereocrafter.long.LocalBackend`` (local files, one machine)."""
+    ``stereocrafter.long.local.LocalBackend`` (local files, one machine)."""
 
     def depth(self, source: Any, depth_output: str, **options: Any) -> dict[str, Any]: ...
 
@@ -132,12 +132,12 @@ def convert_segments(
 
     1. Depth tasks, ``max_concurrency`` at a time: each segment's raw depth is stored (beside its
        output unless ``depth_uris`` says where) and its statistics and thumbnails come back.
-    2. ``stereocrafter.align.align``: per boundary a robust affine fit (or a scene cut, not
+    2. ``stereocrafter.long.align.align``: per boundary a robust affine fit (or a scene cut, not
        chained), maps chained from each shot's middle segment, one range per shot.
     3. Stereo tasks, ``max_concurrency`` at a time, each with its stored depth (no second depth
        pass), its map and its shot's range. Skipped with ``plan_only`` (``plan_segments``).
 
-    ``robust`` and ``extrapolate``: see ``stereocrafter.align.align``. ``options`` go to the
+    ``robust`` and ``extrapolate``: see ``stereocrafter.long.align.align``. ``options`` go to the
     stereo tasks (``preset`` and ``seed`` to the depth tasks too). A failed
     task is retried ``retries`` times when the service or the network failed (5xx, no answer),
     with exponential ``backoff``; a segment that still fails is reported by index in the result

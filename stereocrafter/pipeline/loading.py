@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the pipelines import diffusers; keep this module light to i
     from stereocrafter.models.depth import DepthCrafterPipeline
     from stereocrafter.models.inpainting import StereoInpaintingPipeline
     from stereocrafter.models.vda_depth import VdaDepthPipeline
-    from stereocrafter.pipeline import StereoConfig, StereoPipeline
+    from stereocrafter.pipeline.run import StereoConfig, StereoPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ DEPTH_REPO = MODELS["depthcrafter"].repo  # tencent/DepthCrafter
 INPAINTING_REPO = MODELS["stereocrafter"].repo  # TencentARC/StereoCrafter
 VDA_REPO = MODELS["vda-small"].repo  # depth-anything/Video-Depth-Anything-Small
 
-# Written by stereocrafter.testing next to tiny random weights, so nothing presents their output
+# Written by stereocrafter.testing.weights next to tiny random weights, so nothing presents their output
 # as a real conversion.
 TINY_WEIGHTS_MARKER = "TINY-RANDOM-WEIGHTS.txt"
 
@@ -181,7 +181,7 @@ def resolve_stage(weights_dir: str | os.PathLike[str], stage: str) -> dict[str, 
 
 
 def is_tiny(weights_dir: str | os.PathLike[str]) -> bool:
-    """True for the random test weights of ``stereocrafter.testing`` (marked at the root and in each
+    """True for the random test weights of ``stereocrafter.testing.weights`` (marked at the root and in each
     repo folder, so the label survives a download of the repos)."""
     root = Path(weights_dir)
     return (root / TINY_WEIGHTS_MARKER).is_file() or any(
@@ -366,7 +366,7 @@ def warmup_calls(presets: Sequence[str], frame_size: tuple[int, int]) -> list[Wa
     classifier-free guidance (DepthCrafter runs its unconditional pass as a second call): the
     shapes ``StereoPipeline.run`` gives these models."""
     from stereocrafter.config import StereoConfig
-    from stereocrafter.depth_stages import processing_size
+    from stereocrafter.stages.depth import processing_size
     from stereocrafter.models.inpainting import _padded
     from stereocrafter.stereo.merge import working_size
 
@@ -461,7 +461,7 @@ def load_stereo_pipeline(
     1.5 GB of GPU memory in fp16). Every missing file is reported at once, before anything loads.
     ``compile_backend`` (e.g. "inductor"): ``compile_models`` before returning, warmed up for the
     served ``presets``."""
-    from stereocrafter.pipeline import StereoPipeline
+    from stereocrafter.pipeline.run import StereoPipeline
 
     wanted = components_of(presets)
     missing = [c.describe_missing() for c in wanted if c.resolve(Path(weights_dir)) is None]

@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 
 from stereocrafter.bounds import DEFAULT_QUALITY
-from stereocrafter.depth_stages import processing_size
+from stereocrafter.stages.depth import processing_size
 from stereocrafter.guard import call_checked
 from stereocrafter.media.depthstore import DepthShape, depth_summary, write_depth
 from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.streams import BackgroundSink
 from stereocrafter.media.video_io import VideoInfo, iter_frames, probe
-from stereocrafter.pipeline import NO_HOOKS, AlignedDepth, RunHooks, StereoConfig, StereoPipeline
-from stereocrafter.report import QualityReport
+from stereocrafter.pipeline.run import NO_HOOKS, AlignedDepth, RunHooks, StereoConfig, StereoPipeline
+from stereocrafter.jobs.report import QualityReport
 from stereocrafter.settings import Settings
 from stereocrafter.stereo.compose import check_mode, output_size
 
@@ -287,7 +287,7 @@ def report_extra(
 
 def write_report(report: QualityReport, json_path: Path, png_path: Path, extra: dict[str, Any]) -> None:
     """The report's two files: JSON (``QualityReport.as_dict``) and the PNG contact sheet."""
-    from stereocrafter.report_image import write_png
+    from stereocrafter.jobs.report_image import write_png
 
     if report.error is not None:
         raise RuntimeError(f"the report could not be computed: {report.error}")
