@@ -62,11 +62,11 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool):
     from diffusers.models.attention_processor import AttnProcessor2_0
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from stereocrafter.pipeline.loading import prepare_vae
     from stereocrafter.models.depth import (
         DepthCrafterPipeline,
         DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
     )
+    from stereocrafter.pipeline.loading import prepare_vae
     from stereocrafter.testing.weights import SVD_PREPROCESSOR_CONFIG, SVD_SCHEDULER_CONFIG, tiny_unet_kwargs
 
     unet_kwargs = tiny_unet_kwargs(8) if smoke else REAL_UNET

@@ -68,7 +68,6 @@ def build(
     )
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from stereocrafter.pipeline.loading import prepare_unet, prepare_vae
     from stereocrafter.models.depth import (
         DepthCrafterPipeline,
         DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
@@ -76,6 +75,7 @@ def build(
     from stereocrafter.models.inpainting import StereoInpaintingPipeline
     from stereocrafter.models.vda import SMALL, VideoDepthAnything
     from stereocrafter.models.vda_depth import VdaDepthPipeline
+    from stereocrafter.pipeline.loading import prepare_unet, prepare_vae
     from stereocrafter.testing.weights import (
         SVD_PREPROCESSOR_CONFIG,
         SVD_SCHEDULER_CONFIG,

@@ -352,10 +352,10 @@ def row_checks(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
 
     from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-    from stereocrafter.pipeline.loading import load_depth_pipeline
     from stereocrafter.models.attention import CUDA_GRID_LIMIT, BatchSplitAttnProcessor
     from stereocrafter.models.vda import SMALL, VideoDepthAnything
     from stereocrafter.models.vda_depth import VdaDepthPipeline
+    from stereocrafter.pipeline.loading import load_depth_pipeline
     from stereocrafter.testing.weights import TINY_VDA, make_tiny_weights
 
     row: dict[str, Any] = {"row": "checks"}

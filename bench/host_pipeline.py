@@ -40,7 +40,7 @@ import stereocrafter.jobs.local as convert_module
 import stereocrafter.pipeline.run as pipeline_module
 from stereocrafter.config import StereoConfig
 from stereocrafter.jobs.local import convert_file
-from stereocrafter.stages.depth import VdaStage
+from stereocrafter.jobs.report import QualityReport
 from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import LIBX264
 from stereocrafter.media.streams import BackgroundSink, prefetch
@@ -48,7 +48,7 @@ from stereocrafter.media.video_io import iter_frames, probe
 from stereocrafter.models.depth import resize_depth
 from stereocrafter.models.inpainting import plan_chunks
 from stereocrafter.pipeline.run import RunHooks, StereoPipeline, normalise
-from stereocrafter.jobs.report import QualityReport
+from stereocrafter.stages.depth import VdaStage
 from stereocrafter.stereo.compose import compose
 from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
 from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 
 from stereocrafter.catalog import models_of
-from stereocrafter.pipeline.loading import load_stereo_pipeline
 from stereocrafter.models.thirdparty import quiet_known_messages
+from stereocrafter.pipeline.loading import load_stereo_pipeline
 from stereocrafter.serving.weights import download_weights
 from stereocrafter.testing.weights import make_tiny_weights
 from tests.hf_server import HubServer

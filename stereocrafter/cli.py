@@ -161,8 +161,8 @@ def run_convert(args: argparse.Namespace) -> int:
     pipeline, preset, progress, encoder = _prepare(args)
 
     from stereocrafter.jobs.local import convert_file
-    from stereocrafter.pipeline.run import RunHooks
     from stereocrafter.jobs.report import QualityReport
+    from stereocrafter.pipeline.run import RunHooks
 
     tiny = pipeline.tiny
     report = QualityReport() if args.report is not None else None

@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from moto.server import ThreadedMotoServer
 
     from stereocrafter.client import HttpClient
-    from stereocrafter.pipeline.loading import TINY_WEIGHTS_MARKER
     from stereocrafter.media.video_io import probe
+    from stereocrafter.pipeline.loading import TINY_WEIGHTS_MARKER
     from stereocrafter.testing.weights import make_tiny_weights, write_sample_clip
 
     work = args.directory.resolve()

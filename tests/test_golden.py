@@ -53,7 +53,9 @@ def outputs(pipeline: StereoPipeline) -> dict[str, str]:
     found: dict[str, str] = {}
     for case, (preset, overrides) in CASES.items():
         config = StereoConfig.from_preset(preset, **overrides)
-        depth = pipeline.depth_pass(open_frames, num_frames=NUM_FRAMES, width=WIDTH, height=HEIGHT, config=config)
+        depth = pipeline.depth_pass(
+            open_frames, num_frames=NUM_FRAMES, width=WIDTH, height=HEIGHT, config=config
+        )
         found[f"{case}/depth"] = _digest(depth)
         for mode in MODES:
             composed: list[np.ndarray] = []

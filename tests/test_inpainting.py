@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, load_inpainting_pipeline
 from stereocrafter.models.inpainting import (
     StereoInpaintingPipeline,
     assemble_tiles,
@@ -20,6 +19,7 @@ from stereocrafter.models.inpainting import (
     tile_layout,
 )
 from stereocrafter.models.svd import VAE_ENCODE_BATCH
+from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, load_inpainting_pipeline
 
 
 def inputs(t: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -238,8 +238,8 @@ def test_the_warm_up_covers_the_shapes_of_each_served_preset() -> None:
 def test_a_warm_up_call_is_chunked_as_a_job_s_call_would_be(inpainting_pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """On a card with little free memory the warm-up runs (and compiles) the chunked feed-forward,
     as the job's call of that shape will: never an unchunked call that would not fit."""
-    from stereocrafter.pipeline.loading import WarmupCall, _unet_call
     from stereocrafter.models import attention
+    from stereocrafter.pipeline.loading import WarmupCall, _unet_call
 
     unet = inpainting_pipeline.unet
     seen: list[set] = []

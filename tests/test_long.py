@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from stereocrafter.long.align import Alignment
 from stereocrafter.client import convert_segments, plan_segments
+from stereocrafter.long.align import Alignment
 from stereocrafter.long.local import LocalBackend, LocalSegment, cut_segments
 from stereocrafter.media.video_io import probe
 from stereocrafter.models.vda_depth import VdaDepthPipeline

@@ -101,4 +101,3 @@ def test_stitching_keeps_every_source_audio_in_every_container(
         assert stream.codec_context.codec.canonical_name == ("aac" if transcoded else result.audio.split()[0])
         frame = max(float(p.duration * p.time_base) for p in container.demux(stream) if p.duration)
     assert audio_duration(out) == pytest.approx(info.num_frames / 24, abs=frame), (frame, audio_duration(out))
-

@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 
 from stereocrafter.bounds import DEFAULT_QUALITY
-from stereocrafter.stages.depth import processing_size
 from stereocrafter.guard import call_checked
+from stereocrafter.jobs.report import QualityReport
 from stereocrafter.media.depthstore import DepthShape, depth_summary, write_depth
 from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.streams import BackgroundSink
 from stereocrafter.media.video_io import VideoInfo, iter_frames, probe
 from stereocrafter.pipeline.run import NO_HOOKS, AlignedDepth, RunHooks, StereoConfig, StereoPipeline
-from stereocrafter.jobs.report import QualityReport
 from stereocrafter.settings import Settings
+from stereocrafter.stages.depth import processing_size
 from stereocrafter.stereo.compose import check_mode, output_size
 
 logger = logging.getLogger(__name__)

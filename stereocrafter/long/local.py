@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from stereocrafter.bounds import DEFAULT_QUALITY
-from stereocrafter.jobs.local import convert_file, depth_file, segment_info, stored_depth_shape
 from stereocrafter.errors import StereoCrafterError, StitchError
+from stereocrafter.jobs.local import convert_file, depth_file, segment_info, stored_depth_shape
+from stereocrafter.long.segments import SegmentsResult, convert_segments
 from stereocrafter.media.depthstore import read_depth
 from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.stitch import StitchResult, stitch
 from stereocrafter.media.video_io import MediaError, probe
 from stereocrafter.pipeline.run import AlignedDepth, Observer, Progress, RunHooks, StereoPipeline
-from stereocrafter.long.segments import SegmentsResult, convert_segments
 
 MIN_TAIL_FRAMES = 8  # a last segment shorter than this joins the one before it
 

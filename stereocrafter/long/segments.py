@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stereocrafter.long.align import Alignment, align
 from stereocrafter.errors import ConversionError
+from stereocrafter.long.align import Alignment, align
 
 # Errors of any backend that mean "no answer" (worth another attempt); a backend may add its own
 # (its ``transient`` attribute, e.g. ``HttpClient``'s httpx transport errors).

@@ -366,8 +366,8 @@ def warmup_calls(presets: Sequence[str], frame_size: tuple[int, int]) -> list[Wa
     classifier-free guidance (DepthCrafter runs its unconditional pass as a second call): the
     shapes ``StereoPipeline.run`` gives these models."""
     from stereocrafter.config import StereoConfig
-    from stereocrafter.stages.depth import processing_size
     from stereocrafter.models.inpainting import _padded
+    from stereocrafter.stages.depth import processing_size
     from stereocrafter.stereo.merge import working_size
 
     height, width = frame_size

@@ -39,13 +39,13 @@ from stereocrafter.config import (
     StereoConfig,
     StereoResult,
 )
-from stereocrafter.stages.depth import DepthStage, wrap
 from stereocrafter.errors import PresetNotServedError
 from stereocrafter.media.streams import prefetch
 from stereocrafter.models import depth as depth_stage
 from stereocrafter.models import inpainting as inpainting_stage
 from stereocrafter.models.inpainting import StereoInpaintingPipeline
 from stereocrafter.pipeline.progress import StageProgress, decoders, inpainting_increments, no_progress
+from stereocrafter.stages.depth import DepthStage, wrap
 from stereocrafter.stereo.compose import check_mode, compose, output_size
 from stereocrafter.stereo.grid import debug_grid
 from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size

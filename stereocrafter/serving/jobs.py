@@ -18,15 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stereocrafter.jobs.local import (
-    ConversionResult,
-    convert_file,
-    depth_file,
-    job_config,
-    report_extra,
-    stored_depth_shape,
-    write_report,
-)
 from stereocrafter.echo import bounded
 from stereocrafter.errors import (
     DeadlineExceededError,
@@ -36,12 +27,21 @@ from stereocrafter.errors import (
     StereoCrafterError,
 )
 from stereocrafter.guard import Check, Deadline
+from stereocrafter.jobs.local import (
+    ConversionResult,
+    convert_file,
+    depth_file,
+    job_config,
+    report_extra,
+    stored_depth_shape,
+    write_report,
+)
+from stereocrafter.jobs.report import QualityReport
 from stereocrafter.locations import S3Location
 from stereocrafter.media.depthstore import read_depth
 from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.video_io import VideoInfo, check_packets, probe
 from stereocrafter.pipeline.run import AlignedDepth, RunHooks, StereoConfig, StereoPipeline
-from stereocrafter.jobs.report import QualityReport
 from stereocrafter.serving.schemas import DepthResponse, InvocationRequest, InvocationResponse, Padding
 from stereocrafter.serving.storage import S3Storage
 from stereocrafter.settings import Settings

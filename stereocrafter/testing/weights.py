@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, SVD_REPO, TINY_WEIGHTS_MARKER
 from stereocrafter.models.vda import CHECKPOINT as VDA_CHECKPOINT
 from stereocrafter.models.vda import REPO as VDA_REPO
 from stereocrafter.models.vda import VdaArchitecture, VideoDepthAnything
 from stereocrafter.models.vda_checkpoint import to_published
+from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, SVD_REPO, TINY_WEIGHTS_MARKER
 
 # The published SVD-xt-1.1 scheduler config (reference notes §3): real, not shrunk.
 SVD_SCHEDULER_CONFIG = {
