@@ -34,6 +34,8 @@ from stereocrafter.errors import (
     RouteNotFoundError,
     StereoCrafterError,
 )
+from stereocrafter.guard import POLL_S, STOPPING, Deadline
+from stereocrafter.jobs.context import Encoding, Job
 from stereocrafter.serving import metrics
 from stereocrafter.serving.schemas import InvocationRequest, parse_invocation
 
@@ -126,7 +128,6 @@ class StereoCrafter:
 
         quiet_known_messages()  # before transformers and diffusers are imported
         from stereocrafter.doctor import diagnose
-        from stereocrafter.guard import POLL_S, STOPPING, Deadline
         from stereocrafter.serving.gpu import default_device
         from stereocrafter.serving.jobs import run_job
         from stereocrafter.serving.pool import PoolLoader
@@ -148,8 +149,7 @@ class StereoCrafter:
         )
         # Imported here, not at the first job: an import at a job's start holds the GIL and
         # stalls the event loop that answers /ping.
-        self._run_job, self._deadline = run_job, Deadline
-        self._stopping, self._poll_s = STOPPING, POLL_S
+        self._run_job = run_job
         # One job per slot (GPU) at a time; anyio's limiter lets waiting requests in arrival order.
         self.gpu = anyio.CapacityLimiter(max(1, len(loader.devices)))
         _stop_jobs_on_sigterm()
@@ -171,9 +171,9 @@ class StereoCrafter:
         request_id = _new_request_id()
         arrived = time.monotonic()
         try:
-            job = parse_invocation(await read_body(request, self.settings.max_body_bytes))
+            job = parse_invocation(await read_body(request, self.settings.max_body_bytes), self.settings)
             self.models.require()  # 503 at once, without queueing, when models are not there
-            deadline = self._deadline.for_job(self.settings, job, arrived)
+            deadline = Deadline.for_job(self.settings, job, arrived)
             await self._take_slot(deadline)  # in arrival order; 504 / 503 while waiting too
             try:
                 response = await anyio.to_thread.run_sync(self._run, job, request_id, deadline)
@@ -196,7 +196,7 @@ class StereoCrafter:
         metrics.JOBS.labels("ok", "").inc()
         return JSONResponse(response, headers={"X-Request-Id": request_id})
 
-    async def _take_slot(self, deadline: Any) -> None:
+    async def _take_slot(self, deadline: Deadline) -> None:
         """A conversion slot from the limiter, waited for in arrival order. The wait is bounded
         like the job: a watcher checks the deadline and SIGTERM every ``POLL_S`` and gives up the
         place in the queue, so a request queued behind a long job gets its 504 at its deadline
@@ -205,8 +205,8 @@ class StereoCrafter:
         async with anyio.create_task_group() as waiting:
 
             async def watch() -> None:
-                while not self._stopping.is_set() and deadline.remaining > 0:
-                    await anyio.sleep(self._poll_s)
+                while not STOPPING.is_set() and deadline.remaining > 0:
+                    await anyio.sleep(POLL_S)
                 waiting.cancel_scope.cancel()
 
             waiting.start_soon(watch)
@@ -222,7 +222,7 @@ class StereoCrafter:
         self.models.mark_failed(reason)
         metrics.set_model_state(self.models.state)
 
-    def _run(self, job: InvocationRequest, request_id: str, deadline: Any) -> dict[str, Any]:
+    def _run(self, job: InvocationRequest, request_id: str, deadline: Deadline) -> dict[str, Any]:
         """In a worker thread: the job on a free slot (``PipelinePool.job``: the GPU set up, its
         errors classified, its memory released), then the metrics and the log line."""
         metrics.QUEUE_WAIT.observe(time.monotonic() - deadline.since)
@@ -237,15 +237,16 @@ class StereoCrafter:
                 slot.index,
                 slot.device,
             )
-            result = self._run_job(
-                slot.pipeline,
-                self.storage,
-                job,
-                self.settings,
-                request_id,
-                deadline,
-                encoder=pool.encoder_for(slot),
+            context = Job(
+                config=job.config,
+                request_id=request_id,
+                settings=self.settings,
+                storage=self.storage,
+                stop=deadline,
+                encoding=Encoding(pool.encoder_for(slot)),
+                tiny=slot.pipeline.tiny,
             )
+            result = self._run_job(slot.pipeline, context, job)
         metrics.job_finished(result.frames, result.timings)
         metrics.set_model_state(self.models.state)
         result = result.model_copy(update={"slot": slot.index, "device": slot.device})

@@ -41,7 +41,7 @@ class SyntheticFrames:
 
 
 def child(weights: str, frames: int, height: int, width: int, steps: int) -> None:
-    from stereocrafter.pipeline.loading import load_depth_pipeline
+    from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
 
     pipe = load_depth_pipeline(weights, device="cpu")
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -56,16 +56,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 
 from stereocrafter.catalog import ACTIVATIONS_GB_1080P, MODEL_GB, models_of, served_peak_gb
+from stereocrafter.config import StereoConfig
 from stereocrafter.models.attention import chunk_feed_forward
 from stereocrafter.models.inpainting import VAE_DECODE_CHUNK, decode_start
 from stereocrafter.models.svd import VAE_ENCODE_BATCH
 from stereocrafter.models.vda import SMALL, VideoDepthAnything
 from stereocrafter.models.vda_depth import STEP as VDA_STEP
 from stereocrafter.models.vda_depth import WINDOW as VDA_WINDOW
-from stereocrafter.pipeline.loading import prepare_unet
-from stereocrafter.pipeline.run import StereoConfig
 from stereocrafter.presets import PEAK_GPU_GB_1080P, PRESET_NAMES
-from stereocrafter.stages.depth import processing_size
+from stereocrafter.stages.components import prepare_unet
+from stereocrafter.stages.registry import processing_size
 from stereocrafter.stereo.merge import working_size
 
 DTYPE = torch.bfloat16

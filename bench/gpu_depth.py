@@ -66,7 +66,7 @@ def build(device: torch.device, dtype: torch.dtype, smoke: bool):
         DepthCrafterPipeline,
         DiffusersUNetSpatioTemporalConditionModelDepthCrafter,
     )
-    from stereocrafter.pipeline.loading import prepare_vae
+    from stereocrafter.stages.components import prepare_vae
     from stereocrafter.testing.weights import SVD_PREPROCESSOR_CONFIG, SVD_SCHEDULER_CONFIG, tiny_unet_kwargs
 
     unet_kwargs = tiny_unet_kwargs(8) if smoke else REAL_UNET

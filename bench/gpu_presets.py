@@ -75,7 +75,7 @@ def build(
     from stereocrafter.models.inpainting import StereoInpaintingPipeline
     from stereocrafter.models.vda import SMALL, VideoDepthAnything
     from stereocrafter.models.vda_depth import VdaDepthPipeline
-    from stereocrafter.pipeline.loading import prepare_unet, prepare_vae
+    from stereocrafter.stages.components import prepare_unet, prepare_vae
     from stereocrafter.testing.weights import (
         SVD_PREPROCESSOR_CONFIG,
         SVD_SCHEDULER_CONFIG,
@@ -203,7 +203,9 @@ class MetaCounter:
 def run_one(depth: Any, vda: Any, inpainting: Any, preset: str, width: int, height: int, frames: int,
             device: torch.device, counter: MetaCounter, peak: float | None,
             smoke: bool = False) -> dict[str, Any]:  # fmt: skip
-    from stereocrafter.pipeline.run import RunHooks, StereoConfig, StereoPipeline
+    from stereocrafter.config import StereoConfig
+    from stereocrafter.pipeline.run import StereoPipeline
+    from stereocrafter.pipeline.types import RunHooks
 
     small = {"depth_input_size": 28} if smoke else {}  # (the tiny VDA at a tiny size)
     pipeline = StereoPipeline([depth, vda], inpainting, StereoConfig.from_preset(preset, **small))

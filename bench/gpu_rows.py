@@ -149,10 +149,10 @@ def row_imports(args: argparse.Namespace, device: torch.device) -> int:
 
 
 def model_calls(preset: str, size: tuple[int, int], smoke: bool) -> list[Any]:
-    from stereocrafter.pipeline.loading import warmup_calls
+    from stereocrafter.pipeline.compile import warmup_calls
 
     if smoke:
-        from stereocrafter.pipeline.loading import WarmupCall
+        from stereocrafter.stages.base import WarmupCall
 
         calls = warmup_calls((preset,), (64, 96))
         return [WarmupCall(c.model, min(c.frames, 4), c.batch, (28, 28) if c.model == "vda-small" else c.size)
@@ -188,7 +188,7 @@ def convert_once(pipeline: Any, video: np.ndarray, device: torch.device) -> tupl
     """One sbs conversion of ``video`` as a job runs it (under a deadline checked at every model
     call): its ms between CUDA events around the whole run, and the pipeline's stage timings."""
     from stereocrafter.guard import Deadline
-    from stereocrafter.pipeline.run import RunHooks
+    from stereocrafter.pipeline.types import RunHooks
 
     frames_n, height, width = video.shape[:3]
     deadline = Deadline(300.0, why=" (gpu check)")
@@ -206,7 +206,8 @@ def convert_once(pipeline: Any, video: np.ndarray, device: torch.device) -> tupl
 
 
 def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> int:
-    from stereocrafter.pipeline.run import StereoConfig, StereoPipeline
+    from stereocrafter.config import StereoConfig
+    from stereocrafter.pipeline.run import StereoPipeline
 
     preset = args.preset
     started = time.perf_counter()
@@ -298,8 +299,10 @@ def row_compile(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     row's budget). Each part is written as soon as it is done: a time-out keeps the first."""
     import tempfile
 
-    from stereocrafter.pipeline.loading import WarmupCall, compile_models, load_stereo_pipeline
-    from stereocrafter.pipeline.run import StereoConfig
+    from stereocrafter.config import StereoConfig
+    from stereocrafter.pipeline.compile import compile_models
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
+    from stereocrafter.stages.base import WarmupCall
     from stereocrafter.testing.weights import make_tiny_weights
 
     backend = "eager" if args.smoke else "inductor"
@@ -355,7 +358,7 @@ def row_checks(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
     from stereocrafter.models.attention import CUDA_GRID_LIMIT, BatchSplitAttnProcessor
     from stereocrafter.models.vda import SMALL, VideoDepthAnything
     from stereocrafter.models.vda_depth import VdaDepthPipeline
-    from stereocrafter.pipeline.loading import load_depth_pipeline
+    from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
     from stereocrafter.testing.weights import TINY_VDA, make_tiny_weights
 
     row: dict[str, Any] = {"row": "checks"}

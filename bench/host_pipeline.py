@@ -45,11 +45,12 @@ from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import LIBX264
 from stereocrafter.media.streams import BackgroundSink, prefetch
 from stereocrafter.media.video_io import iter_frames, probe
-from stereocrafter.models.depth import resize_depth
 from stereocrafter.models.inpainting import plan_chunks
-from stereocrafter.pipeline.run import RunHooks, StereoPipeline, normalise
-from stereocrafter.stages.depth import VdaStage
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.pipeline.types import RunHooks
+from stereocrafter.stages.vda import VdaStage
 from stereocrafter.stereo.compose import compose
+from stereocrafter.stereo.depthmap import normalise, resize_depth
 from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
 from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat
 

@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 from stereocrafter.models.thirdparty import quiet_known_messages  # noqa: E402
 
 quiet_known_messages()  # before diffusers and transformers are imported
+from stereocrafter.config import StereoConfig  # noqa: E402
 from stereocrafter.long.local import cut_segments  # noqa: E402
-from stereocrafter.pipeline.loading import load_inpainting_pipeline  # noqa: E402
-from stereocrafter.pipeline.run import StereoConfig, StereoPipeline  # noqa: E402
+from stereocrafter.pipeline.run import StereoPipeline  # noqa: E402
+from stereocrafter.stages.stereocrafter import load_pipeline as load_inpainting_pipeline  # noqa: E402
 from stereocrafter.testing.weights import make_tiny_weights  # noqa: E402
 from tests.long_scene import KnownDepth, convert_both_ways, render  # noqa: E402
 from tests.media import make_video  # noqa: E402

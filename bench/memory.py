@@ -37,9 +37,11 @@ def make_clip(path: Path, frames: int, width: int, height: int) -> None:
 
 
 def child(weights: str, clip: str, out: str) -> None:
+    from stereocrafter.config import StereoConfig
     from stereocrafter.jobs.local import convert_file
-    from stereocrafter.pipeline.loading import load_depth_pipeline, load_inpainting_pipeline
-    from stereocrafter.pipeline.run import StereoConfig, StereoPipeline
+    from stereocrafter.pipeline.run import StereoPipeline
+    from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
+    from stereocrafter.stages.stereocrafter import load_pipeline as load_inpainting_pipeline
 
     pipeline = StereoPipeline(
         load_depth_pipeline(weights),

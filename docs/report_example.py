@@ -18,9 +18,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stereocrafter.config import StereoConfig  # noqa: E402
 from stereocrafter.jobs.report import QualityReport  # noqa: E402
 from stereocrafter.jobs.report_image import write_png  # noqa: E402
-from stereocrafter.pipeline.run import StereoConfig  # noqa: E402
 from tests.scene import default_planes, render  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH, MAX_DISP, SEAM = 46, 90, 240, 20.0, 23

@@ -1,6 +1,7 @@
 """Rules that more than one room enforces, declared once (no imports: anything may use them).
 
-- ``MODES``: the stereo layouts a request, the CLI and ``stereo.compose`` know.
+- ``MODES``: the stereo layouts a request, the CLI and ``stereo.compose`` know (``DEFAULT_MODE``
+  when a request names none).
 - ``ENCODERS``: what ``STEREOCRAFTER_ENCODER`` and the CLI's ``--encoder`` accept
   (``media.encoders`` says what each means); ``QUALITY``: the encoder's quality scale, CRF for
   libx264 and CQ for NVENC, 0-51, lower = better (``DEFAULT_QUALITY`` 18).
@@ -11,6 +12,8 @@ a value one of them accepts, the others accept too, with the same message:
 - ``MAX_DISP``: the disparity of the nearest point, pixels, in [0, 100] (the reference uses 20).
 - ``MAX_SEED``: seeds are in [0, 2^31 - 1], what every caller's language can carry as an int.
 - ``TILE_NUMS``: the inpainting's tiles per axis, 1, 2 or 4 (the reference's choices).
+- ``VDA_PATCH``, ``VDA_INPUT_SIZE``: Video Depth Anything's input side, one ViT patch (14) to the
+  published 518.
 
 - ``MAX_DEPTH_VALUE``: the bound of every raw or aligned depth value a request or a stored depth may
   carry (``depth_scale``, ``depth_shift``, ``depth_range``, a stored depth's low and high). Raw
@@ -29,6 +32,7 @@ from typing import Literal, get_args
 
 Mode = Literal["anaglyph", "sbs", "half-sbs", "top-bottom", "anaglyph-dubois"]
 MODES: tuple[str, ...] = get_args(Mode)
+DEFAULT_MODE: Mode = "anaglyph"
 
 EncoderName = Literal["auto", "libx264", "h264_nvenc", "hevc_nvenc"]
 ENCODERS: tuple[str, ...] = get_args(EncoderName)
@@ -43,6 +47,9 @@ DEFAULT_SEED = 42
 MAX_SEED = 2**31 - 1
 TileNum = Literal[1, 2, 4]
 TILE_NUMS: tuple[int, ...] = get_args(TileNum)
+# Video Depth Anything's input side: at least one ViT patch, at most the published --input_size.
+VDA_PATCH = 14
+VDA_INPUT_SIZE = 518
 
 
 def check_max_disp(value: float, name: str = "max_disp") -> float:

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from stereocrafter.presets import PRESET_NAMES, PRESETS, check_preset
 
 DEFAULT_DEPTH_MODEL = "depthcrafter"
+DEFAULT_INPAINTING_MODEL = "stereocrafter"
 VDA_CHECKPOINT = "video_depth_anything_vits.pth"  # the published file of Video-Depth-Anything-Small
 
 
@@ -49,6 +50,11 @@ MODELS: Mapping[str, ModelCard] = MappingProxyType(
     }
 )  # fmt: skip
 DEPTH_MODELS: tuple[str, ...] = tuple(name for name, card in MODELS.items() if card.role == "depth")
+INPAINTING_MODELS: tuple[str, ...] = tuple(name for name, card in MODELS.items() if card.role == "inpainting")
+# What a model runs on besides its own weights (the diffusion models share SVD's VAE and encoder).
+SHARED: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"depthcrafter": ("svd",), "stereocrafter": ("svd",)}
+)
 
 
 def check_depth_model(name: str) -> str:
@@ -58,14 +64,28 @@ def check_depth_model(name: str) -> str:
     return name
 
 
+def check_inpainting_model(name: str) -> str:
+    """``name`` if it is an inpainting model, else ``ValueError`` naming them."""
+    if name not in INPAINTING_MODELS:
+        raise ValueError(f"unknown inpainting model {name!r}; choose one of {', '.join(INPAINTING_MODELS)}")
+    return name
+
+
 def depth_model_of(preset: str) -> str:
     """The depth model ``preset`` runs."""
     return str(PRESETS[check_preset(preset)].get("depth_model", DEFAULT_DEPTH_MODEL))
 
 
+def inpainting_model_of(preset: str) -> str:
+    """The inpainting model ``preset`` runs."""
+    return str(PRESETS[check_preset(preset)].get("inpainting_model", DEFAULT_INPAINTING_MODEL))
+
+
 def models_of(presets: Iterable[str]) -> tuple[str, ...]:
-    """Every model the presets run, in ``MODELS`` order (the inpainting and SVD always)."""
-    wanted = {depth_model_of(p) for p in presets} | {"stereocrafter", "svd"}
+    """Every model the presets run, with what those run on, in ``MODELS`` order."""
+    names = tuple(presets)
+    stages = {depth_model_of(p) for p in names} | {inpainting_model_of(p) for p in names}
+    wanted = stages | {shared for model in stages for shared in SHARED.get(model, ())}
     return tuple(name for name in MODELS if name in wanted)
 
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, NoReturn
 
 from stereocrafter.bounds import (
     DEFAULT_MAX_DISP,
+    DEFAULT_MODE,
     DEFAULT_QUALITY,
     DEFAULT_SEED,
     ENCODERS,
@@ -49,7 +50,7 @@ def _conversion_options(parser: argparse.ArgumentParser) -> None:
     bounds.py's defaults and choices), the device and the encoder."""
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path, help="output file (.mp4, .m4v, .mov or .mkv)")
-    parser.add_argument("--mode", choices=MODES, default="anaglyph")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE)
     parser.add_argument(
         "--preset",
         help=f"conversion preset: {' | '.join(PRESET_NAMES)} (default: $STEREOCRAFTER_PRESET or reference)",
@@ -132,11 +133,9 @@ def check_report_path(path: Path) -> None:
 def check_options(args: argparse.Namespace) -> None:
     if not QUALITY[0] <= args.crf <= QUALITY[1]:
         raise StereoCrafterError(f"--crf must be in {QUALITY[0]}-{QUALITY[1]}, got {args.crf}")
-    try:  # bounds.py and presets.py: the request schema and StereoConfig check the same
+    try:  # bounds.py: the request schema and StereoConfig check the same (the preset: _prepare)
         check_max_disp(args.max_disp, "--max-disp")
         check_seed(args.seed, "--seed")
-        if args.preset is not None:
-            check_preset(args.preset)
     except ValueError as err:
         raise StereoCrafterError(str(err)) from None
 
@@ -158,13 +157,13 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.report is not None:
         check_report_path(args.report)
 
-    pipeline, preset, progress, encoder = _prepare(args)
+    pipeline, job, progress = _prepare(args)
 
     from stereocrafter.jobs.local import convert_file
     from stereocrafter.jobs.report import QualityReport
-    from stereocrafter.pipeline.run import RunHooks
+    from stereocrafter.pipeline.types import RunHooks
 
-    tiny = pipeline.tiny
+    tiny, preset = pipeline.tiny, job.config.preset
     report = QualityReport() if args.report is not None else None
     try:
         result = convert_file(
@@ -172,26 +171,25 @@ def run_convert(args: argparse.Namespace) -> int:
             args.input,
             args.output,
             mode=args.mode,
+            job=job,
             hooks=RunHooks(progress=progress, observer=report),
             grid_path=args.save_grid,
-            crf=args.crf,
-            encoder=encoder,
         )
     finally:  # an error message must not land in the middle of a bar's line
         progress.close()
+    job.timings.update(result.timings)
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     print(
         f"wrote {result.output}: {result.mode} ({preset} preset), {result.width}x{result.height}, "
         f"{result.num_frames} frames at {result.fps} fps{', audio kept' if result.has_audio else ''} "
-        f"({timing}); encoder {encoder.label(args.crf)}"
+        f"({timing}); encoder {job.encoding.label()}"
     )
     if report is not None:  # the conversion stands whatever happens here
-        from stereocrafter.jobs.local import report_extra, write_report
+        from stereocrafter.jobs.publish import write_report
 
         png = args.report.with_suffix(".png")
         try:
-            extra = {**report_extra(preset, result.timings, result.encoder), "tiny_weights": tiny}
-            write_report(report, args.report, png, extra)
+            write_report(report, job, args.report, png, result.encoder)
             print(f"report: {args.report} and {png}")
         except Exception as err:
             print(f"stereocrafter: warning: no report written ({type(err).__name__}: {err})", file=sys.stderr)
@@ -202,25 +200,27 @@ def run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars, Any]:
-    """The checks both conversions share after the paths: settings, config, input, device, the
-    encoder; then the models. Returns (pipeline, preset, progress callback, encoder)."""
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, ProgressBars]:
+    """The checks both conversions share after the paths: settings, the run config (resolved
+    once), input, device, the encoder; then the models. Returns (pipeline, the job's context,
+    progress callback)."""
     from stereocrafter.media.video_io import check_packets, probe
 
     info = probe(args.input)
     check_packets(args.input, info)  # a truncated file fails now, before torch and the models load
     settings = _settings(args.device)
-    preset = args.preset or settings.preset
+    from stereocrafter.config import resolve
+
+    try:  # the run config, resolved once: the preset checked here (no torch yet)
+        config = resolve(
+            args.preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num
+        )
+    except ValueError as err:
+        raise StereoCrafterError(str(err)) from None
     _quiet_libraries(args)
 
     import torch
 
-    from stereocrafter.jobs.local import job_config
-
-    try:
-        config = job_config(preset, settings, max_disp=args.max_disp, seed=args.seed, tile_num=args.tile_num)
-    except ValueError as err:
-        raise StereoCrafterError(str(err)) from None
     device = settings.device
 
     from stereocrafter.pipeline.loading import load_stereo_pipeline
@@ -234,9 +234,12 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, str, ProgressBars, Any]:
         encoder = choose_encoder(args.encoder, "--encoder")
     else:
         encoder = choose_encoder(settings.encoder)
+    from stereocrafter.jobs.context import Encoding, Job
+
     weights_dir = args.weights_dir or settings.weights_dir
-    pipeline = load_stereo_pipeline(weights_dir, device=device, config=config, presets=(preset,))
-    return pipeline, preset, ProgressBars(args.quiet), encoder
+    pipeline = load_stereo_pipeline(weights_dir, device=device, config=config, presets=(config.preset,))
+    job = Job(config=config, settings=settings, encoding=Encoding(encoder, args.crf), tiny=pipeline.tiny)
+    return pipeline, job, ProgressBars(args.quiet)
 
 
 def _quiet_libraries(args: argparse.Namespace) -> None:
@@ -310,7 +313,7 @@ def run_convert_long(args: argparse.Namespace) -> int:
     # The output's container must take the video and the source's audio: known now, not after
     # every segment has been converted.
     planned_audio = check_stitchable(args.output, args.input)
-    pipeline, preset, progress, encoder = _prepare(args)
+    pipeline, job, progress = _prepare(args)
 
     from stereocrafter.errors import StitchError
     from stereocrafter.long.local import convert_long
@@ -320,7 +323,7 @@ def run_convert_long(args: argparse.Namespace) -> int:
     try:
         done = convert_long(
             pipeline, args.input, args.output, segment_seconds=args.segment_seconds, workdir=workdir,
-            mode=args.mode, align=not args.no_align, plan_only=args.plan, crf=args.crf, encoder=encoder,
+            mode=args.mode, align=not args.no_align, plan_only=args.plan, encoding=job.encoding,
             progress=progress, log=lambda line: print(line, file=sys.stderr),
         )  # fmt: skip
     except StitchError:
@@ -330,8 +333,8 @@ def run_convert_long(args: argparse.Namespace) -> int:
         progress.close()  # an error message must not land in the middle of a bar's line
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{len(done.segments)} segments of about {args.segment_seconds:g} s ({preset} preset); "
-          f"encoder {encoder.label(args.crf)}")  # fmt: skip
+    print(f"{len(done.segments)} segments of about {args.segment_seconds:g} s ({job.config.preset} preset); "
+          f"encoder {job.encoding.label()}")  # fmt: skip
     if done.result is not None:
         print(done.result.alignment.table())
     if done.stitched is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from stereocrafter.bounds import DEFAULT_MODE
 from stereocrafter.errors import (
     AccessDenied,
     BadRequest,
@@ -55,6 +56,7 @@ from stereocrafter.long.segments import (
     plan_segments,
 )
 from stereocrafter.long.segments import retryable as _retryable
+from stereocrafter.long.tasks import check_task_fields
 
 # The names callers import from here: the backends, the typed errors (declared in ``errors``, one
 # table with the service's), and the segment orchestration (``segments``).
@@ -96,11 +98,16 @@ def retryable(err: BaseException) -> bool:
     return _retryable(err, TRANSIENT)
 
 
-def request_body(input_uri: str, output_uri: str, mode: str = "anaglyph", **options: Any) -> dict[str, Any]:
+def request_body(input_uri: str, output_uri: str, mode: str = DEFAULT_MODE, **options: Any) -> dict[str, Any]:
+    """The stereo task's body; ``ValueError`` for a field only the depth task takes (``long.tasks``,
+    the table the service's schema checks too)."""
+    check_task_fields("stereo", options)
     return {"s3_input_uri": input_uri, "s3_output_uri": output_uri, "mode": mode, **options}
 
 
 def depth_body(input_uri: str, depth_output_uri: str, **options: Any) -> dict[str, Any]:
+    """The depth task's body; ``ValueError`` for a field only the stereo task takes."""
+    check_task_fields("depth", options)
     return {"task": "depth", "s3_input_uri": input_uri, "depth_output_uri": depth_output_uri, **options}
 
 
@@ -124,7 +131,7 @@ class HttpClient:
             return False
 
     def convert(
-        self, input_uri: str, output_uri: str, mode: str = "anaglyph", **options: Any
+        self, input_uri: str, output_uri: str, mode: str = DEFAULT_MODE, **options: Any
     ) -> dict[str, Any]:
         return self.invoke(request_body(input_uri, output_uri, mode, **options))
 
@@ -159,7 +166,7 @@ class SageMakerClient:
         self.s3 = s3 or boto3.client("s3")
 
     def convert(
-        self, input_uri: str, output_uri: str, mode: str = "anaglyph", **options: Any
+        self, input_uri: str, output_uri: str, mode: str = DEFAULT_MODE, **options: Any
     ) -> dict[str, Any]:
         """Real-time invocation (SageMaker cuts these off after 60 s: short segments only)."""
         body = json.dumps(request_body(input_uri, output_uri, mode, **options))
@@ -181,7 +188,7 @@ class SageMakerClient:
         self,
         input_uri: str,
         output_uri: str,
-        mode: str = "anaglyph",
+        mode: str = DEFAULT_MODE,
         *,
         request_prefix: str,
         timeout: float = 3600.0,
@@ -276,7 +283,7 @@ class SageMakerAsyncBackend:
         return self._invoke(depth_body(input_uri, depth_output_uri, **options))
 
     def stereo(self, input_uri: str, output_uri: str, **options: Any) -> dict[str, Any]:
-        mode = options.pop("mode", "anaglyph")
+        mode = options.pop("mode", DEFAULT_MODE)
         return self._invoke(request_body(input_uri, output_uri, mode, **options))
 
     depth_location = staticmethod(default_depth_location)

@@ -1,70 +1,73 @@
-"""What one run of ``StereoPipeline`` takes and gives, as data: its knobs (``StereoConfig``, a preset's
-table over the reference's defaults), its hooks (``RunHooks``: progress, stop check, observer, grid
-sink), a long video's depth (``AlignedDepth``), the frame and sink types, and ``StereoResult``."""
+"""The run config: every knob of one conversion, as data, with the published defaults declared here
+once (no torch here: the schema, the CLI, the settings and the client's side may build it).
+
+``StereoConfig()`` is the reference's run (the StereoCrafter scripts' call of DepthCrafter and of
+the inpainting, reference notes §1.1 and §2); a preset (``presets.PRESETS``) is a table of the
+fields it changes, applied by ``StereoConfig.from_preset``, and the config carries the preset's
+name (``preset``) to wherever it is shown (the answer, the report). The model code reads its
+defaults from here (``models.depth.DEFAULT_STEPS`` is ``REFERENCE.depth_steps``).
+
+The edge (the request schema, the CLI) builds the config once with ``from_preset``, which checks the
+preset's name; what is below trusts it (the pipeline's own input check aside: are the preset's
+models loaded here). ``__post_init__`` checks what no edge's bounds cover
+(knob combinations, the fields a test may set directly).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+from stereocrafter.bounds import (
+    DEFAULT_MAX_DISP,
+    DEFAULT_SEED,
+    VDA_INPUT_SIZE,
+    VDA_PATCH,
+    check_max_disp,
+    check_seed,
+    check_tile_num,
+)
+from stereocrafter.catalog import (
+    DEFAULT_DEPTH_MODEL,
+    DEFAULT_INPAINTING_MODEL,
+    check_depth_model,
+    check_inpainting_model,
+)
+from stereocrafter.errors import PresetNotServedError
+from stereocrafter.presets import DEFAULT_PRESET, PRESETS, check_preset
 
-from stereocrafter.bounds import DEFAULT_MAX_DISP, DEFAULT_SEED, check_max_disp, check_seed, check_tile_num
-from stereocrafter.catalog import DEFAULT_DEPTH_MODEL, check_depth_model
-from stereocrafter.models import depth as depth_stage
-from stereocrafter.models import inpainting as inpainting_stage
-from stereocrafter.models import vda, vda_depth
-from stereocrafter.presets import PRESETS, check_preset
-
-FrameChunks = Iterator[np.ndarray]  # (t, H, W, 3) uint8 RGB chunks, in order
-
-
-HostChunks = Iterator[np.ndarray] | Iterator[torch.Tensor]  # the same, as numpy or torch
-
-
-OpenFrames = Callable[[], FrameChunks]
-
-
-Sink = Callable[[np.ndarray], None]  # receives (t, H_out, W_out, 3) uint8
-
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+if TYPE_CHECKING:
+    from stereocrafter.settings import Settings
 
 
-class Observer(Protocol):
-    """Sees what a run holds without changing it (``report.QualityReport`` is one): the clip's
-    facts once, before the stereo pass, then every composed chunk's full-size tensors."""
-
-    def on_start(self, *, num_frames: int, width: int, height: int, config: StereoConfig,
-                 depth_range: tuple[float, float], seams: list[int]) -> None: ...  # fmt: skip
-
-    def on_frames(self, start: int, left: torch.Tensor, depth: torch.Tensor, occlusion: torch.Tensor,
-                  right: torch.Tensor) -> None: ...  # fmt: skip
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StereoConfig:
     """Every parameter of the two stages; defaults are the reference's."""
 
+    preset: str = DEFAULT_PRESET  # the name of the table applied (``from_preset``); shown, not read
     max_disp: float = DEFAULT_MAX_DISP
-    # Which depth model runs (``catalog.DEPTH_MODELS``); the ``depth_*`` knobs below the first
-    # five are DepthCrafter's, ``depth_input_size`` is Video Depth Anything's (``depth_stages``).
+    # Which depth model runs (``catalog.DEPTH_MODELS``, a stage of ``stages.DEPTH_STAGES``); the
+    # ``depth_*`` knobs below the first five are DepthCrafter's, ``depth_input_size`` is Video
+    # Depth Anything's.
     depth_model: str = DEFAULT_DEPTH_MODEL
-    depth_steps: int = depth_stage.DEFAULT_STEPS
-    depth_guidance: float = depth_stage.DEFAULT_GUIDANCE
-    depth_window: int = depth_stage.DEFAULT_WINDOW
-    depth_overlap: int = depth_stage.DEFAULT_OVERLAP
-    depth_max_res: int = depth_stage.DEFAULT_MAX_RES
-    noise_aug_strength: float = depth_stage.DEFAULT_NOISE_AUG
-    depth_decode_chunk: int = depth_stage.DEFAULT_DECODE_CHUNK
-    depth_input_size: int = vda_depth.INPUT_SIZE  # the published --input_size (518); tests use less
-    inpaint_steps: int = inpainting_stage.DEFAULT_STEPS
-    inpaint_guidance: float = inpainting_stage.DEFAULT_GUIDANCE
-    frames_chunk: int = inpainting_stage.DEFAULT_FRAMES_CHUNK
-    inpaint_overlap: int = inpainting_stage.DEFAULT_OVERLAP
-    tile_num: int = inpainting_stage.DEFAULT_TILE_NUM
+    # StereoCrafter's call of DepthCrafter (reference notes §1.1).
+    depth_steps: int = 8
+    depth_guidance: float = 1.2
+    depth_window: int = 70
+    depth_overlap: int = 25
+    depth_max_res: int = 1024
+    noise_aug_strength: float = 0.02
+    depth_decode_chunk: int = 8
+    depth_input_size: int = VDA_INPUT_SIZE  # the published --input_size (518); tests use less
+    # Which inpainting model runs (``catalog.INPAINTING_MODELS``, a stage of
+    # ``stages.INPAINTING_STAGES``); the knobs below are StereoCrafter's (reference notes §2).
+    inpainting_model: str = DEFAULT_INPAINTING_MODEL
+    inpaint_steps: int = 8
+    inpaint_guidance: float = 1.01
+    frames_chunk: int = 23
+    inpaint_overlap: int = 3
+    tile_num: int = 1
     splat_batch: int = 10
     seed: int = DEFAULT_SEED
     # The reference inpaints the whole frame at the source size and takes all of it. The `fast`
@@ -80,10 +83,10 @@ class StereoConfig:
         check_seed(self.seed)
         check_tile_num(self.tile_num)
         check_depth_model(self.depth_model)
-        if not vda.PATCH <= self.depth_input_size <= vda_depth.INPUT_SIZE:
+        check_inpainting_model(self.inpainting_model)
+        if not VDA_PATCH <= self.depth_input_size <= VDA_INPUT_SIZE:
             raise ValueError(
-                f"depth_input_size must be in [{vda.PATCH}, {vda_depth.INPUT_SIZE}], "
-                f"not {self.depth_input_size}"
+                f"depth_input_size must be in [{VDA_PATCH}, {VDA_INPUT_SIZE}], not {self.depth_input_size}"
             )
         if self.inpaint_multiple not in (8, 16, 32, 64):
             raise ValueError(f"inpaint_multiple must be 8, 16, 32 or 64, not {self.inpaint_multiple}")
@@ -102,76 +105,33 @@ class StereoConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> StereoConfig:
-        """The preset's table (``presets.PRESETS``) over the defaults, then ``overrides``."""
-        return cls(**{**PRESETS[check_preset(name)], **overrides})
+        """The preset's table (``presets.PRESETS``) over the defaults, then ``overrides``: what the
+        edge (the schema, the CLI, the settings) calls once, so that this is where a preset's name
+        is checked (``presets.check_preset``'s ``ValueError``)."""
+        return cls(preset=name, **{**PRESETS[check_preset(name)], **overrides})
 
 
-@dataclass(frozen=True)
-class RunHooks:
-    """Everything a caller hooks into one run, as one value (diffusers' ``callback_on_step_end``
-    is the model): none of them changes the output.
-
-    - ``progress(stage, done, total)``: frames finished per stage ("depth", "inpainting").
-    - ``check()``: called after every UNet evaluation, before every VAE decode and between stages;
-      whatever it raises (``guard.Deadline``'s 504, SIGTERM's 503) stops the run there.
-    - ``observer``: sees the clip's facts and every composed chunk (``report.QualityReport``).
-    - ``grid_sink``: receives the reference's 2x2 debug grid of every chunk, (t, 2H, 2W, 3) uint8.
-    """
-
-    progress: Progress | None = None
-    check: Callable[[], None] | None = None
-    observer: Observer | None = None
-    grid_sink: Sink | None = None
+REFERENCE = StereoConfig()  # the published defaults, which the model code reads
 
 
-NO_HOOKS = RunHooks()
-
-
-@dataclass(frozen=True)
-class AlignedDepth:
-    """The depth a run uses on a long video's common scale (``stereocrafter.long.align``), one value
-    instead of four arguments.
-
-    - ``raw``: the clip's raw depth stored by an earlier ``depth_pass``, (T, 1, h, w) float32 (any
-      h x w: it is resized to the source size); None: the run's own depth pass makes it.
-    - ``scale``, ``shift``: aligned = scale * raw + shift, a reference segment's scale.
-    - ``range``: (low, high) normalising the aligned depth instead of the clip's own min and max
-      (values outside it are clamped); it must be wide enough for float32 (``bounds``).
-
-    ``AlignedDepth()`` is the reference's run: the clip's own depth, normalised by its own range.
-    """
-
-    raw: torch.Tensor | None = None
-    scale: float = 1.0
-    shift: float = 0.0
-    range: tuple[float, float] | None = None
-
-    @property
-    def mapped(self) -> bool:
-        return (self.scale, self.shift) != (1.0, 0.0)
-
-    @classmethod
-    def from_fields(
-        cls,
-        raw: torch.Tensor | None = None,
-        *,
-        depth_scale: float | None = None,
-        depth_shift: float | None = None,
-        depth_range: Sequence[float] | None = None,
-    ) -> AlignedDepth:
-        """From a request's fields (or a segment's options, which carry the same names): an
-        absent scale is 1, an absent shift 0, an absent range the clip's own."""
-        return cls(
-            raw,
-            1.0 if depth_scale is None else float(depth_scale),
-            0.0 if depth_shift is None else float(depth_shift),
-            None if depth_range is None else (float(depth_range[0]), float(depth_range[1])),
+def resolve(
+    preset: str | None, settings: Settings, *, served: Sequence[str] | None = None, **knobs: Any
+) -> StereoConfig:
+    """The run config of one job, built once at the edge (the request schema, the CLI): the named
+    preset (None: ``STEREOCRAFTER_PRESET``) with ``knobs`` (a request's seed, max_disp, tile_num)
+    and the step counts of ``STEREOCRAFTER_DEPTH_STEPS``/``_INPAINT_STEPS`` and VDA's
+    ``STEREOCRAFTER_DEPTH_INPUT_SIZE`` when those are set. ``served``: the presets the endpoint
+    loaded (``STEREOCRAFTER_PRESETS``), which the preset must be one of (``PresetNotServedError``,
+    400); an unknown preset is ``from_preset``'s ``ValueError``."""
+    steps = {
+        "depth_steps": settings.depth_steps,
+        "inpaint_steps": settings.inpaint_steps,
+        "depth_input_size": settings.depth_input_size,
+    }
+    name = preset or settings.preset
+    config = StereoConfig.from_preset(name, **{k: v for k, v in steps.items() if v is not None}, **knobs)
+    if served is not None and name not in served:  # its models were not loaded here
+        raise PresetNotServedError(
+            f"this endpoint serves the presets {', '.join(served)} (STEREOCRAFTER_PRESETS), not {name}"
         )
-
-
-@dataclass
-class StereoResult:
-    num_frames: int
-    width: int  # of the composed output
-    height: int
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    return config

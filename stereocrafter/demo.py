@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from stereocrafter.client import HttpClient
     from stereocrafter.media.video_io import probe
-    from stereocrafter.pipeline.loading import TINY_WEIGHTS_MARKER
+    from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
     from stereocrafter.testing.weights import make_tiny_weights, write_sample_clip
 
     work = args.directory.resolve()

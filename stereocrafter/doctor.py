@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stereocrafter.catalog import MODELS, depth_model_of, models_of, served_peak_gb
+from stereocrafter.catalog import MODELS, models_of, served_peak_gb
 from stereocrafter.presets import DEFAULT_PRESET, PEAK_GPU_GB_1080P
 from stereocrafter.settings import Settings
 
@@ -54,7 +54,8 @@ def _host_memory_gb() -> float | None:
 
 
 def _weights(weights_dir: Path, presets: tuple[str, ...], list_missing: bool) -> list[str]:
-    from stereocrafter.pipeline.loading import components_of, is_tiny
+    from stereocrafter.stages.components import is_tiny
+    from stereocrafter.stages.registry import components_of
 
     components = components_of(presets)
     missing = [c for c in components if c.resolve(weights_dir) is None]
@@ -69,7 +70,7 @@ def _weights(weights_dir: Path, presets: tuple[str, ...], list_missing: bool) ->
 
 def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
     """One line per model: its repo and licence, and which served presets load it (or none)."""
-    from stereocrafter.pipeline.loading import MODEL_COMPONENTS
+    from stereocrafter.stages.registry import model_components
 
     used = models_of(presets)
     lines = [f"presets served: {', '.join(presets)} (STEREOCRAFTER_PRESETS)"]
@@ -79,8 +80,8 @@ def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
                 f"  model {name} ({card.repo}), {card.licence}: not loaded (no preset served uses it)"
             )
             continue
-        users = [p for p in presets if card.role != "depth" or depth_model_of(p) == name]
-        present = all(c.resolve(weights_dir) is not None for c in MODEL_COMPONENTS[name])
+        users = [p for p in presets if name in models_of((p,))]
+        present = all(c.resolve(weights_dir) is not None for c in model_components(name))
         state = "weights present" if present else "WEIGHTS MISSING"
         lines.append(f"  model {name} ({card.repo}), {card.licence}: loaded for {', '.join(users)}; {state}")
     return lines

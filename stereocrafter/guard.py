@@ -35,6 +35,14 @@ STOPPING = threading.Event()
 T = TypeVar("T")
 
 
+class Stop(Protocol):
+    """A job's stop check, one object wherever the job can stop (the pipeline's hooks, storage,
+    decoding, encoding): ``check()`` raises when the job must stop (``Deadline``: its deadline
+    or SIGTERM), else returns."""
+
+    def check(self) -> None: ...
+
+
 class AsksDeadline(Protocol):
     """A request that may carry its own deadline (``serving.schemas.InvocationRequest``)."""
 
@@ -74,7 +82,14 @@ class Deadline:
             )
 
 
-Check = Callable[[], None]
+class _NoStop:
+    """A job that is never stopped (a local conversion without a deadline)."""
+
+    def check(self) -> None:
+        return None
+
+
+NO_STOP: Stop = _NoStop()
 
 CHECK_EVERY_S = 0.5  # how often loops outside the UNets (demuxing, decoding, copying) check
 POLL_S = 0.25  # how often a wait on another thread (an S3 call or transfer) checks
@@ -82,47 +97,47 @@ POLL_S = 0.25  # how often a wait on another thread (an S3 call or transfer) che
 
 class Every:
     """A loop's check, run at most every ``seconds``: call it once per iteration (a packet, a
-    frame); it calls ``check()`` when that much time has passed since the last one. ``None``
-    checks nothing."""
+    frame); it calls ``stop.check()`` when that much time has passed since the last one.
+    ``None`` checks nothing."""
 
-    def __init__(self, check: Check | None, seconds: float = CHECK_EVERY_S) -> None:
-        self.check, self.seconds = check, seconds
+    def __init__(self, stop: Stop | None, seconds: float = CHECK_EVERY_S) -> None:
+        self.stop, self.seconds = stop, seconds
         self._last = time.monotonic()
 
     def __call__(self) -> None:
-        if self.check is None:
+        if self.stop is None:
             return
         now = time.monotonic()
         if now - self._last >= self.seconds:
             self._last = now
-            self.check()
+            self.stop.check()
 
 
 def call_checked(
     work: Callable[[], T],
-    check: Check | None,
+    stop: Stop | None,
     *,
     name: str,
     abandon: Callable[[], None] | None = None,
     check_first: bool = True,
 ) -> T:
-    """``work()`` in a daemon thread while this thread runs ``check()`` every ``POLL_S``.
+    """``work()`` in a daemon thread while this thread runs ``stop.check()`` every ``POLL_S``.
 
     A blocking call (an S3 request whose socket read hangs for up to the read time-out, a
-    transfer) cannot be interrupted from Python. When ``check()`` raises (the deadline, SIGTERM),
+    transfer) cannot be interrupted from Python. When the check raises (the deadline, SIGTERM),
     ``abandon()`` is called (a transfer's ``cancel``: its threads stop at their next chunk) and
     the error is raised at once; the thread finishes on its own time, bounded by the S3
-    time-outs, and, being a daemon, never holds the process at exit. ``check=None`` runs
+    time-outs, and, being a daemon, never holds the process at exit. ``stop=None`` runs
     ``work()`` here.
 
-    ``check_first``: ``check()`` before ``work`` starts (a request is not sent past the deadline);
+    ``check_first``: the check before ``work`` starts (a request is not sent past the deadline);
     False when ``work`` must run in any case (it releases what it holds: an encoder's finish,
     told by ``abandon`` to keep nothing).
     """
-    if check is None:
+    if stop is None:
         return work()
     if check_first:
-        check()
+        stop.check()
     future: Future[T] = Future()
 
     def run() -> None:
@@ -136,7 +151,7 @@ def call_checked(
     threading.Thread(target=run, name=name, daemon=True).start()
     while not wait([future], timeout=POLL_S).done:
         try:
-            check()
+            stop.check()
         except BaseException:
             if abandon is not None:
                 abandon()

@@ -25,21 +25,21 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def depth_pipeline(tiny_weights: Path):
-    from stereocrafter.pipeline.loading import load_depth_pipeline
+    from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
 
     return load_depth_pipeline(tiny_weights, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def inpainting_pipeline(tiny_weights: Path):
-    from stereocrafter.pipeline.loading import load_inpainting_pipeline
+    from stereocrafter.stages.stereocrafter import load_pipeline as load_inpainting_pipeline
 
     return load_inpainting_pipeline(tiny_weights, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def vda_pipeline(tiny_weights: Path):
-    from stereocrafter.pipeline.loading import load_vda_pipeline
+    from stereocrafter.stages.vda import load_pipeline as load_vda_pipeline
 
     return load_vda_pipeline(tiny_weights, device="cpu")
 

@@ -30,7 +30,7 @@ from stereocrafter.long.local import LocalBackend, LocalSegment
 from stereocrafter.models.depth import FrameSource
 from stereocrafter.models.vda_depth import IMAGENET_MEAN, IMAGENET_STD
 from stereocrafter.pipeline.run import StereoPipeline
-from stereocrafter.stages.depth import DepthCrafterStage
+from stereocrafter.stages.depthcrafter import DepthCrafterStage
 from stereocrafter.stereo.splatting import disparity_from_depth
 
 

@@ -8,14 +8,8 @@ import pytest
 import torch
 from diffusers import UNetSpatioTemporalConditionModel
 
-from stereocrafter.models.depth import (
-    DepthCrafterPipeline,
-    WindowState,
-    normalize_depth,
-    processing_size,
-    resize_depth,
-    resize_frames,
-)
+from stereocrafter.models.depth import DepthCrafterPipeline, WindowState, processing_size, resize_frames
+from stereocrafter.stereo.depthmap import normalize_depth, resize_depth
 from tests.reference_depth import reference_depth
 
 H, W = 64, 96  # latent 8 x 12

@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 
 from stereocrafter.bounds import MAX_DEPTH_VALUE
 from stereocrafter.errors import BadRequestError
-from stereocrafter.models.depth import resize_depth
-from stereocrafter.pipeline.run import AlignedDepth, common_scale, normalise
 from stereocrafter.serving.schemas import parse_invocation
+from stereocrafter.stereo.depthmap import AlignedDepth, common_scale, normalise, resize_depth
 from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat
 
 BASE = {"s3_input_uri": "s3://inbox/a.mp4", "s3_output_uri": "s3://outbox/a.mp4"}

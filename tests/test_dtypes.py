@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from stereocrafter.config import StereoConfig
 from stereocrafter.pipeline.loading import load_stereo_pipeline
-from stereocrafter.pipeline.run import RunHooks, StereoConfig
+from stereocrafter.pipeline.types import RunHooks
 from stereocrafter.presets import PRESET_NAMES
 
 pytestmark = pytest.mark.slow  # turbo's VDA-S at its 518-px processing size under CPU autocast
@@ -68,7 +69,7 @@ def test_every_preset_runs_in_half_precision(tiny_weights: Path, dtype: torch.dt
 def test_an_overflowing_half_precision_decode_is_retried_in_float32(tiny_weights: Path) -> None:
     """float16 overflow in the VAE decoder (the case the check exists for, here injected): the chunk
     is decoded again in float32, the depth is finite, and the decoder is back in float16 after."""
-    from stereocrafter.pipeline.loading import load_depth_pipeline
+    from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
 
     pipe = load_depth_pipeline(tiny_weights, device="cpu", dtype=torch.float16)
     dtypes: list[torch.dtype] = []

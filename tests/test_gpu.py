@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from stereocrafter.config import StereoConfig
 from stereocrafter.errors import DeadlineExceededError, DeviceUnavailableError, NonFiniteOutputError
 from stereocrafter.guard import Deadline
-from stereocrafter.pipeline.run import RunHooks, StereoConfig, StereoPipeline
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.pipeline.types import RunHooks
 from stereocrafter.serving.faults import Faults
 from stereocrafter.serving.gpu import check_device, classify, device_lines
 

@@ -19,7 +19,8 @@ from stereocrafter.models.inpainting import (
     tile_layout,
 )
 from stereocrafter.models.svd import VAE_ENCODE_BATCH
-from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, load_inpainting_pipeline
+from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO
+from stereocrafter.stages.stereocrafter import load_pipeline as load_inpainting_pipeline
 
 
 def inputs(t: int, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,16 +10,9 @@ import pytest
 import torch
 
 from stereocrafter.errors import WeightsMissingError
-from stereocrafter.pipeline.loading import (
-    DEPTH_REPO,
-    INPAINTING_REPO,
-    STAGES,
-    SVD_REPO,
-    TINY_WEIGHTS_MARKER,
-    is_tiny,
-    load_depth_pipeline,
-    resolve_stage,
-)
+from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, STAGES, SVD_REPO, resolve_stage
+from stereocrafter.stages.components import TINY_WEIGHTS_MARKER, is_tiny
+from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
 
 DEPTH_FILES = [
     f"{SVD_REPO}/vae/config.json",
@@ -170,8 +163,9 @@ def test_compiled_unets_give_the_same_conversion(tiny_weights: Path) -> None:
     here, inductor in production) and warm up at load; the conversion is unchanged."""
     import numpy as np
 
-    from stereocrafter.pipeline.loading import compile_models, load_stereo_pipeline
-    from stereocrafter.pipeline.run import StereoConfig
+    from stereocrafter.config import StereoConfig
+    from stereocrafter.pipeline.compile import compile_models
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
 
     config = StereoConfig(depth_steps=1, inpaint_steps=1)
     frames = (np.random.default_rng(0).random((5, 64, 96, 3)) * 255).astype(np.uint8)
@@ -195,8 +189,9 @@ def test_a_turbo_only_pipeline_compiles_and_converts(tiny_weights: Path) -> None
     inpainting UNet compile and warm up at turbo's shapes, and the conversion is unchanged."""
     import numpy as np
 
-    from stereocrafter.pipeline.loading import compile_models, load_stereo_pipeline
-    from stereocrafter.pipeline.run import StereoConfig
+    from stereocrafter.config import StereoConfig
+    from stereocrafter.pipeline.compile import compile_models
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
 
     config = StereoConfig.from_preset("turbo", inpaint_steps=1)
     frames = (np.random.default_rng(1).random((5, 64, 96, 3)) * 255).astype(np.uint8)
@@ -218,7 +213,8 @@ def test_a_turbo_only_pipeline_compiles_and_converts(tiny_weights: Path) -> None
 
 def test_the_warm_up_covers_the_shapes_of_each_served_preset() -> None:
     """The calls a 1080p job of each preset makes (what ``compile_models`` runs at start-up)."""
-    from stereocrafter.pipeline.loading import WarmupCall, warmup_calls
+    from stereocrafter.pipeline.compile import warmup_calls
+    from stereocrafter.stages.base import WarmupCall
 
     turbo = warmup_calls(("turbo",), (1080, 1920))
     assert turbo == [WarmupCall("vda-small", 32, 1, (518, 924)), WarmupCall("inpainting", 23, 1, (32, 56))]
@@ -239,7 +235,8 @@ def test_a_warm_up_call_is_chunked_as_a_job_s_call_would_be(inpainting_pipeline,
     """On a card with little free memory the warm-up runs (and compiles) the chunked feed-forward,
     as the job's call of that shape will: never an unchunked call that would not fit."""
     from stereocrafter.models import attention
-    from stereocrafter.pipeline.loading import WarmupCall, _unet_call
+    from stereocrafter.stages.base import WarmupCall
+    from stereocrafter.stages.components import warm_up_unet as _unet_call
 
     unet = inpainting_pipeline.unet
     seen: list[set] = []

@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from stereocrafter.client import convert_segments, plan_segments
+from stereocrafter.config import StereoConfig
 from stereocrafter.long.align import Alignment
 from stereocrafter.long.local import LocalBackend, LocalSegment, cut_segments
 from stereocrafter.media.video_io import probe
 from stereocrafter.models.vda_depth import VdaDepthPipeline
-from stereocrafter.pipeline.run import StereoConfig, StereoPipeline
+from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.stereo.splatting import disparity_from_depth
 from tests.long_scene import KnownDepth, KnownVdaModel, convert_both_ways, render
 from tests.media import audio_duration, make_video, scene_frames

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from stereocrafter.config import StereoConfig
 from stereocrafter.jobs.local import convert_file
 from stereocrafter.media.video_io import iter_frames, probe
-from stereocrafter.pipeline.run import RunHooks, SequentialFrames, StereoConfig, StereoPipeline
+from stereocrafter.pipeline.frames import SequentialFrames
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.pipeline.types import RunHooks
 from tests.media import audio_duration, make_video, scene_frames
 
 FAST = StereoConfig(depth_steps=2, inpaint_steps=2)

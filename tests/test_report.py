@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from stereocrafter.config import StereoConfig
 from stereocrafter.jobs.report import COMFORT_BUDGET, QualityReport
 from stereocrafter.jobs.report_image import PANELS, contact_sheet
-from stereocrafter.pipeline.run import StereoConfig
 from tests.scene import default_planes, render
 
 MAX_DISP = 20.0

@@ -13,14 +13,18 @@ import pytest
 import torch
 
 from stereocrafter.catalog import MODELS, depth_model_of, models_of, parse_presets
+from stereocrafter.config import StereoConfig
 from stereocrafter.errors import DepthMismatchError, PresetNotServedError, WeightsMissingError
 from stereocrafter.media.depthstore import DepthShape, read_depth, write_depth
-from stereocrafter.pipeline.loading import components_of, load_stereo_pipeline
-from stereocrafter.pipeline.run import RunHooks, StereoConfig, StereoPipeline
+from stereocrafter.pipeline.loading import load_stereo_pipeline
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.pipeline.types import RunHooks
 from stereocrafter.presets import PEAK_GPU_GB_1080P, PRESET_NAMES
 from stereocrafter.serving.weights import download_plan, download_weights
 from stereocrafter.settings import load_settings
-from stereocrafter.stages.depth import DepthCrafterStage, VdaStage, processing_size
+from stereocrafter.stages.depthcrafter import DepthCrafterStage
+from stereocrafter.stages.registry import components_of, processing_size
+from stereocrafter.stages.vda import VdaStage
 from tests.hf_server import HubServer
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from stereocrafter.errors import NotReadyError, StereoCrafterError, WeightsMissingError
-from stereocrafter.pipeline.loading import load_depth_pipeline
 from stereocrafter.serving.weights import ModelHolder, download_plan, download_weights, read_hf_token
+from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
 from tests.hf_server import HubServer
 
 TOKEN = "hf_test_secret_0123456789"

@@ -1,11 +1,10 @@
 """Local conversion jobs on files: ``convert_file`` (decode -> StereoPipeline -> encode, with
-timings) and ``depth_file`` (stage 1 alone, the raw depth stored), used by the CLI, ``long`` and
-the service's S3 jobs (``serving.jobs``), with what they share (``job_config``,
-``stored_depth_shape``, the report's two files)."""
+timings) and ``depth_file`` (stage 1 alone, the raw depth stored), used by the CLI, ``long.local``
+and the service's S3 jobs (``serving.jobs``), each under a job's context (``jobs.context.Job``:
+its config, stop check and encoder), with ``stored_depth_shape``, which they share."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -13,24 +12,24 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from stereocrafter.bounds import DEFAULT_QUALITY
+from stereocrafter.bounds import DEFAULT_MODE
+from stereocrafter.config import StereoConfig
 from stereocrafter.guard import call_checked
-from stereocrafter.jobs.report import QualityReport
+from stereocrafter.jobs.context import Job
 from stereocrafter.media.depthstore import DepthShape, depth_summary, write_depth
 from stereocrafter.media.encode import VideoWriter
-from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.streams import BackgroundSink
 from stereocrafter.media.video_io import VideoInfo, iter_frames, probe
-from stereocrafter.pipeline.run import NO_HOOKS, AlignedDepth, RunHooks, StereoConfig, StereoPipeline
-from stereocrafter.settings import Settings
-from stereocrafter.stages.depth import processing_size
-from stereocrafter.stereo.compose import check_mode, output_size
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.pipeline.types import NO_HOOKS, RunHooks
+from stereocrafter.stages.registry import processing_size
+from stereocrafter.stereo.compose import output_size
+from stereocrafter.stereo.depthmap import AlignedDepth
 
 logger = logging.getLogger(__name__)
 
@@ -60,24 +59,25 @@ def convert_file(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    mode: str = "anaglyph",
-    config: StereoConfig | None = None,
+    mode: str = DEFAULT_MODE,
+    job: Job | None = None,
     hooks: RunHooks = NO_HOOKS,
     grid_path: str | os.PathLike[str] | None = None,
-    crf: int = DEFAULT_QUALITY,
     frames: tuple[int, int] | None = None,
     depth: AlignedDepth | None = None,
-    encoder: Encoder = LIBX264,
 ) -> ConversionResult:
     """Convert ``source`` into a stereo video at ``output`` (exact fps and frame count, audio kept).
 
-    ``frames`` = (start, count) converts only those frames (a segment of a long file; no audio).
-    ``config``, ``hooks`` and ``depth`` (a stored, aligned depth: no depth pass): see
-    ``StereoPipeline.run``; ``encoder`` (``media.encoders.choose_encoder``) at quality ``crf``
-    writes the video; ``grid_path`` adds the debug grid's video (``hooks.grid_sink``).
-    Raises ``VideoDecodeError`` for an unusable input; nothing is left at ``output`` on failure.
+    ``job``: the context (its config, stop check and encoding; default: the pipeline's config,
+    never stopped, libx264 at quality 18). ``frames`` = (start, count) converts only those frames
+    (a segment of a long file; no audio). ``hooks`` (progress, observer) and ``depth`` (a stored,
+    aligned depth: no depth pass): see ``StereoPipeline.run``, which checks ``mode``;
+    ``grid_path`` adds the debug grid's video (``hooks.grid_sink``). Raises ``VideoDecodeError``
+    for an unusable input; nothing is left at ``output`` on failure.
     """
-    mode = check_mode(mode)
+    job = job or Job(config=pipeline.config)
+    hooks = replace(hooks, stop=job.stop)
+    crf, encoder = job.encoding.quality, job.encoding.encoder
     started = time.perf_counter()
     info = segment_info(source, frames)
     timings = {"probe": time.perf_counter() - started}
@@ -124,7 +124,7 @@ def convert_file(
             width=info.width,
             height=info.height,
             mode=mode,
-            config=config,
+            config=job.config,
             hooks=hooks,
             depth=depth,
         )
@@ -132,12 +132,12 @@ def convert_file(
     encode_started = time.perf_counter()
 
     # The last chunks' encoding and libx264's final flush (its look-ahead: seconds for a wide
-    # 1080p picture on a few cores) run under ``check`` too; a stopped job leaves no file.
+    # 1080p picture on a few cores) run under the stop check too; a stopped job leaves no file.
     def cancel() -> None:
         for each in writers:
             each.cancel()
 
-    call_checked(finishing.close, hooks.check, name="encode-finish", abandon=cancel, check_first=False)
+    call_checked(finishing.close, job.stop, name="encode-finish", abandon=cancel, check_first=False)
     stored_width, stored_height = writer.encoded_width, writer.encoded_height
     timings.update(result.timings)
     timings["encode_finish"] = time.perf_counter() - encode_started
@@ -154,7 +154,7 @@ def convert_file(
         has_audio=info.has_audio,
         timings=timings,
         source=info,
-        encoder=encoder.describe(crf),
+        encoder=job.encoding.describe(),
     )
 
 
@@ -195,14 +195,16 @@ def depth_file(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    config: StereoConfig | None = None,
+    job: Job | None = None,
     hooks: RunHooks = NO_HOOKS,
     frames: tuple[int, int] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> DepthFileResult:
     """Stage 1 alone: the segment's raw depth stored at ``output`` (``depthstore`` format, tagged
-    with the config's depth model) and the summary the alignment of segments works from. Nothing
-    is left at ``output`` on failure."""
+    with the config's depth model) and the summary the alignment of segments works from, under
+    ``job`` (see ``convert_file``). Nothing is left at ``output`` on failure."""
+    job = job or Job(config=pipeline.config)
+    hooks = replace(hooks, stop=job.stop)
     started = time.perf_counter()
     info = segment_info(source, frames)
     timings = {"probe": time.perf_counter() - started}
@@ -221,7 +223,7 @@ def depth_file(
         num_frames=info.num_frames,
         width=info.width,
         height=info.height,
-        config=config,
+        config=job.config,
         hooks=hooks,
     )
     timings["depth"] = time.perf_counter() - depth_started
@@ -229,7 +231,7 @@ def depth_file(
     try:
         write_depth(
             output, raw, fps=info.fps, source_width=info.width, source_height=info.height,
-            model=(config or pipeline.config).depth_model, extra=extra, check=hooks.check,
+            model=job.config.depth_model, extra=extra, stop=job.stop,
         )  # fmt: skip
     except BaseException:
         Path(output).unlink(missing_ok=True)
@@ -247,52 +249,8 @@ def depth_file(
     )
 
 
-def job_config(preset: str, settings: Settings, **overrides: Any) -> StereoConfig:
-    """The preset's ``StereoConfig`` with the request's values, and the step counts of
-    ``STEREOCRAFTER_DEPTH_STEPS``/``_INPAINT_STEPS`` and VDA's ``STEREOCRAFTER_DEPTH_INPUT_SIZE``
-    when those are set."""
-    steps = {
-        "depth_steps": settings.depth_steps,
-        "inpaint_steps": settings.inpaint_steps,
-        "depth_input_size": settings.depth_input_size,
-    }
-    return StereoConfig.from_preset(preset, **{k: v for k, v in steps.items() if v is not None}, **overrides)
-
-
 def stored_depth_shape(info: VideoInfo, config: StereoConfig) -> DepthShape:
     """What a segment of ``info`` needs of a stored depth: its frames and size, and the depth
     stage's processing size for it under ``config`` (what its depth task stored)."""
     height, width = processing_size(info.height, info.width, config)
     return DepthShape(info.num_frames, info.width, info.height, width, height, config.depth_model)
-
-
-def report_extra(
-    preset: str, timings: dict[str, float], encoder: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """What a report says about its run besides the figures: preset, versions, timings, and the
-    encoder that wrote the video (``ConversionResult.encoder``)."""
-    from stereocrafter import __version__
-
-    return {
-        "preset": preset,
-        "versions": {
-            "stereocrafter": __version__,
-            "torch": metadata.version("torch"),
-            "diffusers": metadata.version("diffusers"),
-        },
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        **({"encoder": encoder} if encoder is not None else {}),
-    }
-
-
-def write_report(report: QualityReport, json_path: Path, png_path: Path, extra: dict[str, Any]) -> None:
-    """The report's two files: JSON (``QualityReport.as_dict``) and the PNG contact sheet."""
-    from stereocrafter.jobs.report_image import write_png
-
-    if report.error is not None:
-        raise RuntimeError(f"the report could not be computed: {report.error}")
-    json_path.write_text(json.dumps(report.as_dict(**extra), indent=1))
-    title = f"{extra.get('preset', '')} preset" + (
-        ", TINY RANDOM WEIGHTS" if extra.get("tiny_weights") else ""
-    )
-    write_png(report, png_path, title=title)

@@ -15,15 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stereocrafter.bounds import DEFAULT_QUALITY
+from stereocrafter.bounds import DEFAULT_MODE
 from stereocrafter.errors import StereoCrafterError, StitchError
+from stereocrafter.jobs.context import Encoding, Job
 from stereocrafter.jobs.local import convert_file, depth_file, segment_info, stored_depth_shape
 from stereocrafter.long.segments import SegmentsResult, convert_segments
+from stereocrafter.long.tasks import ALIGNED
 from stereocrafter.media.depthstore import read_depth
-from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.stitch import StitchResult, stitch
 from stereocrafter.media.video_io import MediaError, probe
-from stereocrafter.pipeline.run import AlignedDepth, Observer, Progress, RunHooks, StereoPipeline
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.pipeline.types import Observer, Progress, RunHooks
+from stereocrafter.stereo.depthmap import AlignedDepth
 
 MIN_TAIL_FRAMES = 8  # a last segment shorter than this joins the one before it
 
@@ -58,19 +61,21 @@ class LocalBackend:
     or a test's probe of the disparity it used).
     """
 
-    STEREO_OPTIONS = frozenset({"mode", "depth_uri", "depth_scale", "depth_shift", "depth_range"})
+    # of a segment's stereo fields (``long.tasks``), what a local task takes; the rest come from
+    # its pipeline's config
+    STEREO_OPTIONS = frozenset({"mode", *ALIGNED})
 
     def __init__(
         self,
         pipeline: StereoPipeline,
         workdir: Path,
         *,
-        crf: int = DEFAULT_QUALITY,
-        encoder: Encoder = LIBX264,
+        encoding: Encoding | None = None,
         progress: Progress | None = None,
         observer_factory: Callable[[LocalSegment], Observer | None] | None = None,
     ) -> None:
-        self.pipeline, self.workdir, self.crf, self.encoder = pipeline, Path(workdir), crf, encoder
+        self.pipeline, self.workdir = pipeline, Path(workdir)
+        self.job = Job(config=pipeline.config, encoding=encoding or Encoding(), tiny=pipeline.tiny)
         self.progress, self.observer_factory = progress, observer_factory
         self._lock = threading.Lock()  # one device: tasks run one after another
 
@@ -87,6 +92,7 @@ class LocalBackend:
                 self.pipeline,
                 source.path,
                 depth_output,
+                job=self.job,
                 frames=(source.start, source.count),
                 hooks=RunHooks(progress=self.progress),
             )
@@ -118,9 +124,9 @@ class LocalBackend:
         observer = self.observer_factory(source) if self.observer_factory else None
         with self._lock:
             result = convert_file(
-                self.pipeline, source.path, output, mode=options.get("mode", "anaglyph"),
-                hooks=RunHooks(progress=self.progress, observer=observer), crf=self.crf,
-                frames=(source.start, source.count), depth=depth, encoder=self.encoder,
+                self.pipeline, source.path, output, mode=options.get("mode", DEFAULT_MODE), job=self.job,
+                hooks=RunHooks(progress=self.progress, observer=observer),
+                frames=(source.start, source.count), depth=depth,
             )  # fmt: skip
         return {"output": output, "frames": result.num_frames, "timings": result.timings,
                 "encoder": result.encoder}  # fmt: skip
@@ -140,18 +146,17 @@ def convert_long(
     *,
     segment_seconds: float,
     workdir: Path,
-    mode: str = "anaglyph",
+    mode: str = DEFAULT_MODE,
     align: bool = True,
     plan_only: bool = False,
-    crf: int = DEFAULT_QUALITY,
-    encoder: Encoder = LIBX264,
+    encoding: Encoding | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> LongResult:
     """The whole local workflow, segment files in ``workdir``. ``align=False`` normalises every
     segment alone (what one plain request per segment gives), for comparison."""
     segments = cut_segments(source, segment_seconds)
-    backend = LocalBackend(pipeline, workdir, crf=crf, encoder=encoder, progress=progress)
+    backend = LocalBackend(pipeline, workdir, encoding=encoding, progress=progress)
     pairs = [(seg, str(workdir / f"segment-{i:04d}.mp4")) for i, seg in enumerate(segments)]
     result = None
     if align:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from stereocrafter.errors import ConversionError
 from stereocrafter.long.align import Alignment, align
+from stereocrafter.long.tasks import DEPTH_TASK_OPTIONS
 
 # Errors of any backend that mean "no answer" (worth another attempt); a backend may add its own
 # (its ``transient`` attribute, e.g. ``HttpClient``'s httpx transport errors).
@@ -34,10 +35,6 @@ class SegmentBackend(Protocol):
     def stereo(self, source: Any, output: str, **options: Any) -> dict[str, Any]: ...
 
     def depth_location(self, index: int, output: str) -> str: ...
-
-
-# Options of a segment conversion that the depth task takes too (the rest are the stereo task's).
-DEPTH_TASK_OPTIONS = ("preset", "seed")
 
 
 @dataclass

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from stereocrafter.bounds import MAX_DEPTH_VALUE
 from stereocrafter.catalog import DEFAULT_DEPTH_MODEL
 from stereocrafter.errors import DepthMismatchError, InvalidDepthError
-from stereocrafter.guard import Every
+from stereocrafter.guard import Every, Stop
 
 TAG = "STEREOCRAFTER_DEPTH"
 FORMAT_VERSION = 1
@@ -84,10 +83,10 @@ def write_depth(
     source_height: int,
     model: str = DEFAULT_DEPTH_MODEL,
     extra: dict[str, Any] | None = None,
-    check: Callable[[], None] | None = None,
+    stop: Stop | None = None,
 ) -> dict[str, Any]:
     """Store raw depth (T, 1, h, w) made by the depth model ``model`` at ``path`` (.mkv); returns
-    the tag it wrote. ``check`` (a job's deadline) runs every half second (FFV1 takes up to 40 ms a
+    the tag it wrote. ``stop`` (a job's deadline) runs every half second (FFV1 takes up to 40 ms a
     1024x576 frame)."""
     if depth.ndim != 4 or depth.shape[1] != 1 or depth.shape[0] < 1:
         raise ValueError(f"depth must be (T, 1, h, w) with T >= 1, got {tuple(depth.shape)}")
@@ -113,7 +112,7 @@ def write_depth(
         options = {"level": "3", "slicecrc": "1", "g": "1"}
         stream = out.add_stream("ffv1", rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "gray16le"
-        every = Every(check)
+        every = Every(stop)
         for t in range(num_frames):
             every()
             if span > 0:
@@ -128,9 +127,7 @@ def write_depth(
     return meta
 
 
-def read_depth(
-    path: str | os.PathLike[str], expect: DepthShape, check: Callable[[], None] | None = None
-) -> StoredDepth:
+def read_depth(path: str | os.PathLike[str], expect: DepthShape, stop: Stop | None = None) -> StoredDepth:
     """The depth ``write_depth`` stored for the segment ``expect`` describes.
 
     Everything is checked before the first frame is decoded, so a crafted file (frames that
@@ -139,7 +136,7 @@ def read_depth(
     (``DepthMismatchError``, 422), then the stream's codec, pixel format and dimensions
     (``InvalidDepthError`` / ``DepthMismatchError``, 422). The decode then fills a tensor of
     exactly ``expect``'s size and stops one frame past the tag's count; every frame is checked
-    again (format, size, corruption). ``check()`` (a job's deadline) runs every half second.
+    again (format, size, corruption). ``stop`` (a job's deadline) runs every half second.
     """
     name = "the depth object"
     try:
@@ -152,7 +149,7 @@ def read_depth(
         stream = container.streams.video[0]
         values = torch.empty(expect.frames, 1, expect.height, expect.width, dtype=torch.float32)
         decoded = 0
-        every = Every(check)
+        every = Every(stop)
         try:
             for frame in container.decode(stream):
                 every()

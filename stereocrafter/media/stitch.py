@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import av
 
 from stereocrafter.errors import VideoDecodeError, VideoEncodeError
-from stereocrafter.guard import Every
+from stereocrafter.guard import Every, Stop
 from stereocrafter.media.audio import SourceAudio, output_format
 from stereocrafter.media.video_io import probe
 
@@ -81,10 +80,10 @@ def stitch(
     output: str | os.PathLike[str],
     *,
     audio_from: str | os.PathLike[str] | None = None,
-    check: Callable[[], None] | None = None,
+    stop: Stop | None = None,
 ) -> StitchResult:
     """Concatenate ``parts`` (in playback order) into ``output``; see the module docstring.
-    ``check`` (a deadline) runs every half second of copying."""
+    ``stop`` (a deadline) runs every half second of copying."""
     if not parts:
         raise ValueError("nothing to stitch")
     fmt = output_format(output)
@@ -93,7 +92,7 @@ def stitch(
     partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:12]}.partial{output.suffix}")
     try:
         with av.open(str(partial), mode="w", format=fmt) as out:
-            audio = _stitch_into(out, [Path(p) for p in parts], audio_from, Every(check))
+            audio = _stitch_into(out, [Path(p) for p in parts], audio_from, Every(stop))
         written = probe(partial).num_frames
         if written != sum(counts):
             raise VideoDecodeError(

@@ -27,7 +27,7 @@ from av.container import InputContainer
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from stereocrafter.errors import VideoDecodeError
-from stereocrafter.guard import Check, Every
+from stereocrafter.guard import Every, Stop
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +145,10 @@ def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     return rgb
 
 
-def probe(path: str | os.PathLike[str], check: Check | None = None) -> VideoInfo:
+def probe(path: str | os.PathLike[str], stop: Stop | None = None) -> VideoInfo:
     """Describe a video file. Decodes only the first frame (to check the stream decodes and to read
     its rotation); counts packets when the container does not store a frame count (mkv, webm),
-    with ``check`` (a job's deadline) every half second.
+    with ``stop`` (a job's deadline) every half second.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -175,7 +175,7 @@ def probe(path: str | os.PathLike[str], check: Check | None = None) -> VideoInfo
         duration = _duration(container, stream)
         num_frames = stream.frames
     if num_frames <= 0:
-        num_frames = _count_packets(path, check)
+        num_frames = _count_packets(path, stop)
     if duration <= 0:
         duration = float(num_frames / fps)
     if rotation in (90, 270):
@@ -201,10 +201,10 @@ def _duration(container: InputContainer, stream: av.VideoStream) -> float:
     return 0.0
 
 
-def _count_packets(path: str | os.PathLike[str], check: Check | None = None) -> int:
+def _count_packets(path: str | os.PathLike[str], stop: Stop | None = None) -> int:
     """Frame count of containers without an index count: demux (no decode) and count packets."""
     name = Path(path).name
-    every = Every(check)
+    every = Every(stop)
     count = 0
     with _open_input(path) as container:
         stream = _video_stream(container, name)
@@ -217,13 +217,13 @@ def _count_packets(path: str | os.PathLike[str], check: Check | None = None) -> 
     return count
 
 
-def check_packets(path: str | os.PathLike[str], info: VideoInfo, check: Check | None = None) -> None:
+def check_packets(path: str | os.PathLike[str], info: VideoInfo, stop: Stop | None = None) -> None:
     """Demux (no decoding) the whole video stream and check that it holds the frames ``probe``
     found: a file cut short behind an intact index (an MP4 with its index in front) passes
-    ``probe`` and would fail only mid-conversion. Seconds for a long 1080p file; ``check`` (a
+    ``probe`` and would fail only mid-conversion. Seconds for a long 1080p file; ``stop`` (a
     job's deadline) runs every half second."""
     name = Path(path).name
-    present = _count_packets(path, check)
+    present = _count_packets(path, stop)
     if present < info.num_frames:
         raise VideoDecodeError(
             f"{name}: truncated video: {present} of the {info.num_frames} frames it declares are present"

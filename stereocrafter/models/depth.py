@@ -49,17 +49,18 @@ from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemp
 from diffusers.utils.torch_utils import randn_tensor
 
 from stereocrafter.bounds import DEFAULT_SEED
+from stereocrafter.config import REFERENCE
 from stereocrafter.models.attention import set_feed_forward_chunking
 from stereocrafter.models.svd import SVDPipeline
 
-# StereoCrafter's call of DepthCrafter (reference notes §1.1).
-DEFAULT_STEPS = 8
-DEFAULT_GUIDANCE = 1.2
-DEFAULT_WINDOW = 70
-DEFAULT_OVERLAP = 25
-DEFAULT_MAX_RES = 1024
-DEFAULT_NOISE_AUG = 0.02
-DEFAULT_DECODE_CHUNK = 8
+# StereoCrafter's call of DepthCrafter (reference notes §1.1), declared once in the run config.
+DEFAULT_STEPS = REFERENCE.depth_steps  # 8
+DEFAULT_GUIDANCE = REFERENCE.depth_guidance  # 1.2
+DEFAULT_WINDOW = REFERENCE.depth_window  # 70
+DEFAULT_OVERLAP = REFERENCE.depth_overlap  # 25
+DEFAULT_MAX_RES = REFERENCE.depth_max_res  # 1024
+DEFAULT_NOISE_AUG = REFERENCE.noise_aug_strength  # 0.02
+DEFAULT_DECODE_CHUNK = REFERENCE.depth_decode_chunk  # 8
 # Added time ids of DepthCrafter: fps 7 passed as is (not fps - 1), motion bucket 127.
 DEPTHCRAFTER_FPS = 7
 MOTION_BUCKET_ID = 127
@@ -491,20 +492,3 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(frames.shape[-2:]) == tuple(size):
         return frames
     return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
-
-
-def resize_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(T, 1, h, w) -> (T, 1, H0, W0), bilinear with align_corners=False, float32 (reference §1.6)."""
-    return F.interpolate(depth.float(), size=size, mode="bilinear", align_corners=False)
-
-
-def normalize_depth(depth: torch.Tensor) -> torch.Tensor:
-    """Min-max normalisation over the whole video to [0, 1] (1 = near, reference §1.6).
-
-    A constant depth map (max == min) becomes all zeros instead of the reference's NaN.
-    """
-    low, high = depth.min(), depth.max()
-    span = high - low
-    if float(span) == 0.0:
-        return torch.zeros_like(depth)
-    return (depth - low) / span

@@ -45,14 +45,16 @@ from diffusers import EulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from stereocrafter.bounds import DEFAULT_SEED, TILE_NUMS, check_tile_num
+from stereocrafter.config import REFERENCE
 from stereocrafter.models.attention import set_feed_forward_chunking
 from stereocrafter.models.svd import SVDPipeline
 
-DEFAULT_STEPS = 8
-DEFAULT_GUIDANCE = 1.01
-DEFAULT_FRAMES_CHUNK = 23
-DEFAULT_OVERLAP = 3
-DEFAULT_TILE_NUM = 1
+# StereoCrafter's inpainting call (reference notes §2), declared once in the run config.
+DEFAULT_STEPS = REFERENCE.inpaint_steps  # 8
+DEFAULT_GUIDANCE = REFERENCE.inpaint_guidance  # 1.01
+DEFAULT_FRAMES_CHUNK = REFERENCE.frames_chunk  # 23
+DEFAULT_OVERLAP = REFERENCE.inpaint_overlap  # 3
+DEFAULT_TILE_NUM = REFERENCE.tile_num  # 1
 TILE_OVERLAP_PX = 128
 SIZE_MULTIPLE = 128  # with several tiles: the reference's multiple, which makes 2 and 4 tiles divide evenly
 UNET_MULTIPLE = 64  # with one tile: what the UNet needs (latent /8, three 2x downsamplings)
@@ -178,7 +180,7 @@ class StereoInpaintingPipeline(SVDPipeline):
             raise ValueError(
                 f"need frames_chunk >= 1 and 0 <= overlap < frames_chunk, got {frames_chunk} and {overlap}"
             )
-        padded_h, padded_w = _padded(height, tile_num), _padded(width, tile_num)
+        padded_h, padded_w = padded_size(height, tile_num), padded_size(width, tile_num)
         tile_layout(padded_h, tile_num)
         tile_layout(padded_w, tile_num)
         if self.unet.config.in_channels != 9:
@@ -367,7 +369,7 @@ class StereoInpaintingPipeline(SVDPipeline):
         if generator is None:
             generator = torch.Generator().manual_seed(DEFAULT_SEED)
         device = self._execution_device
-        pad_h, pad_w = _padded(height, tile_num) - height, _padded(width, tile_num) - width
+        pad_h, pad_w = padded_size(height, tile_num) - height, padded_size(width, tile_num) - width
         previous: torch.Tensor | None = None  # last generated chunk, padded, on the device
         for chunk in chunks:
             warped, mask = source[chunk.start : chunk.end]
@@ -402,7 +404,7 @@ def decode_start(keep_from: int) -> int:
     return keep_from // VAE_DECODE_CHUNK * VAE_DECODE_CHUNK
 
 
-def _padded(size: int, tile_num: int) -> int:
+def padded_size(size: int, tile_num: int) -> int:
     """The size the stage works at: the next multiple of 64 with one tile (1080 -> 1088), of 128
     with several (1080 -> 1152, so that 2 and 4 overlapping tiles divide it evenly)."""
     multiple = UNET_MULTIPLE if tile_num == 1 else SIZE_MULTIPLE

@@ -52,12 +52,13 @@ from transformers.models.depth_anything.modeling_depth_anything import (
     DepthAnythingNeck,
 )
 
+from stereocrafter.bounds import VDA_PATCH
 from stereocrafter.catalog import MODELS, VDA_CHECKPOINT
 
 REPO = MODELS["vda-small"].repo
 CHECKPOINT = VDA_CHECKPOINT
 LICENCE = MODELS["vda-small"].licence
-PATCH = 14
+PATCH = VDA_PATCH  # 14: declared once, beside the bound it sets (``bounds``)
 POS_OFFSET = 0.1  # DINOv2's interpolate_offset, as the reference's ViT-S uses it
 
 

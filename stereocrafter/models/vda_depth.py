@@ -34,10 +34,11 @@ from typing import NamedTuple
 
 import torch
 
+from stereocrafter.config import REFERENCE
 from stereocrafter.models.depth import FrameSource  # frames at the processing size, asked in order
 from stereocrafter.models.vda import PATCH
 
-INPUT_SIZE = 518
+INPUT_SIZE = REFERENCE.depth_input_size  # 518, the published --input_size (``config``)
 WINDOW = 32
 OVERLAP = 10
 STEP = WINDOW - OVERLAP  # 22

@@ -4,147 +4,115 @@ No I/O here: frames come from a callable that opens a fresh iterator of uint8 RG
 decoder, in practice) and composed frames go to a sink callable (the video encoder). Host memory is
 bounded by a window or chunk of frames, not by the clip:
 
-1. Depth pass: the frames are read once, resized to the depth model's processing size and given to
-   it window by window (``depth_stages``: DepthCrafter or Video Depth Anything, as the config's
-   ``depth_model`` says); only the raw depth at that size (one float per depth pixel) is kept for
-   the clip, because normalisation is over the whole video (reference §1.6).
-2. Stereo pass: the frames are read again in the inpainting chunks' order; each requested range is
-   normalised, resized to the source size, turned into disparity and splatted (in batches of 10, as
-   the reference), the holes are inpainted chunk by chunk, and the kept frames are composed and
-   handed to the sink.
+1. Depth pass: the frames are read once, resized to the depth stage's processing size and given to
+   it window by window (the stage the config's ``depth_model`` names, ``stages.registry``); only
+   the raw depth at that size (one float per depth pixel) is kept for the clip, because
+   normalisation is over the whole video (reference §1.6).
+2. Stereo pass: the frames are read again in the inpainting stage's chunk order; each requested
+   range is normalised, resized to the source size, turned into disparity and splatted (in batches
+   of 10, as the reference), the holes are inpainted chunk by chunk (the stage the config's
+   ``inpainting_model`` names), and the kept frames are composed and handed to the sink.
 
 Two decode passes trade a cheap second decode for not holding the clip (reference notes §8.2).
+Which models run is the stages' business: nothing here names one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from stereocrafter.bounds import check_depth_range, wide_enough
-from stereocrafter.config import (
-    NO_HOOKS,
-    AlignedDepth,
-    FrameChunks,
-    HostChunks,
-    Observer,
-    OpenFrames,
-    Progress,
-    RunHooks,
-    Sink,
-    StereoConfig,
-    StereoResult,
-)
+from stereocrafter.bounds import DEFAULT_MODE, check_mode
+from stereocrafter.catalog import DEFAULT_DEPTH_MODEL, DEFAULT_INPAINTING_MODEL
+from stereocrafter.config import StereoConfig
 from stereocrafter.errors import PresetNotServedError
 from stereocrafter.media.streams import prefetch
-from stereocrafter.models import depth as depth_stage
-from stereocrafter.models import inpainting as inpainting_stage
-from stereocrafter.models.inpainting import StereoInpaintingPipeline
-from stereocrafter.pipeline.progress import StageProgress, decoders, inpainting_increments, no_progress
-from stereocrafter.stages.depth import DepthStage, wrap
-from stereocrafter.stereo.compose import check_mode, compose, output_size
+from stereocrafter.pipeline.frames import SequentialFrames
+from stereocrafter.pipeline.progress import StageProgress, no_progress
+from stereocrafter.pipeline.types import NO_HOOKS, HostChunks, OpenFrames, RunHooks, Sink, StereoResult
+from stereocrafter.presets import PRESET_NAMES
+from stereocrafter.stages.base import DepthStage, InpaintingStage
+from stereocrafter.stages.registry import wrap_depth, wrap_inpainting
+from stereocrafter.stereo.compose import compose, output_size
+from stereocrafter.stereo.depthmap import AlignedDepth, common_scale, normalise, resize_depth
 from stereocrafter.stereo.grid import debug_grid
 from stereocrafter.stereo.merge import enlarge, hole_weights, merge_right_view, shrink, working_size
 from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat
 
-# What a run takes is declared in ``config``; callers import it from here too.
-__all__ = [
-    "NO_HOOKS",
-    "AlignedDepth",
-    "FrameChunks",
-    "Observer",
-    "OpenFrames",
-    "Progress",
-    "RunHooks",
-    "SequentialFrames",
-    "Sink",
-    "StereoConfig",
-    "StereoPipeline",
-    "StereoResult",
-    "common_scale",
-    "normalise",
-]
 
-
-class SequentialFrames:
-    """Serve increasing, possibly overlapping index ranges from a one-pass iterator of chunks.
-
-    Keeps only the frames from the start of the last request on (a window or a chunk).
-    ``transform`` maps each decoded uint8 chunk to what callers get (e.g. a float tensor).
-    """
-
-    def __init__(self, chunks: HostChunks, num_frames: int, transform: Callable[[Any], torch.Tensor]) -> None:
-        self._chunks, self._num_frames, self._transform = chunks, num_frames, transform
-        self._buffer: list[torch.Tensor] = []
-        self._buffer_start = 0  # index of the first buffered frame
-        self._buffered = 0
-
-    def __len__(self) -> int:
-        return self._num_frames
-
-    def __getitem__(self, index: slice) -> torch.Tensor:
-        start, stop = index.start or 0, min(index.stop, self._num_frames)
-        if start < self._buffer_start:
-            raise IndexError(f"frames before {self._buffer_start} were released (asked for {start})")
-        while self._buffer_start + self._buffered < stop:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                raise ValueError(
-                    f"the video ended after {self._buffer_start + self._buffered} frames; "
-                    f"{self._num_frames} were expected"
-                )
-            tensor = self._transform(chunk)
-            self._buffer.append(tensor)
-            self._buffered += tensor.shape[0]
-        frames = torch.cat(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
-        offset = start - self._buffer_start
-        # Release what precedes this request: later requests never go back further.
-        self._buffer, self._buffer_start, self._buffered = [frames[offset:]], start, frames.shape[0] - offset
-        return frames[offset : offset + stop - start]
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 class StereoPipeline:
-    """Both stages on one device. ``depth``: the loaded depth pipeline, or a sequence of them (one
-    per depth model served: ``DepthCrafterPipeline``, ``VdaDepthPipeline``); a run uses the one its
-    config's ``depth_model`` names. ``config`` is the default of ``run``'s own ``config``; ``tiny``
-    says that the weights are the random test weights (``loading.is_tiny``), known once when the
-    pipeline is loaded and shown in every answer and report."""
+    """Both stages on one device. ``depth`` and ``inpainting``: a loaded stage or model pipeline,
+    or a sequence of them (one per model served, ``stages.registry``); a run uses the ones its
+    config names. ``config`` is the default of ``run``'s own ``config``; ``tiny`` says that the
+    weights are the random test weights (``stages.components.is_tiny``), known once when the
+    pipeline is loaded and shown in every answer and report; ``presets``: the presets this
+    pipeline serves (``STEREOCRAFTER_PRESETS``), which ``check_inputs`` holds a run's config to."""
 
     def __init__(
         self,
         depth: Any,
-        inpainting: StereoInpaintingPipeline,
+        inpainting: Any,
         config: StereoConfig | None = None,
         *,
         tiny: bool = False,
+        presets: Sequence[str] = PRESET_NAMES,
     ) -> None:
-        pipelines = list(depth) if isinstance(depth, list | tuple) else [depth]
-        self.depth_stages: dict[str, DepthStage] = {stage.model: stage for stage in map(wrap, pipelines)}
-        self.inpainting = inpainting
+        self.depth_stages: dict[str, DepthStage] = {s.name: s for s in map(wrap_depth, _listed(depth))}
+        self.inpainting_stages: dict[str, InpaintingStage] = {
+            s.name: s for s in map(wrap_inpainting, _listed(inpainting))
+        }
         self.config = config or StereoConfig()
         self.tiny = tiny
-        self.device = inpainting._execution_device
+        self.presets = tuple(presets)
+        self.device = next(iter(self.inpainting_stages.values())).device
+
+    @property
+    def stages(self) -> list[DepthStage | InpaintingStage]:
+        """Every loaded stage, depth first (``pipeline.compile``)."""
+        return [*self.depth_stages.values(), *self.inpainting_stages.values()]
 
     @property
     def depth(self) -> Any:
-        """DepthCrafter's pipeline when it is loaded, else None (tests, ``loading.compile_unets``)."""
-        stage = self.depth_stages.get("depthcrafter")
+        """The default depth model's pipeline when it is loaded, else None (tests)."""
+        stage = self.depth_stages.get(DEFAULT_DEPTH_MODEL)
         return stage.pipeline if stage is not None else None
 
-    def depth_stage(self, config: StereoConfig) -> DepthStage:
-        """The loaded stage of ``config.depth_model``; ``PresetNotServedError`` (400) when this
-        pipeline was loaded without it (an endpoint serving other presets)."""
-        stage = self.depth_stages.get(config.depth_model)
-        if stage is None:
+    @property
+    def inpainting(self) -> Any:
+        """The default inpainting model's pipeline when it is loaded, else None (tests)."""
+        stage = self.inpainting_stages.get(DEFAULT_INPAINTING_MODEL)
+        return stage.pipeline if stage is not None else None
+
+    def check_inputs(self, config: StereoConfig, num_frames: int, mode: str | None = None) -> None:
+        """The one check of a run's inputs below the edge, as a diffusers pipeline's: ``mode``
+        (``bounds.MODES``; None for the depth pass), ``num_frames`` >= 1, and ``config`` runnable
+        here (``PresetNotServedError``, 400: its preset is not among those served, or its models
+        were not loaded)."""
+        if mode is not None:
+            check_mode(mode)
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if config.preset not in self.presets:  # its models were not loaded here
             raise PresetNotServedError(
-                f"the depth model {config.depth_model} is not loaded here "
-                f"(loaded: {', '.join(self.depth_stages) or 'none'})"
+                f"this endpoint serves the presets {', '.join(self.presets)} (STEREOCRAFTER_PRESETS), "
+                f"not {config.preset}"
             )
-        return stage
+        for kind, model, loaded in (
+            ("depth", config.depth_model, self.depth_stages),
+            ("inpainting", config.inpainting_model, self.inpainting_stages),
+        ):
+            if model not in loaded:
+                raise PresetNotServedError(
+                    f"the {kind} model {model} is not loaded here (loaded: {', '.join(loaded) or 'none'})"
+                )
 
     def _host_tensor(self, chunk: np.ndarray) -> torch.Tensor:
         """(t, H, W, 3) uint8 numpy -> the same as a torch tensor, in page-locked memory when the
@@ -174,7 +142,7 @@ class StereoPipeline:
         num_frames: int,
         width: int,
         height: int,
-        mode: str = "anaglyph",
+        mode: str = DEFAULT_MODE,
         config: StereoConfig | None = None,
         hooks: RunHooks = NO_HOOKS,
         depth: AlignedDepth | None = None,
@@ -183,24 +151,22 @@ class StereoPipeline:
         the same ``num_frames`` frames of ``width`` x ``height`` each time (once, when ``depth``
         holds a stored raw depth).
 
-        ``config``: this run's knobs (default: the pipeline's), as diffusers pipelines take theirs
-        per call; nothing is rebuilt per job. ``hooks``: see ``RunHooks``. ``depth``: see
-        ``AlignedDepth`` (long videos); None is the reference's run.
+        ``mode``: the stereo layout (``bounds.MODES``). ``config``: this run's knobs (default: the
+        pipeline's), as diffusers pipelines take theirs per call; nothing is rebuilt per job.
+        ``hooks``: see ``RunHooks``. ``depth``: see ``AlignedDepth`` (long videos); None is the
+        reference's run.
         """
-        mode = check_mode(mode)
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         cfg = config or self.config
+        self.check_inputs(cfg, num_frames, mode)
         aligned = depth or AlignedDepth()
-        check, observer, grid_sink = hooks.check, hooks.observer, hooks.grid_sink
+        stop, observer, grid_sink = hooks.stop, hooks.observer, hooks.grid_sink
         timings: dict[str, float] = {}
         report = hooks.progress or no_progress
 
         # 1. Depth at the processing resolution, one window at a time (or the stored one).
         if aligned.raw is None:
             started = time.perf_counter()
-            raw_depth = self.depth_pass(open_frames, num_frames=num_frames, width=width, height=height,
-                                        config=cfg, hooks=hooks)  # fmt: skip
+            raw_depth = self._depth_pass(open_frames, num_frames, width, height, cfg, hooks)
             timings["depth"] = time.perf_counter() - started
         else:
             raw_depth = aligned.raw
@@ -211,7 +177,8 @@ class StereoPipeline:
         raw_depth, low, high = common_scale(raw_depth, aligned)
 
         # 2. Splat and inpaint chunk by chunk; compose and hand over the kept frames.
-        chunks = inpainting_stage.plan_chunks(num_frames, cfg.frames_chunk, cfg.inpaint_overlap)
+        inpaint = self.inpainting_stages[cfg.inpainting_model]
+        chunks = inpaint.plan(num_frames, cfg)
         if observer is not None:
             seams = [chunk.start + chunk.reused for chunk in chunks[1:]]  # first frame each later chunk keeps
             observer.on_start(num_frames=num_frames, width=width, height=height, config=cfg,
@@ -224,21 +191,13 @@ class StereoPipeline:
         out_w, out_h = output_size(mode, width, height)
         written = 0
 
-        if check is not None:
-            check()
+        if stop is not None:
+            stop.check()
         inpaint_progress = StageProgress(
-            report, "inpainting", num_frames, inpainting_increments(chunks, cfg), check=check
+            report, "inpainting", num_frames, inpaint.increments(chunks, cfg), stop=stop
         )
-        with inpaint_progress.watching(self.inpainting.unet, *decoders(self.inpainting)):
-            for start, right in self.inpainting.iter_inpaint(
-                stereo,
-                num_inference_steps=cfg.inpaint_steps,
-                guidance_scale=cfg.inpaint_guidance,
-                frames_chunk=cfg.frames_chunk,
-                overlap=cfg.inpaint_overlap,
-                tile_num=cfg.tile_num,
-                generator=self._generator(cfg.seed),
-            ):
+        with inpaint_progress.watching(inpaint.watched, *inpaint.checked):
+            for start, right in inpaint.iter_inpaint(stereo, cfg, self._generator(cfg.seed)):
                 composed_at = time.perf_counter()
                 left, depth_vis, occlusion, warped = stereo.kept(start, right.shape[0])
                 if cfg.holes_only:  # the inpaint only inside the grown holes, the splat elsewhere
@@ -273,46 +232,33 @@ class StereoPipeline:
     ) -> torch.Tensor:
         """Stage 1 alone: the clip's raw (unnormalised) depth, (T, 1, h, w) float32 on the CPU at
         the depth stage's processing size. ``open_frames()`` is called once; ``config`` and
-        ``hooks`` (its progress and check): see ``run``."""
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        ``hooks`` (its progress and stop check): see ``run``."""
         cfg = config or self.config
-        stage = self.depth_stage(cfg)
+        self.check_inputs(cfg, num_frames)
+        return self._depth_pass(open_frames, num_frames, width, height, cfg, hooks)
+
+    def _depth_pass(
+        self,
+        open_frames: OpenFrames,
+        num_frames: int,
+        width: int,
+        height: int,
+        cfg: StereoConfig,
+        hooks: RunHooks,
+    ) -> torch.Tensor:
+        stage = self.depth_stages[cfg.depth_model]
         report = hooks.progress or no_progress
         size = stage.processing_size(height, width, cfg)
         source = SequentialFrames(
             self._frames(open_frames), num_frames, lambda c: stage.resize(self._to_tensor(c), size)
         )
         depth_progress = StageProgress(
-            report, "depth", num_frames, stage.increments(num_frames, cfg), check=hooks.check
+            report, "depth", num_frames, stage.increments(num_frames, cfg), stop=hooks.stop
         )
         with depth_progress.watching(stage.watched, *stage.checked):
             depth_chunks = [chunk for _, chunk in stage.iter_depth(source, cfg, self._generator(cfg.seed))]
         depth_progress.finish()
         return torch.cat(depth_chunks)  # (T, 1, h, w) float32, CPU
-
-
-def common_scale(raw: torch.Tensor, aligned: AlignedDepth) -> tuple[torch.Tensor, float, float]:
-    """The clip's raw depth (T, 1, h, w) on the common scale of a long video, and the (low, high)
-    that normalise it (``AlignedDepth``'s map and range): scale * raw + shift, and the given range,
-    which must be wide enough for float32 (``bounds.check_depth_range``), or the clip's own min
-    and max (the reference). ``aligned.raw`` is not read: ``raw`` is the depth in hand."""
-    if aligned.mapped:
-        raw = raw * aligned.scale + aligned.shift
-    if aligned.range is None:
-        return raw, float(raw.min()), float(raw.max())
-    low, high = float(aligned.range[0]), float(aligned.range[1])
-    check_depth_range(low, high)
-    return raw, low, high
-
-
-def normalise(raw: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """(raw - low) / (high - low), not clamped (values outside the range fall outside [0, 1]).
-    A range too narrow for float32 (``bounds.wide_enough``; a clip whose depth is flat) gives
-    zeros, where the reference's min-max normalisation gives NaN."""
-    if not wide_enough(low, high):
-        return torch.zeros_like(raw)
-    return (raw - low) / (high - low)
 
 
 class _StereoSource:
@@ -353,7 +299,7 @@ class _StereoSource:
             raw = self.raw_depth[start + i : start + i + left[i : i + cfg.splat_batch].shape[0]]
             # Normalised over the whole clip, then resized to the source size (reference §1.6).
             depth = normalise(raw.to(left.device), low, high)
-            depth = depth_stage.resize_depth(depth, self.size).clamp(0, 1)
+            depth = resize_depth(depth, self.size).clamp(0, 1)
             warped, occlusion = forward_splat(
                 left[i : i + cfg.splat_batch], disparity_from_depth(depth, cfg.max_disp)
             )

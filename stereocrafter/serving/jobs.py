@@ -1,8 +1,9 @@
 """The service's S3 jobs: ``run_job`` (the stereo task) and ``run_depth_job`` (``task: "depth"``),
 around the local jobs of ``convert`` (``convert_file``, ``depth_file``).
 
-Both start with the same prelude (``_begin``): the deadline's first check, the preset's config
-with the request's knobs, and ``storage.preflight`` before any download (the input exists, the
+Both run under the job's context (``jobs.context.Job``: the run config the request schema resolved,
+the storage, the stop check, the encoder) and start with the same prelude (``_begin``): the stop
+check's first run and ``storage.preflight`` before any download (the input exists, the
 output is not the input under another name, the output bucket takes writes, and with
 ``overwrite`` false nothing is at the output yet). Per-request files live in a temporary folder
 that is always removed. An output object is uploaded only once its local file is complete, so a
@@ -12,9 +13,7 @@ failed job leaves nothing at its key. The errors raised carry their HTTP status 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,113 +21,65 @@ from stereocrafter.echo import bounded
 from stereocrafter.errors import (
     DeadlineExceededError,
     LimitExceededError,
-    PresetNotServedError,
     ServiceStoppingError,
     StereoCrafterError,
 )
-from stereocrafter.guard import Check, Deadline
-from stereocrafter.jobs.local import (
-    ConversionResult,
-    convert_file,
-    depth_file,
-    job_config,
-    report_extra,
-    stored_depth_shape,
-    write_report,
-)
+from stereocrafter.jobs.context import Job
+from stereocrafter.jobs.local import ConversionResult, convert_file, depth_file, stored_depth_shape
+from stereocrafter.jobs.publish import write_report
 from stereocrafter.jobs.report import QualityReport
 from stereocrafter.locations import S3Location
 from stereocrafter.media.depthstore import read_depth
-from stereocrafter.media.encoders import LIBX264, Encoder
 from stereocrafter.media.video_io import VideoInfo, check_packets, probe
-from stereocrafter.pipeline.run import AlignedDepth, RunHooks, StereoConfig, StereoPipeline
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.pipeline.types import RunHooks
 from stereocrafter.serving.schemas import DepthResponse, InvocationRequest, InvocationResponse, Padding
-from stereocrafter.serving.storage import S3Storage
 from stereocrafter.settings import Settings
+from stereocrafter.stereo.depthmap import AlignedDepth
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class JobStart:
-    """What the prelude of every S3 job settles before any download."""
-
-    preset: str
-    config: StereoConfig  # the preset's, with the request's knobs and the step overrides
-    check: Check  # the deadline's (and SIGTERM's)
-    started: float  # wall clock, for the answer's started_at
-    timings: dict[str, float]  # seconds; "preflight" so far
-
-
-def _no_check() -> None:
-    pass
-
-
-def _begin(
-    storage: S3Storage,
-    request: InvocationRequest,
-    settings: Settings,
-    deadline: Deadline | None,
-    also: tuple[S3Location, ...] = (),
-) -> JobStart:
-    """The shared prelude: the deadline's first check, the config, ``storage.preflight`` (with
-    ``also``: more objects the job will write) and the input's size against its limit."""
-    check = deadline.check if deadline is not None else _no_check
-    check()
-    started = time.time()
-    preset = request.preset or settings.preset
-    if preset not in settings.presets:  # its models were not loaded here
-        raise PresetNotServedError(
-            f"this endpoint serves the presets {', '.join(settings.presets)} (STEREOCRAFTER_PRESETS), "
-            f"not {preset}"
-        )
-    knobs: dict[str, Any] = {"seed": request.seed}
-    if request.task == "stereo":
-        knobs.update(max_disp=request.max_disp, tile_num=request.tile_num)
-    config = job_config(preset, settings, **knobs)
+def _begin(job: Job, request: InvocationRequest, also: tuple[S3Location, ...] = ()) -> None:
+    """The shared prelude: the stop check's first run, ``storage.preflight`` (with ``also``: more
+    objects the job will write) and the input's size against its limit."""
+    job.stop.check()
     checked = time.perf_counter()
-    head = storage.preflight(
-        request.s3_input_uri, request.output, overwrite=request.overwrite, also=also, check=check
+    head = job.storage.preflight(
+        request.s3_input_uri, request.output, overwrite=request.overwrite, also=also, stop=job.stop
     )
-    check_input_size(head.size, settings)
-    return JobStart(preset, config, check, started, {"preflight": time.perf_counter() - checked})
+    check_input_size(head.size, job.settings)
+    job.timed("preflight", checked)
 
 
 def run_job(
-    pipeline: StereoPipeline,
-    storage: S3Storage,
-    request: InvocationRequest,
-    settings: Settings,
-    request_id: str,
-    deadline: Deadline | None = None,
-    encoder: Encoder = LIBX264,
+    pipeline: StereoPipeline, job: Job, request: InvocationRequest
 ) -> InvocationResponse | DepthResponse:
-    """One /invocations job: checks -> S3 download -> limits -> conversion -> S3 upload (see the
-    module's docstring); a ``depth_uri`` must exist too, and be under its size limit, before any
-    download. ``task: "depth"`` runs stage 1 only (``run_depth_job``). ``deadline``
-    (``guard.Deadline``) is checked before the download, before the conversion and inside it.
-    ``encoder``: the one the service chose at start-up (``media.encoders.choose_encoder``).
+    """One /invocations job under ``job`` (its resolved config, storage, stop check, encoder):
+    checks -> S3 download -> limits -> conversion -> S3 upload (see the module's docstring); a
+    ``depth_uri`` must exist too, and be under its size limit, before any download. ``task:
+    "depth"`` runs stage 1 only (``run_depth_job``). The stop check (``guard.Deadline``) runs
+    before the download, before the conversion and inside it.
     """
     if request.task == "depth":
-        return run_depth_job(pipeline, storage, request, settings, request_id, deadline)
-    output_uri = request.output
-    job = _begin(storage, request, settings, deadline, also=report_guarded(output_uri, request))
-    check, timings = job.check, job.timings
-    depth_bytes = max_depth_bytes(settings)
+        return run_depth_job(pipeline, job, request)
+    output_uri, storage, stop, timings = request.output, job.storage, job.stop, job.timings
+    _begin(job, request, also=report_guarded(output_uri, request))
+    depth_bytes = max_depth_bytes(job.settings)
     if request.depth_uri is not None:
-        stored_size = storage.head(request.depth_uri, check=check).size  # 404 / 403 before any work
+        stored_size = storage.head(request.depth_uri, stop=stop).size  # 404 / 403 before any work
         if stored_size > depth_bytes:
             raise LimitExceededError(f"the stored depth is {stored_size} bytes; the limit is {depth_bytes}")
-    with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
-        source = Path(tmp) / "input"
-        output = Path(tmp) / "output.mp4"
-        info = fetch_segment(storage, request.s3_input_uri, source, settings, timings, check)
+    with job.folder() as tmp:
+        source = tmp / "input"
+        output = tmp / "output.mp4"
+        info = fetch_segment(job, request.s3_input_uri, source)
         raw = None
         if request.depth_uri is not None:
             loaded = time.perf_counter()
-            storage.download(request.depth_uri, Path(tmp) / "depth.mkv", max_bytes=depth_bytes, check=check)
-            raw = read_depth(Path(tmp) / "depth.mkv", stored_depth_shape(info, job.config), check).depth
-            timings["depth_load"] = time.perf_counter() - loaded
+            storage.download(request.depth_uri, tmp / "depth.mkv", max_bytes=depth_bytes, stop=stop)
+            raw = read_depth(tmp / "depth.mkv", stored_depth_shape(info, job.config), stop).depth
+            job.timed("depth_load", loaded)
         depth = AlignedDepth.from_fields(
             raw,
             depth_scale=request.depth_scale,
@@ -137,23 +88,20 @@ def run_job(
         )
         report = QualityReport() if request.report else None
         result = convert_file(
-            pipeline, source, output, mode=request.mode, config=job.config,
-            hooks=RunHooks(check=check, observer=report), depth=depth, encoder=encoder,
-        )  # fmt: skip
+            pipeline, source, output, mode=request.mode, job=job, hooks=RunHooks(observer=report), depth=depth
+        )
         upload_started = time.perf_counter()
-        storage.upload(output, output_uri, overwrite=request.overwrite, check=check)
+        storage.upload(output, output_uri, overwrite=request.overwrite, stop=stop)
         timings.update(result.timings)
-        timings["upload"] = time.perf_counter() - upload_started
+        job.timed("upload", upload_started)
         reported: dict[str, Any] = {}
         if report is not None:  # after the video, and never failing the job
-            reported = publish_report(
-                report, storage, output_uri, Path(tmp), job.preset, timings, pipeline.tiny, request_id,
-                overwrite=request.overwrite, check=check, encoder=result.encoder,
-            )  # fmt: skip
+            reported = publish_report(report, job, output_uri, tmp, overwrite=request.overwrite,
+                                      encoder=result.encoder)  # fmt: skip
     return InvocationResponse(
         s3_output_uri=output_uri.uri,
         mode=request.mode,
-        preset=job.preset,
+        preset=job.config.preset,
         frames=result.num_frames,
         fps=str(result.fps),
         width=result.stored_width,
@@ -163,43 +111,34 @@ def run_job(
         source_height=info.height,
         has_audio=result.has_audio,
         timings={k: round(v, 3) for k, v in timings.items()},
-        request_id=request_id,
+        request_id=job.request_id,
         started_at=job.started,
         finished_at=time.time(),
-        tiny_weights=pipeline.tiny,
+        tiny_weights=job.tiny,
         encoder=result.encoder,
         **reported,
     )
 
 
-def run_depth_job(
-    pipeline: StereoPipeline,
-    storage: S3Storage,
-    request: InvocationRequest,
-    settings: Settings,
-    request_id: str,
-    deadline: Deadline | None = None,
-) -> DepthResponse:
+def run_depth_job(pipeline: StereoPipeline, job: Job, request: InvocationRequest) -> DepthResponse:
     """``task: "depth"``: the same prelude and limits as a conversion, then stage 1 alone; the raw
     depth goes to ``depth_output_uri`` (``depthstore`` format) and its summary into the answer."""
-    job = _begin(storage, request, settings, deadline)
-    check, timings, output_uri = job.check, job.timings, request.output
-    with tempfile.TemporaryDirectory(prefix=f"job-{request_id}-", dir=settings.work_dir) as tmp:
-        source, output = Path(tmp) / "input", Path(tmp) / "depth.mkv"
-        fetch_segment(storage, request.s3_input_uri, source, settings, timings, check)
-        extra = {"preset": job.preset, "seed": request.seed, "input": request.s3_input_uri.uri}
-        result = depth_file(
-            pipeline, source, output, config=job.config, hooks=RunHooks(check=check), extra=extra
-        )
+    _begin(job, request)
+    output_uri, timings = request.output, job.timings
+    with job.folder() as tmp:
+        source, output = tmp / "input", tmp / "depth.mkv"
+        fetch_segment(job, request.s3_input_uri, source)
+        extra = {"preset": job.config.preset, "seed": request.seed, "input": request.s3_input_uri.uri}
+        result = depth_file(pipeline, source, output, job=job, extra=extra)
         upload_started = time.perf_counter()
-        storage.upload(
-            output, output_uri, content_type="video/x-matroska", overwrite=request.overwrite, check=check
+        job.storage.upload(
+            output, output_uri, content_type="video/x-matroska", overwrite=request.overwrite, stop=job.stop
         )
         timings.update(result.timings)
-        timings["upload"] = time.perf_counter() - upload_started
+        job.timed("upload", upload_started)
     return DepthResponse(
         depth_output_uri=output_uri.uri,
-        preset=job.preset,
+        preset=job.config.preset,
         frames=result.info.num_frames,
         fps=str(result.info.fps),
         source_width=result.info.width,
@@ -210,10 +149,10 @@ def run_depth_job(
         stats=result.summary["stats"],
         thumbnails=result.summary["thumbnails"],
         timings={k: round(v, 3) for k, v in timings.items()},
-        request_id=request_id,
+        request_id=job.request_id,
         started_at=job.started,
         finished_at=time.time(),
-        tiny_weights=pipeline.tiny,
+        tiny_weights=job.tiny,
     )
 
 
@@ -228,21 +167,15 @@ def max_depth_bytes(settings: Settings) -> int:
     return settings.max_frames * (2 * 1024 * 1024 + 65536)
 
 
-def fetch_segment(
-    storage: S3Storage,
-    uri: S3Location,
-    path: Path,
-    settings: Settings,
-    timings: dict[str, float],
-    check: Check | None = None,
-) -> VideoInfo:
-    """Download the segment and check it against the limits before any model work; ``check``
-    (the job's deadline) runs throughout."""
+def fetch_segment(job: Job, uri: S3Location, path: Path) -> VideoInfo:
+    """Download the segment and check it against the limits before any model work; the job's
+    stop check runs throughout."""
+    settings, stop = job.settings, job.stop
     download_started = time.perf_counter()
-    storage.download(uri, path, max_bytes=settings.max_input_bytes, check=check)
-    timings["download"] = time.perf_counter() - download_started
-    info = probe(path, check)
-    check_packets(path, info, check)  # a truncated segment is a 422 now, not minutes into the job
+    job.storage.download(uri, path, max_bytes=settings.max_input_bytes, stop=stop)
+    job.timed("download", download_started)
+    info = probe(path, stop)
+    check_packets(path, info, stop)  # a truncated segment is a 422 now, not minutes into the job
     if info.num_frames > settings.max_frames:
         raise LimitExceededError(
             f"the segment has {info.num_frames} frames; the limit is {settings.max_frames}"
@@ -284,36 +217,29 @@ def report_guarded(output: S3Location, request: InvocationRequest) -> tuple[S3Lo
 
 def publish_report(
     report: QualityReport,
-    storage: S3Storage,
+    job: Job,
     output: S3Location,
     tmp: Path,
-    preset: str,
-    timings: dict[str, float],
-    tiny: bool,
-    request_id: str,
     *,
     overwrite: bool = True,
-    check: Check | None = None,
     encoder: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the report beside the uploaded video (``report_locations``); the response's report
     fields. Any failure is logged and named in ``report_error``: the job and its video stand.
-    The job's ``check`` and ``overwrite`` apply to the report's objects as to the video; a
+    The job's stop check and ``overwrite`` apply to the report's objects as to the video; a
     deadline or SIGTERM that comes after the video was uploaded ends the report, not the job."""
     summary: dict[str, Any] | None = None
     try:
         summary = report.clip() if report.error is None else None
         targets = report_locations(output)
-        if check is not None:
-            check()
-        extra = {**report_extra(preset, timings, encoder), "tiny_weights": tiny}
+        job.stop.check()
         files = {kind: tmp / f"report.{kind}" for kind in targets}
-        write_report(report, files["json"], files["png"], extra)
+        write_report(report, job, files["json"], files["png"], encoder)
         for kind, target in targets.items():
             content = "application/json" if kind == "json" else "image/png"
-            storage.upload(files[kind], target, content_type=content, overwrite=overwrite, check=check)
+            job.storage.upload(files[kind], target, content_type=content, overwrite=overwrite, stop=job.stop)
     except Exception as err:
-        logger.warning("request %s: no report: %s: %s", request_id, type(err).__name__, err)
+        logger.warning("request %s: no report: %s: %s", job.request_id, type(err).__name__, err)
         if isinstance(err, DeadlineExceededError | ServiceStoppingError):
             why = (
                 "the deadline passed" if isinstance(err, DeadlineExceededError) else "the service is stopping"

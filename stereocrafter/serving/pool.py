@@ -130,8 +130,8 @@ class PoolLoader:
             self.error = err
 
     def load(self, weights_dir: Path) -> PipelinePool:
+        from stereocrafter.config import StereoConfig
         from stereocrafter.pipeline.loading import load_stereo_pipeline
-        from stereocrafter.pipeline.run import StereoConfig
         from stereocrafter.serving.faults import Faults
         from stereocrafter.serving.gpu import check_device, device_lines
 

@@ -9,7 +9,7 @@ turns the raw body into a request or a ``BadRequestError`` whose message is boun
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,13 +17,15 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     ValidationError,
-    field_validator,
+    ValidationInfo,
     model_validator,
 )
 
 from stereocrafter.bounds import (
     DEFAULT_MAX_DISP,
+    DEFAULT_MODE,
     DEFAULT_SEED,
     MAX_DEPTH_VALUE,
     MAX_DISP,
@@ -32,19 +34,19 @@ from stereocrafter.bounds import (
     TileNum,
     check_depth_range,
 )
+from stereocrafter.config import StereoConfig, resolve
 from stereocrafter.echo import bounded, echo
 from stereocrafter.errors import BadRequestError
 from stereocrafter.locations import S3Location
-from stereocrafter.presets import check_preset
+from stereocrafter.long.tasks import check_task_fields
+
+if TYPE_CHECKING:
+    from stereocrafter.settings import Settings
 
 StereoMode = Mode  # bounds.py: the CLI and stereo.compose know the same layouts
 
 MAX_ERRORS_LISTED = 5
 DepthValue = Annotated[float, Field(ge=-MAX_DEPTH_VALUE, le=MAX_DEPTH_VALUE, allow_inf_nan=False)]
-# Fields of the stereo task that the depth task refuses, and the reverse.
-STEREO_ONLY = ("s3_output_uri", "mode", "max_disp", "tile_num", "report", "depth_uri", "depth_scale",
-               "depth_shift", "depth_range")  # fmt: skip
-DEPTH_ONLY = ("depth_output_uri",)
 
 
 # A request field holding a parsed location; it serialises back to its canonical URI.
@@ -81,7 +83,7 @@ class InvocationRequest(BaseModel):
     depth_range: tuple[DepthValue, DepthValue] | None = Field(
         default=None, description="[low, high] normalising the aligned depth (default: its min and max)"
     )
-    mode: StereoMode = "anaglyph"
+    mode: StereoMode = DEFAULT_MODE
     # The bounds are bounds.py's, which the CLI and StereoConfig check too.
     max_disp: float = Field(
         default=DEFAULT_MAX_DISP, ge=0.0, le=MAX_DISP, description="disparity of the nearest point, px"
@@ -110,17 +112,11 @@ class InvocationRequest(BaseModel):
         "it only if none has appeared meanwhile (If-None-Match: *)",
     )
 
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, value: str | None) -> str | None:
-        return None if value is None else check_preset(value)
+    _config: StereoConfig | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _consistent(self) -> InvocationRequest:
-        given = self.model_fields_set
-        wrong = [name for name in (STEREO_ONLY if self.task == "depth" else DEPTH_ONLY) if name in given]
-        if wrong:
-            raise ValueError(f"{', '.join(wrong)} does not apply to the {self.task} task")
+    def _consistent(self, info: ValidationInfo) -> InvocationRequest:
+        check_task_fields(self.task, self.model_fields_set)  # long.tasks: the one table of fields
         if self.task == "depth" and self.depth_output_uri is None:
             raise ValueError("the depth task needs depth_output_uri")
         if self.task == "stereo" and self.s3_output_uri is None:
@@ -133,7 +129,21 @@ class InvocationRequest(BaseModel):
                 raise ValueError(f"{name} names the input object (it would be overwritten)")
         if self.depth_uri is not None and self.depth_uri in (self.s3_input_uri, self.s3_output_uri):
             raise ValueError("depth_uri names the input or the output object")
+        settings = (info.context or {}).get("settings")
+        if settings is not None:  # the edge: the run config, resolved once (``config.resolve``)
+            knobs: dict[str, Any] = {"seed": self.seed}
+            if self.task == "stereo":
+                knobs.update(max_disp=self.max_disp, tile_num=self.tile_num)
+            self._config = resolve(self.preset, settings, served=settings.presets, **knobs)
         return self
+
+    @property
+    def config(self) -> StereoConfig:
+        """The run config resolved when the body was parsed with the service's settings
+        (``parse_invocation``): the preset (or ``STEREOCRAFTER_PRESET``) with this request's knobs."""
+        if self._config is None:
+            raise RuntimeError("the request was parsed without settings: its run config is not resolved")
+        return self._config
 
     @property
     def output(self) -> S3Location:
@@ -241,8 +251,10 @@ def _validation_message(err: ValidationError) -> str:
     return bounded("; ".join(parts))
 
 
-def parse_invocation(body: bytes) -> InvocationRequest:
-    """The raw ``/invocations`` body -> ``InvocationRequest``; every failure is a ``BadRequestError``.
+def parse_invocation(body: bytes, settings: Settings | None = None) -> InvocationRequest:
+    """The raw ``/invocations`` body -> ``InvocationRequest``; every failure is a ``BadRequestError``
+    (a preset this endpoint does not serve: its ``PresetNotServedError``). With ``settings`` the
+    request's run config is resolved too (``InvocationRequest.config``).
 
     Malformed JSON, nesting too deep for the parser, numbers out of Python's range, duplicate
     keys, a body that is not an object, unknown fields and bad values all give 400 with a message
@@ -261,7 +273,7 @@ def parse_invocation(body: bytes) -> InvocationRequest:
     if not isinstance(data, dict):
         raise BadRequestError("the body must be a JSON object with s3_input_uri and s3_output_uri")
     try:
-        return InvocationRequest.model_validate(data)
+        return InvocationRequest.model_validate(data, context={"settings": settings})
     except ValidationError as err:
         raise BadRequestError(_validation_message(err)) from None
     except RecursionError:  # a deeply nested value in a field that takes a string

@@ -14,7 +14,7 @@ a job at its first S3 call (the preflight's HeadObject). A download whose body s
 re-requested once (``DOWNLOAD_ATTEMPTS``): 2 x 15 s. A transfer that keeps delivering bytes,
 however slowly, never hits the read time-out, which bounds a single wait, not the transfer.
 
-Every call takes an optional ``check`` (a job's ``Deadline.check``): the call then runs in a
+Every call takes an optional ``stop`` (a job's ``guard.Stop``, its ``Deadline``): the call then runs in a
 daemon thread while the job's thread checks the deadline and SIGTERM every 0.25 s
 (``guard.call_checked``), so a read that hangs for its whole time-out cannot hold the job, and a
 stop raises at once. A transfer that is stopped is cancelled in the transfer manager (its
@@ -50,7 +50,7 @@ from stereocrafter.errors import (
     LimitExceededError,
     OutputExistsError,
 )
-from stereocrafter.guard import Check, call_checked
+from stereocrafter.guard import Stop, call_checked
 from stereocrafter.locations import S3Location
 from stereocrafter.serving.s3errors import DENIED, MISSING_BUCKET, MISSING_KEY, mapped_error
 from stereocrafter.serving.transfers import DaemonThreads, KnownObject, finish_transfer
@@ -153,9 +153,9 @@ class S3Storage:
             if (params.get("Bucket"), params.get("Key")) in self._create_only:
                 params["IfNoneMatch"] = "*"
 
-    def _call(self, check: Check | None, call: Callable[[], Any], location: S3Location, action: str) -> Any:
-        """One S3 request, in a daemon thread while ``check`` runs (``guard.call_checked``); its
-        failure raised as the service's error (``s3errors.mapped_error``), what ``check`` raises unchanged."""
+    def _call(self, stop: Stop | None, call: Callable[[], Any], location: S3Location, action: str) -> Any:
+        """One S3 request, in a daemon thread while ``stop.check()`` runs (``guard.call_checked``); its
+        failure raised as the service's error (``s3errors.mapped_error``), what the check raises unchanged."""
 
         def work() -> Any:
             try:
@@ -163,18 +163,18 @@ class S3Storage:
             except Exception as err:
                 raise mapped_error(err, location, action) from err
 
-        return call_checked(work, check, name=f"s3-{action}")
+        return call_checked(work, stop, name=f"s3-{action}")
 
-    def head(self, location: S3Location | str, *, check: Check | None = None) -> ObjectInfo:
+    def head(self, location: S3Location | str, *, stop: Stop | None = None) -> ObjectInfo:
         """HeadObject of an input: its size and identity (404/403/502 as the service's errors)."""
         loc = S3Location.parse(location)
         return _info(
-            self._call(check, lambda: self.client.head_object(Bucket=loc.bucket, Key=loc.key), loc, "read")
+            self._call(stop, lambda: self.client.head_object(Bucket=loc.bucket, Key=loc.key), loc, "read")
         )
 
-    def size(self, location: S3Location | str, *, check: Check | None = None) -> int:
+    def size(self, location: S3Location | str, *, stop: Stop | None = None) -> int:
         """Bytes of the object at ``location``."""
-        return self.head(location, check=check).size
+        return self.head(location, stop=stop).size
 
     def preflight(
         self,
@@ -183,7 +183,7 @@ class S3Storage:
         *,
         overwrite: bool = True,
         also: tuple[S3Location, ...] = (),
-        check: Check | None = None,
+        stop: Stop | None = None,
     ) -> ObjectInfo:
         """Everything that can be known before any work: returns the input's ``ObjectInfo``.
 
@@ -199,9 +199,9 @@ class S3Storage:
         ``overwrite=False`` none of them may exist either (409 before any work).
         """
         src, dst = S3Location.parse(source), S3Location.parse(target)
-        info = self.head(src, check=check)
+        info = self.head(src, stop=stop)
         for location in (dst, *also):
-            existing = self._head_if_readable(location, check)
+            existing = self._head_if_readable(location, stop)
             if existing is not None and existing.same_object(info):
                 raise BadRequestError(
                     f"the output {echo(location.uri)} is the input object under another name; "
@@ -211,10 +211,10 @@ class S3Storage:
                 raise OutputExistsError(
                     f"an object already exists at {echo(location.uri)} and overwrite is false"
                 )
-        self._probe_write(dst, check)
+        self._probe_write(dst, stop)
         return info
 
-    def _head_if_readable(self, location: S3Location, check: Check | None = None) -> ObjectInfo | None:
+    def _head_if_readable(self, location: S3Location, stop: Stop | None = None) -> ObjectInfo | None:
         """The output's HeadObject, or None when there is none or the service may not read it."""
 
         def head() -> ObjectInfo | None:
@@ -226,16 +226,16 @@ class S3Storage:
                     return None  # a missing bucket is reported by the write probe, with its reason
                 raise
 
-        result: ObjectInfo | None = self._call(check, head, location, "read")
+        result: ObjectInfo | None = self._call(stop, head, location, "read")
         return result
 
-    def _probe_write(self, location: S3Location, check: Check | None = None) -> None:
+    def _probe_write(self, location: S3Location, stop: Stop | None = None) -> None:
         bucket, key = location.bucket, location.key
 
         def create() -> Any:
             return self.client.create_multipart_upload(Bucket=bucket, Key=key)
 
-        upload_id = self._call(check, create, location, "write")["UploadId"]
+        upload_id = self._call(stop, create, location, "write")["UploadId"]
 
         def abort() -> None:
             try:
@@ -243,7 +243,7 @@ class S3Storage:
             except Exception as err:  # holds no data; an AbortIncompleteMultipartUpload rule removes it
                 logger.warning("could not abort the write probe at %s: %s", echo(location.uri), err)
 
-        self._call(check, abort, location, "write")
+        self._call(stop, abort, location, "write")
 
     def download(
         self,
@@ -251,16 +251,16 @@ class S3Storage:
         path: str | os.PathLike[str],
         *,
         max_bytes: int | None = None,
-        check: Check | None = None,
+        stop: Stop | None = None,
     ) -> int:
         """Fetch ``location`` to ``path``; refuses objects over ``max_bytes`` before transferring
         them. Nothing is left at ``path`` when it fails or is stopped."""
         loc = S3Location.parse(location)
-        info = self.head(loc, check=check)
+        info = self.head(loc, stop=stop)
         if max_bytes is not None and info.size > max_bytes:
             raise LimitExceededError(f"the input is {info.size} bytes; the limit is {max_bytes} bytes")
-        if check is not None:
-            check()  # before the transfer starts: once started, a stop cancels it
+        if stop is not None:
+            stop.check()  # before the transfer starts: once started, a stop cancels it
         # Into a file opened here, not one the transfer manager names and renames: a stopped
         # download, still writing in its thread, never adds an entry to the job's folder while
         # that folder is removed; the file is closed when the transfer ends, whenever that is.
@@ -270,7 +270,7 @@ class S3Storage:
             loc.bucket, loc.key, target, subscribers=[KnownObject(info.size, info.etag, target)]
         )
         try:
-            finish_transfer(manager, future, check, "s3-download", lambda err: mapped_error(err, loc, "read"))
+            finish_transfer(manager, future, stop, "s3-download", lambda err: mapped_error(err, loc, "read"))
         except BaseException:
             Path(path).unlink(missing_ok=True)
             raise
@@ -284,13 +284,13 @@ class S3Storage:
         content_type: str = "video/mp4",
         *,
         overwrite: bool = True,
-        check: Check | None = None,
+        stop: Stop | None = None,
     ) -> None:
         """Put the finished local file at ``location`` (multipart, aborted on failure or when
-        ``check`` stops it); with ``overwrite=False`` only if no object exists there (else 409)."""
+        ``stop`` stops it); with ``overwrite=False`` only if no object exists there (else 409)."""
         loc = S3Location.parse(location)
-        if check is not None:
-            check()  # before the transfer starts: once started, a stop cancels it
+        if stop is not None:
+            stop.check()  # before the transfer starts: once started, a stop cancels it
         pair = (loc.bucket, loc.key)
         if not overwrite:
             with self._lock:
@@ -298,7 +298,7 @@ class S3Storage:
         manager = TransferManager(self.client, self.upload_config, executor_cls=DaemonThreads)
         try:
             future = manager.upload(str(path), loc.bucket, loc.key, extra_args={"ContentType": content_type})
-            finish_transfer(manager, future, check, "s3-upload", lambda err: mapped_error(err, loc, "write"))
+            finish_transfer(manager, future, stop, "s3-upload", lambda err: mapped_error(err, loc, "write"))
         finally:
             with self._lock:
                 self._create_only.discard(pair)

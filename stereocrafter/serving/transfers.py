@@ -15,7 +15,7 @@ from s3transfer.futures import BaseExecutor, TransferFuture
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
-from stereocrafter.guard import Check, call_checked
+from stereocrafter.guard import Stop, call_checked
 
 
 class DaemonThreads(BaseExecutor):
@@ -84,12 +84,12 @@ class KnownObject(BaseSubscriber):
 def finish_transfer(
     manager: TransferManager,
     future: TransferFuture,
-    check: Check | None,
+    stop: Stop | None,
     name: str,
     mapped: Callable[[Exception], Exception],
 ) -> None:
-    """Wait for ``future`` with ``check`` (``guard.call_checked``). The transfer's own failure is
-    raised as ``mapped(err)``; what ``check`` raises passes unchanged, the transfer cancelled and
+    """Wait for ``future`` under ``stop`` (``guard.call_checked``). The transfer's own failure is
+    raised as ``mapped(err)``; what its check raises passes unchanged, the transfer cancelled and
     its manager shut down in the background once its threads end."""
 
     def result() -> None:
@@ -107,7 +107,7 @@ def finish_transfer(
         future.cancel()
 
     try:  # the transfer has started: every stop must cancel it (no check before the first wait)
-        call_checked(result, check, name=name, abandon=abandon, check_first=False)
+        call_checked(result, stop, name=name, abandon=abandon, check_first=False)
     finally:
         if abandoned.is_set():  # the manager's threads end after their current request
             threading.Thread(target=manager.shutdown, name=f"{name}-cleanup", daemon=True).start()

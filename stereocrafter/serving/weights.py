@@ -27,8 +27,9 @@ from stereocrafter.errors import (
     StereoCrafterError,
     WeightsMissingError,
 )
-from stereocrafter.pipeline.loading import TINY_WEIGHTS_MARKER, components_of
 from stereocrafter.presets import PRESET_NAMES
+from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
+from stereocrafter.stages.registry import components_of
 
 logger = get_logger("bentoml.stereocrafter.serving.weights")
 

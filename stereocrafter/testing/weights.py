@@ -6,7 +6,7 @@
 scheduler and CLIP normalisation configs. The models are small (4-level VAE with scale factor 8,
 CLIP at 224 px with 32-px patches, 2-level UNets with 8 and 9 input channels), so the whole
 pipeline runs on a CPU in seconds. Their output is noise: never present it as a conversion. A
-marker file (``loading.TINY_WEIGHTS_MARKER``) labels the directory.
+marker file (``stages.components.TINY_WEIGHTS_MARKER``) labels the directory.
 """
 
 from __future__ import annotations
@@ -18,11 +18,16 @@ from pathlib import Path
 
 import torch
 
+from stereocrafter.catalog import MODELS
 from stereocrafter.models.vda import CHECKPOINT as VDA_CHECKPOINT
 from stereocrafter.models.vda import REPO as VDA_REPO
 from stereocrafter.models.vda import VdaArchitecture, VideoDepthAnything
 from stereocrafter.models.vda_checkpoint import to_published
-from stereocrafter.pipeline.loading import DEPTH_REPO, INPAINTING_REPO, SVD_REPO, TINY_WEIGHTS_MARKER
+from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
+
+SVD_REPO = MODELS["svd"].repo
+DEPTH_REPO = MODELS["depthcrafter"].repo
+INPAINTING_REPO = MODELS["stereocrafter"].repo
 
 # The published SVD-xt-1.1 scheduler config (reference notes §3): real, not shrunk.
 SVD_SCHEDULER_CONFIG = {

@@ -1,0 +1,140 @@
+"""DepthCrafter on Stable Video Diffusion, the reference's depth stage (``models.depth``): a video
+diffusion model run for steps x passes UNet calls per window of 70 (or 110) frames, then a VAE
+decode. Research use only (``catalog.MODELS["depthcrafter"]``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+
+from stereocrafter.catalog import MODELS
+from stereocrafter.config import StereoConfig
+from stereocrafter.models import depth as depthcrafter
+from stereocrafter.models.depth import DepthCrafterPipeline
+from stereocrafter.stages.base import FrameSource, WarmupCall
+from stereocrafter.stages.components import (
+    SVD_COMPONENTS,
+    Component,
+    assemble,
+    default_dtype,
+    is_tiny,
+    resolve_all,
+    warm_up_unet,
+)
+
+logger = logging.getLogger(__name__)
+
+UNET = Component(
+    "depth_unet",
+    MODELS["depthcrafter"].repo,
+    ("", "unet"),
+    "config.json",
+    ("diffusion_pytorch_model.safetensors",),
+)
+
+
+def load_pipeline(
+    weights_dir: str | os.PathLike[str],
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    svd: dict[str, object] | None = None,
+) -> DepthCrafterPipeline:
+    """The DepthCrafter pipeline from ``weights_dir`` on ``device`` (fp16 on CUDA, fp32 on CPU by
+    default). Raises ``WeightsMissingError`` before loading anything if a file is missing.
+    ``svd`` reuses already loaded SVD components (``components.shared_svd``)."""
+    from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
+
+    parts = resolve_all(weights_dir, DepthCrafterStage.components)
+    device = torch.device(device)
+    dtype = dtype or default_dtype(device)
+    if is_tiny(weights_dir):
+        logger.warning("%s holds tiny random test weights: depth maps are meaningless", weights_dir)
+    unet = DiffusersUNetSpatioTemporalConditionModelDepthCrafter.from_pretrained(
+        parts[UNET.name].folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
+    )
+    pipeline: DepthCrafterPipeline = assemble(DepthCrafterPipeline, unet, parts, device, dtype, svd)
+    return pipeline
+
+
+class DepthCrafterStage:
+    """DepthCrafter's pipeline behind the depth-stage interface (``stages.base.DepthStage``)."""
+
+    name: ClassVar[str] = "depthcrafter"
+    components: ClassVar[tuple[Component, ...]] = (*SVD_COMPONENTS, UNET)
+    pipeline_type: ClassVar[type] = DepthCrafterPipeline
+
+    def __init__(self, pipeline: DepthCrafterPipeline) -> None:
+        self.pipeline = pipeline
+
+    @classmethod
+    def load(
+        cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
+        shared: dict[str, Any],
+    ) -> DepthCrafterStage:  # fmt: skip
+        from stereocrafter.stages.components import shared_svd
+
+        svd = shared_svd(shared, weights_dir, device, dtype)
+        return cls(load_pipeline(weights_dir, device=device, dtype=dtype, svd=svd))
+
+    @staticmethod
+    def processing_size(height: int, width: int, config: StereoConfig) -> tuple[int, int]:
+        return depthcrafter.processing_size(height, width, config.depth_max_res)
+
+    @staticmethod
+    def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return depthcrafter.resize_frames(frames, size)
+
+    @staticmethod
+    def increments(num_frames: int, config: StereoConfig) -> list[float]:
+        """Each window's new frames spread over its UNet calls (steps x 1 or 2 passes)."""
+        calls = config.depth_steps * (2 if config.depth_guidance > 1.0 else 1)
+        windows = depthcrafter.plan_windows(num_frames, config.depth_window, config.depth_overlap)
+        return [window.new / calls for window in windows for _ in range(calls)]
+
+    @staticmethod
+    def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:
+        """A full window at the processing size, in latents (an eighth); guidance runs its
+        unconditional pass as a second call of batch 1, not as a batch of 2."""
+        height, width = DepthCrafterStage.processing_size(*frame_size, config)
+        return [WarmupCall(DepthCrafterStage.name, config.depth_window, 1, (height // 8, width // 8))]
+
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = self.pipeline.device
+        return device
+
+    @property
+    def compiled(self) -> torch.nn.Module:
+        unet: torch.nn.Module = self.pipeline.unet
+        return unet
+
+    def warm_up(self, call: WarmupCall) -> None:
+        warm_up_unet(self.pipeline.unet, call, per_frame_context=True)
+
+    @property
+    def watched(self) -> torch.nn.Module:
+        unet: torch.nn.Module = self.pipeline.unet
+        return unet
+
+    @property
+    def checked(self) -> list[torch.nn.Module]:
+        return [self.pipeline.vae.decoder]
+
+    def iter_depth(
+        self, frames: FrameSource, config: StereoConfig, generator: torch.Generator
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        return self.pipeline.iter_depth(
+            frames,
+            num_inference_steps=config.depth_steps,
+            guidance_scale=config.depth_guidance,
+            window_size=config.depth_window,
+            overlap=config.depth_overlap,
+            noise_aug_strength=config.noise_aug_strength,
+            decode_chunk_size=config.depth_decode_chunk,
+            generator=generator,
+        )

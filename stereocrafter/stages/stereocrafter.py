@@ -1,0 +1,149 @@
+"""StereoCrafter's inpainting on Stable Video Diffusion (``models.inpainting``), the reference's
+inpainting stage: a video diffusion UNet conditioned on the splatted right view and its occlusion
+mask, run chunk by chunk (23 frames, 3 reused), steps x tiles UNet calls per chunk, then a VAE
+decode. Research use only (``catalog.MODELS["stereocrafter"]``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+
+from stereocrafter.catalog import MODELS
+from stereocrafter.config import StereoConfig
+from stereocrafter.models import inpainting
+from stereocrafter.models.inpainting import Chunk, StereoInpaintingPipeline
+from stereocrafter.stages.base import HoleSource, WarmupCall
+from stereocrafter.stages.components import (
+    SVD_COMPONENTS,
+    Component,
+    assemble,
+    default_dtype,
+    is_tiny,
+    resolve_all,
+    shared_svd,
+    warm_up_unet,
+)
+from stereocrafter.stereo.merge import working_size
+
+logger = logging.getLogger(__name__)
+
+UNET = Component(
+    "inpainting_unet",
+    MODELS["stereocrafter"].repo,
+    ("unet_diffusers", ""),
+    "config.json",
+    ("diffusion_pytorch_model.safetensors",),
+)
+
+
+def load_pipeline(
+    weights_dir: str | os.PathLike[str],
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype | None = None,
+    svd: dict[str, object] | None = None,
+) -> StereoInpaintingPipeline:
+    """The StereoCrafter inpainting pipeline from ``weights_dir`` (fp16 on CUDA, fp32 on CPU by
+    default; ``svd``: already loaded SVD parts). Checks that the UNet takes the 9 input channels the
+    pipeline builds."""
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    parts = resolve_all(weights_dir, StereoCrafterStage.components)
+    device = torch.device(device)
+    dtype = dtype or default_dtype(device)
+    if is_tiny(weights_dir):
+        logger.warning("%s holds tiny random test weights: inpainting output is noise", weights_dir)
+    folder = parts[UNET.name].folder
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(
+        folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
+    )
+    if unet.config.in_channels != 9:
+        raise ValueError(
+            f"{folder} holds a UNet with {unet.config.in_channels} input channels; StereoCrafter's "
+            "inpainting UNet takes 9 (noise, warped-video latents, mask): wrong weights?"
+        )
+    pipeline: StereoInpaintingPipeline = assemble(StereoInpaintingPipeline, unet, parts, device, dtype, svd)
+    return pipeline
+
+
+class StereoCrafterStage:
+    """StereoCrafter's pipeline behind the inpainting-stage interface
+    (``stages.base.InpaintingStage``)."""
+
+    name: ClassVar[str] = "stereocrafter"
+    components: ClassVar[tuple[Component, ...]] = (*SVD_COMPONENTS, UNET)
+    pipeline_type: ClassVar[type] = StereoInpaintingPipeline
+
+    def __init__(self, pipeline: StereoInpaintingPipeline) -> None:
+        self.pipeline = pipeline
+
+    @classmethod
+    def load(
+        cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
+        shared: dict[str, Any],
+    ) -> StereoCrafterStage:  # fmt: skip
+        svd = shared_svd(shared, weights_dir, device, dtype)
+        return cls(load_pipeline(weights_dir, device=device, dtype=dtype, svd=svd))
+
+    @staticmethod
+    def plan(num_frames: int, config: StereoConfig) -> list[Chunk]:
+        return inpainting.plan_chunks(num_frames, config.frames_chunk, config.inpaint_overlap)
+
+    @staticmethod
+    def increments(chunks: list[Chunk], config: StereoConfig) -> list[float]:
+        """Frames finished per UNet call: each chunk's kept frames over steps x tiles (the
+        guidance pair is one batched call)."""
+        calls = config.inpaint_steps * config.tile_num**2
+        return [(c.end - c.start - c.reused) / calls for c in chunks for _ in range(calls)]
+
+    @staticmethod
+    def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:
+        """A full chunk at the working size, padded as the pipeline pads it, in latents (an
+        eighth), with 2 in the batch under classifier-free guidance."""
+        work_h, work_w = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
+        latent = (
+            inpainting.padded_size(work_h, config.tile_num) // 8,
+            inpainting.padded_size(work_w, config.tile_num) // 8,
+        )
+        batch = 2 if config.inpaint_guidance > 1.0 else 1
+        return [WarmupCall(StereoCrafterStage.name, config.frames_chunk, batch, latent)]
+
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = self.pipeline.device
+        return device
+
+    @property
+    def compiled(self) -> torch.nn.Module:
+        unet: torch.nn.Module = self.pipeline.unet
+        return unet
+
+    def warm_up(self, call: WarmupCall) -> None:
+        warm_up_unet(self.pipeline.unet, call, per_frame_context=False)
+
+    @property
+    def watched(self) -> torch.nn.Module:
+        unet: torch.nn.Module = self.pipeline.unet
+        return unet
+
+    @property
+    def checked(self) -> list[torch.nn.Module]:
+        vae = getattr(self.pipeline, "vae", None)
+        return [vae.decoder] if vae is not None else []
+
+    def iter_inpaint(
+        self, source: HoleSource, config: StereoConfig, generator: torch.Generator
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        return self.pipeline.iter_inpaint(
+            source,
+            num_inference_steps=config.inpaint_steps,
+            guidance_scale=config.inpaint_guidance,
+            frames_chunk=config.frames_chunk,
+            overlap=config.inpaint_overlap,
+            tile_num=config.tile_num,
+            generator=generator,
+        )
