@@ -52,7 +52,7 @@ image: venv
 # The built image started as SageMaker starts it (entrypoint `serve`, port 8080, its non-root user):
 # WEIGHTS_DIR writable by that user, /ping, one conversion against moto's S3 on tiny weights.
 image-smoke: image
-	STORAGE_DRIVER=vfs $(BIN)/python containerize/image_smoke.py
+	STORAGE_DRIVER=vfs $(BIN)/python -m containerize.image_smoke
 
 test: venv
 	$(BIN)/python -m pytest
@@ -62,13 +62,13 @@ test-slow: venv
 	$(BIN)/python -m pytest -m slow
 
 # The low end of pyproject.toml's transformers range (the pinned set is its high end): VDA-S's
-# checkpoint loads onto that version's DINOv2 too (tests/test_vda.py, a few seconds).
+# checkpoint loads onto that version's DINOv2 too (tests/models/test_vda.py, a few seconds).
 TRANSFORMERS_LOW := $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 test-transformers-low: venv
 	rm -rf .transformers-low
 	$(BIN)/python -m pip install -q --no-deps --target .transformers-low "transformers==$(TRANSFORMERS_LOW).0"
 	PYTHONPATH=.transformers-low $(BIN)/python -c 'import transformers as t; print("transformers", t.__version__)'
-	PYTHONPATH=.transformers-low $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_vda.py
+	PYTHONPATH=.transformers-low $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/test_vda.py
 
 # Both tiers, as CI runs them.
 test-all: test test-slow
@@ -80,42 +80,42 @@ lint: venv
 	$(BIN)/lint-imports --no-cache
 
 bench: venv
-	$(BIN)/python bench/splat.py
-	$(BIN)/python bench/video_io.py
-	$(BIN)/python bench/depth.py
-	$(BIN)/python bench/memory.py
-	$(BIN)/python bench/gc_pause.py
-	$(BIN)/python bench/ping_latency.py
-	$(BIN)/python bench/depth_store.py
-	$(BIN)/python bench/long_align.py
-	$(BIN)/python bench/cli_start.py
-	$(BIN)/python bench/vda.py
-	$(BIN)/python bench/vda_align.py
-	$(BIN)/python bench/preset_load.py
-	$(BIN)/python bench/host_pipeline.py
-	$(BIN)/python bench/nvenc_check.py
-	$(BIN)/python bench/ff_chunking.py --check
+	$(BIN)/python -m bench.splat
+	$(BIN)/python -m bench.video_io
+	$(BIN)/python -m bench.depth
+	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.gc_pause
+	$(BIN)/python -m bench.ping_latency
+	$(BIN)/python -m bench.depth_store
+	$(BIN)/python -m bench.long_align
+	$(BIN)/python -m bench.cli_start
+	$(BIN)/python -m bench.vda
+	$(BIN)/python -m bench.vda_align
+	$(BIN)/python -m bench.preset_load
+	$(BIN)/python -m bench.host_pipeline
+	$(BIN)/python -m bench.nvenc_check
+	$(BIN)/python -m bench.ff_chunking --check
 
 bench-smoke: venv
-	$(BIN)/python bench/splat.py --smoke
-	$(BIN)/python bench/video_io.py --smoke
-	$(BIN)/python bench/depth.py --smoke
-	$(BIN)/python bench/gpu_depth.py --smoke
-	$(BIN)/python bench/gpu_presets.py --smoke
-	$(BIN)/python bench/gpu_rows.py imports --smoke
-	$(BIN)/python bench/gpu_rows.py preset turbo --smoke
-	$(BIN)/python bench/gpu_rows.py checks --smoke
-	$(BIN)/python bench/flops.py --check
-	$(BIN)/python bench/ff_chunking.py --smoke --check
-	$(BIN)/python bench/preset_load.py
-	$(BIN)/python bench/host_pipeline.py --smoke
-	$(BIN)/python bench/nvenc_check.py --smoke
-	$(BIN)/python bench/gc_pause.py --smoke
-	$(BIN)/python bench/ping_latency.py --smoke
-	$(BIN)/python bench/depth_store.py --smoke
-	$(BIN)/python bench/long_align.py --smoke
-	$(BIN)/python bench/cli_start.py --smoke
-	$(BIN)/python bench/vda.py --smoke
+	$(BIN)/python -m bench.splat --smoke
+	$(BIN)/python -m bench.video_io --smoke
+	$(BIN)/python -m bench.depth --smoke
+	$(BIN)/python -m bench.gpu_depth --smoke
+	$(BIN)/python -m bench.gpu_presets --smoke
+	$(BIN)/python -m bench.gpu_rows imports --smoke
+	$(BIN)/python -m bench.gpu_rows preset turbo --smoke
+	$(BIN)/python -m bench.gpu_rows checks --smoke
+	$(BIN)/python -m bench.flops --check
+	$(BIN)/python -m bench.ff_chunking --smoke --check
+	$(BIN)/python -m bench.preset_load
+	$(BIN)/python -m bench.host_pipeline --smoke
+	$(BIN)/python -m bench.nvenc_check --smoke
+	$(BIN)/python -m bench.gc_pause --smoke
+	$(BIN)/python -m bench.ping_latency --smoke
+	$(BIN)/python -m bench.depth_store --smoke
+	$(BIN)/python -m bench.long_align --smoke
+	$(BIN)/python -m bench.cli_start --smoke
+	$(BIN)/python -m bench.vda --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

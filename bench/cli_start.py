@@ -4,8 +4,8 @@ against ``python -c pass`` (the interpreter's own start), each run as a fresh pr
 Also reports which heavy libraries each command imported (``-X importtime``): the entry points
 import torch, diffusers and PyAV lazily, so neither command should load any of them.
 
-    python bench/cli_start.py            # 15 runs of each command, median and spread
-    python bench/cli_start.py --smoke    # 3 runs: checks the script itself
+    python -m bench.cli_start            # 15 runs of each command, median and spread
+    python -m bench.cli_start --smoke    # 3 runs: checks the script itself
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ peak should follow the window (70 frames), not the clip. Each clip length runs i
 so that peak RSS figures do not mix. Tiny weights make the numbers meaningless as model speed;
 they measure the pipeline's own overhead and memory behaviour.
 
-    python bench/depth.py            # 128x192, 32 and 128 frames, reference defaults
-    python bench/depth.py --smoke    # 64x96, 8 and 16 frames, 1 step
+    python -m bench.depth            # 128x192, 32 and 128 frames, reference defaults
+    python -m bench.depth --smoke    # 64x96, 8 and 16 frames, 1 step
 """
 
 from __future__ import annotations

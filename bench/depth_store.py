@@ -9,14 +9,13 @@ The real DepthCrafter weights cannot be downloaded here, so three synthetic dept
   of the 65,535 levels): a rough stand-in for the fine texture a diffusion depth map has;
 - ``noise``: uniform random levels: the worst case, incompressible.
 
-    python bench/depth_store.py            # 48 frames per case
-    python bench/depth_store.py --smoke    # 4 frames at 256 x 144 (CI)
+    python -m bench.depth_store            # 48 frames per case
+    python -m bench.depth_store --smoke    # 4 frames at 256 x 144 (CI)
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from fractions import Fraction
@@ -25,14 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from stereocrafter.models.thirdparty import quiet_known_messages
 
-from stereocrafter.models.thirdparty import quiet_known_messages  # noqa: E402
-
-quiet_known_messages()  # before tests.long_scene imports diffusers
+quiet_known_messages()  # before stereocrafter.testing.scenes imports diffusers
 from stereocrafter.media.depthstore import DepthShape, read_depth, write_depth  # noqa: E402
-from tests.long_scene import true_depth  # noqa: E402
+from stereocrafter.testing.scenes import true_depth  # noqa: E402
 
 
 def cases(frames: int, height: int, width: int) -> dict[str, torch.Tensor]:

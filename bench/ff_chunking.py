@@ -8,9 +8,9 @@ not fit in the free memory); ``--check`` fails when a counted peak per token exc
 decision would let a call run out of memory) or falls 10 % below, or when a chunked call is not
 cheaper in memory.
 
-    python bench/ff_chunking.py            # every shape, about a minute on 2 CPU cores
-    python bench/ff_chunking.py --smoke    # turbo's inpainting shape only (CI)
-    python bench/ff_chunking.py --check
+    python -m bench.ff_chunking            # every shape, about a minute on 2 CPU cores
+    python -m bench.ff_chunking --smoke    # turbo's inpainting shape only (CI)
+    python -m bench.ff_chunking --check
 """
 
 from __future__ import annotations
@@ -18,18 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from flops import DTYPE, LiveBytes, efficient_sdpa
-from gpu_depth import REAL_UNET
-
+from bench.flops import DTYPE, LiveBytes, efficient_sdpa
+from bench.gpu_depth import REAL_UNET
 from stereocrafter.models.attention import (
     CHUNKED_BYTES_PER_TOKEN,
     UNCHUNKED_BYTES_PER_TOKEN,

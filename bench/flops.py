@@ -29,8 +29,8 @@ regression floors (2.1x at 1024x576, 5.8x at 1920x1080; the targets were 3x and 
 under 12x at 1024x576 or 35x at 1920x1080, or a peak at 1080p over its limit (``fast`` 24 GB,
 ``turbo`` 14 GB: one slot on a 16 GB T4).
 
-    python bench/flops.py            # ~1 min on 2 CPU cores
-    python bench/flops.py --check    # the same, as a CI gate
+    python -m bench.flops            # ~1 min on 2 CPU cores
+    python -m bench.flops --check    # the same, as a CI gate
 """
 
 from __future__ import annotations
@@ -51,10 +51,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
-
+from bench.gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 from stereocrafter.catalog import ACTIVATIONS_GB_1080P, MODEL_GB, models_of, served_peak_gb
 from stereocrafter.config import StereoConfig
 from stereocrafter.models.attention import chunk_feed_forward

@@ -8,8 +8,8 @@ UNet, StereoCrafter UNet, SVD VAE, CLIP ViT-H/14) on the meta device (same Pytho
 weights, no memory), imports what the service imports, then times ``gc.collect()`` as the service
 ran it before (nothing frozen) and as it runs it now (after ``weights._freeze_heap``).
 
-    python bench/gc_pause.py            # real-size architectures on the meta device (~1 min)
-    python bench/gc_pause.py --smoke    # tiny configs: checks the script itself
+    python -m bench.gc_pause            # real-size architectures on the meta device (~1 min)
+    python -m bench.gc_pause --smoke    # tiny configs: checks the script itself
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
+from bench.gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 
 
 def build(smoke: bool) -> list[torch.nn.Module]:

@@ -57,14 +57,14 @@ row() {  # row NAME SECONDS COMMAND...
   [ "$rc" -eq 0 ] || failed+=("$name (exit $rc)")
   return 0
 }
-rows="python3 bench/gpu_rows.py"
+rows="python3 -m bench.gpu_rows"
 row imports 20 $rows imports --out "$OUT/results.jsonl"
 if [ ${#failed[@]} -gt 0 ]; then echo "gpu_check: IMPORTS FAILED (carry the wheels in the header)"; exit 3; fi
 row reference 100 $rows preset reference --out "$OUT/results.jsonl"
 row fast 40 $rows preset fast --out "$OUT/results.jsonl"
 row turbo 25 $rows preset turbo --out "$OUT/results.jsonl"
 row checks 25 $rows checks --out "$OUT/results.jsonl"
-row encoders 15 python3 -m pytest -q -rs -m gpu -p no:cacheprovider tests/test_encoders.py tests/test_splatting.py
+row encoders 15 python3 -m pytest -q -rs -m gpu -p no:cacheprovider tests/media/test_encoders.py tests/stereo/test_splatting.py
 row compile 75 $rows compile --out "$OUT/results.jsonl"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "gpu_check: FAILED rows: ${failed[*]}"

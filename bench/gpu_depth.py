@@ -6,8 +6,8 @@ depth pipeline on 70 frames of 1024x576 (one window) with StereoCrafter's settin
 CFG 1.2 (two UNet passes per step). Prints ms per UNet evaluation (and per frame), the stage's
 total time and the peak GPU memory. Random weights: speed and memory are real, the depth is not.
 
-    python bench/gpu_depth.py            # needs CUDA; about a minute on an H100
-    python bench/gpu_depth.py --smoke    # tiny configs on the CPU: checks the script itself
+    python -m bench.gpu_depth            # needs CUDA; about a minute on an H100
+    python -m bench.gpu_depth --smoke    # tiny configs on the CPU: checks the script itself
 
 Published anchor: DepthCrafter v1.0.1 reports 465.84 ms/frame at 1024x576 on an A100 with its own
 defaults (5 steps, no CFG, window 110); StereoCrafter's settings do about 3x the UNet work.

@@ -13,8 +13,8 @@ TFLOP/s: the FLOPs of every UNet call, counted on the meta device for that call'
 as a share of the card's dense bf16 peak. Each (preset, size) is guarded: an OOM or any other
 failure is recorded and the next one runs. Rows go to ``--out`` (JSON lines) and stdout.
 
-    python bench/gpu_presets.py --out $OUT/results.jsonl     # needs CUDA; ~3-4 min on an H100
-    python bench/gpu_presets.py --smoke                      # tiny configs on the CPU
+    python -m bench.gpu_presets --out $OUT/results.jsonl     # needs CUDA; ~3-4 min on an H100
+    python -m bench.gpu_presets --smoke                      # tiny configs on the CPU
 
 Random weights: the speed and memory are real, the pictures are not.
 """
@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
+from bench.gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 
 # Dense bf16/fp16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets, matched on the device name.
 BF16_PEAK = {
@@ -232,7 +231,7 @@ def run_one(depth: Any, vda: Any, inpainting: Any, preset: str, width: int, heig
         deadline = Deadline(300.0, why=" (bench)")
         result = pipeline.run(open_frames, lambda chunk: produced.append(len(chunk)), num_frames=frames,
                               width=width, height=height, mode="sbs",
-                              hooks=RunHooks(check=deadline.check))  # fmt: skip
+                              hooks=RunHooks(stop=deadline))  # fmt: skip
     finally:
         for clock in clocks.values():
             clock.remove()

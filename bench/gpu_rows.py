@@ -18,7 +18,7 @@
 Random weights: the speed and memory are real, the pictures are not. ``--smoke``: every row on
 the CPU with tiny models (CI: the code paths, not the figures).
 
-    python bench/gpu_rows.py imports|preset reference|compile|checks [--out FILE] [--smoke]
+    python -m bench.gpu_rows imports|preset reference|compile|checks [--out FILE] [--smoke]
 """
 
 from __future__ import annotations
@@ -35,11 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gpu_presets import MetaCounter, bf16_peak, build
-
+from bench.gpu_presets import MetaCounter, bf16_peak, build
 from stereocrafter.catalog import depth_model_of
 from stereocrafter.presets import PEAK_GPU_GB_1080P
 
@@ -198,7 +194,7 @@ def convert_once(pipeline: Any, video: np.ndarray, device: torch.device) -> tupl
     def run() -> None:
         done.append(pipeline.run(lambda: iter([video]), lambda chunk: kept.append(len(chunk)),
                                  num_frames=frames_n, width=width, height=height, mode="sbs",
-                                 hooks=RunHooks(check=deadline.check)))  # fmt: skip
+                                 hooks=RunHooks(stop=deadline)))  # fmt: skip
 
     ms = elapsed_ms(run, device)
     assert sum(kept) == frames_n

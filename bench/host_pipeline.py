@@ -16,14 +16,13 @@ file. Prints:
   frames per second and CPU milliseconds per frame, and what that CPU cost allows on 4 and 8
   vCPUs (CPU time divided among the cores: an estimate, an upper bound).
 
-    python bench/host_pipeline.py                # 1920x1080 and 1024x576, 48 frames: ~10 min on 2 vCPU
-    python bench/host_pipeline.py --smoke        # 320x192, 8 frames: checks the script itself
+    python -m bench.host_pipeline                # 1920x1080 and 1024x576, 48 frames: ~10 min on 2 vCPU
+    python -m bench.host_pipeline --smoke        # 320x192, 8 frames: checks the script itself
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +34,6 @@ import av
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import stereocrafter.jobs.local as convert_module
 import stereocrafter.pipeline.run as pipeline_module
 from stereocrafter.config import StereoConfig

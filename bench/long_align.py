@@ -1,6 +1,6 @@
 """Disparity jumps at segment boundaries, without and with alignment, on a scene whose depth is known.
 
-The scene of tests/long_scene.py (planes moving in depth; something very near passes by in the
+The scene of stereocrafter/testing/scenes.py (planes moving in depth; something very near passes by in the
 middle; its true depth carried in the blue channel, losslessly stored) is cut into segments. A
 stand-in depth stage returns each segment's true depth under a different random affine map, as
 DepthCrafter's per-clip ambiguity would. Every run draws new distortions (its seed is its segment
@@ -16,34 +16,30 @@ change of disparity (px, max_disp 20) from the last frame of a segment to the fi
 unaligned and aligned, and the true scene's own change there (its depth normalised once over the
 whole video). With ``--plot`` it draws docs/long-video-alignment.png.
 
-    python bench/long_align.py [--lengths 12,8,16] [--plot]
-    python bench/long_align.py --smoke        # 3 segments of 12 frames (CI)
+    python -m bench.long_align [--lengths 12,8,16] [--plot]
+    python -m bench.long_align --smoke        # 3 segments of 12 frames (CI)
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from stereocrafter.models.thirdparty import quiet_known_messages  # noqa: E402
+from stereocrafter.models.thirdparty import quiet_known_messages
 
 quiet_known_messages()  # before diffusers and transformers are imported
 from stereocrafter.config import StereoConfig  # noqa: E402
 from stereocrafter.long.local import cut_segments  # noqa: E402
 from stereocrafter.pipeline.run import StereoPipeline  # noqa: E402
 from stereocrafter.stages.stereocrafter import load_pipeline as load_inpainting_pipeline  # noqa: E402
+from stereocrafter.testing.media import make_video  # noqa: E402
+from stereocrafter.testing.scenes import KnownDepth, convert_both_ways, render  # noqa: E402
 from stereocrafter.testing.weights import make_tiny_weights  # noqa: E402
-from tests.long_scene import KnownDepth, convert_both_ways, render  # noqa: E402
-from tests.media import make_video  # noqa: E402
 
 MAX_DISP, FPS, HEIGHT, WIDTH = 20.0, 12, 72, 128
 
@@ -129,7 +125,7 @@ def main() -> None:
             if length == lengths[0]:
                 print(found["table"])
                 if args.plot:
-                    plot(found, ROOT / "docs" / "long-video-alignment.png")
+                    plot(found, Path(__file__).resolve().parents[1] / "docs" / "long-video-alignment.png")
             found["plain_drift"] = run(length, segments, Path(tmp), inpainting, extrapolate=False)["drift"]
             rows.append(found)
     print(f"\nmean |disparity change| across each boundary, px (max_disp 20), {segments} segments a run")

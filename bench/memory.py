@@ -5,8 +5,8 @@ chunk, not by the clip (frames are decoded per chunk, depth is kept at depth res
 Each length runs in a fresh process; diffusion steps are cut to 1 per stage because memory does not
 depend on them and the tiny models would otherwise take most of an hour on 2 cores.
 
-    python bench/memory.py            # 640x360, 120 and 480 frames
-    python bench/memory.py --smoke    # 160x96, 12 and 48 frames
+    python -m bench.memory            # 640x360, 120 and 480 frames
+    python -m bench.memory --smoke    # 160x96, 12 and 48 frames
 """
 
 from __future__ import annotations

@@ -7,21 +7,19 @@ x264's own default medium at CRF 18; veryfast at CRF 16) and every NVENC encoder
 milliseconds per frame, the file size and the PSNR of a round trip on a smooth panning picture
 (why veryfast: README, "The host and the video encoder"). Run by bench/gpu_check.sh.
 
-    python bench/nvenc_check.py            # 3840x1080, 48 frames
-    python bench/nvenc_check.py --smoke    # 640x180, 8 frames
+    python -m bench.nvenc_check            # 3840x1080, 48 frames
+    python -m bench.nvenc_check --smoke    # 640x180, 8 frames
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import (
     LIBX264,

@@ -5,27 +5,20 @@ Starts moto's S3 on 127.0.0.1, the real ``bentoml serve`` on TINY RANDOM weights
 keep-alive connection, then prints the latency distribution and where the slow samples fell
 relative to the jobs' start and end. Nothing leaves the machine.
 
-    python bench/ping_latency.py              # 12 jobs of a 24-frame 256x144 clip
-    python bench/ping_latency.py --smoke      # 2 jobs: checks the script itself
+    python -m bench.ping_latency              # 12 jobs of a 24-frame 256x144 clip
+    python -m bench.ping_latency --smoke      # 2 jobs: checks the script itself
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.net import free_port  # noqa: E402
 
 
 def main() -> None:
@@ -36,52 +29,15 @@ def main() -> None:
     args = parser.parse_args()
     jobs = 2 if args.smoke else args.jobs
 
-    import logging
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
-    from stereocrafter.client import HttpClient
-    from stereocrafter.testing.weights import make_tiny_weights, write_sample_clip
+    from stereocrafter.testing.stack import local_stack
+    from stereocrafter.testing.weights import write_sample_clip
 
     work = Path(tempfile.mkdtemp(prefix="ping-bench-"))
-    weights = make_tiny_weights(work / "weights")
     clip = write_sample_clip(work / "clip.mp4", frames=12 if args.smoke else 24, width=256, height=144)
-    credentials = {"AWS_ACCESS_KEY_ID": "b", "AWS_SECRET_ACCESS_KEY": "b", "AWS_DEFAULT_REGION": "us-east-1"}
-    os.environ.update(credentials)
-    moto_port, port = free_port(), free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-    moto.start()
-    s3_url = f"http://127.0.0.1:{moto_port}"
-    s3 = boto3.client("s3", endpoint_url=s3_url)
-    s3.create_bucket(Bucket="bench")
-    s3.upload_file(str(clip), "bench", "in.mp4")
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": s3_url,
-        "WEIGHTS_DIR": str(weights),
-        "STEREOCRAFTER_DEVICE": "cpu",
-        "STEREOCRAFTER_DEPTH_STEPS": "1",
-        "STEREOCRAFTER_INPAINT_STEPS": "1",
-        "BENTOML_DO_NOT_TRACK": "true",
-        "BENTOML_HOME": str(work / "bentoml"),
-    }
-    env.pop("HF_TOKEN_ARN", None)
-    bentoml = str(Path(sys.executable).parent / "bentoml")
-    log = (work / "service.log").open("wb")
-    process = subprocess.Popen(
-        [bentoml, "serve", "service:StereoCrafter", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    client = HttpClient(url, timeout=1800)
-    try:
-        deadline = time.monotonic() + 300
-        while not client.ping():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the service did not come up; see {work / 'service.log'}")
-            time.sleep(0.3)
+    steps = {"STEREOCRAFTER_DEPTH_STEPS": "1", "STEREOCRAFTER_INPAINT_STEPS": "1"}
+    with local_stack(work, bucket="bench", env=steps) as stack:
+        source = stack.upload(clip, "in.mp4")
+        url, client = stack.service.url, stack.service.client
         samples: list[tuple[float, float]] = []  # (epoch time at send, seconds)
         stop = threading.Event()
 
@@ -98,16 +54,12 @@ def main() -> None:
         time.sleep(1.0)
         edges: list[float] = []
         for i in range(jobs):
-            result = client.convert("s3://bench/in.mp4", f"s3://bench/out{i}.mp4", mode="sbs")
+            result = client.convert(source, f"s3://bench/out{i}.mp4", mode="sbs")
             edges += [result["started_at"], result["finished_at"]]
             time.sleep(0.3)
         time.sleep(1.0)
         stop.set()
         sampler.join()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        moto.stop()
 
     latencies = sorted(s for _, s in samples)
     slow = [(t, s) for t, s in samples if s * 1000 > args.slow_ms]

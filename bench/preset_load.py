@@ -3,35 +3,31 @@
 For each set of presets:
 
 - measured on tiny random weights (``make_tiny_weights``): the bytes ``download_weights`` fetches
-  from a local Hub-compatible server (``tests/hf_server.py``, on 127.0.0.1) into an empty
+  from a local Hub-compatible server (``stereocrafter/testing/hub.py``, on 127.0.0.1) into an empty
   ``WEIGHTS_DIR``, the time it takes, and the time ``load_stereo_pipeline`` then takes on the CPU;
 - counted at real size: the bytes of the published files the same plan fetches, from the
   published architectures' parameter counts on the meta device (the diffusion models' files hold
   fp16 values, VDA-S's state dict float32; configs and the scheduler are a few KB and left out).
   Counted, not downloaded: nothing here reaches the Hub.
 
-    python bench/preset_load.py        # ~30 s on 2 CPU cores
+    python -m bench.preset_load        # ~30 s on 2 CPU cores
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
-
+from bench.gpu_depth import REAL_CLIP, REAL_UNET, REAL_VAE
 from stereocrafter.catalog import models_of
 from stereocrafter.models.thirdparty import quiet_known_messages
 from stereocrafter.pipeline.loading import load_stereo_pipeline
 from stereocrafter.serving.weights import download_weights
+from stereocrafter.testing.hub import HubServer
 from stereocrafter.testing.weights import make_tiny_weights
-from tests.hf_server import HubServer
 
 SETS = (("reference", "fast", "turbo"), ("reference", "fast"), ("fast",), ("turbo",))
 TOKEN = "hf_bench"

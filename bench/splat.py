@@ -1,7 +1,7 @@
 """Benchmark forward_splat at 1920x1080: frames per second and peak memory, CPU (and CUDA if present).
 
-    python bench/splat.py            # 1080p, batches of 4 and 10 frames
-    python bench/splat.py --smoke    # tiny sizes, one pass: checks that the benchmark runs
+    python -m bench.splat            # 1080p, batches of 4 and 10 frames
+    python -m bench.splat --smoke    # tiny sizes, one pass: checks that the benchmark runs
 
 Prints one line per (device, batch) with frames/s and peak memory; nothing is asserted.
 """

@@ -5,21 +5,18 @@ processing size of each source size (``models.vda_depth.processing_size``) under
 and divides by the 22 frames a window adds in steady state (windows of 32, step 22). For comparison
 with `fast`'s DepthCrafter stage in bench/flops.py (20.7 TFLOP/frame for its UNet alone).
 
-    python bench/vda.py            # 1024x576 and 1920x1080
-    python bench/vda.py --smoke    # a tiny architecture: checks the script itself
+    python -m bench.vda            # 1024x576 and 1920x1080
+    python -m bench.vda --smoke    # a tiny architecture: checks the script itself
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stereocrafter.models.vda import SMALL, VideoDepthAnything
 from stereocrafter.models.vda_depth import STEP, WINDOW, processing_size
 from stereocrafter.testing.weights import TINY_VDA

@@ -8,20 +8,17 @@ downloaded here) and compared at the frame size, relative to the depth's range. 
 noisy depth, so this bounds the effect rather than predicting it for real depth. Minutes on 2 CPU
 cores (the head runs at 518x924 for every frame); run by hand, not in the smoke.
 
-    python bench/vda_align.py                # 1920x1080 source, 46 frames (3 windows)
-    python bench/vda_align.py --frames 30    # fewer frames (2 windows)
+    python -m bench.vda_align                # 1920x1080 source, 46 frames (3 windows)
+    python -m bench.vda_align --frames 30    # fewer frames (2 windows)
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stereocrafter.models.vda import VideoDepthAnything
 from stereocrafter.models.vda_depth import VdaDepthPipeline, processing_size
 from stereocrafter.testing.weights import TINY_VDA

@@ -4,8 +4,8 @@ Both sides decode the same H.264 clip and encode it with the same settings (libx
 preset medium, yuv420p, BT.709 tags), and the script prints their wall times and the ratio from one
 run on the same machine. ffmpeg comes from Debian's package: it is installed if missing (full run).
 
-    python bench/video_io.py           # 1920x1080, 120 frames
-    python bench/video_io.py --smoke   # 320x180, 24 frames; the ffmpeg side only if it is installed
+    python -m bench.video_io           # 1920x1080, 120 frames
+    python -m bench.video_io --smoke   # 320x180, 24 frames; the ffmpeg side only if it is installed
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ entrypoint with `serve`, as the image's non-root user, with the image's environm
 The device is overridden to the CPU (STEREOCRAFTER_DEVICE=cpu): the image's torch is the CUDA build,
 which runs on the CPU too. Prints each step's time; exit status 0 only if all three pass.
 
-    python containerize/image_smoke.py [--image stereocrafter:local]
+    python -m containerize.image_smoke [--image stereocrafter:local]
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from stereocrafter.client import HttpClient  # noqa: E402
 from stereocrafter.media.video_io import probe  # noqa: E402

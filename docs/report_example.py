@@ -1,6 +1,6 @@
 """Draws docs/report-example.png: the report of an ANALYTIC test scene, not of a conversion.
 
-The planes of tests/scene.py (a background behind the screen, two rectangles in front) drift
+The planes of stereocrafter/testing/planes.py (a background behind the screen, two rectangles in front) drift
 sideways over 46 frames; the right view and the holes are the scene's exact ones, and the right
 view brightens by 8 levels from frame 23 on (the first frame the second inpainting chunk keeps) to
 show what the seam figure flags. Run from the repository root: ``python docs/report_example.py``.
@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from stereocrafter.config import StereoConfig  # noqa: E402
 from stereocrafter.jobs.report import QualityReport  # noqa: E402
 from stereocrafter.jobs.report_image import write_png  # noqa: E402
-from tests.scene import default_planes, render  # noqa: E402
+from stereocrafter.testing.planes import default_planes, render  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH, MAX_DISP, SEAM = 46, 90, 240, 20.0, 23
 
@@ -39,7 +39,11 @@ def main() -> None:
                          scene["holes"].float()[None], right.clamp(0, 1)[None])  # fmt: skip
     assert report.error is None, report.error
     out = ROOT / "docs" / "report-example.png"
-    write_png(report, out, title="report of an ANALYTIC test scene (tests/scene.py), not a conversion")
+    write_png(
+        report,
+        out,
+        title="report of an ANALYTIC test scene (stereocrafter/testing/planes.py), not a conversion",
+    )
     print(out)
     print(json.dumps(report.clip(), indent=1))
 

@@ -16,7 +16,34 @@ from stereocrafter.bounds import check_encoder
 from stereocrafter.catalog import parse_presets
 from stereocrafter.presets import DEFAULT_PRESET, check_preset
 
-DEFAULT_WEIGHTS_DIR = "/opt/ml/model/weights"
+DEFAULT_WEIGHTS_DIR = "/opt/ml/model/weights"  # the container's model volume on SageMaker
+
+
+class Env:
+    """The name of every environment variable the service reads, declared once: ``load_settings``
+    reads them, the deploy (``containerize``) sets them on the endpoint and the EC2 host."""
+
+    HF_TOKEN_ARN = "HF_TOKEN_ARN"
+    COMPILE = "STEREOCRAFTER_COMPILE"
+    DEPTH_INPUT_SIZE = "STEREOCRAFTER_DEPTH_INPUT_SIZE"
+    DEPTH_STEPS = "STEREOCRAFTER_DEPTH_STEPS"
+    DEVICE = "STEREOCRAFTER_DEVICE"
+    ENCODER = "STEREOCRAFTER_ENCODER"
+    FAULTS_FILE = "STEREOCRAFTER_FAULTS_FILE"
+    INPAINT_STEPS = "STEREOCRAFTER_INPAINT_STEPS"
+    JOB_TIMEOUT_S = "STEREOCRAFTER_JOB_TIMEOUT_S"
+    MAX_BODY_BYTES = "STEREOCRAFTER_MAX_BODY_BYTES"
+    MAX_FRAMES = "STEREOCRAFTER_MAX_FRAMES"
+    MAX_INPUT_BYTES = "STEREOCRAFTER_MAX_INPUT_BYTES"
+    MAX_PIXELS = "STEREOCRAFTER_MAX_PIXELS"
+    PRESET = "STEREOCRAFTER_PRESET"
+    PRESETS = "STEREOCRAFTER_PRESETS"
+    S3_CONNECT_TIMEOUT = "STEREOCRAFTER_S3_CONNECT_TIMEOUT"
+    S3_MAX_ATTEMPTS = "STEREOCRAFTER_S3_MAX_ATTEMPTS"
+    S3_READ_TIMEOUT = "STEREOCRAFTER_S3_READ_TIMEOUT"
+    SLOTS = "STEREOCRAFTER_SLOTS"
+    WORK_DIR = "STEREOCRAFTER_WORK_DIR"
+    WEIGHTS_DIR = "WEIGHTS_DIR"
 
 
 @dataclass(frozen=True)
@@ -95,16 +122,16 @@ def load_settings(
     cuda when torch sees a GPU). The caller passes it because this module imports no torch; a caller
     that passes none must set the variable."""
     env = os.environ if environ is None else environ
-    device = env.get("STEREOCRAFTER_DEVICE", "").strip().lower()
+    device = env.get(Env.DEVICE, "").strip().lower()
     if not device:
         if default_device is None:
             raise ValueError("STEREOCRAFTER_DEVICE is not set and no default device was given")
         device = default_device()
     if device not in ("cpu", "cuda"):
         raise ValueError(f"STEREOCRAFTER_DEVICE must be cpu or cuda, got {device!r}")
-    work_dir = env.get("STEREOCRAFTER_WORK_DIR", "").strip()
-    presets = parse_presets(env.get("STEREOCRAFTER_PRESETS", ""))
-    preset = env.get("STEREOCRAFTER_PRESET", "").strip()
+    work_dir = env.get(Env.WORK_DIR, "").strip()
+    presets = parse_presets(env.get(Env.PRESETS, ""))
+    preset = env.get(Env.PRESET, "").strip()
     if not preset:
         preset = DEFAULT_PRESET if DEFAULT_PRESET in presets else presets[0]
     elif check_preset(preset) not in presets:
@@ -113,28 +140,26 @@ def load_settings(
             f"({', '.join(presets)})"
         )
     return Settings(
-        weights_dir=Path(env.get("WEIGHTS_DIR") or DEFAULT_WEIGHTS_DIR),
+        weights_dir=Path(env.get(Env.WEIGHTS_DIR) or DEFAULT_WEIGHTS_DIR),
         device=device,
-        hf_token_arn=env.get("HF_TOKEN_ARN", "").strip() or None,
+        hf_token_arn=env.get(Env.HF_TOKEN_ARN, "").strip() or None,
         work_dir=Path(work_dir) if work_dir else None,
-        max_input_bytes=_int(env, "STEREOCRAFTER_MAX_INPUT_BYTES", 4 * 2**30),
-        max_frames=_int(env, "STEREOCRAFTER_MAX_FRAMES", 1800),
-        max_pixels=_int(env, "STEREOCRAFTER_MAX_PIXELS", 1920 * 1080),
+        max_input_bytes=_int(env, Env.MAX_INPUT_BYTES, 4 * 2**30),
+        max_frames=_int(env, Env.MAX_FRAMES, 1800),
+        max_pixels=_int(env, Env.MAX_PIXELS, 1920 * 1080),
         preset=preset,
         presets=presets,
-        depth_steps=_optional_int(env, "STEREOCRAFTER_DEPTH_STEPS"),
-        inpaint_steps=_optional_int(env, "STEREOCRAFTER_INPAINT_STEPS"),
-        depth_input_size=_optional_int(env, "STEREOCRAFTER_DEPTH_INPUT_SIZE"),
-        compile_backend=_compile_backend(env.get("STEREOCRAFTER_COMPILE", "")),
-        max_body_bytes=_int(env, "STEREOCRAFTER_MAX_BODY_BYTES", 64 * 1024, low=256),
-        s3_connect_timeout=_seconds(env, "STEREOCRAFTER_S3_CONNECT_TIMEOUT", 3.0),
-        s3_read_timeout=_seconds(env, "STEREOCRAFTER_S3_READ_TIMEOUT", 15.0),
-        s3_max_attempts=_int(env, "STEREOCRAFTER_S3_MAX_ATTEMPTS", 3),
+        depth_steps=_optional_int(env, Env.DEPTH_STEPS),
+        inpaint_steps=_optional_int(env, Env.INPAINT_STEPS),
+        depth_input_size=_optional_int(env, Env.DEPTH_INPUT_SIZE),
+        compile_backend=_compile_backend(env.get(Env.COMPILE, "")),
+        max_body_bytes=_int(env, Env.MAX_BODY_BYTES, 64 * 1024, low=256),
+        s3_connect_timeout=_seconds(env, Env.S3_CONNECT_TIMEOUT, 3.0),
+        s3_read_timeout=_seconds(env, Env.S3_READ_TIMEOUT, 15.0),
+        s3_max_attempts=_int(env, Env.S3_MAX_ATTEMPTS, 3),
         # Just under SageMaker's 3600 s for an asynchronous request: the job stops itself first.
-        job_timeout_s=_seconds(env, "STEREOCRAFTER_JOB_TIMEOUT_S", 3500.0, high=86400),
-        faults_file=Path(env["STEREOCRAFTER_FAULTS_FILE"]) if env.get("STEREOCRAFTER_FAULTS_FILE") else None,
-        slots=_optional_int(env, "STEREOCRAFTER_SLOTS"),
-        encoder=check_encoder(
-            env.get("STEREOCRAFTER_ENCODER", "").strip() or "auto", "STEREOCRAFTER_ENCODER"
-        ),
+        job_timeout_s=_seconds(env, Env.JOB_TIMEOUT_S, 3500.0, high=86400),
+        faults_file=Path(env[Env.FAULTS_FILE]) if env.get(Env.FAULTS_FILE) else None,
+        slots=_optional_int(env, Env.SLOTS),
+        encoder=check_encoder(env.get(Env.ENCODER, "").strip() or "auto", Env.ENCODER),
     )

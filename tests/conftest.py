@@ -9,7 +9,6 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from stereocrafter.testing.weights import make_tiny_weights
-from tests.net import free_port
 
 # CI replays the same examples on every run (a landing must not depend on luck); a developer's
 # run draws new ones each time, which is where fuzzing finds things.
@@ -21,6 +20,16 @@ if os.environ.get("CI"):
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture
+def weights_copy(tiny_weights: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny weights that a test may break."""
+    import shutil
+
+    target = tmp_path / "weights"
+    shutil.copytree(tiny_weights, target)
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -46,22 +55,12 @@ def vda_pipeline(tiny_weights: Path):
 
 @pytest.fixture(scope="session")
 def moto_server():
-    """moto's real HTTP server on 127.0.0.1 (S3, Secrets Manager, SageMaker runtime, ...)."""
-    import os
+    """moto's real HTTP server on 127.0.0.1 (S3, Secrets Manager, SageMaker runtime, ...): the local
+    stack's (``testing.stack.MotoServer``)."""
+    from stereocrafter.testing.stack import MotoServer
 
-    from moto.server import ThreadedMotoServer
-
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ.setdefault(name, value)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with MotoServer() as moto:
+        yield moto.url
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from stereocrafter.cli import main as cli_main
 from stereocrafter.media.encoders import nvenc_problem
 from stereocrafter.media.video_io import probe
-from tests.media import make_video, scene_frames
+from stereocrafter.testing.media import make_video, scene_frames
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from stereocrafter.catalog import DEPTH_MODELS, INPAINTING_MODELS, MODELS, models_of
+from stereocrafter.catalog import DEPTH_MODELS, INPAINTING_MODELS, MODELS, SHARED, models_of
 from stereocrafter.config import StereoConfig
 from stereocrafter.stages.base import DepthStage, InpaintingStage, Stage
 from stereocrafter.stages.components import Component
@@ -38,11 +38,16 @@ def stage_classes(presets: Iterable[str]) -> tuple[list[type[DepthStage]], list[
 
 
 def components_of(presets: Iterable[str]) -> tuple[Component, ...]:
-    """The files the stages of ``presets`` read, each once, in stage order."""
-    found: dict[str, Component] = {}
+    """The files the stages of ``presets`` read, each once: the stages that share parts first (the
+    shared parts, then their own), then those that stand alone, each group in ``catalog.MODELS``
+    order (the download's order)."""
     depth, inpainting = stage_classes(presets)
-    stage: type[Stage]
-    for stage in [*depth, *inpainting]:
+    order = list(MODELS)
+    classes: list[type[Stage]] = sorted(
+        [*depth, *inpainting], key=lambda stage: (stage.name not in SHARED, order.index(stage.name))
+    )
+    found: dict[str, Component] = {}
+    for stage in classes:
         for component in stage.components:
             found.setdefault(f"{component.repo}/{component.name}", component)
     return tuple(found.values())
@@ -72,7 +77,7 @@ def check_registries() -> None:
 
 def wrap_depth(pipeline: Any) -> DepthStage:
     """The stage of a loaded depth pipeline (``DepthCrafterPipeline``, ``VdaDepthPipeline``); a
-    stage (anything with ``DepthStage``'s members: ``tests/long_scene.py`` has one) as it is."""
+    stage (anything with ``DepthStage``'s members: ``stereocrafter/testing/scenes.py`` has one) as it is."""
     return _wrap(pipeline, DEPTH_STAGES, "depth", "iter_depth")  # type: ignore[no-any-return]
 
 

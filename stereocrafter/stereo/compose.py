@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stereocrafter.bounds import MODES, Mode, check_mode
+from stereocrafter.bounds import MODES, Mode
 
-__all__ = ["MODES", "Mode", "check_mode", "compose", "output_size", "to_uint8"]
+__all__ = ["MODES", "Mode", "compose", "output_size", "to_uint8"]
 
 # Dubois' red-cyan matrices (E. Dubois, "A projection method to generate anaglyph stereo images",
 # ICASSP 2001, least-squares fit for red-cyan glasses), rows = output R, G, B.
@@ -37,8 +37,8 @@ DUBOIS_RIGHT = (
 
 
 def output_size(mode: str, width: int, height: int) -> tuple[int, int]:
-    """(width, height) of the composed frame for eyes of ``width`` x ``height``."""
-    mode = check_mode(mode)
+    """(width, height) of the composed frame for eyes of ``width`` x ``height``; ``mode`` is one of
+    ``MODES``, checked at the edge and by the pipeline's ``check_inputs``, not here."""
     if mode == "sbs":
         return 2 * width, height
     if mode == "half-sbs":
@@ -79,13 +79,13 @@ def compose(left: torch.Tensor, right: torch.Tensor, mode: str) -> torch.Tensor:
 
     Args:
         left, right: (T, 3, H, W) float in [0, 1] (values outside are clipped), same shape/device.
-        mode: one of ``MODES``.
+        mode: one of ``MODES`` (checked at the edge and by the pipeline's ``check_inputs``, not
+            per chunk here).
 
     Returns:
         (T, H_out, W_out, 3) uint8, channels last (ready for the video writer), on the input's
         device; (W_out, H_out) = ``output_size(mode, W, H)``.
     """
-    mode = check_mode(mode)
     if left.ndim != 4 or left.shape[1] != 3:
         raise ValueError(f"left must be (T, 3, H, W), got shape {tuple(left.shape)}")
     if right.shape != left.shape:
@@ -103,8 +103,10 @@ def compose(left: torch.Tensor, right: torch.Tensor, mode: str) -> torch.Tensor:
         packed = torch.cat((left, right), dim=2)
     elif mode == "anaglyph":
         packed = torch.cat((left[:, :1], right[:, 1:]), dim=1)
-    else:
+    elif mode == "anaglyph-dubois":
         packed = _dubois(left, right)
+    else:  # not a layout: the callers' check_mode let it through
+        raise AssertionError(f"compose got the unchecked mode {mode!r}")
     return to_uint8(packed).permute(0, 2, 3, 1).contiguous()
 
 

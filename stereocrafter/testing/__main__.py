@@ -2,4 +2,5 @@
 
 from stereocrafter.testing.weights import main
 
-main()
+if __name__ == "__main__":
+    main()

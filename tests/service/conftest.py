@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from stereocrafter.media.encode import VideoWriter
-from tests.hf_server import HubServer
-from tests.media import make_video, scene_frames
+from stereocrafter.testing.hub import HubServer
+from stereocrafter.testing.media import make_video, scene_frames
+from stereocrafter.testing.stack import Service, start_service, stop
 from tests.service.helpers import BUCKET, TOKEN, moto_env
-from tests.service_process import Service, start_service, stop
 
 
 @pytest.fixture(scope="package")

@@ -19,11 +19,11 @@ import pytest
 from stereocrafter.client import BadRequest, ServiceNotReady
 from stereocrafter.media.video_io import probe
 from stereocrafter.serving.storage import worst_case_call_s
-from tests.hf_server import HubServer
-from tests.media import make_video, scene_frames
-from tests.net import StallingServer
+from stereocrafter.testing.hub import HubServer
+from stereocrafter.testing.media import make_video, scene_frames
+from stereocrafter.testing.net import StallingServer
+from stereocrafter.testing.stack import Service, alive, start_service, stop, tree
 from tests.service.helpers import BUCKET, CLIP, TOKEN, body
-from tests.service_process import Service, alive, start_service, stop, tree
 
 
 def test_ping_says_503_while_weights_download_then_200(service: Service, env: dict) -> None:

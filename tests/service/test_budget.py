@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.net import S3Proxy
+from stereocrafter.testing.net import S3Proxy
+from stereocrafter.testing.stack import Service, alive, kill_tree, start_service, stop, tree
 from tests.service.helpers import BUCKET, CLIP, moto_env, nothing_at, wait_for
-from tests.service_process import Service, alive, kill_tree, start_service, stop, tree
 
 
 @pytest.fixture(scope="module")

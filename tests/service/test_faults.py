@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.hf_server import HubServer
+from stereocrafter.testing.hub import HubServer
+from stereocrafter.testing.stack import Service, start_service, stop
 from tests.service.helpers import BUCKET, CLIP, OUT, TOKEN, metric, moto_env, nothing_at, plant
-from tests.service_process import Service, start_service, stop
 
 
 def test_an_out_of_memory_job_is_a_507_and_the_next_job_succeeds(service: Service, env: dict) -> None:

@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from stereocrafter.media.video_io import probe
-from tests.media import make_video, scene_frames
-from tests.memory import PeakGrowth
+from stereocrafter.testing.media import make_video, scene_frames
+from stereocrafter.testing.stack import Service, tree
 from tests.service.helpers import BUCKET, CLIP, OUT, metric, nothing_at
-from tests.service_process import Service, tree
+from tests.support.memory import PeakGrowth
 
 SEGMENT_FRAMES = 8
 
@@ -94,7 +94,7 @@ def test_a_crafted_depth_is_refused_before_it_is_decoded(service: Service, env: 
     """100 flat 4096x4096 16-bit frames (5 MB in S3, 3.4 GB decoded) tagged for this 96x64,
     8-frame segment: a 422 from the stream's header, and the service's memory stays flat (the
     reader before this decoded 9 frames, 300 MB, before it looked)."""
-    from tests.media import depth_bomb
+    from stereocrafter.testing.media import depth_bomb
 
     segment = make_video(env["tmp"] / "small.mp4", scene_frames(8, 96, 64), fps=24)
     env["s3"].upload_file(str(segment), BUCKET, "bomb/segment.mp4")

@@ -6,8 +6,8 @@ import json
 
 import httpx
 
+from stereocrafter.testing.stack import Service
 from tests.service.helpers import BUCKET, CLIP, body, metric
-from tests.service_process import Service
 
 
 def test_metrics_count_invocations(service: Service) -> None:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from stereocrafter.client import BadRequest, InputNotFound, InvalidVideo, OutputExists
 from stereocrafter.echo import MESSAGE_LIMIT
+from stereocrafter.testing.stack import Service
 from tests.service.helpers import BUCKET, CLIP, body
-from tests.service_process import Service
 
 BAD_REQUESTS: list[tuple[str, bytes, int, str]] = [
     ("malformed JSON", b'{"s3_input_uri": ', 400, "bad_request"),

@@ -11,9 +11,9 @@ import pytest
 from stereocrafter.client import BadRequest, InvalidDepth
 from stereocrafter.media.depthstore import TAG
 from stereocrafter.media.video_io import probe
-from tests.hf_server import HubServer
+from stereocrafter.testing.hub import HubServer
+from stereocrafter.testing.stack import Service, start_service, stop
 from tests.service.helpers import BUCKET, CLIP, TOKEN, moto_env
-from tests.service_process import Service, start_service, stop
 
 
 def test_turbo_converts_on_an_endpoint_serving_every_preset(service: Service, env: dict) -> None:

@@ -1,0 +1,175 @@
+"""The quality report: figures checked against an analytic scene, the seam figure, the drawing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stereocrafter.config import StereoConfig
+from stereocrafter.jobs.report import COMFORT_BUDGET, QualityReport
+from stereocrafter.jobs.report_image import PANELS, contact_sheet
+from stereocrafter.testing.planes import default_planes, render
+
+MAX_DISP = 20.0
+PERCENTILE_BOUND = 0.008 + 1e-5  # the bound report.py states (BIN_PX / 2), float32 rounding included
+
+
+def planes_clip(frames: int = 6, height: int = 70, width: int = 160) -> dict[str, torch.Tensor]:
+    scene = render(default_planes(), height, width)
+    disparity = scene["disparity"].float()  # (1, H, W) px, planes at -6.3, 2.7 and 12.4
+    depth = (disparity / MAX_DISP + 1) / 2  # what the splat turns back into that disparity
+    repeat = (frames, 1, 1, 1)
+    return {
+        "left": scene["left"].float().clamp(0, 1)[None].repeat(repeat),
+        "depth": depth[None].repeat(repeat),
+        "occlusion": scene["holes"].float()[None].repeat(repeat),
+        "disparity": disparity,
+        "holes": scene["holes"],
+    }
+
+
+def observe(
+    report: QualityReport, clip: dict[str, torch.Tensor], seams: list[int], right: torch.Tensor
+) -> None:
+    frames, _, height, width = clip["left"].shape
+    report.on_start(num_frames=frames, width=width, height=height, config=StereoConfig(max_disp=MAX_DISP),
+                    depth_range=(0.1, 0.9), seams=seams)  # fmt: skip
+    for start in range(0, frames, 4):  # in chunks, as the pipeline hands them over
+        end = start + 4
+        report.on_frames(start, clip["left"][start:end], clip["depth"][start:end],
+                         clip["occlusion"][start:end], right[start:end])  # fmt: skip
+
+
+def test_disparity_figures_match_the_analytic_scene() -> None:
+    clip = planes_clip()
+    report = QualityReport()
+    observe(report, clip, [], clip["left"])
+    assert report.error is None
+    truth = clip["disparity"].double().numpy().ravel()
+    expected = {
+        "min": truth.min(),
+        "max": truth.max(),
+        "p1": np.percentile(truth, 1),  # computed here, independently (numpy, linear)
+        "p99": np.percentile(truth, 99),
+    }
+    assert (expected["min"], expected["max"]) == pytest.approx((-6.3, 12.4), abs=1e-4)
+    data = report.as_dict(preset="reference")
+    for row in data["frames"]:
+        for key, value in expected.items():  # min and max exact; percentiles within the stated bound
+            bound = 1e-4 if key in ("min", "max") else PERCENTILE_BOUND
+            assert row[key] == pytest.approx(value, abs=bound), key
+            assert row[f"{key}_percent"] == pytest.approx(100 * value / 160, abs=100 * bound / 160)
+        assert row["hole_ratio"] == pytest.approx(float(clip["holes"].float().mean()), abs=1e-6)
+    figures = data["clip"]
+    assert figures["disparity_px"]["min"] == pytest.approx(-6.3, abs=1e-4)
+    assert figures["disparity_px"]["max"] == pytest.approx(12.4, abs=1e-4)
+    # the spread (p99 - p1) of 18.7 px is over 3 % of 160 px (4.8 px) in every frame
+    assert figures["comfort"]["budget_px"] == pytest.approx(COMFORT_BUDGET * 160)
+    assert figures["comfort"]["frames_over_budget"] == 6 and figures["comfort"]["share_over_budget"] == 1.0
+    assert data["depth_range"] == {"low": 0.1, "high": 0.9} and data["preset"] == "reference"
+
+
+@pytest.mark.parametrize("max_disp", [20.0, 3.0, 100.0])
+def test_per_frame_percentiles_are_within_the_stated_bound_of_numpy(max_disp: float) -> None:
+    """On a continuous field (every pixel a different disparity: a slope, ripples, noise and a
+    plane), at 1080p's pixel count per frame, numpy's exact percentiles against the histogram's."""
+    frames, height, width = 3, 540, 960
+    y = torch.linspace(0, 1, height).view(1, 1, height, 1)
+    x = torch.linspace(0, 1, width).view(1, 1, 1, width)
+    t = torch.arange(frames).view(frames, 1, 1, 1)
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.rand(frames, 1, height, width, generator=generator)
+    depth = (0.2 + 0.5 * x * y + 0.05 * torch.sin(40 * x + t) + 0.1 * noise).clamp(0, 1)
+    depth[..., : height // 5, :] = 0.93  # a plane: many equal values at one end
+    report = QualityReport()
+    report.on_start(num_frames=frames, width=width, height=height, config=StereoConfig(max_disp=max_disp),
+                    depth_range=(0.0, 1.0), seams=[])  # fmt: skip
+    rgb = torch.zeros(frames, 3, height, width)
+    report.on_frames(0, rgb, depth, torch.zeros_like(depth), rgb)
+    assert report.error is None
+    for frame, row in enumerate(report.frames):
+        truth = ((2 * depth[frame].double() - 1) * max_disp).numpy().ravel()
+        for key, level in (("p1", 1), ("p99", 99)):
+            exact = np.percentile(truth, level)
+            assert abs(row[key] - exact) <= PERCENTILE_BOUND, (key, row[key], exact)
+        assert row["min"] == pytest.approx(truth.min(), abs=1e-5) and row["max"] == pytest.approx(
+            truth.max(), abs=1e-5
+        )
+
+
+def test_disparities_outside_the_histogram_are_sorted_exactly() -> None:
+    """A depth outside [0, 1] (the pipeline clamps it; the report does not rely on that)."""
+    depth = torch.linspace(-0.5, 1.5, 10_000).view(1, 1, 100, 100)
+    report = QualityReport()
+    report.on_start(num_frames=1, width=100, height=100, config=StereoConfig(max_disp=MAX_DISP),
+                    depth_range=(0.0, 1.0), seams=[])  # fmt: skip
+    rgb = torch.zeros(1, 3, 100, 100)
+    report.on_frames(0, rgb, depth, torch.zeros_like(depth), rgb)
+    truth = ((2 * depth.double() - 1) * MAX_DISP).numpy().ravel()
+    assert report.frames[0]["p1"] == pytest.approx(np.percentile(truth, 1), abs=1e-4)
+    assert report.frames[0]["p99"] == pytest.approx(np.percentile(truth, 99), abs=1e-4)
+
+
+def test_a_chunk_mixing_the_range_ends_and_a_frame_outside_it() -> None:
+    """Depth exactly 0 and 1 (the histogram's first and extra last bin) beside a frame outside
+    [0, 1] (sorted) and a frame in between, in one chunk: each row within the bound of numpy."""
+    ramp = torch.linspace(0, 1, 10_000).view(1, 100, 100)
+    ends = ramp.clone()
+    ends.view(-1)[:600] = 0.0  # 6 % at each end: the 1st and 99th percentiles sit on the ends
+    ends.view(-1)[-600:] = 1.0
+    depth = torch.stack([ends, ramp * 2 - 0.5, 0.25 + 0.5 * ramp])  # (3, 1, 100, 100)
+    report = QualityReport()
+    report.on_start(num_frames=3, width=100, height=100, config=StereoConfig(max_disp=MAX_DISP),
+                    depth_range=(0.0, 1.0), seams=[])  # fmt: skip
+    rgb = torch.zeros(3, 3, 100, 100)
+    report.on_frames(0, rgb, depth, torch.zeros_like(depth), rgb)
+    assert report.error is None
+    for frame, row in enumerate(report.frames):
+        truth = ((2 * depth[frame].double() - 1) * MAX_DISP).numpy().ravel()
+        assert abs(row["p1"] - np.percentile(truth, 1)) <= PERCENTILE_BOUND, frame
+        assert abs(row["p99"] - np.percentile(truth, 99)) <= PERCENTILE_BOUND, frame
+    assert report.frames[0]["p99"] == pytest.approx(MAX_DISP, abs=1e-5)  # the extra bin, at the max
+
+
+def test_the_seam_figure_flags_a_brightness_step_at_a_chunk_seam() -> None:
+    clip = planes_clip(frames=40)
+    drift = 0.5 + 0.002 * torch.arange(40).view(40, 1, 1, 1)  # a slow, even brightening
+    smooth = (clip["left"] * 0 + drift).clamp(0, 1)
+    stepped = smooth.clone()
+    stepped[20:] += 0.08  # the right eye jumps at the seam, as users of the reference report
+    figures = {}
+    for name, right in (("smooth", smooth), ("stepped", stepped)):
+        report = QualityReport()
+        observe(report, clip, [20], right)
+        figures[name] = report.seam_stability()
+    assert figures["stepped"]["seams"] == 1
+    assert figures["smooth"]["ratio"] == pytest.approx(1.0, abs=0.05)
+    assert figures["stepped"]["ratio"] > 10 * figures["smooth"]["ratio"]
+
+
+def test_contact_sheet_layout() -> None:
+    clip = planes_clip(frames=10)
+    report = QualityReport(thumbnails=3)
+    observe(report, clip, [5], clip["left"])
+    sheet = contact_sheet(report, "test")
+    assert sorted(report.thumbnails) == [0, 4, 9]  # evenly across the clip, first and last included
+    assert sheet.size == (2 * 8 + 4 * 240 + 3 * 4, 8 + 18 + 3 * (105 + 4) + 150 + 8)
+    pixels = np.asarray(sheet)
+    row = 8 + 18 + 50  # the middle of the first row of panels
+    for i, name in enumerate(PANELS):
+        x = 8 + i * 244 + 120
+        assert pixels[row, x].tolist() != [255, 255, 255], name  # every panel is drawn
+    holes = pixels[8 + 18 + 20 : 8 + 18 + 105, 8 + 2 * 244 : 8 + 2 * 244 + 240]  # (below the label)
+    assert (holes == 0).all(axis=-1).any() and (holes == 255).all(axis=-1).any()  # black, white holes
+
+
+def test_a_failure_inside_the_report_never_reaches_the_conversion() -> None:
+    clip = planes_clip()
+    report = QualityReport()
+    observe(report, clip, [], clip["left"])
+    two_channels = clip["left"][:1, :2]  # a malformed right view: the luma cannot be taken
+    report.on_frames(6, clip["left"][:1], clip["depth"][:1], clip["occlusion"][:1], two_channels)
+    assert report.error is not None  # kept, not raised
+    report.on_frames(7, clip["left"][:1], clip["depth"][:1], clip["occlusion"][:1], clip["left"][:1])
+    assert len(report.frames) == 6  # and the report stops there

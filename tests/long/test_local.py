@@ -1,0 +1,247 @@
+"""Long videos on this machine: the whole segment workflow (``convert_segments`` through
+``LocalBackend``) on a scene whose depth is known, retries, stitching failures and ``convert-long``
+(the depth store, the alignment maths and stitching have their own files)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+
+from stereocrafter.client import convert_segments, plan_segments
+from stereocrafter.config import StereoConfig
+from stereocrafter.long.align import Alignment
+from stereocrafter.long.local import LocalBackend, LocalSegment, cut_segments
+from stereocrafter.media.video_io import probe
+from stereocrafter.models.vda_depth import VdaDepthPipeline
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.stereo.splatting import disparity_from_depth
+from stereocrafter.testing.media import audio_duration, make_video, scene_frames
+from stereocrafter.testing.scenes import KnownDepth, KnownVdaModel, convert_both_ways, render
+
+MAX_DISP = 20.0
+
+
+SEGMENT = 12  # frames per segment of the synthetic scene (1 s at 12 fps)
+
+
+CUT_AT = 36  # the planted scene cut: segments 0-2 are one shot, segment 3 another
+
+
+def true_disparity(frames: int) -> dict[int, torch.Tensor]:
+    """The disparity (px) of the first ``frames`` frames of the test scene, from its true depth
+    normalised once over those frames (one shot)."""
+    _, depth = render(4 * SEGMENT, 72, 128, cut_at=CUT_AT)
+    shot = torch.from_numpy(depth[:frames]).float()
+    normalised = (shot - shot.min()) / (shot.max() - shot.min())
+    disparity = disparity_from_depth(normalised[:, None], MAX_DISP)[:, 0]
+    return {f: disparity[f] for f in range(frames)}
+
+
+def boundary_jumps(disparity: dict[int, torch.Tensor], boundaries: list[int]) -> list[float]:
+    """Mean absolute disparity change (px) between the last frame before and the first after."""
+    return [float((disparity[b] - disparity[b - 1]).abs().mean()) for b in boundaries]
+
+
+@pytest.fixture(scope="module")
+def known_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    frames, _ = render(4 * SEGMENT, 72, 128, cut_at=CUT_AT)
+    # FFV1 (lossless): the depth carried in the blue channel arrives intact
+    return make_video(
+        tmp_path_factory.mktemp("scene") / "scene.mkv", frames, fps=12, codec="ffv1", pix_fmt="bgr0"
+    )
+
+
+@pytest.mark.parametrize("model", ["depthcrafter", "vda-small"])
+def test_aligned_segments_keep_the_disparity_continuous_across_boundaries(
+    known_scene: Path, inpainting_pipeline, tmp_path: Path, model: str
+) -> None:
+    """With either depth model's stage (VDA: its own procedure around a known-depth network; its
+    depth is stored at VDA's processing size and tagged with its name, and the turbo preset's
+    stereo tasks read it back)."""
+    if model == "depthcrafter":
+        depth_stage: Any = KnownDepth(seed=5)
+        depth: Any = depth_stage
+        config = StereoConfig(max_disp=MAX_DISP, inpaint_steps=1)
+    else:
+        depth_stage = KnownVdaModel(seed=5)
+        depth = VdaDepthPipeline(depth_stage)
+        config = StereoConfig.from_preset("turbo", max_disp=MAX_DISP, inpaint_steps=1, depth_input_size=70)
+    pipeline = StereoPipeline(depth, inpainting_pipeline, config)
+    segments = cut_segments(known_scene, 1.0)
+    assert [s.count for s in segments] == [SEGMENT] * 4
+    unaligned, aligned, result = convert_both_ways(pipeline, segments, tmp_path, max_concurrency=2)
+
+    assert result.failed == [] and all(o.ok for o in result.segments)
+    assert len({m for m in depth_stage.maps}) == 8  # a different distortion for every depth pass
+    chained = [SEGMENT, 2 * SEGMENT]
+    before, after = boundary_jumps(unaligned, chained), boundary_jumps(aligned, chained)
+    assert min(before) > 3.0, before  # per-segment normalisation jumps by pixels
+    assert max(after) < 0.5, after  # one depth scale: below half a pixel at max_disp 20
+    # ... and it is the scene's own change there: the first shot's true depth, normalised once
+    # over the shot (what one depth scale per shot means), changes by as much at each boundary.
+    truth = true_disparity(CUT_AT)
+    expected = boundary_jumps(truth, chained)
+    assert max(abs(a - t) for a, t in zip(after, expected, strict=True)) < 0.1, (after, expected)
+    # A flattened range (every disparity near 0) also has no jumps: the aligned disparity must
+    # also span the shot's true disparity range (2 x max_disp), at least 80 % of it.
+    shot = torch.stack([aligned[f] for f in range(CUT_AT)])
+    true_span = float(torch.stack([truth[f] for f in range(CUT_AT)]).amax() - torch.stack(
+        [truth[f] for f in range(CUT_AT)]).amin())  # fmt: skip
+    assert float(shot.amax() - shot.amin()) >= 0.8 * true_span, (float(shot.amax() - shot.amin()), true_span)
+    # The planted cut is found and not chained across: segment 3 is its own shot.
+    cut = result.alignment.boundaries[2]
+    assert cut is not None and cut.cut
+    assert [s.shot for s in result.alignment.segments if s] == [0, 0, 0, 1]
+    # The stereo tasks reused the stored depth: no further depth pass ran.
+    assert len(depth_stage.maps) == 8
+    assert all("depth" not in (o.result or {}).get("timings", {}) for o in result.segments)
+
+
+def test_a_failed_segment_is_retried_and_reported_by_index(known_scene: Path, inpainting_pipeline,
+                                                           tmp_path: Path) -> None:  # fmt: skip
+    pipeline = StereoPipeline(KnownDepth(seed=2), inpainting_pipeline, StereoConfig(inpaint_steps=1))
+
+    class Flaky(LocalBackend):
+        """Segment 1's first depth attempt meets a dropped connection; segment 2's stereo task
+        always fails as the service would for a broken GPU (a 500)."""
+
+        calls: ClassVar[list[tuple[str, int]]] = []
+
+        def depth(self, source: LocalSegment, depth_output: str, **options: object) -> dict:
+            self.calls.append(("depth", source.start))
+            if source.start == SEGMENT and self.calls.count(("depth", SEGMENT)) == 1:
+                raise ConnectionError("connection reset by peer")
+            return super().depth(source, depth_output, **options)
+
+        def stereo(self, source: LocalSegment, output: str, **options: object) -> dict:
+            if source.start == 2 * SEGMENT:
+                from stereocrafter.client import ServiceError
+
+                raise ServiceError(500, "internal_error", "boom")
+            return super().stereo(source, output, **options)
+
+    segments = cut_segments(known_scene, 1.0)
+    pairs = [(s, str(tmp_path / f"part{i}.mp4")) for i, s in enumerate(segments)]
+    logged: list[str] = []
+    result = convert_segments(pairs, Flaky(pipeline, tmp_path), retries=1, backoff=0.01, log=logged.append)
+    assert result.failed == [2]
+    failed = result.segments[2]
+    assert failed.stage == "stereo" and failed.attempts == {"depth": 1, "stereo": 2}
+    assert failed.error_code == "internal_error" and not failed.ok
+    assert result.segments[1].attempts["depth"] == 2 and result.segments[1].ok
+    assert [o.ok for o in result.segments] == [True, True, False, True]
+    assert any("retrying" in line for line in logged)
+    assert result.as_dict()["failed"] == [2]
+
+
+def test_a_failed_stitch_keeps_the_converted_segments_and_names_them(
+    inpainting_pipeline, tmp_path: Path
+) -> None:
+    """Every segment converted, then the join fails (here: the output's folder is gone): the
+    error names the work folder, and the segments are still in it."""
+    from stereocrafter.errors import StitchError
+    from stereocrafter.long.local import convert_long
+
+    frames, _ = render(2 * 8, 48, 64)
+    source = make_video(tmp_path / "scene.mkv", frames, fps=8, codec="ffv1", pix_fmt="bgr0")
+    pipeline = StereoPipeline(KnownDepth(seed=4), inpainting_pipeline, StereoConfig(inpaint_steps=1))
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(StitchError, match=f"they are kept in {work}"):
+        convert_long(pipeline, source, tmp_path / "gone" / "out.mkv", segment_seconds=1.0, workdir=work)
+    assert sorted(p.name for p in work.glob("segment-*.mp4")) == ["segment-0000.mp4", "segment-0001.mp4"]
+
+
+def test_the_cli_keeps_its_work_folder_when_stitching_fails(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its own temporary work folder is removed after a run, kept (and named) after a failed join."""
+    import stereocrafter.long.local
+    from stereocrafter.cli import main
+    from stereocrafter.errors import StitchError
+
+    source = make_video(tmp_path / "v.mp4", scene_frames(6, 32, 32), fps=12, audio_codec="aac")
+    folders: list[Path] = []
+
+    def fails_at_the_join(pipeline: object, src: Path, out: Path, *, workdir: Path, **_: object) -> None:
+        folders.append(workdir)
+        (workdir / "segment-0000.mp4").write_bytes(b"converted")
+        raise StitchError(f"stitching the converted segments failed (a test); they are kept in {workdir}")
+
+    monkeypatch.setattr(stereocrafter.long.local, "convert_long", fails_at_the_join)
+    args = ["convert-long", str(source), str(tmp_path / "o.mp4"), "--weights-dir", str(tiny_weights),
+            "--device", "cpu", "-q"]  # fmt: skip
+    assert main(args) == 2
+    assert f"they are kept in {folders[0]}" in capsys.readouterr().err
+    assert (folders[0] / "segment-0000.mp4").exists()
+
+
+def test_plan_only_runs_no_stereo_task(known_scene: Path, inpainting_pipeline, tmp_path: Path) -> None:
+    pipeline = StereoPipeline(KnownDepth(seed=3), inpainting_pipeline, StereoConfig(inpaint_steps=1))
+    pairs = [(s, str(tmp_path / f"part{i}.mp4")) for i, s in enumerate(cut_segments(known_scene, 1.0))]
+    result = plan_segments(pairs, LocalBackend(pipeline, tmp_path), max_concurrency=1)
+    assert isinstance(result.alignment, Alignment) and not any(Path(out).exists() for _, out in pairs)
+    assert all(Path(o.depth_uri).exists() for o in result.segments)
+    assert "reference" in result.alignment.table()
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        pytest.param(["--plan"], marks=pytest.mark.slow),
+        None,
+        pytest.param(["--preset", "turbo"], id="turbo", marks=pytest.mark.slow),  # 15 s: the slow tier
+    ],
+)
+def test_convert_long_on_the_command_line(
+    tiny_weights: Path, tmp_path: Path, option: list[str] | None
+) -> None:
+    """The CLI on tiny weights: cut, depth, align, stereo, stitch, with the source's audio (turbo:
+    Video Depth Anything's tiny weights make and store the depth, at a small input size)."""
+    source = make_video(tmp_path / "long.mp4", scene_frames(36, 64, 48), fps=12, audio_codec="aac")
+    out = tmp_path / "long_sbs.mp4"
+    command = [sys.executable, "-m", "stereocrafter.cli", "convert-long", str(source), str(out),
+               "--mode", "sbs", "--segment-seconds", "1", "--weights-dir", str(tiny_weights),
+               "--device", "cpu", "-q"]  # fmt: skip
+    env = {**os.environ, "STEREOCRAFTER_DEPTH_STEPS": "1", "STEREOCRAFTER_INPAINT_STEPS": "1",
+           "STEREOCRAFTER_DEPTH_INPUT_SIZE": "28"}  # fmt: skip
+    if option:
+        command += option
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "shot" in run.stdout and "reference" in run.stdout  # the alignment table
+    if option == ["--plan"]:
+        assert not out.exists()
+        return
+    info = probe(out)
+    assert (info.num_frames, info.width, info.height, info.fps) == (36, 128, 48, Fraction(12))
+    assert info.has_audio and audio_duration(out) == pytest.approx(3.0, abs=0.05)
+    assert "3 segments" in run.stdout and "36 frames (12 + 12 + 12), audio: aac copied" in run.stdout
+
+
+def test_convert_long_refuses_bad_options_before_loading(tmp_path: Path) -> None:
+    source = make_video(tmp_path / "v.mp4", scene_frames(6, 32, 32), fps=12)
+    cases = [
+        (["--segment-seconds", "0"], "--segment-seconds must be > 0"),
+        (["--plan", "--no-align"], "cannot be combined"),
+        (["--workdir", str(tmp_path / "nowhere")], "is not a folder"),
+    ]
+    for args, message in cases:
+        command = [
+            sys.executable,
+            "-m",
+            "stereocrafter.cli",
+            "convert-long",
+            str(source),
+            str(tmp_path / "o.mp4"),
+        ]
+        run = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert message in run.stderr, run.stderr

@@ -1,0 +1,358 @@
+"""Video Depth Anything Small (``models.vda``): the published checkpoint layout at real size, a
+temporal module against plain tensor maths, the reference's position-grid resize, and the whole
+model's shapes (random weights: the real ones cannot be downloaded here)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stereocrafter.models.vda import SMALL, FrameGroupNorm, VideoDepthAnything, reference_pos_encoding
+from stereocrafter.models.vda_checkpoint import architecture_of, load_vda, published_keys, to_published
+from stereocrafter.models.vda_depth import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    KEYFRAMES,
+    VdaDepthPipeline,
+    plan_windows,
+    processing_size,
+)
+from stereocrafter.testing.weights import TINY_VDA, write_tiny_vda
+
+MOTION = "head.motion_modules.{}.temporal_transformer.transformer_blocks.0"
+TINY = TINY_VDA  # the tiny weights' sizes (stereocrafter.testing.weights)
+
+
+def randomise(module: torch.nn.Module, seed: int) -> None:
+    """Every parameter drawn anew (the library's init zeroes some, which would hide a path)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+
+
+@pytest.fixture(scope="module")
+def small() -> VideoDepthAnything:
+    torch.manual_seed(0)
+    return VideoDepthAnything(SMALL).eval()
+
+
+def test_the_published_layout_at_real_size_loads_strictly(small: VideoDepthAnything, tmp_path: Path) -> None:
+    """The real-size model in the published key layout (shapes from the reference's definitions:
+    ViT-S/14 with a fused qkv and a 37x37 position grid, the DPT head's [48, 96, 192, 384]
+    projections and 64 features, temporal modules on 192, 384, 64, 64 channels) saved as a plain
+    state dict and loaded back with ``weights_only``: every key used, the same outputs."""
+    state = to_published(small)
+    assert list(state) == list(published_keys(SMALL)) and len(state) == 351
+    shapes = {
+        "pretrained.pos_embed": (1, 37 * 37 + 1, 384),
+        "pretrained.patch_embed.proj.weight": (384, 3, 14, 14),
+        "pretrained.blocks.11.attn.qkv.weight": (3 * 384, 384),
+        "pretrained.blocks.0.ls1.gamma": (384,),
+        "head.projects.0.weight": (48, 384, 1, 1),
+        "head.resize_layers.0.weight": (48, 48, 4, 4),  # x4 transposed conv
+        "head.resize_layers.3.weight": (384, 384, 3, 3),  # stride-2 conv
+        "head.scratch.layer4_rn.weight": (64, 384, 3, 3),
+        "head.scratch.refinenet1.resConfUnit2.conv2.weight": (64, 64, 3, 3),
+        "head.scratch.output_conv2.2.weight": (1, 32, 1, 1),
+        "head.motion_modules.1.temporal_transformer.proj_in.weight": (384, 384),
+        f"{MOTION.format(0)}.ff.net.0.proj.weight": (2 * 4 * 192, 192),  # GEGLU, inner 4C
+        f"{MOTION.format(3)}.attention_blocks.1.pos_encoder.pe": (1, 32, 64),
+    }  # fmt: skip
+    assert {key: tuple(state[key].shape) for key in shapes} == shapes
+    assert sum(v.numel() for k, v in state.items() if not k.endswith(".pe")) == 29_035_137
+    path = tmp_path / "video_depth_anything_vits.pth"
+    torch.save(state, path)
+    loaded = load_vda(path)
+    frames = torch.randn(1, 2, 3, 28, 42, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(loaded(frames), small(frames))
+
+
+def test_a_checkpoint_of_another_layout_is_refused(tmp_path: Path) -> None:
+    model = VideoDepthAnything(TINY)
+    state = to_published(model)
+    del state["head.scratch.layer1_rn.weight"]
+    state["head.extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "odd.pth")
+    with pytest.raises(
+        ValueError, match=r"unknown \['head.extra.weight'\], missing \['head.scratch.layer1_rn"
+    ):
+        load_vda(tmp_path / "odd.pth", TINY)
+    state = to_published(model)
+    key = "head.motion_modules.2.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe"
+    state[key] = state[key] + 1
+    torch.save(state, tmp_path / "table.pth")
+    with pytest.raises(ValueError, match="not the sinusoidal table"):
+        load_vda(tmp_path / "table.pth", TINY)
+    torch.save({"code": object()}, tmp_path / "pickled.pth")  # a pickled object: never unpickled
+    with pytest.raises(Exception, match=r"(?i)weights only|unsupported"):
+        load_vda(tmp_path / "pickled.pth", TINY)
+
+
+def sinusoid(length: int, channels: int) -> torch.Tensor:
+    """The transformer's table: sin at even channels, cos at odd, wavelengths 10000^(2i/C)."""
+    position = torch.arange(length, dtype=torch.float64)[:, None]
+    rate = torch.exp(torch.arange(0, channels, 2, dtype=torch.float64) * (-math.log(10000.0) / channels))
+    table = torch.zeros(length, channels, dtype=torch.float64)
+    table[:, 0::2], table[:, 1::2] = torch.sin(position * rate), torch.cos(position * rate)
+    return table.float()
+
+
+def temporal_module_by_hand(module: torch.nn.Module, x: torch.Tensor, heads: int) -> torch.Tensor:
+    """The reference's temporal module written out: x (B, C, T, H, W) -> the same shape."""
+    b, c, t, h, w = x.shape
+    p = dict(module.named_parameters())
+    frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+    normed = F.group_norm(frames, 32, p["norm.weight"], p["norm.bias"], eps=1e-6)  # per frame
+    tokens = normed.reshape(b, t, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, t, c)  # time as sequence
+    hidden = tokens @ p["proj_in.weight"].T + p["proj_in.bias"]
+    block = "transformer_blocks.0."
+    for a, norm in ((1, "norm1"), (2, "norm2")):
+        y = F.layer_norm(hidden, (c,), p[f"{block}{norm}.weight"], p[f"{block}{norm}.bias"], eps=1e-5)
+        y = y + sinusoid(t, c)  # positions added before each temporal attention
+        q, k, v = (y @ p[f"{block}attn{a}.to_{n}.weight"].T for n in "qkv")  # no bias
+        split = [z.reshape(b * h * w, t, heads, c // heads).transpose(1, 2) for z in (q, k, v)]
+        scores = split[0] @ split[1].transpose(-1, -2) / math.sqrt(c // heads)
+        attended = (scores.softmax(-1) @ split[2]).transpose(1, 2).reshape(b * h * w, t, c)
+        hidden = (
+            hidden + attended @ p[f"{block}attn{a}.to_out.0.weight"].T + p[f"{block}attn{a}.to_out.0.bias"]
+        )
+    y = F.layer_norm(hidden, (c,), p[f"{block}norm3.weight"], p[f"{block}norm3.bias"], eps=1e-5)
+    value, gate = (y @ p[f"{block}ff.net.0.proj.weight"].T + p[f"{block}ff.net.0.proj.bias"]).chunk(2, -1)
+    hidden = hidden + (value * F.gelu(gate)) @ p[f"{block}ff.net.2.weight"].T + p[f"{block}ff.net.2.bias"]
+    out = hidden @ p["proj_out.weight"].T + p["proj_out.bias"]
+    out = out.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2).reshape(b * t, c, h, w)
+    return (out + frames).reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+@pytest.mark.parametrize("channels", [64, 192])
+def test_a_temporal_module_matches_plain_tensor_maths(small: VideoDepthAnything, channels: int) -> None:
+    """Per-frame GroupNorm, attention over time only with positions added before each of the two
+    attentions, GEGLU feed-forward, residuals: the library module at real size within 1e-5."""
+    index = {192: 0, 64: 2}[channels]
+    module = small.motion_modules[index]
+    assert isinstance(module.norm, FrameGroupNorm)
+    randomise(module, seed=channels)
+    x = torch.randn(2, channels, 7, 3, 4, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        got = module(x.permute(0, 2, 1, 3, 4).flatten(0, 1), num_frames=7)
+        want = temporal_module_by_hand(module, x, heads=8)
+    got = got.unflatten(0, (2, 7)).permute(0, 2, 1, 3, 4)
+    assert (got - want).abs().max() <= 1e-5 * max(1.0, float(want.abs().max()))
+
+
+def test_the_position_grid_is_resized_as_the_reference_does(small: VideoDepthAnything) -> None:
+    """Unchanged at 518x518; otherwise (patches + 0.1) / 37 as the bicubic scale factor, which the
+    backbone uses (transformers' own size-based resize gives other values)."""
+    table = small.backbone.embeddings.position_embeddings.detach()
+    assert reference_pos_encoding(table, 518, 518) is table
+    resized = reference_pos_encoding(table, 70, 126)
+    grid = table[:, 1:].reshape(1, 37, 37, 384).permute(0, 3, 1, 2)
+    by_formula = F.interpolate(grid, scale_factor=(5.1 / 37, 9.1 / 37), mode="bicubic", antialias=False)
+    assert torch.equal(resized[:, 1:], by_formula.permute(0, 2, 3, 1).reshape(1, 45, 384))
+    assert torch.equal(resized[:, :1], table[:, :1])
+    by_size = F.interpolate(grid, size=(5, 9), mode="bicubic", align_corners=False)
+    assert (by_size - by_formula).abs().max() > 1e-3  # the two resizes really differ
+    embeddings = small.backbone.embeddings
+    assert torch.equal(embeddings.interpolate_pos_encoding(torch.zeros(1, 46, 384), 70, 126), resized)
+
+
+def test_the_model_gives_nonnegative_depth_of_the_input_size_mixed_over_time() -> None:
+    model = VideoDepthAnything(TINY).eval()
+    randomise(model, seed=5)
+    frames = torch.randn(1, 4, 3, 28, 42, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        depth = model(frames)
+        changed = frames.clone()
+        changed[:, 3] += 1.0
+        other = model(changed)
+    assert depth.shape == (1, 4, 28, 42) and bool((depth >= 0).all()) and float(depth.max()) > 0
+    assert not torch.equal(depth[:, 0], other[:, 0])  # frame 3 reaches frame 0 through time only
+    with pytest.raises(ValueError, match="multiples of 14"):
+        model(torch.zeros(1, 2, 3, 30, 42))
+    with pytest.raises(ValueError, match="at most 32"):
+        model(torch.zeros(1, 33, 3, 28, 28))
+
+
+def test_refinenet4_is_the_first_fusion_block(tmp_path: Path) -> None:
+    """The reference's fusion blocks run refinenet4 first, on the coarsest map alone, so its first
+    residual unit (for a skip input) is never used; refinenet3's is. The key map must agree."""
+    model = VideoDepthAnything(TINY).eval()
+    randomise(model, seed=7)
+    frames = torch.randn(1, 2, 3, 28, 28, generator=torch.Generator().manual_seed(8))
+    outputs = {}
+    for level in (None, 4, 3):
+        state = to_published(model)
+        if level is not None:
+            key = f"head.scratch.refinenet{level}.resConfUnit1.conv1.weight"
+            state[key] = state[key] + 1.0
+        torch.save(state, tmp_path / f"{level}.pth")
+        with torch.no_grad():
+            outputs[level] = load_vda(tmp_path / f"{level}.pth", TINY)(frames)
+    assert torch.equal(outputs[4], outputs[None]) and not torch.equal(outputs[3], outputs[None])
+
+
+# -- the inference procedure (models.vda_depth) -------------------------------------------------------
+
+
+class AffineOracle(torch.nn.Module):
+    """A stand-in model that knows the true depth (channel 0 of each frame, ImageNet-normalised) and
+    returns it under a new affine map per call, as a relative-depth model may; records its inputs."""
+
+    def __init__(self, seed: int = 0, constant: bool = False, noise: float = 0.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the pipeline a device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.constant, self.noise, self.offset = constant, noise, shift
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+        self.maps: list[tuple[float, float]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x[0].clone())
+        if self.constant:  # window k answers k + 1 everywhere: a fit on a constant is singular
+            self.maps.append((0.0, float(len(self.inputs))))
+            return torch.full(x.shape[:2] + x.shape[3:], float(len(self.inputs)))
+        scale = 0.2 + float(torch.rand(1, generator=self.generator)) * 3
+        shift = float(torch.rand(1, generator=self.generator)) + self.offset
+        self.maps.append((scale, shift))
+        true = x[:, :, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+        out = true * scale + shift + self.noise * torch.randn(true.shape, generator=self.generator)
+        self.outputs.append(out[0].clone())
+        return out
+
+
+def depth_clip(frames: int, h: int = 14, w: int = 28) -> torch.Tensor:
+    """(T, 3, h, w) in [0, 1]: channel 0 a depth in [0.1, 0.9] that moves over time, the rest noise."""
+    g = torch.Generator().manual_seed(frames)
+    t = torch.arange(frames, dtype=torch.float32)[:, None, None]
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    depth = 0.5 + 0.4 * torch.sin(3 * x + 2 * y + 0.2 * t) * torch.cos(0.1 * t + y)
+    return torch.cat([depth[:, None], torch.rand(frames, 2, h, w, generator=g)], dim=1)
+
+
+def run_stage(stage: VdaDepthPipeline, clip: torch.Tensor) -> torch.Tensor:
+    starts, chunks = [], []
+    for start, chunk in stage.iter_depth(clip):
+        starts.append(start)
+        chunks.append(chunk)
+    assert starts == [sum(c.shape[0] for c in chunks[:i]) for i in range(len(chunks))]  # in order, no gap
+    return torch.cat(chunks)[:, 0]
+
+
+@pytest.mark.parametrize("frames", [1, 22, 23, 45, 100])
+def test_the_procedure_undoes_every_window_s_affine_map(frames: int) -> None:
+    """Each call answers the true depth under a new affine map; key frames, the least-squares fit and
+    the blend put every frame back on the first window's map, exactly (the fit is exact here)."""
+    oracle = AffineOracle(seed=frames)
+    clip = depth_clip(frames)
+    depth = run_stage(VdaDepthPipeline(oracle), clip)
+    assert depth.shape == (frames, 14, 28) and len(oracle.inputs) == len(plan_windows(frames))
+    scale, shift = oracle.maps[0]
+    assert torch.allclose(depth, clip[:, 0] * scale + shift, atol=2e-5)
+    for before, after in itertools.pairwise(oracle.inputs):  # each window opens with the last's key frames
+        assert torch.equal(after[:10], before[list(KEYFRAMES)])
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(oracle.inputs[-1][-1], (clip[-1] - mean) / std)  # padded with the last frame
+
+
+def test_overlapping_windows_are_blended_linearly_over_8_frames() -> None:
+    """Window 1 answers 1 everywhere, window 2 answers 2 (a constant: the fit is singular, scale 1
+    and shift 0, as the reference's): frames 24-31 go from 1 to 2 in steps of 1/7, then 2."""
+    depth = run_stage(VdaDepthPipeline(AffineOracle(constant=True)), depth_clip(40))
+    values = depth[:, 0, 0]
+    expected = torch.tensor([1.0] * 24 + [1 + i / 7 for i in range(8)] + [2.0] * 8)
+    assert torch.allclose(values, expected, atol=1e-6)
+
+
+def test_the_processing_size_follows_the_published_rule() -> None:
+    assert processing_size(1080, 1920) == (518, 924)  # the notes' example
+    assert processing_size(576, 1024) == (518, 924)
+    assert processing_size(1080, 2560) == (392, 924)  # wider than 1.78: 518 x 1.777 / 2.37 -> 392
+    assert processing_size(48, 64) == (518, 686)
+    assert [tuple(w) for w in plan_windows(45)] == [(0, 32, 24), (22, 54, 21), (44, 76, 0)]
+
+
+def test_the_tiny_model_runs_the_procedure() -> None:
+    model = VideoDepthAnything(TINY).eval()
+    randomise(model, seed=9)
+    depth = run_stage(VdaDepthPipeline(model), depth_clip(30, 28, 42))
+    assert depth.shape == (30, 28, 42) and bool((depth >= 0).all()) and bool(torch.isfinite(depth).all())
+
+
+def reference_alignment(outputs: list[torch.Tensor], frames: int) -> torch.Tensor:
+    """The published alignment as written there, in batch: every window's output first, then the
+    loop over windows (fit on the first two against the kept references, clamp, blend, append)."""
+    depth = [frame for window in outputs for frame in window]
+    aligned: list[torch.Tensor] = []
+    references: list[torch.Tensor] = []
+    for first in range(0, len(depth), 32):
+        if not aligned:
+            aligned += depth[:32]
+            references = [depth[first + 0], depth[first + 12]]
+            continue
+        p = torch.stack(depth[first : first + 2]).double()
+        r = torch.stack(references).double()
+        a00, a01, a11 = (p * p).sum(), p.sum(), p.numel()
+        b0, b1 = (p * r).sum(), r.sum()
+        det = a00 * a11 - a01 * a01
+        scale, shift = ((a11 * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det) if det != 0 else (1.0, 0.0)
+        post = [(d * scale + shift).float().clamp(min=0) for d in depth[first + 2 : first + 10]]
+        weights = [i / 7 for i in range(8)]
+        aligned[-8:] = [
+            pre * (1 - w) + new * w for pre, new, w in zip(aligned[-8:], post, weights, strict=True)
+        ]
+        aligned += [(d * scale + shift).float().clamp(min=0) for d in depth[first + 10 : first + 32]]
+        references = [references[0], (depth[first + 12] * scale + shift).float().clamp(min=0)]
+    return torch.stack(aligned[:frames])
+
+
+@pytest.mark.parametrize("frames", [23, 70])
+def test_the_streaming_procedure_equals_the_published_batch_one(frames: int) -> None:
+    """With a noisy stand-in (the fits are no longer exact, so which frames are fitted, what is kept
+    as reference, the clamp and the blend all show) and shifts that go below 0 (only later windows
+    are clamped), streaming window by window gives the published batch procedure's result."""
+    oracle = AffineOracle(seed=frames, noise=0.05, shift=-0.6)
+    depth = run_stage(VdaDepthPipeline(oracle), depth_clip(frames))
+    expected = reference_alignment(oracle.outputs, frames)
+    assert torch.allclose(depth, expected, atol=1e-5)
+    # the first window's own frames are not clamped; frames after it (past the blend) are
+    assert bool((depth[:24] < 0).any()) and bool((depth[32:] >= 0).all())
+
+
+def test_the_tiny_weights_are_a_published_layout_checkpoint_of_their_own_size(tiny_weights: Path) -> None:
+    """``make_tiny_weights`` writes VDA's file where the real one goes; the loader reads its sizes
+    from its shapes (as it reads ``SMALL`` from the published file) and the procedure runs on it."""
+    path = tiny_weights / "depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth"
+    assert path.is_file() and (path.parent / "TINY-RANDOM-WEIGHTS.txt").is_file()
+    state = torch.load(path, weights_only=True)
+    assert list(state) == list(published_keys(TINY))
+    model = load_vda(path)
+    assert model.arch == TINY and architecture_of(to_published(VideoDepthAnything(SMALL))) == SMALL
+    depth = run_stage(VdaDepthPipeline(model), depth_clip(24, 28, 28))
+    assert depth.shape == (24, 28, 28) and bool(torch.isfinite(depth).all())
+    assert write_tiny_vda(tiny_weights.parent / "again").read_bytes() != b""
+
+
+def test_the_transformers_range_is_the_tested_one() -> None:
+    """pyproject's range: its low end is what `make test-transformers-low` runs this file under (CI),
+    its high end admits the pinned version (the rest of the suite): no version the code cannot load."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[2]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    spec = next(Requirement(d).specifier for d in deps if d.startswith("transformers"))
+    pinned = next(
+        line.split("==")[1] for line in (root / "requirements/runtime.txt").read_text().splitlines()
+        if line.startswith("transformers==")
+    )  # fmt: skip
+    assert spec.contains(pinned) and spec.contains("5.18.0") and not spec.contains("5.17.0")
+    assert not spec.contains("5.25.0")  # untested

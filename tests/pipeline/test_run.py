@@ -1,0 +1,258 @@
+"""End to end: video file -> StereoPipeline (tiny weights, CPU) -> stereo video file (CLI: test_cli.py)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stereocrafter.config import StereoConfig
+from stereocrafter.jobs.local import convert_file
+from stereocrafter.media.video_io import iter_frames, probe
+from stereocrafter.pipeline.frames import SequentialFrames
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.pipeline.types import RunHooks
+from stereocrafter.testing.media import audio_duration, make_video, scene_frames
+
+FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
+
+
+@pytest.fixture(scope="module")
+def stereo(depth_pipeline, inpainting_pipeline) -> StereoPipeline:
+    return StereoPipeline(depth_pipeline, inpainting_pipeline, FAST)
+
+
+@pytest.fixture(scope="module")
+def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "left.mp4"
+    return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
+
+
+def decode(path: Path) -> np.ndarray:
+    return np.concatenate(list(iter_frames(path)))
+
+
+@pytest.mark.parametrize(("mode", "size"), [("sbs", (192, 64)), ("anaglyph", (96, 64))])
+def test_end_to_end_file(
+    stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path, mode: str, size: tuple
+) -> None:
+    out = tmp_path / f"out_{mode}.mp4"
+    stages: list[str] = []
+    hooks = RunHooks(progress=lambda s, d, t: stages.append(s))
+    result = convert_file(stereo, clip_with_audio, out, mode=mode, hooks=hooks)
+    info = probe(out)
+    assert (info.width, info.height) == size == (result.width, result.height)
+    assert info.num_frames == 26 == result.num_frames
+    assert info.fps == Fraction(30000, 1001)
+    assert info.has_audio
+    assert audio_duration(out) == pytest.approx(audio_duration(clip_with_audio), abs=1001 / 30000)
+    assert {"depth", "splat", "inpainting", "compose_encode", "total"} <= set(result.timings)
+    assert stages[0] == "depth" and stages[-1] == "inpainting"
+
+
+def test_sbs_left_half_is_the_source(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
+    out = convert_file(stereo, clip_with_audio, tmp_path / "sbs.mp4", mode="sbs").output
+    left = decode(out)[:, :, :96].astype(float)
+    source = decode(clip_with_audio).astype(float)
+    psnr = 10 * np.log10(255.0**2 / np.mean((left - source) ** 2))
+    assert psnr > 35.0
+
+
+def test_same_seed_same_output(stereo: StereoPipeline, clip_with_audio: Path) -> None:
+    """Compares the composed frames the pipeline hands to the encoder: the libx264 in PyAV's wheel
+    does not always encode identical frames to identical bitstreams on this machine (seen with
+    threads=1 too), so comparing encoded files made this test flaky."""
+    info = probe(clip_with_audio)
+
+    def frames(pipeline: StereoPipeline) -> np.ndarray:
+        out: list[np.ndarray] = []
+        pipeline.run(
+            lambda: iter_frames(clip_with_audio, 16),
+            out.append,
+            num_frames=info.num_frames,
+            width=info.width,
+            height=info.height,
+            mode="anaglyph",
+        )
+        return np.concatenate(out)
+
+    a, b = frames(stereo), frames(stereo)
+    assert np.array_equal(a, b)
+    other = StereoPipeline(
+        stereo.depth, stereo.inpainting, StereoConfig(depth_steps=2, inpaint_steps=2, seed=7)
+    )
+    assert not np.array_equal(a, frames(other))
+
+
+@pytest.mark.parametrize("num_frames", [1, 22, 23, 24, 50])
+def test_every_frame_once_and_odd_sizes(stereo: StereoPipeline, num_frames: int) -> None:
+    frames = (np.random.default_rng(num_frames).random((num_frames, 45, 75, 3)) * 255).astype(np.uint8)
+    out: list[np.ndarray] = []
+    config = StereoConfig(depth_steps=1, inpaint_steps=1, depth_window=16, depth_overlap=5)
+    pipeline = StereoPipeline(stereo.depth, stereo.inpainting, config)
+    result = pipeline.run(
+        lambda: iter([frames[i : i + 7] for i in range(0, num_frames, 7)]),
+        out.append,
+        num_frames=num_frames,
+        width=75,
+        height=45,
+        mode="sbs",
+    )
+    stacked = np.concatenate(out)
+    assert stacked.shape == (num_frames, 45, 150, 3) and result.num_frames == num_frames
+    # The left half is the input, frame for frame (and in order).
+    assert np.array_equal(stacked[:, :, :75], frames)
+
+
+def test_sequential_frames_serves_overlapping_ranges_once() -> None:
+    data = torch.arange(10).view(10, 1, 1, 1).float()
+    pulled: list[int] = []
+
+    def chunks():
+        for i in range(0, 10, 3):
+            pulled.append(i)
+            yield data[i : i + 3].numpy()
+
+    source = SequentialFrames(chunks(), 10, torch.from_numpy)
+    assert source[0:4].flatten().tolist() == [0, 1, 2, 3]
+    assert source[2:7].flatten().tolist() == [2, 3, 4, 5, 6]
+    assert source[5:10].flatten().tolist() == [5, 6, 7, 8, 9]
+    assert pulled == [0, 3, 6, 9]  # each chunk decoded once
+    with pytest.raises(IndexError, match="released"):
+        source[0:2]
+    short = SequentialFrames(iter([data[:3].numpy()]), 10, torch.from_numpy)
+    with pytest.raises(ValueError, match="ended after 3 frames"):
+        short[0:5]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="max_disp"):
+        StereoConfig(max_disp=-1)
+    with pytest.raises(ValueError, match="holes_only"):
+        StereoConfig(inpaint_max_res=1024)  # a resized inpaint over the whole frame: refused
+    with pytest.raises(ValueError, match="unknown preset 'turbo2'; choose one of reference, fast, turbo"):
+        StereoConfig.from_preset("turbo2")
+
+
+def test_presets_are_tables_over_the_reference_defaults() -> None:
+    assert StereoConfig.from_preset("reference") == StereoConfig()
+    fast = StereoConfig.from_preset("fast", seed=7)
+    # DepthCrafter's own inference defaults (run.py): 5 steps, no CFG, window 110 / overlap 25
+    assert (fast.depth_steps, fast.depth_guidance, fast.depth_window, fast.depth_overlap) == (5, 1.0, 110, 25)
+    # one conditional inpainting pass, the same 8 steps, at most 1024 px, merged into the holes
+    assert (fast.inpaint_steps, fast.inpaint_guidance, fast.inpaint_max_res) == (8, 1.0, 1024)
+    assert fast.holes_only and fast.seed == 7 and fast.depth_max_res == StereoConfig().depth_max_res
+
+
+@pytest.mark.parametrize("preset", ["fast", "turbo"])
+def test_fast_and_turbo_keep_every_non_hole_pixel_of_the_splat(
+    stereo: StereoPipeline, vda_pipeline, clip_with_audio: Path, monkeypatch: pytest.MonkeyPatch, preset: str
+) -> None:
+    """At a working size below the source (96x64 -> 64x40 here, as 1920x1080 -> 1024x576; turbo:
+    64x64, sides multiples of 64, as 1920x1080 -> 448x256), the right view is the splat exactly
+    wherever the grown-hole weight is 0, and the inpaint on every hole pixel."""
+    import stereocrafter.pipeline.run as pipeline_module
+    from stereocrafter.stereo.compose import to_uint8
+
+    seen: list[tuple[torch.Tensor, ...]] = []
+    real_weights, real_merge = pipeline_module.hole_weights, pipeline_module.merge_right_view
+
+    def spy_weights(occlusion: torch.Tensor, dilate: int, feather: int) -> torch.Tensor:
+        weight = real_weights(occlusion, dilate, feather)
+        seen.append((occlusion, weight))
+        return weight
+
+    def spy_merge(warped: torch.Tensor, inpainted: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        merged = real_merge(warped, inpainted, weight)
+        seen.append((warped, inpainted, merged))
+        return merged
+
+    monkeypatch.setattr(pipeline_module, "hole_weights", spy_weights)
+    monkeypatch.setattr(pipeline_module, "merge_right_view", spy_merge)
+    # (tiny random weights give noisy depth: a small disparity and margin leave some splat to check)
+    config = StereoConfig.from_preset(
+        preset,
+        depth_steps=1,
+        depth_input_size=28,
+        inpaint_steps=1,
+        inpaint_max_res=64,
+        max_disp=1.5,
+        hole_dilate_px=1,
+        hole_feather_px=1,
+    )
+    fast = StereoPipeline([stereo.depth, vda_pipeline], stereo.inpainting, config)
+    sizes: list[tuple[int, ...]] = []
+    real_inpaint = fast.inpainting.iter_inpaint
+
+    def spy_inpaint(source, **kwargs):  # type: ignore[no-untyped-def]
+        for start, right in real_inpaint(source, **kwargs):
+            sizes.append(tuple(right.shape[-2:]))
+            yield start, right
+
+    monkeypatch.setattr(fast.inpainting, "iter_inpaint", spy_inpaint)
+    info = probe(clip_with_audio)
+    out: list[np.ndarray] = []
+    fast.run(lambda: iter_frames(clip_with_audio, 16), out.append, num_frames=info.num_frames,
+             width=info.width, height=info.height, mode="sbs")  # fmt: skip
+    right = np.concatenate(out)[:, :, 96:]
+    occlusion = torch.cat([s[0] for s in seen[0::2]])
+    weight = torch.cat([s[1] for s in seen[0::2]])
+    warped = torch.cat([s[0] for s in seen[1::2]])
+    inpainted = torch.cat([s[1] for s in seen[1::2]])
+    assert warped.shape == (26, 3, 64, 96) and inpainted.shape == warped.shape
+    assert set(sizes) == {(40, 64) if preset == "fast" else (64, 64)}  # the inpainting's working size
+    keep = (weight == 0).expand_as(warped)
+    assert 0.05 < float((weight > 0).float().mean()) < 0.95  # some holes, mostly splat
+    expected = to_uint8(warped).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(right[keep.permute(0, 2, 3, 1).numpy()], expected[keep.permute(0, 2, 3, 1).numpy()])
+    assert bool((weight[occlusion >= 0.5] == 1).all())
+    hole = (occlusion >= 0.5).expand_as(warped)
+    merged = torch.cat([s[2] for s in seen[1::2]])
+    torch.testing.assert_close(merged[hole], inpainted[hole], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["reference", "fast", "turbo"])
+def test_every_preset_keeps_frames_size_and_fps(
+    stereo: StereoPipeline, vda_pipeline, clip_with_audio: Path, tmp_path: Path, preset: str
+) -> None:
+    config = StereoConfig.from_preset(preset, depth_steps=1, inpaint_steps=1, depth_input_size=28)
+    pipeline = StereoPipeline([stereo.depth, vda_pipeline], stereo.inpainting, config)
+    result = convert_file(pipeline, clip_with_audio, tmp_path / f"{preset}.mp4", mode="sbs")
+    info = probe(tmp_path / f"{preset}.mp4")
+    assert (info.num_frames, info.width, info.height, info.fps) == (26, 192, 64, Fraction(30000, 1001))
+    assert result.num_frames == 26 and info.has_audio
+
+
+def test_debug_grid(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.mp4"
+    convert_file(stereo, clip_with_audio, tmp_path / "o.mp4", mode="anaglyph", grid_path=grid)
+    info = probe(grid)
+    assert (info.width, info.height, info.num_frames) == (192, 128, 26)
+    frames = decode(grid).astype(float)
+    source = decode(clip_with_audio).astype(float)
+    assert (
+        10 * np.log10(255.0**2 / np.mean((frames[:, :64, :96] - source) ** 2)) > 35.0
+    )  # top-left: left view
+    mask, depth = frames[:, 64:, :96], frames[:, :64, 96:]
+    # bottom-left: a grey-scale mask (4:2:0 chroma smears its noisy edges a little); top-right:
+    # the inferno colouring, far from grey.
+    assert np.mean(np.abs(mask[..., 0] - mask[..., 1])) < 15
+    assert np.mean(np.abs(depth[..., 0] - depth[..., 2])) > 40
+
+
+def test_progress_is_reported_for_every_frame_of_each_stage(stereo: StereoPipeline) -> None:
+    """From 0 at the stage's start to the last frame, one call per frame, in order: a bar's clock
+    and rate are the stage's (three depth windows and three inpainting chunks here)."""
+    frames = (np.random.default_rng(1).random((50, 32, 48, 3)) * 255).astype(np.uint8)
+    config = StereoConfig(depth_steps=2, inpaint_steps=2, depth_window=20, depth_overlap=5)
+    pipeline = StereoPipeline(stereo.depth, stereo.inpainting, config)
+    reports: list[tuple[str, int, int]] = []
+    pipeline.run(lambda: iter([frames]), lambda chunk: None, num_frames=50, width=48, height=32,
+                 mode="sbs", hooks=RunHooks(progress=lambda *r: reports.append(r)))  # fmt: skip
+    for stage in ("depth", "inpainting"):
+        dones = [done for s, done, total in reports if s == stage]
+        assert dones == list(range(51)), dones
+    assert [s for s, _, _ in reports] == ["depth"] * 51 + ["inpainting"] * 51

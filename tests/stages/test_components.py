@@ -1,0 +1,140 @@
+"""``stages.components``: the published on-disk layout, missing files, the alternative layouts, the
+download patterns, the tiny-weights marker and the UNet warm-up call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereocrafter.errors import WeightsMissingError
+from stereocrafter.presets import PRESET_NAMES
+from stereocrafter.stages.components import TINY_WEIGHTS_MARKER, is_tiny, resolve_all
+from stereocrafter.stages.depthcrafter import DepthCrafterStage
+from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
+from stereocrafter.stages.stereocrafter import StereoCrafterStage
+from stereocrafter.testing.weights import DEPTH_REPO, INPAINTING_REPO, SVD_REPO
+
+DEPTH_FILES = [
+    f"{SVD_REPO}/vae/config.json",
+    f"{SVD_REPO}/vae/diffusion_pytorch_model.fp16.safetensors",
+    f"{SVD_REPO}/image_encoder/config.json",
+    f"{SVD_REPO}/image_encoder/model.fp16.safetensors",
+    f"{SVD_REPO}/feature_extractor/preprocessor_config.json",
+    f"{SVD_REPO}/scheduler/scheduler_config.json",
+    f"{DEPTH_REPO}/config.json",
+    f"{DEPTH_REPO}/diffusion_pytorch_model.safetensors",
+]
+
+
+def test_tiny_layout_is_the_published_layout(tiny_weights: Path) -> None:
+    for relative in DEPTH_FILES:
+        assert (tiny_weights / relative).is_file(), relative
+    assert (
+        tiny_weights / INPAINTING_REPO / "unet_diffusers" / "diffusion_pytorch_model.safetensors"
+    ).is_file()
+    depth_config = json.loads((tiny_weights / DEPTH_REPO / "config.json").read_text())
+    assert depth_config["_class_name"] == "DiffusersUNetSpatioTemporalConditionModelDepthCrafter"
+    assert depth_config["in_channels"] == 8 and depth_config["out_channels"] == 4
+    inpaint_config = json.loads(
+        (tiny_weights / INPAINTING_REPO / "unet_diffusers" / "config.json").read_text()
+    )
+    assert inpaint_config["_class_name"] == "UNetSpatioTemporalConditionModel"
+    assert inpaint_config["in_channels"] == 9
+    vae_config = json.loads((tiny_weights / SVD_REPO / "vae" / "config.json").read_text())
+    assert vae_config["_class_name"] == "AutoencoderKLTemporalDecoder"
+    assert len(vae_config["block_out_channels"]) == 4 and vae_config["force_upcast"] is True
+    clip_config = json.loads((tiny_weights / SVD_REPO / "image_encoder" / "config.json").read_text())
+    assert (
+        clip_config["architectures"] == ["CLIPVisionModelWithProjection"] and clip_config["image_size"] == 224
+    )
+    assert is_tiny(tiny_weights)
+
+
+@pytest.mark.parametrize("relative", DEPTH_FILES)
+def test_each_missing_file_is_reported(weights_copy: Path, relative: str) -> None:
+    (weights_copy / relative).unlink()
+    with pytest.raises(WeightsMissingError) as caught:
+        load_depth_pipeline(weights_copy)
+    assert caught.value.status == 503
+    assert len(caught.value.missing) == 1
+    assert relative in caught.value.missing[0]
+    assert relative in caught.value.message
+
+
+def test_everything_missing_lists_every_component(tmp_path: Path) -> None:
+    with pytest.raises(WeightsMissingError) as caught:
+        resolve_all(tmp_path, DepthCrafterStage.components)
+    assert len(caught.value.missing) == len(DepthCrafterStage.components)
+
+
+def test_accepts_the_alternative_layouts(weights_copy: Path) -> None:
+    # DepthCrafter's UNet in an unet/ subfolder (its older layout), full-precision file names.
+    depth = weights_copy / DEPTH_REPO
+    (depth / "unet").mkdir()
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        (depth / name).rename(depth / "unet" / name)
+    vae = weights_copy / SVD_REPO / "vae"
+    (vae / "diffusion_pytorch_model.fp16.safetensors").rename(vae / "diffusion_pytorch_model.safetensors")
+    encoder = weights_copy / SVD_REPO / "image_encoder"
+    (encoder / "model.fp16.safetensors").rename(encoder / "model.safetensors")
+    parts = resolve_all(weights_copy, DepthCrafterStage.components)
+    assert parts["depth_unet"].subfolder == "unet" and parts["vae"].variant is None
+    pipe = load_depth_pipeline(weights_copy)
+    assert pipe(torch.rand(2, 3, 64, 64), num_inference_steps=1).shape == (2, 1, 64, 64)
+    # StereoCrafter's UNet at the repo root instead of unet_diffusers/.
+    stereo = weights_copy / INPAINTING_REPO
+    for name in ("config.json", "diffusion_pytorch_model.safetensors"):
+        (stereo / "unet_diffusers" / name).rename(stereo / name)
+    assert resolve_all(weights_copy, StereoCrafterStage.components)["inpainting_unet"].subfolder == ""
+
+
+def test_download_patterns_cover_what_the_loaders_read() -> None:
+    from stereocrafter.stages.registry import components_of
+
+    patterns = {c.name: c.download_patterns() for c in components_of(PRESET_NAMES)}
+    assert "vae/diffusion_pytorch_model.fp16.safetensors" in patterns["vae"]
+    assert patterns["depth_unet"] == [
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+    ]
+    assert "unet_diffusers/diffusion_pytorch_model.safetensors" in patterns["inpainting_unet"]
+    assert all(
+        "unet/" not in p for p in patterns["vae"] + patterns["image_encoder"]
+    )  # SVD's UNet is never fetched
+
+
+def test_marker_labels_tiny_weights(weights_copy: Path) -> None:
+    assert is_tiny(weights_copy)
+    for marker in weights_copy.rglob(TINY_WEIGHTS_MARKER):
+        marker.unlink()
+    assert not is_tiny(weights_copy)
+
+
+def test_a_warm_up_call_is_chunked_as_a_job_s_call_would_be(inpainting_pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On a card with little free memory the warm-up runs (and compiles) the chunked feed-forward,
+    as the job's call of that shape will: never an unchunked call that would not fit."""
+    from stereocrafter.models import attention
+    from stereocrafter.stages.base import WarmupCall
+    from stereocrafter.stages.components import warm_up_unet as _unet_call
+
+    unet = inpainting_pipeline.unet
+    seen: list[set] = []
+    hook = unet.register_forward_pre_hook(
+        lambda module, _args: seen.append(
+            {m._chunk_size for m in module.modules() if hasattr(m, "_chunk_size")}
+        )
+    )
+    try:
+        for available in (1, 10**12):
+            monkeypatch.setattr(attention, "available_bytes", lambda device, a=available: a)
+            _unet_call(unet, WarmupCall("stereocrafter", 3, 1, (8, 8)), per_frame_context=False)
+    finally:
+        hook.remove()
+        attention.chunk_feed_forward(unet, None)
+        unet._stereocrafter_ff_chunking = None
+    assert seen == [{1}, {None}]
