@@ -11,6 +11,7 @@ import json
 import math
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -57,13 +58,13 @@ def make_video(
     """Encode RGB ``frames`` to ``path`` (container from the suffix) and return the path."""
     n, height, width, _ = frames.shape
     container = av.open(str(path), mode="w")
-    stream = container.add_stream(codec, rate=fps)
+    stream: Any = container.add_stream(codec, rate=fps)  # a video stream (PyAV types the union)
     stream.width, stream.height = width, height
     stream.pix_fmt = pix_fmt
     stream.codec_context.options = options or {}
     if rotation:
         stream.set_display_rotation(rotation)
-    audio = None
+    audio: Any = None
     if audio_codec is not None:
         audio = container.add_stream(audio_codec, rate=48000, layout="stereo")
     for i, rgb in enumerate(frames):
@@ -103,7 +104,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def depth_bomb(path: Path, frames: int, size: int, tag: dict) -> Path:
+def depth_bomb(path: Path, frames: int, size: int, tag: dict[str, Any]) -> Path:
     """``frames`` flat ``size`` x ``size`` 16-bit frames: a few KB on disk, ``frames`` x
     ``size``² x 2 bytes decoded. One frame is encoded and its packet repeated (FFV1 frames are
     all key frames), so making it costs nothing either."""

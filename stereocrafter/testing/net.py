@@ -162,7 +162,9 @@ class S3Proxy:
                     k: v for k, v in self.headers.items() if k.lower() not in ("transfer-encoding", "host")
                 }
                 headers["Content-Length"] = str(len(body))
-                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                connection = http.client.HTTPConnection(
+                    target.hostname or "127.0.0.1", target.port, timeout=60
+                )
                 connection.request(self.command, self.path, body=body, headers=headers)
                 answer = connection.getresponse()
                 payload = answer.read()

@@ -144,7 +144,7 @@ def tree(pid: int) -> list[psutil.Process]:
 def alive(proc: psutil.Process) -> bool:
     """Running, not a zombie waiting for its parent."""
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -215,7 +215,7 @@ class MotoServer:
     def client(self, name: str, **kwargs: object) -> object:
         import boto3
 
-        return boto3.client(name, endpoint_url=self.url, region_name="us-east-1", **kwargs)  # type: ignore[call-overload]
+        return boto3.client(name, endpoint_url=self.url, region_name="us-east-1", **kwargs)
 
 
 class LocalStack:

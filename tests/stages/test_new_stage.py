@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-STAGE = '''"""A throwaway inpainting stage for the test: the right view is the splat, holes left as they are."""
+STAGE = '''"""A throwaway inpainting stage: the right view is the splat, its holes left as they are."""
 
 from __future__ import annotations
 
@@ -101,16 +101,21 @@ def test_a_new_inpainting_stage_needs_its_module_a_registry_entry_and_table_rows
     # 1. its own module
     (package / "stages" / "copysplat.py").write_text(STAGE)
     # 2. its registry entry
-    _edit(package / "stages" / "registry.py", "from stereocrafter.stages.vda import VdaStage\n",
-          "from stereocrafter.stages.vda import VdaStage\nfrom stereocrafter.stages.copysplat import CopySplatStage\n")  # fmt: skip
-    _edit(package / "stages" / "registry.py", "    StereoCrafterStage.name: StereoCrafterStage,\n",
-          "    StereoCrafterStage.name: StereoCrafterStage,\n    CopySplatStage.name: CopySplatStage,\n")  # fmt: skip
+    registry = package / "stages" / "registry.py"
+    vda = "from stereocrafter.stages.vda import VdaStage\n"
+    _edit(registry, vda, vda + "from stereocrafter.stages.copysplat import CopySplatStage\n")
+    entry = "    StereoCrafterStage.name: StereoCrafterStage,\n"
+    _edit(registry, entry, entry + "    CopySplatStage.name: CopySplatStage,\n")
     # 3. its preset row and 4. its catalog card
-    _edit(package / "presets.py", '        "turbo": MappingProxyType(',
-          '        "copy": MappingProxyType({"inpainting_model": "copy-splat"}),\n        "turbo": MappingProxyType(')  # fmt: skip
-    _edit(package / "catalog.py", '        "svd": ModelCard(',
-          '        "copy-splat": ModelCard("copy-splat", "inpainting", "none/copy-splat", "MIT (a test)", "the splat"),\n'
-          '        "svd": ModelCard(')  # fmt: skip
+    turbo = '        "turbo": MappingProxyType('
+    _edit(
+        package / "presets.py",
+        turbo,
+        '        "copy": MappingProxyType({"inpainting_model": "copy-splat"}),\n' + turbo,
+    )
+    svd = '        "svd": ModelCard('
+    card = 'ModelCard("copy-splat", "inpainting", "none/copy-splat", "MIT (a test)", "the splat")'
+    _edit(package / "catalog.py", svd, f'        "copy-splat": {card},\n' + svd)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_weights)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
