@@ -9,19 +9,17 @@ show what the seam figure flags. Run from the repository root: ``python docs/rep
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from stereocrafter.config import StereoConfig
+from stereocrafter.jobs.report import QualityReport
+from stereocrafter.jobs.report_image import write_png
+from stereocrafter.testing.planes import default_planes, render
 
-from stereocrafter.config import StereoConfig  # noqa: E402
-from stereocrafter.jobs.report import QualityReport  # noqa: E402
-from stereocrafter.jobs.report_image import write_png  # noqa: E402
-from stereocrafter.testing.planes import default_planes, render  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FRAMES, HEIGHT, WIDTH, MAX_DISP, SEAM = 46, 90, 240, 20.0, 23
 

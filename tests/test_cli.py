@@ -166,50 +166,6 @@ def test_cli_bad_environment_and_missing_weights_are_one_short_line(
     assert err.count("\n") == 1 and "6 components" in err and len(err) < 400 and "doctor" in err
 
 
-def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert cli_main(["doctor", "--weights-dir", str(tiny_weights), "--preset", "fast"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("device: ") and "torch " in out[1] and "PyAV" in out[1]
-    assert "complete" in out[2] and "TINY RANDOM" in out[2]
-    assert out[3] == "presets served: reference, fast, turbo (STEREOCRAFTER_PRESETS)"
-    assert [line.split()[1] for line in out[4:8]] == ["depthcrafter", "vda-small", "stereocrafter", "svd"]
-    # every served preset's models stay resident (7.75 GB), the largest call is reference's
-    assert (
-        "served presets (reference, fast, turbo) keep 7.8 GB of weights resident and need about 23.3 GB"
-        in out[8]
-    )
-    assert "(preset fast alone: 17.4 GB;" in out[8]
-    # no driver here: NVENC does not open, and auto (the default) falls back to libx264
-    assert out[9].startswith("NVENC: not usable (")
-    assert out[10].startswith("encoder: STEREOCRAFTER_ENCODER=auto -> libx264 (preset veryfast, CRF 18; ")
-    assert "download at start-up: no" in out[11]
-    assert cli_main(["doctor", "--weights-dir", str(tmp_path)]) == 0
-    out = "\n".join(capsys.readouterr().out.splitlines())
-    assert "7 of 7 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
-    assert "missing: depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth" in out
-
-
-def test_known_library_messages_are_dropped_and_others_kept(caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-
-    from stereocrafter.models.thirdparty import quiet_known_messages
-
-    quiet_known_messages()
-    diffusers_log = logging.getLogger("diffusers.models.modeling_utils")
-    transformers_log = logging.getLogger("transformers.utils.import_utils")
-    with caplog.at_level(logging.WARNING):
-        diffusers_log.warning("There are modules in X that should be kept in float32: []. Casting ...")
-        transformers_log.warning(
-            "`CLIPImageProcessor` requires torchvision (not installed); falling back to ..."
-        )
-        diffusers_log.warning("There are modules in X that should be kept in float32: ['norm']. Casting ...")
-        transformers_log.warning("something else entirely")
-    assert [r.getMessage()[:30] for r in caplog.records] == [
-        "There are modules in X that sh",
-        "something else entirely",
-    ]
-
-
 def test_cli_report(
     tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,

@@ -69,3 +69,60 @@ def test_the_contracts_hold_and_a_violation_fails(tmp_path: Path) -> None:
         assert contract in report and f"stereocrafter.{module[:-3].replace('/', '.')}" in report, report[
             -3000:
         ]
+
+
+def _modules() -> list[Path]:
+    return [
+        p
+        for p in sorted((ROOT / "stereocrafter").rglob("*.py"))
+        if p.name not in ("__init__.py", "__main__.py")
+    ]
+
+
+def test_the_top_level_stays_small_and_no_file_outside_models_grows_past_400_lines() -> None:
+    """At most 14 modules at the package's top level (``__init__`` included): the rest live in
+    families. No file of the package outside ``models/`` (where a pipeline is one readable file, as
+    in diffusers), of ``containerize/`` or ``service.py`` passes 400 lines."""
+    top = sorted(p.name for p in (ROOT / "stereocrafter").glob("*.py"))
+    assert len(top) <= 14, top
+    files = [
+        *(ROOT / "stereocrafter").rglob("*.py"),
+        *(ROOT / "containerize").glob("*.py"),
+        ROOT / "service.py",
+    ]
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in files}
+    long = {name: n for name, n in sizes.items() if n > 400 and not name.startswith("stereocrafter/models/")}
+    assert long == {}
+
+
+def test_benches_and_the_image_smoke_are_users_of_the_package() -> None:
+    """They import the package as any caller does (``python -m bench.X``): no ``sys.path`` edits and
+    nothing from ``tests``."""
+    scripts = [
+        *(ROOT / "bench").glob("*.py"),
+        *(ROOT / "containerize").glob("*.py"),
+        ROOT / "docs" / "report_example.py",
+    ]
+    found = [(p.name, line.strip()) for p in scripts for line in p.read_text().splitlines()
+             if "sys.path" in line or line.lstrip().startswith(("from tests", "import tests"))]  # fmt: skip
+    assert found == []
+
+
+def test_the_tests_mirror_the_package() -> None:
+    """A folder per family and a file per module: ``stereocrafter/<family>/<m>.py`` is imported by
+    ``tests/<family>/test_<m>.py`` (a top-level module by ``tests/test_<m>.py``)."""
+    import re
+
+    missing = []
+    for path in _modules():
+        relative = path.relative_to(ROOT / "stereocrafter")
+        module = "stereocrafter." + ".".join(relative.with_suffix("").parts)
+        test = ROOT / "tests" / relative.parent / f"test_{path.stem}.py"
+        parent = module.rsplit(".", 1)[0]
+        text = test.read_text() if test.is_file() else ""
+        imported = re.search(rf"\b{re.escape(module)}\b", text) or re.search(
+            rf"from {re.escape(parent)} import [^\n]*\b{path.stem}\b", text
+        )
+        if not imported:
+            missing.append((module, str(test.relative_to(ROOT))))
+    assert missing == []

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from stereocrafter.catalog import parse_presets
+from stereocrafter.presets import PRESET_NAMES
 from stereocrafter.settings import load_settings
 
 
@@ -53,3 +55,31 @@ def test_bad_values_are_refused_by_name(name: str, value: str, message: str) -> 
     with pytest.raises(ValueError, match=name if name != "STEREOCRAFTER_PRESET" else "preset") as caught:
         load_settings({"STEREOCRAFTER_DEVICE": "cpu", name: value})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "presets", "default"),
+    [
+        ({}, PRESET_NAMES, "reference"),
+        ({"STEREOCRAFTER_PRESETS": "turbo"}, ("turbo",), "turbo"),
+        ({"STEREOCRAFTER_PRESETS": " fast, turbo ,fast"}, ("fast", "turbo"), "fast"),
+        ({"STEREOCRAFTER_PRESETS": "turbo,reference"}, ("turbo", "reference"), "reference"),
+        (
+            {"STEREOCRAFTER_PRESETS": "fast,turbo", "STEREOCRAFTER_PRESET": "turbo"},
+            ("fast", "turbo"),
+            "turbo",
+        ),
+    ],
+)
+def test_the_presets_served(env: dict[str, str], presets: tuple[str, ...], default: str) -> None:
+    settings = load_settings({"STEREOCRAFTER_DEVICE": "cpu", **env})
+    assert (settings.presets, settings.preset) == (presets, default)
+
+
+def test_a_default_preset_that_is_not_served_or_an_unknown_one_is_refused() -> None:
+    env = {"STEREOCRAFTER_DEVICE": "cpu", "STEREOCRAFTER_PRESETS": "turbo", "STEREOCRAFTER_PRESET": "fast"}
+    with pytest.raises(ValueError, match="PRESET is fast, which STEREOCRAFTER_PRESETS does not serve"):
+        load_settings(env)
+    with pytest.raises(ValueError, match="unknown preset 'quick'"):
+        parse_presets("turbo,quick")
+    assert parse_presets(" , ") == PRESET_NAMES

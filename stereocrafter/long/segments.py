@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from stereocrafter.bounds import DEFAULT_MODE
 from stereocrafter.errors import ConversionError
 from stereocrafter.long.align import Alignment, align
 from stereocrafter.long.tasks import DEPTH_TASK_OPTIONS
@@ -113,7 +114,7 @@ def convert_segments(
     segments: Sequence[tuple[Any, str]],
     backend: SegmentBackend,
     *,
-    mode: str = "anaglyph",
+    mode: str = DEFAULT_MODE,
     max_concurrency: int = 4,
     retries: int = 2,
     backoff: float = 2.0,

@@ -4,7 +4,6 @@ model's shapes (random weights: the real ones cannot be downloaded here)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 
@@ -13,16 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from stereocrafter.models.vda import SMALL, FrameGroupNorm, VideoDepthAnything, reference_pos_encoding
-from stereocrafter.models.vda_checkpoint import architecture_of, load_vda, published_keys, to_published
 from stereocrafter.models.vda_depth import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    KEYFRAMES,
     VdaDepthPipeline,
-    plan_windows,
-    processing_size,
 )
-from stereocrafter.testing.weights import TINY_VDA, write_tiny_vda
+from stereocrafter.testing.weights import TINY_VDA
 
 MOTION = "head.motion_modules.{}.temporal_transformer.transformer_blocks.0"
 TINY = TINY_VDA  # the tiny weights' sizes (stereocrafter.testing.weights)
@@ -40,59 +35,6 @@ def randomise(module: torch.nn.Module, seed: int) -> None:
 def small() -> VideoDepthAnything:
     torch.manual_seed(0)
     return VideoDepthAnything(SMALL).eval()
-
-
-def test_the_published_layout_at_real_size_loads_strictly(small: VideoDepthAnything, tmp_path: Path) -> None:
-    """The real-size model in the published key layout (shapes from the reference's definitions:
-    ViT-S/14 with a fused qkv and a 37x37 position grid, the DPT head's [48, 96, 192, 384]
-    projections and 64 features, temporal modules on 192, 384, 64, 64 channels) saved as a plain
-    state dict and loaded back with ``weights_only``: every key used, the same outputs."""
-    state = to_published(small)
-    assert list(state) == list(published_keys(SMALL)) and len(state) == 351
-    shapes = {
-        "pretrained.pos_embed": (1, 37 * 37 + 1, 384),
-        "pretrained.patch_embed.proj.weight": (384, 3, 14, 14),
-        "pretrained.blocks.11.attn.qkv.weight": (3 * 384, 384),
-        "pretrained.blocks.0.ls1.gamma": (384,),
-        "head.projects.0.weight": (48, 384, 1, 1),
-        "head.resize_layers.0.weight": (48, 48, 4, 4),  # x4 transposed conv
-        "head.resize_layers.3.weight": (384, 384, 3, 3),  # stride-2 conv
-        "head.scratch.layer4_rn.weight": (64, 384, 3, 3),
-        "head.scratch.refinenet1.resConfUnit2.conv2.weight": (64, 64, 3, 3),
-        "head.scratch.output_conv2.2.weight": (1, 32, 1, 1),
-        "head.motion_modules.1.temporal_transformer.proj_in.weight": (384, 384),
-        f"{MOTION.format(0)}.ff.net.0.proj.weight": (2 * 4 * 192, 192),  # GEGLU, inner 4C
-        f"{MOTION.format(3)}.attention_blocks.1.pos_encoder.pe": (1, 32, 64),
-    }  # fmt: skip
-    assert {key: tuple(state[key].shape) for key in shapes} == shapes
-    assert sum(v.numel() for k, v in state.items() if not k.endswith(".pe")) == 29_035_137
-    path = tmp_path / "video_depth_anything_vits.pth"
-    torch.save(state, path)
-    loaded = load_vda(path)
-    frames = torch.randn(1, 2, 3, 28, 42, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert torch.equal(loaded(frames), small(frames))
-
-
-def test_a_checkpoint_of_another_layout_is_refused(tmp_path: Path) -> None:
-    model = VideoDepthAnything(TINY)
-    state = to_published(model)
-    del state["head.scratch.layer1_rn.weight"]
-    state["head.extra.weight"] = torch.zeros(1)
-    torch.save(state, tmp_path / "odd.pth")
-    with pytest.raises(
-        ValueError, match=r"unknown \['head.extra.weight'\], missing \['head.scratch.layer1_rn"
-    ):
-        load_vda(tmp_path / "odd.pth", TINY)
-    state = to_published(model)
-    key = "head.motion_modules.2.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe"
-    state[key] = state[key] + 1
-    torch.save(state, tmp_path / "table.pth")
-    with pytest.raises(ValueError, match="not the sinusoidal table"):
-        load_vda(tmp_path / "table.pth", TINY)
-    torch.save({"code": object()}, tmp_path / "pickled.pth")  # a pickled object: never unpickled
-    with pytest.raises(Exception, match=r"(?i)weights only|unsupported"):
-        load_vda(tmp_path / "pickled.pth", TINY)
 
 
 def sinusoid(length: int, channels: int) -> torch.Tensor:
@@ -180,27 +122,6 @@ def test_the_model_gives_nonnegative_depth_of_the_input_size_mixed_over_time() -
         model(torch.zeros(1, 33, 3, 28, 28))
 
 
-def test_refinenet4_is_the_first_fusion_block(tmp_path: Path) -> None:
-    """The reference's fusion blocks run refinenet4 first, on the coarsest map alone, so its first
-    residual unit (for a skip input) is never used; refinenet3's is. The key map must agree."""
-    model = VideoDepthAnything(TINY).eval()
-    randomise(model, seed=7)
-    frames = torch.randn(1, 2, 3, 28, 28, generator=torch.Generator().manual_seed(8))
-    outputs = {}
-    for level in (None, 4, 3):
-        state = to_published(model)
-        if level is not None:
-            key = f"head.scratch.refinenet{level}.resConfUnit1.conv1.weight"
-            state[key] = state[key] + 1.0
-        torch.save(state, tmp_path / f"{level}.pth")
-        with torch.no_grad():
-            outputs[level] = load_vda(tmp_path / f"{level}.pth", TINY)(frames)
-    assert torch.equal(outputs[4], outputs[None]) and not torch.equal(outputs[3], outputs[None])
-
-
-# -- the inference procedure (models.vda_depth) -------------------------------------------------------
-
-
 class AffineOracle(torch.nn.Module):
     """A stand-in model that knows the true depth (channel 0 of each frame, ImageNet-normalised) and
     returns it under a new affine map per call, as a relative-depth model may; records its inputs."""
@@ -246,46 +167,6 @@ def run_stage(stage: VdaDepthPipeline, clip: torch.Tensor) -> torch.Tensor:
     return torch.cat(chunks)[:, 0]
 
 
-@pytest.mark.parametrize("frames", [1, 22, 23, 45, 100])
-def test_the_procedure_undoes_every_window_s_affine_map(frames: int) -> None:
-    """Each call answers the true depth under a new affine map; key frames, the least-squares fit and
-    the blend put every frame back on the first window's map, exactly (the fit is exact here)."""
-    oracle = AffineOracle(seed=frames)
-    clip = depth_clip(frames)
-    depth = run_stage(VdaDepthPipeline(oracle), clip)
-    assert depth.shape == (frames, 14, 28) and len(oracle.inputs) == len(plan_windows(frames))
-    scale, shift = oracle.maps[0]
-    assert torch.allclose(depth, clip[:, 0] * scale + shift, atol=2e-5)
-    for before, after in itertools.pairwise(oracle.inputs):  # each window opens with the last's key frames
-        assert torch.equal(after[:10], before[list(KEYFRAMES)])
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    assert torch.allclose(oracle.inputs[-1][-1], (clip[-1] - mean) / std)  # padded with the last frame
-
-
-def test_overlapping_windows_are_blended_linearly_over_8_frames() -> None:
-    """Window 1 answers 1 everywhere, window 2 answers 2 (a constant: the fit is singular, scale 1
-    and shift 0, as the reference's): frames 24-31 go from 1 to 2 in steps of 1/7, then 2."""
-    depth = run_stage(VdaDepthPipeline(AffineOracle(constant=True)), depth_clip(40))
-    values = depth[:, 0, 0]
-    expected = torch.tensor([1.0] * 24 + [1 + i / 7 for i in range(8)] + [2.0] * 8)
-    assert torch.allclose(values, expected, atol=1e-6)
-
-
-def test_the_processing_size_follows_the_published_rule() -> None:
-    assert processing_size(1080, 1920) == (518, 924)  # the notes' example
-    assert processing_size(576, 1024) == (518, 924)
-    assert processing_size(1080, 2560) == (392, 924)  # wider than 1.78: 518 x 1.777 / 2.37 -> 392
-    assert processing_size(48, 64) == (518, 686)
-    assert [tuple(w) for w in plan_windows(45)] == [(0, 32, 24), (22, 54, 21), (44, 76, 0)]
-
-
-def test_the_tiny_model_runs_the_procedure() -> None:
-    model = VideoDepthAnything(TINY).eval()
-    randomise(model, seed=9)
-    depth = run_stage(VdaDepthPipeline(model), depth_clip(30, 28, 42))
-    assert depth.shape == (30, 28, 42) and bool((depth >= 0).all()) and bool(torch.isfinite(depth).all())
-
-
 def reference_alignment(outputs: list[torch.Tensor], frames: int) -> torch.Tensor:
     """The published alignment as written there, in batch: every window's output first, then the
     loop over windows (fit on the first two against the kept references, clamp, blend, append)."""
@@ -311,33 +192,6 @@ def reference_alignment(outputs: list[torch.Tensor], frames: int) -> torch.Tenso
         aligned += [(d * scale + shift).float().clamp(min=0) for d in depth[first + 10 : first + 32]]
         references = [references[0], (depth[first + 12] * scale + shift).float().clamp(min=0)]
     return torch.stack(aligned[:frames])
-
-
-@pytest.mark.parametrize("frames", [23, 70])
-def test_the_streaming_procedure_equals_the_published_batch_one(frames: int) -> None:
-    """With a noisy stand-in (the fits are no longer exact, so which frames are fitted, what is kept
-    as reference, the clamp and the blend all show) and shifts that go below 0 (only later windows
-    are clamped), streaming window by window gives the published batch procedure's result."""
-    oracle = AffineOracle(seed=frames, noise=0.05, shift=-0.6)
-    depth = run_stage(VdaDepthPipeline(oracle), depth_clip(frames))
-    expected = reference_alignment(oracle.outputs, frames)
-    assert torch.allclose(depth, expected, atol=1e-5)
-    # the first window's own frames are not clamped; frames after it (past the blend) are
-    assert bool((depth[:24] < 0).any()) and bool((depth[32:] >= 0).all())
-
-
-def test_the_tiny_weights_are_a_published_layout_checkpoint_of_their_own_size(tiny_weights: Path) -> None:
-    """``make_tiny_weights`` writes VDA's file where the real one goes; the loader reads its sizes
-    from its shapes (as it reads ``SMALL`` from the published file) and the procedure runs on it."""
-    path = tiny_weights / "depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth"
-    assert path.is_file() and (path.parent / "TINY-RANDOM-WEIGHTS.txt").is_file()
-    state = torch.load(path, weights_only=True)
-    assert list(state) == list(published_keys(TINY))
-    model = load_vda(path)
-    assert model.arch == TINY and architecture_of(to_published(VideoDepthAnything(SMALL))) == SMALL
-    depth = run_stage(VdaDepthPipeline(model), depth_clip(24, 28, 28))
-    assert depth.shape == (24, 28, 28) and bool(torch.isfinite(depth).all())
-    assert write_tiny_vda(tiny_weights.parent / "again").read_bytes() != b""
 
 
 def test_the_transformers_range_is_the_tested_one() -> None:

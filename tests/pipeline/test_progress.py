@@ -61,3 +61,17 @@ def test_the_check_also_runs_before_every_vae_decode(depth_pipeline, inpainting_
     pattern = "".join(events)
     assert pattern.count("D") >= 5, pattern  # the depth window's decode, then 2 frames a call
     assert "DD" not in pattern and "UD" not in pattern, pattern  # a check before every decode
+
+
+def test_progress_counts_whole_frames_from_the_model_s_calls() -> None:
+    from stereocrafter.pipeline.progress import StageProgress
+
+    seen: list[tuple[str, int, int]] = []
+    module = torch.nn.Identity()
+    progress = StageProgress(lambda *r: seen.append(r), "depth", 5, [1.5, 1.5, 2.0])
+    with progress.watching(module):
+        for _ in range(3):
+            module(torch.zeros(1))
+    progress.finish()
+    assert seen == [("depth", 0, 5), ("depth", 1, 5), ("depth", 2, 5), ("depth", 3, 5), ("depth", 4, 5),
+                    ("depth", 5, 5)]  # fmt: skip

@@ -12,7 +12,6 @@ import torch
 from stereocrafter.config import StereoConfig
 from stereocrafter.jobs.local import convert_file
 from stereocrafter.media.video_io import iter_frames, probe
-from stereocrafter.pipeline.frames import SequentialFrames
 from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.pipeline.types import RunHooks
 from stereocrafter.testing.media import audio_duration, make_video, scene_frames
@@ -107,46 +106,6 @@ def test_every_frame_once_and_odd_sizes(stereo: StereoPipeline, num_frames: int)
     assert np.array_equal(stacked[:, :, :75], frames)
 
 
-def test_sequential_frames_serves_overlapping_ranges_once() -> None:
-    data = torch.arange(10).view(10, 1, 1, 1).float()
-    pulled: list[int] = []
-
-    def chunks():
-        for i in range(0, 10, 3):
-            pulled.append(i)
-            yield data[i : i + 3].numpy()
-
-    source = SequentialFrames(chunks(), 10, torch.from_numpy)
-    assert source[0:4].flatten().tolist() == [0, 1, 2, 3]
-    assert source[2:7].flatten().tolist() == [2, 3, 4, 5, 6]
-    assert source[5:10].flatten().tolist() == [5, 6, 7, 8, 9]
-    assert pulled == [0, 3, 6, 9]  # each chunk decoded once
-    with pytest.raises(IndexError, match="released"):
-        source[0:2]
-    short = SequentialFrames(iter([data[:3].numpy()]), 10, torch.from_numpy)
-    with pytest.raises(ValueError, match="ended after 3 frames"):
-        short[0:5]
-
-
-def test_config_validation() -> None:
-    with pytest.raises(ValueError, match="max_disp"):
-        StereoConfig(max_disp=-1)
-    with pytest.raises(ValueError, match="holes_only"):
-        StereoConfig(inpaint_max_res=1024)  # a resized inpaint over the whole frame: refused
-    with pytest.raises(ValueError, match="unknown preset 'turbo2'; choose one of reference, fast, turbo"):
-        StereoConfig.from_preset("turbo2")
-
-
-def test_presets_are_tables_over_the_reference_defaults() -> None:
-    assert StereoConfig.from_preset("reference") == StereoConfig()
-    fast = StereoConfig.from_preset("fast", seed=7)
-    # DepthCrafter's own inference defaults (run.py): 5 steps, no CFG, window 110 / overlap 25
-    assert (fast.depth_steps, fast.depth_guidance, fast.depth_window, fast.depth_overlap) == (5, 1.0, 110, 25)
-    # one conditional inpainting pass, the same 8 steps, at most 1024 px, merged into the holes
-    assert (fast.inpaint_steps, fast.inpaint_guidance, fast.inpaint_max_res) == (8, 1.0, 1024)
-    assert fast.holes_only and fast.seed == 7 and fast.depth_max_res == StereoConfig().depth_max_res
-
-
 @pytest.mark.parametrize("preset", ["fast", "turbo"])
 def test_fast_and_turbo_keep_every_non_hole_pixel_of_the_splat(
     stereo: StereoPipeline, vda_pipeline, clip_with_audio: Path, monkeypatch: pytest.MonkeyPatch, preset: str
@@ -224,23 +183,6 @@ def test_every_preset_keeps_frames_size_and_fps(
     info = probe(tmp_path / f"{preset}.mp4")
     assert (info.num_frames, info.width, info.height, info.fps) == (26, 192, 64, Fraction(30000, 1001))
     assert result.num_frames == 26 and info.has_audio
-
-
-def test_debug_grid(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
-    grid = tmp_path / "grid.mp4"
-    convert_file(stereo, clip_with_audio, tmp_path / "o.mp4", mode="anaglyph", grid_path=grid)
-    info = probe(grid)
-    assert (info.width, info.height, info.num_frames) == (192, 128, 26)
-    frames = decode(grid).astype(float)
-    source = decode(clip_with_audio).astype(float)
-    assert (
-        10 * np.log10(255.0**2 / np.mean((frames[:, :64, :96] - source) ** 2)) > 35.0
-    )  # top-left: left view
-    mask, depth = frames[:, 64:, :96], frames[:, :64, 96:]
-    # bottom-left: a grey-scale mask (4:2:0 chroma smears its noisy edges a little); top-right:
-    # the inferno colouring, far from grey.
-    assert np.mean(np.abs(mask[..., 0] - mask[..., 1])) < 15
-    assert np.mean(np.abs(depth[..., 0] - depth[..., 2])) > 40
 
 
 def test_progress_is_reported_for_every_frame_of_each_stage(stereo: StereoPipeline) -> None:

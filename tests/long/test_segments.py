@@ -1,0 +1,68 @@
+"""``long.segments``: the segment orchestrator against a local backend of known answers: the depth
+tasks get only the fields they take, transient failures are retried, a failed segment is named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from stereocrafter.errors import ConversionError
+from stereocrafter.long.segments import convert_segments, retryable
+
+
+def _summary(depth: np.ndarray) -> dict[str, Any]:
+    rgb = np.full((18, 32, 3), 100).tolist()
+    return {
+        "stats": {"min": float(depth.min()), "max": float(depth.max()), "p1": float(depth.min()),
+                  "p99": float(depth.max())},
+        "thumbnails": {"depth_first": depth.tolist(), "depth_last": depth.tolist(), "colour_first": rgb,
+                       "colour_last": rgb},
+    }  # fmt: skip
+
+
+class Backend:
+    """Answers like the service: a depth summary per segment (the same scene at two scales), a
+    stereo answer echoing its fields; segment 1's first stereo attempt fails with a 503."""
+
+    def __init__(self) -> None:
+        self.truth = np.random.default_rng(0).uniform(0.2, 0.8, (36, 64))
+        self.depth_fields: list[dict[str, Any]] = []
+        self.stereo_fields: list[dict[str, Any]] = []
+        self.failures = {1: 1}
+
+    def depth_location(self, index: int, output: str) -> str:
+        return f"{output}.depth.mkv"
+
+    def depth(self, source: Any, depth_output: str, **options: Any) -> dict[str, Any]:
+        self.depth_fields.append(options)
+        return _summary((1.0 + 0.5 * source) * self.truth)
+
+    def stereo(self, source: Any, output: str, **options: Any) -> dict[str, Any]:
+        self.stereo_fields.append(options)
+        if self.failures.get(source):
+            self.failures[source] -= 1
+            raise ConversionError(503, "service_unavailable", "busy")
+        return {"output": output, **options}
+
+
+def test_depth_tasks_get_their_fields_and_a_transient_failure_is_retried() -> None:
+    backend = Backend()
+    pairs = [(i, f"s3://b/out{i}.mp4") for i in range(3)]
+    options = {"preset": "fast", "seed": 5, "max_disp": 30.0}
+    result = convert_segments(pairs, backend, mode="sbs", max_concurrency=1, backoff=0.0, **options)
+    assert result.failed == [] and [s.attempts["stereo"] for s in result.segments] == [1, 2, 1]
+    assert backend.depth_fields == [{"preset": "fast", "seed": 5}] * 3  # no stereo-only field
+    first = backend.stereo_fields[0]
+    assert (
+        first["mode"] == "sbs"
+        and first["max_disp"] == 30.0
+        and first["depth_uri"] == "s3://b/out0.mp4.depth.mkv"
+    )
+    assert {"depth_scale", "depth_shift", "depth_range"} <= set(first)
+
+
+def test_only_service_and_network_failures_are_retried() -> None:
+    assert retryable(ConversionError(503, "x", "y")) and not retryable(ConversionError(400, "x", "y"))
+    assert not retryable(ConversionError(507, "x", "y"))  # the same segment needs the same memory
+    assert retryable(ConnectionError(), (ConnectionError,)) and not retryable(ValueError())

@@ -1,0 +1,156 @@
+"""``models.vda_depth``: Video Depth Anything's published procedure (windows of 32, alignment,
+blending, processing size), streaming equal to the batch one."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from stereocrafter.models.vda import VideoDepthAnything
+from stereocrafter.models.vda_depth import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    KEYFRAMES,
+    VdaDepthPipeline,
+    plan_windows,
+    processing_size,
+)
+from stereocrafter.testing.weights import TINY_VDA
+
+MOTION = "head.motion_modules.{}.temporal_transformer.transformer_blocks.0"
+TINY = TINY_VDA  # the tiny weights' sizes (stereocrafter.testing.weights)
+
+
+class AffineOracle(torch.nn.Module):
+    """A stand-in model that knows the true depth (channel 0 of each frame, ImageNet-normalised) and
+    returns it under a new affine map per call, as a relative-depth model may; records its inputs."""
+
+    def __init__(self, seed: int = 0, constant: bool = False, noise: float = 0.0, shift: float = 0.0) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the pipeline a device
+        self.generator = torch.Generator().manual_seed(seed)
+        self.constant, self.noise, self.offset = constant, noise, shift
+        self.inputs: list[torch.Tensor] = []
+        self.outputs: list[torch.Tensor] = []
+        self.maps: list[tuple[float, float]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(x[0].clone())
+        if self.constant:  # window k answers k + 1 everywhere: a fit on a constant is singular
+            self.maps.append((0.0, float(len(self.inputs))))
+            return torch.full(x.shape[:2] + x.shape[3:], float(len(self.inputs)))
+        scale = 0.2 + float(torch.rand(1, generator=self.generator)) * 3
+        shift = float(torch.rand(1, generator=self.generator)) + self.offset
+        self.maps.append((scale, shift))
+        true = x[:, :, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+        out = true * scale + shift + self.noise * torch.randn(true.shape, generator=self.generator)
+        self.outputs.append(out[0].clone())
+        return out
+
+
+def depth_clip(frames: int, h: int = 14, w: int = 28) -> torch.Tensor:
+    """(T, 3, h, w) in [0, 1]: channel 0 a depth in [0.1, 0.9] that moves over time, the rest noise."""
+    g = torch.Generator().manual_seed(frames)
+    t = torch.arange(frames, dtype=torch.float32)[:, None, None]
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    depth = 0.5 + 0.4 * torch.sin(3 * x + 2 * y + 0.2 * t) * torch.cos(0.1 * t + y)
+    return torch.cat([depth[:, None], torch.rand(frames, 2, h, w, generator=g)], dim=1)
+
+
+def randomise(module: torch.nn.Module, seed: int) -> None:
+    """Every parameter drawn anew (the library's init zeroes some, which would hide a path)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+
+
+def reference_alignment(outputs: list[torch.Tensor], frames: int) -> torch.Tensor:
+    """The published alignment as written there, in batch: every window's output first, then the
+    loop over windows (fit on the first two against the kept references, clamp, blend, append)."""
+    depth = [frame for window in outputs for frame in window]
+    aligned: list[torch.Tensor] = []
+    references: list[torch.Tensor] = []
+    for first in range(0, len(depth), 32):
+        if not aligned:
+            aligned += depth[:32]
+            references = [depth[first + 0], depth[first + 12]]
+            continue
+        p = torch.stack(depth[first : first + 2]).double()
+        r = torch.stack(references).double()
+        a00, a01, a11 = (p * p).sum(), p.sum(), p.numel()
+        b0, b1 = (p * r).sum(), r.sum()
+        det = a00 * a11 - a01 * a01
+        scale, shift = ((a11 * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det) if det != 0 else (1.0, 0.0)
+        post = [(d * scale + shift).float().clamp(min=0) for d in depth[first + 2 : first + 10]]
+        weights = [i / 7 for i in range(8)]
+        aligned[-8:] = [
+            pre * (1 - w) + new * w for pre, new, w in zip(aligned[-8:], post, weights, strict=True)
+        ]
+        aligned += [(d * scale + shift).float().clamp(min=0) for d in depth[first + 10 : first + 32]]
+        references = [references[0], (depth[first + 12] * scale + shift).float().clamp(min=0)]
+    return torch.stack(aligned[:frames])
+
+
+def run_stage(stage: VdaDepthPipeline, clip: torch.Tensor) -> torch.Tensor:
+    starts, chunks = [], []
+    for start, chunk in stage.iter_depth(clip):
+        starts.append(start)
+        chunks.append(chunk)
+    assert starts == [sum(c.shape[0] for c in chunks[:i]) for i in range(len(chunks))]  # in order, no gap
+    return torch.cat(chunks)[:, 0]
+
+
+@pytest.mark.parametrize("frames", [1, 22, 23, 45, 100])
+def test_the_procedure_undoes_every_window_s_affine_map(frames: int) -> None:
+    """Each call answers the true depth under a new affine map; key frames, the least-squares fit and
+    the blend put every frame back on the first window's map, exactly (the fit is exact here)."""
+    oracle = AffineOracle(seed=frames)
+    clip = depth_clip(frames)
+    depth = run_stage(VdaDepthPipeline(oracle), clip)
+    assert depth.shape == (frames, 14, 28) and len(oracle.inputs) == len(plan_windows(frames))
+    scale, shift = oracle.maps[0]
+    assert torch.allclose(depth, clip[:, 0] * scale + shift, atol=2e-5)
+    for before, after in itertools.pairwise(oracle.inputs):  # each window opens with the last's key frames
+        assert torch.equal(after[:10], before[list(KEYFRAMES)])
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(oracle.inputs[-1][-1], (clip[-1] - mean) / std)  # padded with the last frame
+
+
+def test_overlapping_windows_are_blended_linearly_over_8_frames() -> None:
+    """Window 1 answers 1 everywhere, window 2 answers 2 (a constant: the fit is singular, scale 1
+    and shift 0, as the reference's): frames 24-31 go from 1 to 2 in steps of 1/7, then 2."""
+    depth = run_stage(VdaDepthPipeline(AffineOracle(constant=True)), depth_clip(40))
+    values = depth[:, 0, 0]
+    expected = torch.tensor([1.0] * 24 + [1 + i / 7 for i in range(8)] + [2.0] * 8)
+    assert torch.allclose(values, expected, atol=1e-6)
+
+
+def test_the_processing_size_follows_the_published_rule() -> None:
+    assert processing_size(1080, 1920) == (518, 924)  # the notes' example
+    assert processing_size(576, 1024) == (518, 924)
+    assert processing_size(1080, 2560) == (392, 924)  # wider than 1.78: 518 x 1.777 / 2.37 -> 392
+    assert processing_size(48, 64) == (518, 686)
+    assert [tuple(w) for w in plan_windows(45)] == [(0, 32, 24), (22, 54, 21), (44, 76, 0)]
+
+
+def test_the_tiny_model_runs_the_procedure() -> None:
+    model = VideoDepthAnything(TINY).eval()
+    randomise(model, seed=9)
+    depth = run_stage(VdaDepthPipeline(model), depth_clip(30, 28, 42))
+    assert depth.shape == (30, 28, 42) and bool((depth >= 0).all()) and bool(torch.isfinite(depth).all())
+
+
+@pytest.mark.parametrize("frames", [23, 70])
+def test_the_streaming_procedure_equals_the_published_batch_one(frames: int) -> None:
+    """With a noisy stand-in (the fits are no longer exact, so which frames are fitted, what is kept
+    as reference, the clamp and the blend all show) and shifts that go below 0 (only later windows
+    are clamped), streaming window by window gives the published batch procedure's result."""
+    oracle = AffineOracle(seed=frames, noise=0.05, shift=-0.6)
+    depth = run_stage(VdaDepthPipeline(oracle), depth_clip(frames))
+    expected = reference_alignment(oracle.outputs, frames)
+    assert torch.allclose(depth, expected, atol=1e-5)
+    # the first window's own frames are not clamped; frames after it (past the blend) are
+    assert bool((depth[:24] < 0).any()) and bool((depth[32:] >= 0).all())

@@ -1,0 +1,25 @@
+"""``serving.metrics``: what a finished job adds to the Prometheus series BentoML serves."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from stereocrafter.serving import metrics
+
+
+def _value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_finished_job_counts_its_frames_and_each_stage_s_seconds_per_frame() -> None:
+    frames, per_frame = _value("stereocrafter_frames_total"), "stereocrafter_stage_seconds_per_frame_count"
+    depth = _value(per_frame, stage="depth")
+    metrics.job_finished(10, {"depth": 2.0, "inpainting": 3.0})
+    assert _value("stereocrafter_frames_total") == frames + 10
+    assert _value(per_frame, stage="depth") == depth + 1
+
+
+def test_the_model_state_is_one_hot() -> None:
+    metrics.set_model_state("ready")
+    states = {s: _value("stereocrafter_model_state", state=s) for s in metrics.MODEL_STATES}
+    assert states["ready"] == 1 and sum(states.values()) == 1

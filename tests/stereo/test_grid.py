@@ -1,0 +1,63 @@
+"""``stereo.grid``: the reference's 2x2 debug grid of a conversion (left view, inferno depth,
+occlusion mask, warped right view), written beside the output."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stereocrafter.config import StereoConfig
+from stereocrafter.jobs.local import convert_file
+from stereocrafter.media.video_io import iter_frames, probe
+from stereocrafter.pipeline.run import StereoPipeline
+from stereocrafter.testing.media import make_video, scene_frames
+
+FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
+
+
+@pytest.fixture(scope="module")
+def stereo(depth_pipeline, inpainting_pipeline) -> StereoPipeline:
+    return StereoPipeline(depth_pipeline, inpainting_pipeline, FAST)
+
+
+@pytest.fixture(scope="module")
+def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("media") / "left.mp4"
+    return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
+
+
+def decode(path: Path) -> np.ndarray:
+    return np.concatenate(list(iter_frames(path)))
+
+
+def test_debug_grid(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.mp4"
+    convert_file(stereo, clip_with_audio, tmp_path / "o.mp4", mode="anaglyph", grid_path=grid)
+    info = probe(grid)
+    assert (info.width, info.height, info.num_frames) == (192, 128, 26)
+    frames = decode(grid).astype(float)
+    source = decode(clip_with_audio).astype(float)
+    assert (
+        10 * np.log10(255.0**2 / np.mean((frames[:, :64, :96] - source) ** 2)) > 35.0
+    )  # top-left: left view
+    mask, depth = frames[:, 64:, :96], frames[:, :64, 96:]
+    # bottom-left: a grey-scale mask (4:2:0 chroma smears its noisy edges a little); top-right:
+    # the inferno colouring, far from grey.
+    assert np.mean(np.abs(mask[..., 0] - mask[..., 1])) < 15
+    assert np.mean(np.abs(depth[..., 0] - depth[..., 2])) > 40
+
+
+def test_the_grid_s_quadrants() -> None:
+    import torch
+
+    from stereocrafter.stereo.grid import debug_grid
+
+    left = torch.full((2, 3, 4, 6), 0.5)
+    warped = torch.full((2, 3, 4, 6), 1.0)
+    occlusion = torch.zeros(2, 1, 4, 6)
+    grid = debug_grid(left, torch.zeros(2, 1, 4, 6), occlusion, warped)
+    assert grid.shape == (2, 8, 12, 3) and grid.dtype == np.uint8
+    assert (grid[:, :4, :6] == 128).all() and (grid[:, 4:, :6] == 0).all() and (grid[:, 4:, 6:] == 255).all()

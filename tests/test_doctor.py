@@ -1,0 +1,49 @@
+"""``doctor``: what this machine can run, from ``stereocrafter doctor`` and the service's start-up log:
+every model with its licence, whether it is loaded, the weights, the memory of the served set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stereocrafter.cli import main as cli_main
+from stereocrafter.settings import load_settings
+
+
+def test_doctor_lists_every_model_with_its_licence_and_whether_it_is_loaded(tiny_weights: Path) -> None:
+    from stereocrafter.doctor import diagnose
+
+    settings = load_settings({"STEREOCRAFTER_DEVICE": "cpu", "STEREOCRAFTER_PRESETS": "turbo"})
+    lines = diagnose(settings, tiny_weights)
+    models = {line.split()[1]: line for line in lines if line.startswith("  model ")}
+    assert "presets served: turbo (STEREOCRAFTER_PRESETS)" in lines
+    assert set(models) == {"depthcrafter", "vda-small", "stereocrafter", "svd"}
+    assert models["vda-small"].endswith("Apache-2.0: loaded for turbo; weights present")
+    assert "research use only (DepthCrafter LICENSE): not loaded" in models["depthcrafter"]
+    assert "research use only" in models["stereocrafter"] and "loaded for turbo" in models["stereocrafter"]
+    assert "non-commercial" in models["svd"] and "loaded for turbo" in models["svd"]
+    assert "tencent/DepthCrafter" not in next(line for line in lines if line.startswith("download"))
+
+
+def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli_main(["doctor", "--weights-dir", str(tiny_weights), "--preset", "fast"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("device: ") and "torch " in out[1] and "PyAV" in out[1]
+    assert "complete" in out[2] and "TINY RANDOM" in out[2]
+    assert out[3] == "presets served: reference, fast, turbo (STEREOCRAFTER_PRESETS)"
+    assert [line.split()[1] for line in out[4:8]] == ["depthcrafter", "vda-small", "stereocrafter", "svd"]
+    # every served preset's models stay resident (7.75 GB), the largest call is reference's
+    assert (
+        "served presets (reference, fast, turbo) keep 7.8 GB of weights resident and need about 23.3 GB"
+        in out[8]
+    )
+    assert "(preset fast alone: 17.4 GB;" in out[8]
+    # no driver here: NVENC does not open, and auto (the default) falls back to libx264
+    assert out[9].startswith("NVENC: not usable (")
+    assert out[10].startswith("encoder: STEREOCRAFTER_ENCODER=auto -> libx264 (preset veryfast, CRF 18; ")
+    assert "download at start-up: no" in out[11]
+    assert cli_main(["doctor", "--weights-dir", str(tmp_path)]) == 0
+    out = "\n".join(capsys.readouterr().out.splitlines())
+    assert "7 of 7 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
+    assert "missing: depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth" in out
