@@ -62,13 +62,13 @@ test-slow: venv
 	$(BIN)/python -m pytest -m slow
 
 # The low end of pyproject.toml's transformers range (the pinned set is its high end): VDA-S's
-# checkpoint loads onto that version's DINOv2 too (tests/models/test_vda.py, a few seconds).
+# checkpoint loads onto that version's DINOv2 too (tests/models/test_vda*.py, a few seconds).
 TRANSFORMERS_LOW := $(shell sed -n 's/.*"transformers>=\([0-9.]*\),.*/\1/p' pyproject.toml)
 test-transformers-low: venv
 	rm -rf .transformers-low
 	$(BIN)/python -m pip install -q --no-deps --target .transformers-low "transformers==$(TRANSFORMERS_LOW).0"
 	PYTHONPATH=.transformers-low $(BIN)/python -c 'import transformers as t; print("transformers", t.__version__)'
-	PYTHONPATH=.transformers-low $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/test_vda.py
+	PYTHONPATH=.transformers-low $(BIN)/python -m pytest -q -p no:cacheprovider tests/models/test_vda.py tests/models/test_vda_checkpoint.py tests/models/test_vda_depth.py
 
 # Both tiers, as CI runs them.
 test-all: test test-slow

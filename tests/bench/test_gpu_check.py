@@ -49,7 +49,7 @@ def test_a_failed_row_makes_it_fail_after_the_others_ran(tmp_path: Path) -> None
                           cwd=ROOT)  # fmt: skip
     assert done.returncode == 1, done.stdout
     assert "FAILED rows: fast (exit 1)" in done.stdout
-    assert "python3 bench/gpu_rows.py compile" in done.stdout  # the rows after it still ran
+    assert "python3 -m bench.gpu_rows compile" in done.stdout  # the rows after it still ran
     passed = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=60,
                             env=_fake_tools(tmp_path / "bin2", failing=None), cwd=ROOT)  # fmt: skip
     assert passed.returncode == 0 and "every row passed" in passed.stdout

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stereocrafter.models.vda import SMALL, FrameGroupNorm, VideoDepthAnything, reference_pos_encoding
+from stereocrafter.models.vda import FrameGroupNorm, VideoDepthAnything, reference_pos_encoding
 from stereocrafter.models.vda_depth import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -29,12 +29,6 @@ def randomise(module: torch.nn.Module, seed: int) -> None:
     with torch.no_grad():
         for parameter in module.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
-
-
-@pytest.fixture(scope="module")
-def small() -> VideoDepthAnything:
-    torch.manual_seed(0)
-    return VideoDepthAnything(SMALL).eval()
 
 
 def sinusoid(length: int, channels: int) -> torch.Tensor:
