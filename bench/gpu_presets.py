@@ -155,9 +155,9 @@ class MetaCounter:
     """FLOPs of one UNet call of a given shape, counted once on meta-device twins of the UNets."""
 
     def __init__(self, smoke: bool) -> None:
-        import flops
         from diffusers import UNetSpatioTemporalConditionModel
 
+        from bench import flops
         from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
         from stereocrafter.models.vda import SMALL, VideoDepthAnything
         from stereocrafter.testing.weights import TINY_VDA, tiny_unet_kwargs

@@ -216,7 +216,7 @@ def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
     config = StereoConfig.from_preset(preset, **small)
     pipeline = StereoPipeline([p for p in (depth, vda) if p is not None], inpainting, config)
     models = {"depthcrafter": depth.unet if depth else None, "vda-small": vda if vda else None,
-              "inpainting": inpainting.unet}  # fmt: skip
+              "stereocrafter": inpainting.unet}  # fmt: skip
     failures = 0
     timed: dict[tuple[Any, ...], dict[str, Any]] = {}  # a shape both sizes share is timed once
     frames_n = 8 if args.smoke else FRAMES
@@ -257,7 +257,8 @@ def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
                 for chunked in variants:
                     key = "ms_chunked" if chunked else "ms"
                     entry[key] = round(time_call(model, call, device, dtype, chunked), 1)
-                stage = {"depthcrafter": "depth", "vda-small": "vda", "inpainting": "inpainting"}[call.model]
+                kinds = {"depthcrafter": "depth", "vda-small": "vda", "stereocrafter": "inpainting"}
+                stage = kinds[call.model]
                 if stage == "vda":
                     flop = counter("vda", (1, call.frames, 3, *call.size), ())
                 else:
@@ -325,7 +326,7 @@ def row_compile(args: argparse.Namespace, device: torch.device, dtype: torch.dty
     if row["max_8bit_difference"] > 8:
         return 1
     _, _, inpainting = build(device, dtype, args.smoke, depth_models=())
-    call = WarmupCall("inpainting", 4 if args.smoke else 23, 1, (8, 8) if args.smoke else (32, 56))
+    call = WarmupCall("stereocrafter", 4 if args.smoke else 23, 1, (8, 8) if args.smoke else (32, 56))
     unet = inpainting.unet
     row = {
         "row": "compile inpainting UNet",

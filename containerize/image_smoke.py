@@ -28,17 +28,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from stereocrafter.client import HttpClient  # noqa: E402
-from stereocrafter.media.video_io import probe  # noqa: E402
-from stereocrafter.testing.weights import write_sample_clip  # noqa: E402
+from stereocrafter.client import HttpClient
+from stereocrafter.media.video_io import probe
+from stereocrafter.settings import DEFAULT_WEIGHTS_DIR
+from stereocrafter.testing.weights import write_sample_clip
 
 PORT = 8080
-WEIGHTS = "/opt/ml/model/weights"
+WEIGHTS = DEFAULT_WEIGHTS_DIR  # SageMaker's model volume
 
 
 def buildah(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -88,14 +88,10 @@ def main() -> int:
     )
     parser.add_argument("--image", default=os.environ.get("IMAGE_TAG", "stereocrafter:local"))
     args = parser.parse_args()
-    from moto.server import ThreadedMotoServer
+    from stereocrafter.testing.stack import MotoServer
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
-        os.environ.setdefault(name, value)
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    moto_url = f"http://127.0.0.1:{moto._server.server_port}"  # type: ignore[union-attr]
+    moto = MotoServer().__enter__()  # the local stack's moto, on the host; the service is the image's
+    moto_url = moto.url
     container = buildah("from", "--pull-never", args.image).stdout.strip()
     user = json.loads(buildah("inspect", "--type", "container", container).stdout)["OCIv1"]["config"]["User"]
     log = Path(tempfile.mkdtemp()) / "serve.log"
@@ -138,9 +134,7 @@ def main() -> int:
             time.sleep(1)
         print(f"2. GET /ping on {PORT}: 200 after {time.monotonic() - started:.1f} s")
 
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1")
+        s3: Any = moto.client("s3")
         s3.create_bucket(Bucket="smoke")
         clip = write_sample_clip(Path(tempfile.mkdtemp()) / "clip.mp4", frames=12, width=128, height=72)
         s3.upload_file(str(clip), "smoke", "in/clip.mp4")
@@ -159,7 +153,7 @@ def main() -> int:
         if server is not None:
             stop_inside(server)
         buildah("rm", container)
-        moto.stop()
+        moto.__exit__()
 
 
 if __name__ == "__main__":
