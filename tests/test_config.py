@@ -6,8 +6,6 @@ import pytest
 
 from stereocrafter.config import StereoConfig
 
-FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
-
 
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="max_disp"):

@@ -13,6 +13,7 @@ alternatives, preferred first (the fp16 variant before the full-precision file).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ import torch
 from stereocrafter.catalog import MODELS
 from stereocrafter.errors import WeightsMissingError
 from stereocrafter.stages.base import WarmupCall
+
+logger = logging.getLogger(__name__)
 
 SVD_REPO = MODELS["svd"].repo  # stabilityai/stable-video-diffusion-img2vid-xt-1-1
 
@@ -225,6 +228,30 @@ def assemble(
     for module in (pipeline.unet, pipeline.vae, pipeline.image_encoder):
         module.requires_grad_(False)
     return pipeline
+
+
+def load_unet(
+    weights_dir: str | os.PathLike[str],
+    components: tuple[Component, ...],
+    unet: Component,
+    unet_class: Any,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype | None,
+    noise: str,
+) -> tuple[Any, dict[str, Resolved], torch.device, torch.dtype]:
+    """A diffusion stage's UNet and where its other parts are: every missing file reported at once
+    before anything loads, the device and dtype settled (fp16 on CUDA, fp32 on CPU by default), the
+    tiny test weights named in the log (``noise``: what their output is)."""
+    parts = resolve_all(weights_dir, components)
+    device = torch.device(device)
+    dtype = dtype or default_dtype(device)
+    if is_tiny(weights_dir):
+        logger.warning("%s holds tiny random test weights: %s", weights_dir, noise)
+    model = unet_class.from_pretrained(
+        parts[unet.name].folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
+    )
+    return model, parts, device, dtype
 
 
 def warm_up_unet(unet: Any, call: WarmupCall, per_frame_context: bool) -> None:

@@ -4,7 +4,6 @@ decode. Research use only (``catalog.MODELS["depthcrafter"]``)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -20,13 +19,9 @@ from stereocrafter.stages.components import (
     SVD_COMPONENTS,
     Component,
     assemble,
-    default_dtype,
-    is_tiny,
-    resolve_all,
+    load_unet,
     warm_up_unet,
 )
-
-logger = logging.getLogger(__name__)
 
 UNET = Component(
     "depth_unet",
@@ -47,16 +42,12 @@ def load_pipeline(
     """The DepthCrafter pipeline from ``weights_dir`` on ``device`` (fp16 on CUDA, fp32 on CPU by
     default). Raises ``WeightsMissingError`` before loading anything if a file is missing.
     ``svd`` reuses already loaded SVD components (``components.shared_svd``)."""
-    from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter
+    from stereocrafter.models.depth import DiffusersUNetSpatioTemporalConditionModelDepthCrafter as UNetClass
 
-    parts = resolve_all(weights_dir, DepthCrafterStage.components)
-    device = torch.device(device)
-    dtype = dtype or default_dtype(device)
-    if is_tiny(weights_dir):
-        logger.warning("%s holds tiny random test weights: depth maps are meaningless", weights_dir)
-    unet = DiffusersUNetSpatioTemporalConditionModelDepthCrafter.from_pretrained(
-        parts[UNET.name].folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
-    )
+    unet, parts, device, dtype = load_unet(
+        weights_dir, DepthCrafterStage.components, UNET, UNetClass,
+        device=device, dtype=dtype, noise="depth maps are meaningless",
+    )  # fmt: skip
     pipeline: DepthCrafterPipeline = assemble(DepthCrafterPipeline, unet, parts, device, dtype, svd)
     return pipeline
 

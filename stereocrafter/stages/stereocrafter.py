@@ -5,7 +5,6 @@ decode. Research use only (``catalog.MODELS["stereocrafter"]``)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -21,15 +20,11 @@ from stereocrafter.stages.components import (
     SVD_COMPONENTS,
     Component,
     assemble,
-    default_dtype,
-    is_tiny,
-    resolve_all,
+    load_unet,
     shared_svd,
     warm_up_unet,
 )
 from stereocrafter.stereo.merge import working_size
-
-logger = logging.getLogger(__name__)
 
 UNET = Component(
     "inpainting_unet",
@@ -52,15 +47,11 @@ def load_pipeline(
     pipeline builds."""
     from diffusers import UNetSpatioTemporalConditionModel
 
-    parts = resolve_all(weights_dir, StereoCrafterStage.components)
-    device = torch.device(device)
-    dtype = dtype or default_dtype(device)
-    if is_tiny(weights_dir):
-        logger.warning("%s holds tiny random test weights: inpainting output is noise", weights_dir)
+    unet, parts, device, dtype = load_unet(
+        weights_dir, StereoCrafterStage.components, UNET, UNetSpatioTemporalConditionModel,
+        device=device, dtype=dtype, noise="inpainting output is noise",
+    )  # fmt: skip
     folder = parts[UNET.name].folder
-    unet = UNetSpatioTemporalConditionModel.from_pretrained(
-        folder, torch_dtype=dtype, low_cpu_mem_usage=True, local_files_only=True
-    )
     if unet.config.in_channels != 9:
         raise ValueError(
             f"{folder} holds a UNet with {unet.config.in_channels} input channels; StereoCrafter's "

@@ -13,18 +13,7 @@ from stereocrafter.errors import VideoDecodeError, VideoEncodeError
 from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.video_io import iter_frames, probe
 from stereocrafter.testing.media import make_video, psnr, scene_frames, sine_audio
-
-
-def read_all(path: Path, chunk_size: int = 8) -> np.ndarray:
-    return np.concatenate(list(iter_frames(path, chunk_size)))
-
-
-def write(path: Path, frames: np.ndarray, fps: Fraction | int = 24, **kwargs: object) -> Path:
-    _, height, width, _ = frames.shape
-    with VideoWriter(path, fps=fps, width=width, height=height, **kwargs) as writer:  # type: ignore[arg-type]
-        writer.write(frames)
-    return path
-
+from tests.support.video import read_all, write
 
 # --- round trips ---------------------------------------------------------------------------
 

@@ -12,14 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from stereocrafter.models.vda import FrameGroupNorm, VideoDepthAnything, reference_pos_encoding
-from stereocrafter.models.vda_depth import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    VdaDepthPipeline,
-)
 from stereocrafter.testing.weights import TINY_VDA
 
-MOTION = "head.motion_modules.{}.temporal_transformer.transformer_blocks.0"
 TINY = TINY_VDA  # the tiny weights' sizes (stereocrafter.testing.weights)
 
 
@@ -114,78 +108,6 @@ def test_the_model_gives_nonnegative_depth_of_the_input_size_mixed_over_time() -
         model(torch.zeros(1, 2, 3, 30, 42))
     with pytest.raises(ValueError, match="at most 32"):
         model(torch.zeros(1, 33, 3, 28, 28))
-
-
-class AffineOracle(torch.nn.Module):
-    """A stand-in model that knows the true depth (channel 0 of each frame, ImageNet-normalised) and
-    returns it under a new affine map per call, as a relative-depth model may; records its inputs."""
-
-    def __init__(self, seed: int = 0, constant: bool = False, noise: float = 0.0, shift: float = 0.0) -> None:
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))  # gives the pipeline a device
-        self.generator = torch.Generator().manual_seed(seed)
-        self.constant, self.noise, self.offset = constant, noise, shift
-        self.inputs: list[torch.Tensor] = []
-        self.outputs: list[torch.Tensor] = []
-        self.maps: list[tuple[float, float]] = []
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.inputs.append(x[0].clone())
-        if self.constant:  # window k answers k + 1 everywhere: a fit on a constant is singular
-            self.maps.append((0.0, float(len(self.inputs))))
-            return torch.full(x.shape[:2] + x.shape[3:], float(len(self.inputs)))
-        scale = 0.2 + float(torch.rand(1, generator=self.generator)) * 3
-        shift = float(torch.rand(1, generator=self.generator)) + self.offset
-        self.maps.append((scale, shift))
-        true = x[:, :, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
-        out = true * scale + shift + self.noise * torch.randn(true.shape, generator=self.generator)
-        self.outputs.append(out[0].clone())
-        return out
-
-
-def depth_clip(frames: int, h: int = 14, w: int = 28) -> torch.Tensor:
-    """(T, 3, h, w) in [0, 1]: channel 0 a depth in [0.1, 0.9] that moves over time, the rest noise."""
-    g = torch.Generator().manual_seed(frames)
-    t = torch.arange(frames, dtype=torch.float32)[:, None, None]
-    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    depth = 0.5 + 0.4 * torch.sin(3 * x + 2 * y + 0.2 * t) * torch.cos(0.1 * t + y)
-    return torch.cat([depth[:, None], torch.rand(frames, 2, h, w, generator=g)], dim=1)
-
-
-def run_stage(stage: VdaDepthPipeline, clip: torch.Tensor) -> torch.Tensor:
-    starts, chunks = [], []
-    for start, chunk in stage.iter_depth(clip):
-        starts.append(start)
-        chunks.append(chunk)
-    assert starts == [sum(c.shape[0] for c in chunks[:i]) for i in range(len(chunks))]  # in order, no gap
-    return torch.cat(chunks)[:, 0]
-
-
-def reference_alignment(outputs: list[torch.Tensor], frames: int) -> torch.Tensor:
-    """The published alignment as written there, in batch: every window's output first, then the
-    loop over windows (fit on the first two against the kept references, clamp, blend, append)."""
-    depth = [frame for window in outputs for frame in window]
-    aligned: list[torch.Tensor] = []
-    references: list[torch.Tensor] = []
-    for first in range(0, len(depth), 32):
-        if not aligned:
-            aligned += depth[:32]
-            references = [depth[first + 0], depth[first + 12]]
-            continue
-        p = torch.stack(depth[first : first + 2]).double()
-        r = torch.stack(references).double()
-        a00, a01, a11 = (p * p).sum(), p.sum(), p.numel()
-        b0, b1 = (p * r).sum(), r.sum()
-        det = a00 * a11 - a01 * a01
-        scale, shift = ((a11 * b0 - a01 * b1) / det, (-a01 * b0 + a00 * b1) / det) if det != 0 else (1.0, 0.0)
-        post = [(d * scale + shift).float().clamp(min=0) for d in depth[first + 2 : first + 10]]
-        weights = [i / 7 for i in range(8)]
-        aligned[-8:] = [
-            pre * (1 - w) + new * w for pre, new, w in zip(aligned[-8:], post, weights, strict=True)
-        ]
-        aligned += [(d * scale + shift).float().clamp(min=0) for d in depth[first + 10 : first + 32]]
-        references = [references[0], (depth[first + 12] * scale + shift).float().clamp(min=0)]
-    return torch.stack(aligned[:frames])
 
 
 def test_the_transformers_range_is_the_tested_one() -> None:

@@ -18,8 +18,8 @@ from stereocrafter.models.vda_depth import (
     processing_size,
 )
 from stereocrafter.testing.weights import TINY_VDA
+from tests.support.vda import depth_clip, randomise, run_stage
 
-MOTION = "head.motion_modules.{}.temporal_transformer.transformer_blocks.0"
 TINY = TINY_VDA  # the tiny weights' sizes (stereocrafter.testing.weights)
 
 
@@ -50,23 +50,6 @@ class AffineOracle(torch.nn.Module):
         return out
 
 
-def depth_clip(frames: int, h: int = 14, w: int = 28) -> torch.Tensor:
-    """(T, 3, h, w) in [0, 1]: channel 0 a depth in [0.1, 0.9] that moves over time, the rest noise."""
-    g = torch.Generator().manual_seed(frames)
-    t = torch.arange(frames, dtype=torch.float32)[:, None, None]
-    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    depth = 0.5 + 0.4 * torch.sin(3 * x + 2 * y + 0.2 * t) * torch.cos(0.1 * t + y)
-    return torch.cat([depth[:, None], torch.rand(frames, 2, h, w, generator=g)], dim=1)
-
-
-def randomise(module: torch.nn.Module, seed: int) -> None:
-    """Every parameter drawn anew (the library's init zeroes some, which would hide a path)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
-
-
 def reference_alignment(outputs: list[torch.Tensor], frames: int) -> torch.Tensor:
     """The published alignment as written there, in batch: every window's output first, then the
     loop over windows (fit on the first two against the kept references, clamp, blend, append)."""
@@ -92,15 +75,6 @@ def reference_alignment(outputs: list[torch.Tensor], frames: int) -> torch.Tenso
         aligned += [(d * scale + shift).float().clamp(min=0) for d in depth[first + 10 : first + 32]]
         references = [references[0], (depth[first + 12] * scale + shift).float().clamp(min=0)]
     return torch.stack(aligned[:frames])
-
-
-def run_stage(stage: VdaDepthPipeline, clip: torch.Tensor) -> torch.Tensor:
-    starts, chunks = [], []
-    for start, chunk in stage.iter_depth(clip):
-        starts.append(start)
-        chunks.append(chunk)
-    assert starts == [sum(c.shape[0] for c in chunks[:i]) for i in range(len(chunks))]  # in order, no gap
-    return torch.cat(chunks)[:, 0]
 
 
 @pytest.mark.parametrize("frames", [1, 22, 23, 45, 100])

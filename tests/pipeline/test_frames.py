@@ -5,10 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereocrafter.config import StereoConfig
 from stereocrafter.pipeline.frames import SequentialFrames
-
-FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
 
 
 def test_sequential_frames_serves_overlapping_ranges_once() -> None:

@@ -8,18 +8,7 @@ from pathlib import Path
 import pytest
 
 from stereocrafter.errors import WeightsMissingError
-from stereocrafter.testing.weights import DEPTH_REPO, INPAINTING_REPO, SVD_REPO
-
-DEPTH_FILES = [
-    f"{SVD_REPO}/vae/config.json",
-    f"{SVD_REPO}/vae/diffusion_pytorch_model.fp16.safetensors",
-    f"{SVD_REPO}/image_encoder/config.json",
-    f"{SVD_REPO}/image_encoder/model.fp16.safetensors",
-    f"{SVD_REPO}/feature_extractor/preprocessor_config.json",
-    f"{SVD_REPO}/scheduler/scheduler_config.json",
-    f"{DEPTH_REPO}/config.json",
-    f"{DEPTH_REPO}/diffusion_pytorch_model.safetensors",
-]
+from stereocrafter.testing.weights import DEPTH_REPO, INPAINTING_REPO
 
 
 def test_stereo_pipeline_shares_the_svd_components(tiny_weights: Path) -> None:

@@ -12,20 +12,8 @@ from stereocrafter.errors import (
     S3AccessDeniedError,
     S3UnavailableError,
 )
-from stereocrafter.serving.storage import S3Storage, client_config
-
-
-def _offline_client(endpoint: str | None = None, **config: object):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-        config=client_config(**config),  # type: ignore[arg-type]
-    )
+from stereocrafter.serving.storage import S3Storage
+from tests.support.s3 import offline_client
 
 
 @pytest.mark.parametrize(
@@ -41,7 +29,7 @@ def _offline_client(endpoint: str | None = None, **config: object):
     ],
 )
 def test_s3_errors_map_to_the_party_at_fault(code: str, status: int, expected: type, tmp_path: Path) -> None:
-    client = _offline_client(max_attempts=1)
+    client = offline_client(max_attempts=1)
     with Stubber(client) as stub:
         stub.add_client_error("head_object", service_error_code=code, http_status_code=status)
         with pytest.raises(expected) as caught:

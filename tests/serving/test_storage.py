@@ -19,6 +19,7 @@ from stereocrafter.errors import (
 from stereocrafter.locations import S3Location
 from stereocrafter.serving.storage import S3Storage, client_config, worst_case_call_s
 from stereocrafter.testing.net import StallingServer
+from tests.support.s3 import offline_client
 from tests.support.stops import Calls
 
 
@@ -103,19 +104,6 @@ def test_failed_multipart_upload_leaves_nothing(s3, tmp_path: Path) -> None:
     assert not s3.list_multipart_uploads(Bucket="videos").get("Uploads")
 
 
-def _offline_client(endpoint: str | None = None, **config: object):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-        config=client_config(**config),  # type: ignore[arg-type]
-    )
-
-
 def test_preflight_finds_a_missing_output_bucket_before_any_download(s3, tmp_path: Path) -> None:
     s3.put_object(Bucket="videos", Key="in/a.mp4", Body=b"x" * 10)
     storage = S3Storage(s3)
@@ -160,7 +148,7 @@ def test_preflight_refuses_the_input_under_another_name(tmp_path: Path) -> None:
     ETag and time for both names, and the output is refused before anything runs."""
     import datetime
 
-    client = _offline_client()
+    client = offline_client()
     head = {
         "ContentLength": 123,
         "ETag": '"abc"',
@@ -181,7 +169,7 @@ def test_hung_s3_fails_within_the_time_out_budget(tmp_path: Path) -> None:
 
     settings = {"max_attempts": 3, "connect_timeout": 1.0, "read_timeout": 0.5}
     with StallingServer() as stall:
-        storage = S3Storage(_offline_client(stall.url, **settings), **settings)
+        storage = S3Storage(offline_client(stall.url, **settings), **settings)
         started = time.monotonic()
         with pytest.raises(S3UnavailableError) as caught:
             storage.download("s3://videos/a.mp4", tmp_path / "a")
@@ -197,23 +185,6 @@ def test_the_default_budget_bounds_a_hung_call_to_about_a_minute() -> None:
     assert config.retries == {"total_max_attempts": 3, "mode": "standard"}
     assert (config.connect_timeout, config.read_timeout) == (3.0, 15.0)
     assert worst_case_call_s() <= 60.0
-
-
-class Stop(Exception):
-    """What a job's check raises (a deadline, SIGTERM)."""
-
-
-def stop_after(seconds: float):
-    """A ``check`` that passes for ``seconds``, then raises ``Stop``."""
-    import time
-
-    until = time.monotonic() + seconds
-
-    def check() -> None:
-        if time.monotonic() > until:
-            raise Stop
-
-    return check
 
 
 def test_a_small_upload_is_multipart_too(s3, tmp_path: Path) -> None:

@@ -10,26 +10,14 @@ import pytest
 from stereocrafter.errors import (
     S3UnavailableError,
 )
-from stereocrafter.serving.storage import S3Storage, client_config
+from stereocrafter.serving.storage import S3Storage
 from stereocrafter.testing.net import TricklingS3
+from tests.support.s3 import offline_client
 from tests.support.stops import Calls
 
 
 class Stop(Exception):
     """What a job's check raises (a deadline, SIGTERM)."""
-
-
-def _offline_client(endpoint: str | None = None, **config: object):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-        config=client_config(**config),  # type: ignore[arg-type]
-    )
 
 
 def stop_after(seconds: float):
@@ -51,7 +39,7 @@ def test_a_slow_but_progressing_download_succeeds(tmp_path: Path) -> None:
     body = bytes(range(256)) * 8
     settings = {"max_attempts": 1, "connect_timeout": 1.0, "read_timeout": 0.5}
     with TricklingS3(body, piece=200, interval=0.2) as server:
-        storage = S3Storage(_offline_client(server.url, **settings), **settings)
+        storage = S3Storage(offline_client(server.url, **settings), **settings)
         assert storage.download("s3://videos/slow.mp4", tmp_path / "slow") == len(body)
     assert (tmp_path / "slow").read_bytes() == body
     assert "GET /videos/slow.mp4" in server.requests
@@ -61,7 +49,7 @@ def test_a_download_that_stops_mid_way_fails_after_two_gets(tmp_path: Path) -> N
     body = b"v" * 4000
     settings = {"max_attempts": 1, "connect_timeout": 1.0, "read_timeout": 0.5}
     with TricklingS3(body, piece=500, interval=0.01, stall_after=1000) as server:
-        storage = S3Storage(_offline_client(server.url, **settings), **settings)
+        storage = S3Storage(offline_client(server.url, **settings), **settings)
         with pytest.raises(S3UnavailableError) as caught:
             storage.download("s3://videos/broken.mp4", tmp_path / "broken")
     assert caught.value.status == 502
@@ -81,7 +69,7 @@ def test_a_hung_download_is_stopped_by_the_check_within_a_poll(moto_server: str,
 
     s3.put_object(Bucket="videos", Key="in/a.mp4", Body=b"z" * 40_000)
     with S3Proxy(moto_server, lambda method, path: "hang" if method == "GET" else None) as proxy:
-        storage = S3Storage(_offline_client(proxy.url))
+        storage = S3Storage(offline_client(proxy.url))
         started = time.monotonic()
         with pytest.raises(Stop):
             storage.download("s3://videos/in/a.mp4", tmp_path / "a", stop=Calls(stop_after(1.0)))
@@ -107,7 +95,7 @@ def test_an_upload_stopped_mid_way_is_aborted_and_writes_nothing(
     big = tmp_path / "big"
     big.write_bytes(b"y" * (26 * 2**20))  # 6 parts of 5 MiB, 8 at a time
     with S3Proxy(moto_server, slow_parts) as proxy:
-        storage = S3Storage(_offline_client(proxy.url), chunk_mib=5)
+        storage = S3Storage(offline_client(proxy.url), chunk_mib=5)
         started = time.monotonic()
         with pytest.raises(Stop):
             storage.upload(big, "s3://videos/out/stopped.mp4", stop=Calls(stop_after(0.3)))

@@ -15,17 +15,7 @@ from stereocrafter.stages.depthcrafter import DepthCrafterStage
 from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
 from stereocrafter.stages.stereocrafter import StereoCrafterStage
 from stereocrafter.testing.weights import DEPTH_REPO, INPAINTING_REPO, SVD_REPO
-
-DEPTH_FILES = [
-    f"{SVD_REPO}/vae/config.json",
-    f"{SVD_REPO}/vae/diffusion_pytorch_model.fp16.safetensors",
-    f"{SVD_REPO}/image_encoder/config.json",
-    f"{SVD_REPO}/image_encoder/model.fp16.safetensors",
-    f"{SVD_REPO}/feature_extractor/preprocessor_config.json",
-    f"{SVD_REPO}/scheduler/scheduler_config.json",
-    f"{DEPTH_REPO}/config.json",
-    f"{DEPTH_REPO}/diffusion_pytorch_model.safetensors",
-]
+from tests.support.layout import DEPTH_FILES
 
 
 @pytest.mark.parametrize("relative", DEPTH_FILES)

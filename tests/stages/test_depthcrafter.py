@@ -8,18 +8,6 @@ from pathlib import Path
 import torch
 
 from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
-from stereocrafter.testing.weights import DEPTH_REPO, SVD_REPO
-
-DEPTH_FILES = [
-    f"{SVD_REPO}/vae/config.json",
-    f"{SVD_REPO}/vae/diffusion_pytorch_model.fp16.safetensors",
-    f"{SVD_REPO}/image_encoder/config.json",
-    f"{SVD_REPO}/image_encoder/model.fp16.safetensors",
-    f"{SVD_REPO}/feature_extractor/preprocessor_config.json",
-    f"{SVD_REPO}/scheduler/scheduler_config.json",
-    f"{DEPTH_REPO}/config.json",
-    f"{DEPTH_REPO}/diffusion_pytorch_model.safetensors",
-]
 
 
 def test_loads_through_the_real_code_path(tiny_weights: Path) -> None:

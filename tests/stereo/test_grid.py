@@ -11,9 +11,10 @@ import pytest
 
 from stereocrafter.config import StereoConfig
 from stereocrafter.jobs.local import convert_file
-from stereocrafter.media.video_io import iter_frames, probe
+from stereocrafter.media.video_io import probe
 from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.testing.media import make_video, scene_frames
+from tests.support.video import read_all
 
 FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
 
@@ -29,17 +30,13 @@ def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
 
 
-def decode(path: Path) -> np.ndarray:
-    return np.concatenate(list(iter_frames(path)))
-
-
 def test_debug_grid(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
     grid = tmp_path / "grid.mp4"
     convert_file(stereo, clip_with_audio, tmp_path / "o.mp4", mode="anaglyph", grid_path=grid)
     info = probe(grid)
     assert (info.width, info.height, info.num_frames) == (192, 128, 26)
-    frames = decode(grid).astype(float)
-    source = decode(clip_with_audio).astype(float)
+    frames = read_all(grid).astype(float)
+    source = read_all(clip_with_audio).astype(float)
     assert (
         10 * np.log10(255.0**2 / np.mean((frames[:, :64, :96] - source) ** 2)) > 35.0
     )  # top-left: left view

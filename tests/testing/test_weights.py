@@ -7,17 +7,7 @@ from pathlib import Path
 
 from stereocrafter.stages.components import is_tiny
 from stereocrafter.testing.weights import DEPTH_REPO, INPAINTING_REPO, SVD_REPO
-
-DEPTH_FILES = [
-    f"{SVD_REPO}/vae/config.json",
-    f"{SVD_REPO}/vae/diffusion_pytorch_model.fp16.safetensors",
-    f"{SVD_REPO}/image_encoder/config.json",
-    f"{SVD_REPO}/image_encoder/model.fp16.safetensors",
-    f"{SVD_REPO}/feature_extractor/preprocessor_config.json",
-    f"{SVD_REPO}/scheduler/scheduler_config.json",
-    f"{DEPTH_REPO}/config.json",
-    f"{DEPTH_REPO}/diffusion_pytorch_model.safetensors",
-]
+from tests.support.layout import DEPTH_FILES
 
 
 def test_tiny_layout_is_the_published_layout(tiny_weights: Path) -> None:
