@@ -43,9 +43,9 @@ from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import LIBX264
 from stereocrafter.media.streams import BackgroundSink, prefetch
 from stereocrafter.media.video_io import iter_frames, probe
-from stereocrafter.models.inpainting import plan_chunks
 from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.pipeline.types import RunHooks
+from stereocrafter.stages.stereocrafter import StereoCrafterStage
 from stereocrafter.stages.vda import VdaStage
 from stereocrafter.stereo.compose import compose
 from stereocrafter.stereo.depthmap import normalise, resize_depth
@@ -56,13 +56,15 @@ CHUNK = 16  # decoded frames per chunk, as convert_file decodes
 
 
 class InstantDepth:
-    """A depth stage (``depth_stages.DepthStage``) in VDA-S's place: its sizes, a smooth depth."""
+    """A depth stage (``stages.base.DepthStage``) in VDA-S's place: its sizes, a smooth depth."""
 
-    model = VdaStage.model
+    name = VdaStage.name
     processing_size = staticmethod(VdaStage.processing_size)
     resize = staticmethod(VdaStage.resize)
+    warmup_calls = staticmethod(VdaStage.warmup_calls)
 
     def __init__(self) -> None:
+        self.pipeline, self.device = None, torch.device("cpu")
         self.watched = torch.nn.Identity()
         self.checked: list[torch.nn.Module] = []
 
@@ -77,14 +79,27 @@ class InstantDepth:
 
 
 class EchoInpainting:
-    """The inpainting stage's interface, returning the warped view it is given (no model)."""
+    """An inpainting stage (``stages.base.InpaintingStage``) in StereoCrafter's place: its chunks,
+    returning the warped view it is given (no model)."""
+
+    name = StereoCrafterStage.name
+    plan = staticmethod(StereoCrafterStage.plan)
 
     def __init__(self) -> None:
-        self.unet = torch.nn.Identity()
-        self._execution_device = torch.device("cpu")
+        self.pipeline, self.device = None, torch.device("cpu")
+        self.watched = torch.nn.Identity()
+        self.checked: list[torch.nn.Module] = []
 
-    def iter_inpaint(self, source: Any, *, frames_chunk: int, overlap: int, **_: Any) -> Iterator[Any]:
-        for chunk in plan_chunks(len(source), frames_chunk, overlap):
+    @staticmethod
+    def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[Any]:
+        return []
+
+    @staticmethod
+    def increments(chunks: list[Any], config: StereoConfig) -> list[float]:
+        return []
+
+    def iter_inpaint(self, source: Any, config: StereoConfig, generator: Any) -> Iterator[Any]:
+        for chunk in self.plan(len(source), config):
             warped, _ = source[chunk.start : chunk.end]
             yield chunk.start + chunk.reused, warped[chunk.reused :]
 
