@@ -4,9 +4,10 @@ holes of the splatted right view. Each stage says:
 
 - what it loads: ``name`` (its ``catalog.MODELS`` card: repo, licence), ``components`` (its files,
   those of the models it shares included) and ``load(weights_dir, ...)``;
-- how it is sized: ``processing_size`` (depth) or ``working_size`` (inpainting) for a source;
-- what it costs: ``warmup_calls`` (the model calls of one job at a size: the compile warm-up runs
-  them, the memory and FLOP counts are over the same shapes);
+- how it is sized: ``processing_size`` (depth; the inpainting's working size is the config's,
+  ``stereo.merge.working_size``);
+- what it costs: ``warmup_calls`` (the model calls of one job at a size, which the compile warm-up
+  runs; ``bench/flops.py`` still counts the published architectures by their names);
 - how it runs: ``iter_depth`` / ``iter_inpaint`` over the config, with ``increments`` (frames
   finished per call of its ``watched`` module: progress) and ``checked`` (modules before whose
   calls the job's stop check runs too: a VAE decoder).

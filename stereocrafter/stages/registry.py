@@ -1,6 +1,7 @@
 """Which stage runs which model: one table per kind, keyed by the model's name (the config's
-``depth_model`` and ``inpainting_model``, the ``catalog.MODELS`` card). Nothing outside this
-module, the stage modules and the preset and catalog tables names a model.
+``depth_model`` and ``inpainting_model``, the ``catalog.MODELS`` card). In the service's path nothing
+outside this module, the stage modules and the preset and catalog tables names a model (the
+pipeline may not: ``.importlinter``).
 
 A new stage is a sibling module of ``depthcrafter``/``vda``/``stereocrafter`` implementing
 ``stages.base.DepthStage`` or ``InpaintingStage``, one entry here, and its rows in
