@@ -17,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -272,3 +272,35 @@ def warm_up_unet(unet: Any, call: WarmupCall, per_frame_context: bool) -> None:
         added_time_ids=torch.zeros(call.batch, 3, device=device, dtype=dtype),
         return_dict=False,
     )
+
+
+class UNetStage:
+    """What the two SVD-based stages share: their device, the UNet they compile and whose every
+    call advances the stage's progress, the VAE decoder before whose calls the stop check runs,
+    and the warm-up call of their UNet (``per_frame_context``: DepthCrafter's CLIP context is one
+    embedding per frame, StereoCrafter's one per chunk)."""
+
+    per_frame_context: ClassVar[bool]
+    pipeline: Any
+
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = self.pipeline.device
+        return device
+
+    @property
+    def compiled(self) -> torch.nn.Module:
+        unet: torch.nn.Module = self.pipeline.unet
+        return unet
+
+    @property
+    def watched(self) -> torch.nn.Module:
+        return self.compiled
+
+    @property
+    def checked(self) -> list[torch.nn.Module]:
+        vae = getattr(self.pipeline, "vae", None)
+        return [vae.decoder] if vae is not None else []
+
+    def warm_up(self, call: WarmupCall) -> None:
+        warm_up_unet(self.pipeline.unet, call, per_frame_context=self.per_frame_context)

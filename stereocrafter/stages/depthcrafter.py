@@ -18,9 +18,9 @@ from stereocrafter.stages.base import FrameSource, WarmupCall
 from stereocrafter.stages.components import (
     SVD_COMPONENTS,
     Component,
+    UNetStage,
     assemble,
     load_unet,
-    warm_up_unet,
 )
 
 UNET = Component(
@@ -52,12 +52,14 @@ def load_pipeline(
     return pipeline
 
 
-class DepthCrafterStage:
+class DepthCrafterStage(UNetStage):
     """DepthCrafter's pipeline behind the depth-stage interface (``stages.base.DepthStage``)."""
 
     name: ClassVar[str] = "depthcrafter"
     components: ClassVar[tuple[Component, ...]] = (*SVD_COMPONENTS, UNET)
     pipeline_type: ClassVar[type] = DepthCrafterPipeline
+    per_frame_context: ClassVar[bool] = True  # DepthCrafter's CLIP context is per frame
+    pipeline: DepthCrafterPipeline
 
     def __init__(self, pipeline: DepthCrafterPipeline) -> None:
         self.pipeline = pipeline
@@ -93,28 +95,6 @@ class DepthCrafterStage:
         unconditional pass as a second call of batch 1, not as a batch of 2."""
         height, width = DepthCrafterStage.processing_size(*frame_size, config)
         return [WarmupCall(DepthCrafterStage.name, config.depth_window, 1, (height // 8, width // 8))]
-
-    @property
-    def device(self) -> torch.device:
-        device: torch.device = self.pipeline.device
-        return device
-
-    @property
-    def compiled(self) -> torch.nn.Module:
-        unet: torch.nn.Module = self.pipeline.unet
-        return unet
-
-    def warm_up(self, call: WarmupCall) -> None:
-        warm_up_unet(self.pipeline.unet, call, per_frame_context=True)
-
-    @property
-    def watched(self) -> torch.nn.Module:
-        unet: torch.nn.Module = self.pipeline.unet
-        return unet
-
-    @property
-    def checked(self) -> list[torch.nn.Module]:
-        return [self.pipeline.vae.decoder]
 
     def iter_depth(
         self, frames: FrameSource, config: StereoConfig, generator: torch.Generator

@@ -19,10 +19,10 @@ from stereocrafter.stages.base import HoleSource, WarmupCall
 from stereocrafter.stages.components import (
     SVD_COMPONENTS,
     Component,
+    UNetStage,
     assemble,
     load_unet,
     shared_svd,
-    warm_up_unet,
 )
 from stereocrafter.stereo.merge import working_size
 
@@ -61,13 +61,15 @@ def load_pipeline(
     return pipeline
 
 
-class StereoCrafterStage:
+class StereoCrafterStage(UNetStage):
     """StereoCrafter's pipeline behind the inpainting-stage interface
     (``stages.base.InpaintingStage``)."""
 
     name: ClassVar[str] = "stereocrafter"
     components: ClassVar[tuple[Component, ...]] = (*SVD_COMPONENTS, UNET)
     pipeline_type: ClassVar[type] = StereoInpaintingPipeline
+    per_frame_context: ClassVar[bool] = False  # one CLIP image per chunk
+    pipeline: StereoInpaintingPipeline
 
     def __init__(self, pipeline: StereoInpaintingPipeline) -> None:
         self.pipeline = pipeline
@@ -102,29 +104,6 @@ class StereoCrafterStage:
         )
         batch = 2 if config.inpaint_guidance > 1.0 else 1
         return [WarmupCall(StereoCrafterStage.name, config.frames_chunk, batch, latent)]
-
-    @property
-    def device(self) -> torch.device:
-        device: torch.device = self.pipeline.device
-        return device
-
-    @property
-    def compiled(self) -> torch.nn.Module:
-        unet: torch.nn.Module = self.pipeline.unet
-        return unet
-
-    def warm_up(self, call: WarmupCall) -> None:
-        warm_up_unet(self.pipeline.unet, call, per_frame_context=False)
-
-    @property
-    def watched(self) -> torch.nn.Module:
-        unet: torch.nn.Module = self.pipeline.unet
-        return unet
-
-    @property
-    def checked(self) -> list[torch.nn.Module]:
-        vae = getattr(self.pipeline, "vae", None)
-        return [vae.decoder] if vae is not None else []
 
     def iter_inpaint(
         self, source: HoleSource, config: StereoConfig, generator: torch.Generator
