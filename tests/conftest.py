@@ -75,3 +75,23 @@ def aws(moto_server: str):
         return boto3.client(name, endpoint_url=moto_server, region_name="us-east-1", **kwargs)
 
     return client
+
+
+@pytest.fixture(scope="session")
+def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """26 frames of a moving scene, 96x64 at 29.97 fps, with AAC audio."""
+    from fractions import Fraction
+
+    from stereocrafter.testing.media import make_video, scene_frames
+
+    path = tmp_path_factory.mktemp("media") / "left.mp4"
+    return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
+
+
+@pytest.fixture(scope="session")
+def stereo(depth_pipeline, inpainting_pipeline):  # type: ignore[no-untyped-def]
+    """Both tiny stages with 2 steps each (a file may define its own ``stereo``)."""
+    from stereocrafter.config import StereoConfig
+    from stereocrafter.pipeline.run import StereoPipeline
+
+    return StereoPipeline(depth_pipeline, inpainting_pipeline, StereoConfig(depth_steps=2, inpaint_steps=2))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -13,13 +12,7 @@ import pytest
 from stereocrafter.cli import main as cli_main
 from stereocrafter.media.encoders import nvenc_problem
 from stereocrafter.media.video_io import probe
-from stereocrafter.testing.media import make_video, scene_frames
-
-
-@pytest.fixture(scope="module")
-def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "left.mp4"
-    return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
+from stereocrafter.testing.media import scene_frames
 
 
 def test_cli_convert(

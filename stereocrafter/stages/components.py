@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 
@@ -281,7 +282,20 @@ class UNetStage:
     embedding per frame, StereoCrafter's one per chunk)."""
 
     per_frame_context: ClassVar[bool]
+    load_pipeline: ClassVar[Callable[..., Any]]  # the stage's loader, given the shared SVD parts
     pipeline: Any
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    @classmethod
+    def load(
+        cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
+        shared: dict[str, Any],
+    ) -> Self:  # fmt: skip
+        """The stage on ``device``, on SVD parts loaded once per ``shared`` (``shared_svd``)."""
+        svd = shared_svd(shared, weights_dir, device, dtype)
+        return cls(cls.load_pipeline(weights_dir, device=device, dtype=dtype, svd=svd))
 
     @property
     def device(self) -> torch.device:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -61,18 +61,7 @@ class DepthCrafterStage(UNetStage):
     per_frame_context: ClassVar[bool] = True  # DepthCrafter's CLIP context is per frame
     pipeline: DepthCrafterPipeline
 
-    def __init__(self, pipeline: DepthCrafterPipeline) -> None:
-        self.pipeline = pipeline
-
-    @classmethod
-    def load(
-        cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
-        shared: dict[str, Any],
-    ) -> DepthCrafterStage:  # fmt: skip
-        from stereocrafter.stages.components import shared_svd
-
-        svd = shared_svd(shared, weights_dir, device, dtype)
-        return cls(load_pipeline(weights_dir, device=device, dtype=dtype, svd=svd))
+    load_pipeline = staticmethod(load_pipeline)
 
     @staticmethod
     def processing_size(height: int, width: int, config: StereoConfig) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -22,7 +22,6 @@ from stereocrafter.stages.components import (
     UNetStage,
     assemble,
     load_unet,
-    shared_svd,
 )
 from stereocrafter.stereo.merge import working_size
 
@@ -71,16 +70,7 @@ class StereoCrafterStage(UNetStage):
     per_frame_context: ClassVar[bool] = False  # one CLIP image per chunk
     pipeline: StereoInpaintingPipeline
 
-    def __init__(self, pipeline: StereoInpaintingPipeline) -> None:
-        self.pipeline = pipeline
-
-    @classmethod
-    def load(
-        cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
-        shared: dict[str, Any],
-    ) -> StereoCrafterStage:  # fmt: skip
-        svd = shared_svd(shared, weights_dir, device, dtype)
-        return cls(load_pipeline(weights_dir, device=device, dtype=dtype, svd=svd))
+    load_pipeline = staticmethod(load_pipeline)
 
     @staticmethod
     def plan(num_frames: int, config: StereoConfig) -> list[Chunk]:

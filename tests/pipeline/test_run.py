@@ -14,20 +14,7 @@ from stereocrafter.jobs.local import convert_file
 from stereocrafter.media.video_io import iter_frames, probe
 from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.pipeline.types import RunHooks
-from stereocrafter.testing.media import audio_duration, make_video, scene_frames
-
-FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
-
-
-@pytest.fixture(scope="module")
-def stereo(depth_pipeline, inpainting_pipeline) -> StereoPipeline:
-    return StereoPipeline(depth_pipeline, inpainting_pipeline, FAST)
-
-
-@pytest.fixture(scope="module")
-def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "left.mp4"
-    return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
+from stereocrafter.testing.media import audio_duration
 
 
 def decode(path: Path) -> np.ndarray:

@@ -3,31 +3,14 @@ occlusion mask, warped right view), written beside the output."""
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from stereocrafter.config import StereoConfig
 from stereocrafter.jobs.local import convert_file
 from stereocrafter.media.video_io import probe
 from stereocrafter.pipeline.run import StereoPipeline
-from stereocrafter.testing.media import make_video, scene_frames
 from tests.support.video import read_all
-
-FAST = StereoConfig(depth_steps=2, inpaint_steps=2)
-
-
-@pytest.fixture(scope="module")
-def stereo(depth_pipeline, inpainting_pipeline) -> StereoPipeline:
-    return StereoPipeline(depth_pipeline, inpainting_pipeline, FAST)
-
-
-@pytest.fixture(scope="module")
-def clip_with_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("media") / "left.mp4"
-    return make_video(path, scene_frames(26, 96, 64), fps=Fraction(30000, 1001), audio_codec="aac")
 
 
 def test_debug_grid(stereo: StereoPipeline, clip_with_audio: Path, tmp_path: Path) -> None:
