@@ -1,7 +1,9 @@
 """The models a preset runs, with their Hugging Face repos and licences: data only (no torch here).
 
-Every preset inpaints with StereoCrafter on Stable Video Diffusion's VAE and CLIP image encoder; its
-depth model is its table's ``depth_model`` (``presets.PRESETS``; default ``depthcrafter``). From
+A preset's depth model is its table's ``depth_model`` and its inpainting model its
+``inpainting_model`` (``presets.PRESETS``; defaults ``depthcrafter`` and ``stereocrafter``, the
+diffusion models on Stable Video Diffusion's VAE and CLIP image encoder). ``instant`` and ``clean``
+run no diffusion model: VDA-S with the weight-free ``background-fill`` or with MI-GAN. From
 this one table come what an endpoint downloads and loads for the presets it serves
 (``STEREOCRAFTER_PRESETS``), what ``doctor`` lists, and the README's licence column.
 """
@@ -17,6 +19,8 @@ from stereocrafter.presets import PRESET_NAMES, PRESETS, check_preset
 DEFAULT_DEPTH_MODEL = "depthcrafter"
 DEFAULT_INPAINTING_MODEL = "stereocrafter"
 VDA_CHECKPOINT = "video_depth_anything_vits.pth"  # the published file of Video-Depth-Anything-Small
+# MI-GAN's published 512 px Places2 generator (a plain state dict; Picsart-AI-Research/MI-GAN README).
+MIGAN_CHECKPOINT = "migan_512_places2.pt"
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,10 @@ class ModelCard:
     name: str
     role: str  # "depth" | "inpainting" | "shared" (the SVD parts the diffusion models run on)
     repo: str
-    licence: str
+    licence: str  # of the weights (the code's, where it differs, is in ``code_licence``)
     about: str
+    gated: bool = False  # the repo asks for an accepted licence and a token (SVD)
+    code_licence: str = ""  # the published code's licence, when it is not the weights'
 
 
 MODELS: Mapping[str, ModelCard] = MappingProxyType(
@@ -42,10 +48,19 @@ MODELS: Mapping[str, ModelCard] = MappingProxyType(
             "stereocrafter", "inpainting", "TencentARC/StereoCrafter",
             "research use only (StereoCrafter LICENSE/NOTICE)", "video diffusion inpainting (an SVD UNet)",
         ),
+        "migan": ModelCard(
+            "migan", "inpainting", "andraniksargsyan/migan", "MIT (MI-GAN LICENSE-WEIGHTS)",
+            "MI-GAN (ICCV 2023): a 5.97 M-parameter image inpainting GAN, 512x512 tiles", code_licence="MIT",
+        ),
+        "background-fill": ModelCard(
+            "background-fill", "inpainting", "", "no weights",
+            "weight-free fill from the hole's background side and from frames seen before (stereo.fill)",
+            code_licence="this repository's",
+        ),
         "svd": ModelCard(
             "svd", "shared", "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
             "Stability AI community licence (gated, non-commercial)",
-            "the VAE and CLIP image encoder both diffusion models run on",
+            "the VAE and CLIP image encoder both diffusion models run on", gated=True,
         ),
     }
 )  # fmt: skip
@@ -96,9 +111,25 @@ def models_of(presets: Iterable[str]) -> tuple[str, ...]:
 # (a chunk's views, depth and mask on the device), which a GPU run measures (bench/gpu_check.sh
 # prints max_memory_allocated beside the counted figure).
 MODEL_GB: Mapping[str, float] = MappingProxyType(
-    {"depthcrafter": 3.05, "vda-small": 0.12, "stereocrafter": 3.05, "svd": 1.53}
+    {"depthcrafter": 3.05, "vda-small": 0.12, "stereocrafter": 3.05, "svd": 1.53, "migan": 0.03,
+     "background-fill": 0.0}
+)  # fmt: skip
+ACTIVATIONS_GB_1080P: Mapping[str, float] = MappingProxyType(
+    {"reference": 15.54, "fast": 9.75, "turbo": 6.1, "instant": 6.1, "clean": 6.1}
 )
-ACTIVATIONS_GB_1080P: Mapping[str, float] = MappingProxyType({"reference": 15.54, "fast": 9.75, "turbo": 6.1})
+
+
+def needs_token(presets: Iterable[str]) -> bool:
+    """True when a model the presets run sits in a gated repo (SVD): the download needs a token."""
+    return any(MODELS[name].gated for name in models_of(presets))
+
+
+def commercial_ok(preset: str) -> bool:
+    """True when no model the preset runs is research-only or non-commercial (every weight of it is
+    under a permissive licence or there is none)."""
+    return all(
+        not MODELS[name].gated and "research" not in MODELS[name].licence for name in models_of([preset])
+    )
 
 
 def served_peak_gb(presets: Iterable[str]) -> tuple[float, float]:

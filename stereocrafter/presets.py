@@ -24,6 +24,15 @@ published pipeline's. The request's ``preset``, the CLI's ``--preset`` and
     holes), at a working size of at most 512 px on the long side whose sides are multiples of 64,
     the pair closest to the source's aspect ratio (1920x1080 -> 448x256; 4:3 -> 512x384).
 
+- ``instant``: VDA-S depth as ``turbo``, and no learned inpainting: the weight-free
+  ``background-fill`` (``stereo.fill``) fills each hole at the source size from its background
+  side (the neighbour with the smaller disparity) and from what frames seen before showed there;
+  merged into the holes grown by 1 px and feathered over 2.
+- ``clean``: VDA-S depth and MI-GAN (MIT code and weights) on 512x512 tiles of a working size of
+  at most 1024 px, only tiles with holes, the foreground beside each hole hidden from its
+  context; merged into the holes grown by 2 px and feathered over 2. With ``instant`` the only
+  presets whose every weight may be used commercially (``catalog.commercial_ok``).
+
 Which model each preset runs and its licence: ``catalog``.
 """
 
@@ -64,6 +73,25 @@ PRESETS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
                 "hole_feather_px": 4,
             }
         ),
+        "instant": MappingProxyType(
+            {
+                "depth_model": "vda-small",
+                "inpainting_model": "background-fill",
+                "holes_only": True,
+                "hole_dilate_px": 1,
+                "hole_feather_px": 2,
+            }
+        ),
+        "clean": MappingProxyType(
+            {
+                "depth_model": "vda-small",
+                "inpainting_model": "migan",
+                "inpaint_max_res": 1024,
+                "holes_only": True,
+                "hole_dilate_px": 2,
+                "hole_feather_px": 2,
+            }
+        ),
     }
 )
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
@@ -72,7 +100,9 @@ PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 # (bf16; VDA-S float32) plus the largest model call's activations, counted on fake tensors by
 # bench/flops.py (not yet measured on a GPU). ``stereocrafter doctor`` compares the free GPU memory
 # with it.
-PEAK_GPU_GB_1080P: Mapping[str, float] = MappingProxyType({"reference": 23.2, "fast": 17.4, "turbo": 10.8})
+PEAK_GPU_GB_1080P: Mapping[str, float] = MappingProxyType(
+    {"reference": 23.2, "fast": 17.4, "turbo": 10.8, "instant": 6.2, "clean": 6.3}
+)
 
 
 def check_preset(name: str) -> str:

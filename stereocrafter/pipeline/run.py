@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from stereocrafter.bounds import DEFAULT_MODE, check_mode
 from stereocrafter.catalog import DEFAULT_DEPTH_MODEL, DEFAULT_INPAINTING_MODEL
@@ -185,8 +186,9 @@ class StereoPipeline:
                               depth_range=(low, high), seams=seams)  # fmt: skip
         work = working_size(height, width, cfg.inpaint_max_res, cfg.inpaint_multiple)
         stereo = _StereoSource(
-            self, cfg, self._frames(open_frames), num_frames, raw_depth, (low, high), (height, width), work
-        )
+            self, cfg, self._frames(open_frames), num_frames, raw_depth, (low, high), (height, width), work,
+            with_disparity=getattr(inpaint, "needs_disparity", False),
+        )  # fmt: skip
         started = time.perf_counter()
         out_w, out_h = output_size(mode, width, height)
         written = 0
@@ -275,8 +277,14 @@ class _StereoSource:
         depth_range: tuple[float, float],
         size: tuple[int, int],
         work_size: tuple[int, int],
+        *,
+        with_disparity: bool = False,
     ) -> None:
         self.pipeline, self.config = pipeline, config
+        # The right view's own disparity (splatted with the colours), for stages that tell the
+        # background side of a hole from its foreground side (``disparity``).
+        self.with_disparity = with_disparity
+        self._disparity: tuple[int, torch.Tensor] | None = None
         self.frames = SequentialFrames(chunks, num_frames, pipeline._to_tensor)
         self.raw_depth, self.depth_range, self.size = raw_depth, depth_range, size
         self.work_size = work_size  # what the inpainting sees (``merge.working_size``)
@@ -294,15 +302,20 @@ class _StereoSource:
         start = index.start or 0
         cfg = self.config
         low, high = self.depth_range
-        warped_parts, occlusion_parts, depth_parts = [], [], []
+        warped_parts, occlusion_parts, depth_parts, disparity_parts = [], [], [], []
         for i in range(0, left.shape[0], cfg.splat_batch):
             raw = self.raw_depth[start + i : start + i + left[i : i + cfg.splat_batch].shape[0]]
             # Normalised over the whole clip, then resized to the source size (reference §1.6).
             depth = normalise(raw.to(left.device), low, high)
             depth = resize_depth(depth, self.size).clamp(0, 1)
-            warped, occlusion = forward_splat(
-                left[i : i + cfg.splat_batch], disparity_from_depth(depth, cfg.max_disp)
-            )
+            disparity = disparity_from_depth(depth, cfg.max_disp)
+            view = left[i : i + cfg.splat_batch]
+            if self.with_disparity:  # one splat of colours and disparity: the same weights
+                view = torch.cat([view, disparity.to(view.dtype)], dim=1)
+            warped, occlusion = forward_splat(view, disparity)
+            if self.with_disparity:
+                disparity_parts.append(warped[:, 3:])
+                warped = warped[:, :3]
             warped_parts.append(warped.clamp(0, 1))
             occlusion_parts.append(occlusion)
             depth_parts.append(depth)
@@ -310,8 +323,22 @@ class _StereoSource:
         self._last = (start, left, torch.cat(depth_parts), occlusion, warped)
         if left.device.type == "cuda":
             torch.cuda.synchronize()
+        if self.with_disparity:  # in pixels of the working size; nearest: no mix with the holes' zeros
+            right_disparity = torch.cat(disparity_parts) * (self.work_size[1] / self.size[1])
+            if tuple(right_disparity.shape[-2:]) != tuple(self.work_size):
+                right_disparity = F.interpolate(right_disparity, size=self.work_size, mode="nearest")
+            self._disparity = (start, right_disparity)
         self.splat_seconds += time.perf_counter() - started
         return shrink(warped, occlusion, self.work_size)
+
+    def disparity(self, index: slice) -> torch.Tensor:
+        """The splatted right view's disparity (pixels of the working size, larger = nearer; 0 in
+        holes) of the range last served (``__getitem__``, with ``with_disparity``)."""
+        if self._disparity is None:
+            raise RuntimeError("disparity() before a range was served, or without with_disparity")
+        first, values = self._disparity
+        offset = (index.start or 0) - first
+        return values[offset : offset + (index.stop - (index.start or 0))]
 
     def kept(self, start: int, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Left view, depth, occlusion and warped view of frames [start, start + count), which are

@@ -55,6 +55,11 @@ class HoleSource(Protocol):
 
     def __getitem__(self, index: slice) -> tuple[torch.Tensor, torch.Tensor]: ...
 
+    def disparity(self, index: slice) -> torch.Tensor:
+        """(t, 1, h, w): the right view's disparity in working pixels (larger = nearer) of the range
+        just served; only for stages whose ``needs_disparity`` is true."""
+        ...
+
 
 class Stage(Protocol):
     """What both kinds share."""

@@ -17,6 +17,8 @@ from stereocrafter.config import StereoConfig
 from stereocrafter.stages.base import DepthStage, InpaintingStage, Stage
 from stereocrafter.stages.components import Component
 from stereocrafter.stages.depthcrafter import DepthCrafterStage
+from stereocrafter.stages.fill import BackgroundFillStage
+from stereocrafter.stages.migan import MiganStage
 from stereocrafter.stages.stereocrafter import StereoCrafterStage
 from stereocrafter.stages.vda import VdaStage
 
@@ -26,6 +28,8 @@ DEPTH_STAGES: dict[str, type[DepthStage]] = {
 }
 INPAINTING_STAGES: dict[str, type[InpaintingStage]] = {
     StereoCrafterStage.name: StereoCrafterStage,
+    MiganStage.name: MiganStage,
+    BackgroundFillStage.name: BackgroundFillStage,
 }
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from stereocrafter.catalog import MODELS
+from stereocrafter.catalog import MIGAN_CHECKPOINT, MODELS
+from stereocrafter.models.migan import MiganArchitecture, MiganGenerator
 from stereocrafter.models.vda import CHECKPOINT as VDA_CHECKPOINT
 from stereocrafter.models.vda import REPO as VDA_REPO
 from stereocrafter.models.vda import VdaArchitecture, VideoDepthAnything
@@ -28,6 +29,7 @@ from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
 SVD_REPO = MODELS["svd"].repo
 DEPTH_REPO = MODELS["depthcrafter"].repo
 INPAINTING_REPO = MODELS["stereocrafter"].repo
+MIGAN_REPO = MODELS["migan"].repo
 
 # The published SVD-xt-1.1 scheduler config (reference notes §3): real, not shrunk.
 SVD_SCHEDULER_CONFIG = {
@@ -151,6 +153,7 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
         inpainting_unet = UNetSpatioTemporalConditionModel(**tiny_unet_kwargs(9))
         inpainting_unet.to(torch.float16).save_pretrained(root / INPAINTING_REPO / "unet_diffusers")
         write_tiny_vda(root)
+        write_tiny_migan(root)
 
     _write_json(svd / "scheduler" / "scheduler_config.json", SVD_SCHEDULER_CONFIG)
     _write_json(svd / "feature_extractor" / "preprocessor_config.json", SVD_PREPROCESSOR_CONFIG)
@@ -159,7 +162,7 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
         "Tiny randomly initialised test weights written by stereocrafter.testing.weights.make_tiny_weights.\n"
         "Their output is noise, not a depth map or a stereo conversion.\n"
     )
-    for folder in (root, svd, root / DEPTH_REPO, root / INPAINTING_REPO, root / VDA_REPO):
+    for folder in (root, svd, root / DEPTH_REPO, root / INPAINTING_REPO, root / VDA_REPO, root / MIGAN_REPO):
         (folder / TINY_WEIGHTS_MARKER).write_text(label)
     return root
 
@@ -181,6 +184,33 @@ def write_tiny_vda(root: str | os.PathLike[str]) -> Path:
         for parameter in model.parameters():
             parameter.normal_(0.0, 0.2)
     torch.save(to_published(model), path)
+    return path
+
+
+# MI-GAN in the published layout at a tiny size (``models.migan.architecture_of`` reads it back):
+# 64 px tiles, widths min(256 / res, 16).
+TINY_MIGAN = MiganArchitecture(resolution=64, ch_base=256, ch_max=16)
+
+
+def random_migan(arch: MiganArchitecture, seed: int = 0) -> MiganGenerator:
+    """A generator of ``arch`` with every learned weight random (the noise strengths too, so that
+    the noise buffers count); the fixed blur kernels stay the published ones."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = MiganGenerator(arch)
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if not name.endswith(".filter.weight"):
+                    parameter.normal_(0.0, 0.3)
+    return model
+
+
+def write_tiny_migan(root: str | os.PathLike[str]) -> Path:
+    """A random ``TINY_MIGAN`` state dict at ``root/<MI-GAN repo>/migan_512_places2.pt`` (the published
+    file's name and key layout; the tiny-weights marker says what it is)."""
+    path = Path(root) / MIGAN_REPO / MIGAN_CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(random_migan(TINY_MIGAN).state_dict(), path)
     return path
 
 

@@ -1,0 +1,80 @@
+"""The weight-free inpainting stage of ``instant`` (``stereo.fill``): each hole filled from its
+background side and from the background seen in the clip's earlier frames. No weights, no
+download, nothing to load: pure torch on the pipeline's device (``catalog.MODELS["background-fill"]``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import torch
+
+from stereocrafter.config import StereoConfig
+from stereocrafter.stages.base import WarmupCall
+from stereocrafter.stages.frames import FrameStage
+from stereocrafter.stereo import fill
+from stereocrafter.stereo.merge import working_size
+
+
+class SpatialFill(torch.nn.Module):
+    """Steps 1 and 2 of ``stereo.fill`` on a batch (what ``torch.compile`` may speed up)."""
+
+    def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
+        return fill.spatial_fill(view, holes, disparity)
+
+
+class PerFrameFill(torch.nn.Module):
+    """One frame: the spatial fill, then what the clip's memory saw there (``stereo.fill.fill``)."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        self.spatial = SpatialFill()
+        self.device = device
+        self.memory = fill.BackgroundMemory()
+
+    def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
+        out = self.spatial(view[None], holes[None], disparity[None])[0]
+        _, _, d_boundary = fill.background_side(holes[None], disparity[None])
+        self.memory.use(out, holes, d_boundary[0], fill.DISPARITY_TOLERANCE_PX)
+        self.memory.observe(view, holes, disparity)
+        return out
+
+
+class BackgroundFillStage(FrameStage):
+    """``stereo.fill`` behind the inpainting-stage interface (``stages.base.InpaintingStage``)."""
+
+    name: ClassVar[str] = "background-fill"
+    components: ClassVar[tuple[Any, ...]] = ()  # no file
+    pipeline_type: ClassVar[type] = PerFrameFill
+
+    def __init__(self, pipeline: PerFrameFill) -> None:
+        self.pipeline = self.per_frame = pipeline
+
+    @classmethod
+    def load(
+        cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
+        shared: dict[str, Any],
+    ) -> BackgroundFillStage:  # fmt: skip
+        """Nothing is read; float32 on ``device`` whatever ``dtype``."""
+        return cls(PerFrameFill(torch.device(device)))
+
+    def start(self) -> None:
+        self.pipeline.memory = fill.BackgroundMemory()
+
+    @staticmethod
+    def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:
+        size = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
+        return [WarmupCall(BackgroundFillStage.name, 1, 1, size)]
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.device
+
+    @property
+    def compiled(self) -> torch.nn.Module:
+        return self.pipeline.spatial
+
+    def warm_up(self, call: WarmupCall) -> None:
+        zeros = torch.zeros(1, 3, *call.size, device=self.device)
+        holes = torch.zeros(1, 1, *call.size, dtype=torch.bool, device=self.device)
+        self.pipeline.spatial(zeros, holes, zeros[:, :1])

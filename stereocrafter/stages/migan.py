@@ -1,0 +1,146 @@
+"""MI-GAN (``models.migan``; code and weights MIT, ``catalog.MODELS["migan"]``), the learned
+licence-clean inpainting stage of ``clean``: frame by frame, on R x R tiles (R = 512 for the
+published file) of the working size, only the tiles that hold a hole.
+
+What the generator sees of a tile: the splatted right view with its holes unknown, and also
+unknown every known pixel within ``FOREGROUND_BAND_PX`` of a hole that is nearer than the
+background there (its disparity more than ``fill.DISPARITY_TOLERANCE_PX`` above the smallest
+known disparity around it): a generic inpainter fills from both sides, and the foreground side is
+the wrong one (``shared/reference/migan.md``). Its output is kept only inside the holes (the
+published composition, with the true hole mask); the pipeline then merges it into the grown,
+feathered holes at the source size (``stereo.merge``). Tiles overlap where a side is not a multiple
+of R and their fills are averaged there; a side shorter than R is padded by edge replication (the
+padding is cropped off). Deterministic."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from stereocrafter.catalog import MIGAN_CHECKPOINT, MODELS
+from stereocrafter.config import StereoConfig
+from stereocrafter.models.migan import PUBLISHED, MiganGenerator, composite, load_migan, model_input, sha256
+from stereocrafter.stages.base import WarmupCall
+from stereocrafter.stages.components import Component, is_tiny, resolve_all
+from stereocrafter.stages.frames import FrameStage
+from stereocrafter.stereo.fill import DISPARITY_TOLERANCE_PX
+from stereocrafter.stereo.merge import working_size
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = Component("migan", MODELS["migan"].repo, ("",), MIGAN_CHECKPOINT)  # one file: the state dict
+FOREGROUND_BAND_PX = 8
+TILE_BATCH = 8  # tiles per generator call
+
+
+def tile_starts(size: int, tile: int) -> list[int]:
+    """Where tiles of ``tile`` px start along a side of ``size`` px: one at 0 when it fits, else
+    ceil(size / tile) of them spread evenly from 0 to size - tile (overlapping)."""
+    count = math.ceil(size / tile)
+    if count <= 1:
+        return [0]
+    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
+
+
+def context_mask(holes: torch.Tensor, disparity: torch.Tensor, band: int = FOREGROUND_BAND_PX) -> torch.Tensor:
+    """holes (1, h, w) bool, disparity (1, h, w) -> (1, h, w) float, 1 = known to the generator:
+    neither a hole nor foreground within ``band`` px of one (see the module docstring)."""
+    near = F.max_pool2d(holes[None].float(), 2 * band + 1, stride=1, padding=band)[0] > 0
+    far = torch.where(holes, torch.full_like(disparity, math.inf), disparity)
+    background = -F.max_pool2d(-far[None], 2 * band + 1, stride=1, padding=band)[0]
+    foreground = near & ~holes & (disparity > background + DISPARITY_TOLERANCE_PX)
+    return (~holes & ~foreground).float()
+
+
+class MiganTiles(torch.nn.Module):
+    """One frame through the generator, tile by tile (the module a job's progress counts)."""
+
+    def __init__(self, generator: MiganGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
+        if not bool(holes.any()):
+            return view
+        tile = self.generator.arch.resolution
+        _, h, w = view.shape
+        known = context_mask(holes, disparity)
+        pad_h, pad_w = max(0, tile - h), max(0, tile - w)
+        rgb, ctx, hole = view[None], known[None], holes[None].float()
+        if pad_h or pad_w:
+            pad = (0, pad_w, 0, pad_h)
+            rgb, ctx, hole = (F.pad(x, pad, mode="replicate") for x in (rgb, ctx, hole))
+        height, width = h + pad_h, w + pad_w
+        boxes = [(y, x) for y in tile_starts(height, tile) for x in tile_starts(width, tile)
+                 if bool(hole[..., y : y + tile, x : x + tile].any())]  # fmt: skip
+        total = torch.zeros_like(rgb)
+        count = torch.zeros_like(hole)
+        dtype = next(self.generator.parameters()).dtype
+        for first in range(0, len(boxes), TILE_BATCH):
+            batch = boxes[first : first + TILE_BATCH]
+            crops = torch.cat([rgb[..., y : y + tile, x : x + tile] for y, x in batch])
+            masks = torch.cat([ctx[..., y : y + tile, x : x + tile] for y, x in batch])
+            generated = self.generator(model_input(crops, masks).to(dtype)).float()
+            filled = composite(crops, masks, generated)
+            for (y, x), part in zip(batch, filled, strict=True):
+                total[..., y : y + tile, x : x + tile] += part
+                count[..., y : y + tile, x : x + tile] += 1
+        fills = (total / count.clamp(min=1))[0, :, :h, :w]
+        return torch.where(holes & (count[0, :, :h, :w] > 0), fills, view)
+
+
+class MiganStage(FrameStage):
+    """MI-GAN behind the inpainting-stage interface (``stages.base.InpaintingStage``)."""
+
+    name: ClassVar[str] = "migan"
+    components: ClassVar[tuple[Component, ...]] = (CHECKPOINT,)
+    pipeline_type: ClassVar[type] = MiganTiles
+
+    def __init__(self, pipeline: MiganTiles) -> None:
+        self.pipeline = self.per_frame = pipeline
+
+    @classmethod
+    def load(
+        cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
+        shared: dict[str, Any],
+    ) -> MiganStage:  # fmt: skip
+        """The published state dict from ``WEIGHTS_DIR/<repo>/migan_512_places2.pt``, strictly
+        (``models.migan.load_migan``); its size and SHA-256 go to the log. Float32 (fp16 on CUDA)."""
+        path = resolve_all(weights_dir, cls.components)[CHECKPOINT.name].folder / MIGAN_CHECKPOINT
+        if is_tiny(weights_dir):
+            logger.warning("%s holds tiny random test weights: MI-GAN fills are noise", weights_dir)
+        generator = load_migan(path, device=device, dtype=dtype)
+        logger.info("MI-GAN %s: %d bytes, sha256 %s, resolution %d", path, path.stat().st_size, sha256(path),
+                    generator.arch.resolution)  # fmt: skip
+        return cls(MiganTiles(generator))
+
+    @staticmethod
+    def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:
+        """Every tile of the working size in batches of ``TILE_BATCH`` (the published R = 512)."""
+        h, w = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
+        r = PUBLISHED.resolution
+        tiles = len(tile_starts(max(h, r), r)) * len(tile_starts(max(w, r), r))
+        return [WarmupCall(MiganStage.name, 1, min(tiles, TILE_BATCH), (r, r))]
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipeline.device
+
+    @property
+    def compiled(self) -> torch.nn.Module:
+        return self.pipeline.generator
+
+    def warm_up(self, call: WarmupCall) -> None:
+        generator = self.pipeline.generator
+        r = generator.arch.resolution  # the loaded file's (tiny test weights are smaller)
+        dtype = next(generator.parameters()).dtype
+        generator(torch.zeros(call.batch, 4, r, r, device=self.device, dtype=dtype))
