@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stereocrafter.catalog import MODELS, models_of, served_peak_gb
+from stereocrafter.catalog import MODELS, models_of, needs_token, served_peak_gb
 from stereocrafter.presets import DEFAULT_PRESET, PEAK_GPU_GB_1080P
 from stereocrafter.settings import Settings
 
@@ -76,14 +76,16 @@ def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
     lines = [f"presets served: {', '.join(presets)} (STEREOCRAFTER_PRESETS)"]
     for name, card in MODELS.items():
         if name not in used:
-            lines.append(
-                f"  model {name} ({card.repo}), {card.licence}: not loaded (no preset served uses it)"
-            )
+            lines.append(f"  model {name} ({card.repo or 'no repo'}), {card.licence}: not loaded "
+                         "(no preset served uses it)")  # fmt: skip
             continue
         users = [p for p in presets if name in models_of((p,))]
         present = all(c.resolve(weights_dir) is not None for c in model_components(name))
         state = "weights present" if present else "WEIGHTS MISSING"
-        lines.append(f"  model {name} ({card.repo}), {card.licence}: loaded for {', '.join(users)}; {state}")
+        if not model_components(name):
+            state = "no weights to load"
+        lines.append(f"  model {name} ({card.repo or 'no repo'}), {card.licence}: loaded for {', '.join(users)}; "
+                     f"{state}")  # fmt: skip
     return lines
 
 
@@ -109,6 +111,11 @@ def _download(settings: Settings) -> str:
     repos = ", ".join(plan)
     if settings.hf_token_arn:
         return f"download at start-up: yes (HF_TOKEN_ARN set), {files} file patterns from {repos}"
+    if not plan:
+        return "download at start-up: nothing to download (the presets served need no weight file)"
+    if not needs_token(settings.presets):
+        return (f"download at start-up: what is missing, without a token (HF_TOKEN_ARN not set; every repo "
+                f"of the presets served is public): {files} file patterns from {repos}")  # fmt: skip
     return f"download at start-up: no (HF_TOKEN_ARN not set); would fetch {files} file patterns from {repos}"
 
 

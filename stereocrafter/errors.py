@@ -95,6 +95,14 @@ class WeightsMissingError(StereoCrafterError):
         self.weights_dir = weights_dir
 
 
+class WeightsCorruptError(StereoCrafterError):
+    """A weight file is there but is not what its loader expects (truncated, another model, a
+    missing or an unknown key): the service cannot work until it is replaced; ``/ping`` says which."""
+
+    code = "weights_corrupt"
+    status = 503
+
+
 class BadRequestError(StereoCrafterError):
     """The request itself is wrong: malformed JSON, unknown fields, a bad value or URI."""
 

@@ -18,7 +18,7 @@ def test_doctor_lists_every_model_with_its_licence_and_whether_it_is_loaded(tiny
     lines = diagnose(settings, tiny_weights)
     models = {line.split()[1]: line for line in lines if line.startswith("  model ")}
     assert "presets served: turbo (STEREOCRAFTER_PRESETS)" in lines
-    assert set(models) == {"depthcrafter", "vda-small", "stereocrafter", "svd"}
+    assert set(models) == {"depthcrafter", "vda-small", "stereocrafter", "svd", "migan", "background-fill"}
     assert models["vda-small"].endswith("Apache-2.0: loaded for turbo; weights present")
     assert "research use only (DepthCrafter LICENSE): not loaded" in models["depthcrafter"]
     assert "research use only" in models["stereocrafter"] and "loaded for turbo" in models["stereocrafter"]
@@ -31,11 +31,14 @@ def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("device: ") and "torch " in out[1] and "PyAV" in out[1]
     assert "complete" in out[2] and "TINY RANDOM" in out[2]
-    assert out[3] == "presets served: reference, fast, turbo (STEREOCRAFTER_PRESETS)"
-    assert [line.split()[1] for line in out[4:8]] == ["depthcrafter", "vda-small", "stereocrafter", "svd"]
+    assert out[3] == "presets served: reference, fast, turbo, instant, clean (STEREOCRAFTER_PRESETS)"
+    assert [line.split()[1] for line in out[4:10]] == [
+        "depthcrafter", "vda-small", "stereocrafter", "migan", "background-fill", "svd",
+    ]  # fmt: skip
+    out = out[:4] + out[6:]  # the lines below as they were with three presets
     # every served preset's models stay resident (7.75 GB), the largest call is reference's
     assert (
-        "served presets (reference, fast, turbo) keep 7.8 GB of weights resident and need about 23.3 GB"
+        "served presets (reference, fast, turbo, instant, clean) keep 7.8 GB of weights resident and need about 23.3 GB"
         in out[8]
     )
     assert "(preset fast alone: 17.4 GB;" in out[8]
@@ -45,5 +48,5 @@ def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "download at start-up: no" in out[11]
     assert cli_main(["doctor", "--weights-dir", str(tmp_path)]) == 0
     out = "\n".join(capsys.readouterr().out.splitlines())
-    assert "7 of 7 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
+    assert "8 of 8 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
     assert "missing: depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth" in out

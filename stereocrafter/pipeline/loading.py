@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from stereocrafter.config import StereoConfig
-from stereocrafter.errors import WeightsMissingError
+from stereocrafter.errors import WeightsCorruptError, WeightsMissingError
 from stereocrafter.pipeline.compile import compile_models
 from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.presets import PRESET_NAMES
@@ -32,6 +32,16 @@ def missing_files(weights_dir: str | os.PathLike[str], presets: Sequence[str] = 
     """What ``presets``' stages need and ``weights_dir`` lacks, one line per component."""
     root = Path(weights_dir)
     return [c.describe_missing() for c in components_of(presets) if c.resolve(root) is None]
+
+
+def _load(stage: Any, weights_dir: str | os.PathLike[str], device: torch.device, dtype: torch.dtype,
+          shared: dict[str, Any]) -> Any:  # fmt: skip
+    """One stage; a file its loader refuses (``ValueError``: a strict loader's missing or unknown
+    key, a truncated file) is ``WeightsCorruptError`` naming the stage."""
+    try:
+        return stage.load(weights_dir, device=device, dtype=dtype, shared=shared)
+    except ValueError as err:
+        raise WeightsCorruptError(f"the {stage.name} weights under {weights_dir} are unusable: {err}") from err
 
 
 def load_stereo_pipeline(
@@ -54,8 +64,7 @@ def load_stereo_pipeline(
     dtype = dtype or default_dtype(device)
     shared: dict[str, Any] = {}  # what the stages share, loaded by the first that needs it
     depth, inpainting = (
-        [stage.load(weights_dir, device=device, dtype=dtype, shared=shared) for stage in classes]
-        for classes in stage_classes(presets)
+        [_load(stage, weights_dir, device, dtype, shared) for stage in classes] for classes in stage_classes(presets)
     )
     pipeline = StereoPipeline(depth, inpainting, config, tiny=is_tiny(weights_dir), presets=presets)
     if compile_backend:

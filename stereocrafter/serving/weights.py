@@ -25,8 +25,11 @@ from stereocrafter.errors import (
     EncoderUnavailableError,
     NotReadyError,
     StereoCrafterError,
+    WeightsCorruptError,
     WeightsMissingError,
 )
+from stereocrafter.catalog import needs_token
+from stereocrafter.pipeline.loading import missing_files
 from stereocrafter.presets import PRESET_NAMES
 from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
 from stereocrafter.stages.registry import components_of
@@ -78,7 +81,7 @@ def download_plan(presets: Sequence[str] = PRESET_NAMES) -> dict[str, list[str]]
 
 def download_weights(
     weights_dir: str | Path,
-    token: str,
+    token: str | None,
     *,
     endpoint: str | None = None,
     max_workers: int = 8,
@@ -89,7 +92,8 @@ def download_weights(
 
     ``snapshot_download`` with ``local_dir`` skips files that are already complete and resumes
     partial ones, so a restarted container does not download again. ``endpoint`` defaults to
-    ``HF_ENDPOINT`` (huggingface_hub's own setting) or the public Hub.
+    ``HF_ENDPOINT`` (huggingface_hub's own setting) or the public Hub. ``token`` None: anonymous
+    (no token is sent, not even one saved on the machine): public repos only.
     """
     from huggingface_hub import snapshot_download
 
@@ -101,7 +105,7 @@ def download_weights(
             repo_id=repo,
             local_dir=root / repo,
             allow_patterns=patterns,
-            token=token,
+            token=token or False,
             endpoint=endpoint,
             max_workers=max_workers,
         )
@@ -189,6 +193,13 @@ class ModelHolder:
                 self.detail = "downloading weights"
                 download_weights(self.weights_dir, token, presets=self.presets)
                 del token
+            elif not needs_token(self.presets) and missing_files(self.weights_dir, self.presets):
+                # Every repo of the served presets is public (no SVD): fetch what is missing without
+                # a token (a complete WEIGHTS_DIR, e.g. the operator's own copy, is used as it is).
+                self.detail = "downloading weights (public repos, no token)"
+                logger.info("HF_TOKEN_ARN is not set; the presets %s need public repos only: "
+                            "downloading what %s lacks without a token", ",".join(self.presets), self.weights_dir)
+                download_weights(self.weights_dir, None, presets=self.presets)
             else:
                 logger.info("HF_TOKEN_ARN is not set: no download, using what is in %s", self.weights_dir)
             self.detail = "loading models"
@@ -205,9 +216,9 @@ class ModelHolder:
             else:
                 self.state, self.detail, self.missing = "no_weights", err.message, err.missing
                 logger.warning("serving without models: %s", err.message)
-        except (DeviceUnavailableError, EncoderUnavailableError) as err:  # ours: safe to tell on /ping
+        except (DeviceUnavailableError, EncoderUnavailableError, WeightsCorruptError) as err:  # safe to tell
             self.state, self.detail, self.reason = "failed", err.message, err.message
-            what = "device" if isinstance(err, DeviceUnavailableError) else "encoder"
+            what = {DeviceUnavailableError: "device", EncoderUnavailableError: "encoder"}.get(type(err), "weights")
             logger.error("no usable %s: %s", what, err.message)
         except Exception as err:
             self.state, self.detail = "failed", f"{type(err).__name__}: {_safe(err)}"

@@ -34,8 +34,8 @@ class PerFrameFill(torch.nn.Module):
 
     def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
         out = self.spatial(view[None], holes[None], disparity[None])[0]
-        _, _, d_boundary = fill.background_side(holes[None], disparity[None])
-        self.memory.use(out, holes, d_boundary[0], fill.DISPARITY_TOLERANCE_PX)
+        content = fill.hole_sides(holes[None], disparity[None])[4]
+        self.memory.use(out, holes, content[0], fill.DISPARITY_TOLERANCE_PX)
         self.memory.observe(view, holes, disparity)
         return out
 

@@ -48,25 +48,22 @@ def _nearest_known(known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return left, right
 
 
-def background_side(
+def hole_sides(
     holes: torch.Tensor, disparity: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """holes (t, 1, h, w) bool (True = hole), disparity (t, 1, h, w) in pixels (larger = nearer) ->
-    per pixel: the index of its hole's background boundary pixel in the row (-1 where none), the
-    direction from the hole to it (+1: the background is on the right, -1: on the left, 0: no known
-    pixel in the row) and that boundary's disparity."""
-    known = ~holes
-    left, right = _nearest_known(known)
+    per pixel: the nearest known pixel to its left (-1: none) and to its right (w: none) in its
+    row, their disparities, and the disparity the hole's content has (``content_disparity``)."""
+    left, right = _nearest_known(~holes)
     w = holes.shape[-1]
-    has_left, has_right = left >= 0, right < w
     d_left = torch.gather(disparity, -1, left.clamp(0, w - 1))
     d_right = torch.gather(disparity, -1, right.clamp(0, w - 1))
-    use_right = has_right & (~has_left | (d_right <= d_left))
-    use_left = has_left & ~use_right
-    boundary = torch.where(use_right, right, torch.where(use_left, left, torch.full_like(left, -1)))
-    direction = use_right.long() - use_left.long()
-    d_boundary = torch.where(use_right, d_right, d_left)
-    return boundary, direction, d_boundary
+    width = (right - left - 1).to(disparity.dtype)
+    # A right view's hole opens on the right of the surface that hid it (nearer content moves left
+    # more): its width is that surface's disparity minus the hidden content's. At the left border
+    # (nothing on the left) the content continues what is on the right.
+    content = torch.where(left >= 0, d_left - width, d_right)
+    return left, right, d_left, d_right, content
 
 
 def spatial_fill(
@@ -75,20 +72,63 @@ def spatial_fill(
     """Steps 1 and 2 of the module docstring on a batch: view (t, 3, h, w) in [0, 1], holes
     (t, 1, h, w) bool, disparity (t, 1, h, w) -> the view with every hole pixel filled."""
     t, c, h, w = view.shape
-    boundary, direction, d_boundary = background_side(holes, disparity)
-    x = torch.arange(w, device=view.device).view(1, 1, 1, w)
-    mirrored = 2 * boundary - x  # the pixel as far beyond the boundary as this one is before it
-    inside = (boundary >= 0) & (mirrored >= 0) & (mirrored < w)
-    source = mirrored.clamp(0, w - 1)
-    d_source = torch.gather(disparity, -1, source)
-    good = inside & ~torch.gather(holes, -1, source) & ((d_source - d_boundary).abs() <= tolerance)
-    pick = torch.where(good, source, boundary.clamp(0, w - 1))  # else the boundary pixel itself
-    filled = torch.gather(view, -1, pick.expand(t, c, h, w))
-    out = torch.where(holes, filled, view)
-    orphans = holes & (direction == 0)  # rows without a known pixel: the column's nearest fill
+    left, right, d_left, d_right, content = hole_sides(holes, disparity)
+    # 1. The side that is the hidden content's surface: its disparity is the content's.
+    match_right = (right < w) & ((d_right - content).abs() <= tolerance)
+    match_left = (left >= 0) & ((d_left - content).abs() <= tolerance)
+    take_right = match_right & (~match_left | (d_right <= d_left))
+    take_left = match_left & ~take_right
+    # Neither side is (both are nearer surfaces, e.g. a hole between two foreground objects): the
+    # farther side for now, replaced below by the column's background where there is one.
+    farther_right = (right < w) & ((left < 0) | (d_right <= d_left))
+    use_right = take_right | (~take_left & ~take_right & farther_right)
+    boundary = torch.where(use_right, right, left).clamp(0, w - 1)
+    out = _mirror(view, holes, disparity, boundary, tolerance)
+    resolved = ~holes | take_right | take_left
+    unresolved = holes & ~resolved
+    if bool(unresolved.any()):
+        out = _from_column(out, resolved, torch.where(holes, content, disparity), unresolved, content, tolerance)
+    orphans = holes & (left < 0) & (right >= w)  # rows without a known pixel: the column's nearest fill
     if bool(orphans.any()):
         out = _fill_columns(out, orphans)
     return out
+
+
+def _mirror(
+    view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor, boundary: torch.Tensor, tolerance: float
+) -> torch.Tensor:
+    """Each hole pixel takes the pixel as far beyond ``boundary`` as it is before it, when that one
+    is known and on the boundary's surface (disparity within ``tolerance``), else the boundary pixel."""
+    t, c, h, w = view.shape
+    x = torch.arange(w, device=view.device).view(1, 1, 1, w)
+    mirrored = 2 * boundary - x
+    inside = (mirrored >= 0) & (mirrored < w)
+    source = mirrored.clamp(0, w - 1)
+    d_boundary = torch.gather(disparity, -1, boundary)
+    d_source = torch.gather(disparity, -1, source)
+    good = inside & ~torch.gather(holes, -1, source) & ((d_source - d_boundary).abs() <= tolerance)
+    pick = torch.where(good, source, boundary)
+    return torch.where(holes, torch.gather(view, -1, pick.expand(t, c, h, w)), view)
+
+
+def _from_column(
+    view: torch.Tensor, resolved: torch.Tensor, surface: torch.Tensor, wanted: torch.Tensor,
+    content: torch.Tensor, tolerance: float,
+) -> torch.Tensor:  # fmt: skip
+    """The ``wanted`` pixels take the nearest resolved pixel above or below them in the column
+    whose surface disparity is the content's (the nearer of the two when both are)."""
+    above, below = _nearest_known(resolved.transpose(-1, -2))  # along the columns
+    above, below = above.transpose(-1, -2), below.transpose(-1, -2)
+    h = view.shape[-2]
+    y = torch.arange(h, device=view.device).view(1, 1, h, 1)
+    d_above = torch.gather(surface, -2, above.clamp(0, h - 1))
+    d_below = torch.gather(surface, -2, below.clamp(0, h - 1))
+    ok_above = (above >= 0) & ((d_above - content).abs() <= tolerance)
+    ok_below = (below < h) & ((d_below - content).abs() <= tolerance)
+    use_below = ok_below & (~ok_above | (below - y < y - above))
+    pick = torch.where(use_below, below, above).clamp(0, h - 1)
+    take = wanted & (ok_above | ok_below)
+    return torch.where(take, torch.gather(view, -2, pick.expand_as(view)), view)
 
 
 def _fill_columns(view: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
@@ -142,14 +182,15 @@ class BackgroundMemory:
         return True
 
     def use(
-        self, view: torch.Tensor, holes: torch.Tensor, d_boundary: torch.Tensor, tolerance: float
+        self, view: torch.Tensor, holes: torch.Tensor, content: torch.Tensor, tolerance: float
     ) -> torch.Tensor:
-        """(1, h, w) bool: the hole pixels of this frame (view (3, h, w), holes (1, h, w)) that take
-        the remembered colour (after ``_align``), written into ``view`` in place."""
+        """(1, h, w) bool: the hole pixels of this frame (view (3, h, w), holes (1, h, w); content:
+        the disparity of what the hole hides, ``hole_sides``) that take the remembered colour
+        (after ``_align``), written into ``view`` in place."""
         if self.colour is None or not self._align(view, ~holes):
             return torch.zeros_like(holes)
         assert self.disparity is not None and self.age is not None
-        usable = holes & (self.age <= self.max_age) & (self.disparity <= d_boundary + tolerance)
+        usable = holes & (self.age <= self.max_age) & (self.disparity <= content + tolerance)
         view.copy_(torch.where(usable, self.colour, view))
         return usable
 
@@ -192,8 +233,8 @@ def fill(
     out = spatial_fill(view, holes, disparity, tolerance)
     if memory is None:
         return out
-    _, _, d_boundary = background_side(holes, disparity)
+    content = hole_sides(holes, disparity)[4]
     for i in range(view.shape[0]):
-        memory.use(out[i], holes[i], d_boundary[i], tolerance)
+        memory.use(out[i], holes[i], content[i], tolerance)
         memory.observe(view[i], holes[i], disparity[i])
     return out

@@ -2,7 +2,8 @@
 
 Serves ``root/<org>/<name>/...`` as model repos through the endpoints ``huggingface_hub`` uses
 (repo info, recursive tree listing, ``resolve`` with HEAD, GET and Range) and refuses any request
-whose bearer token is not ``token``. It records the paths asked for and every Authorization header
+whose bearer token is not ``token``, except requests without any token for the repos in
+``public`` (as the Hub serves public repos anonymously). It records the paths asked for and every Authorization header
 it saw. Run it with ``HF_ENDPOINT=http://127.0.0.1:<port>``.
 """
 
@@ -18,8 +19,8 @@ from urllib.parse import unquote, urlparse
 
 
 class HubServer:
-    def __init__(self, root: Path, token: str) -> None:
-        self.root, self.token = root, token
+    def __init__(self, root: Path, token: str, public: tuple[str, ...] = ()) -> None:
+        self.root, self.token, self.public = root, token, public
         self.delay = 0.0  # seconds to wait before each file download (to make start-up observable)
         self.requests: list[str] = []
         self.auth_headers: list[str] = []
@@ -64,9 +65,10 @@ class HubServer:
         self.requests.append(f"{req.command} {path}")
         auth = req.headers.get("Authorization", "")
         self.auth_headers.append(auth)
-        if auth != f"Bearer {self.token}":
-            return self.send(req, 401, {"error": "Invalid credentials"}, head)
         parts = path.strip("/").split("/")
+        repo = "/".join(parts[2:4] if parts[:2] == ["api", "models"] else parts[:2])
+        if auth != f"Bearer {self.token}" and not (auth == "" and repo in self.public):
+            return self.send(req, 401, {"error": "Invalid credentials"}, head)
         if parts[:2] == ["api", "models"] and len(parts) >= 6:
             repo = "/".join(parts[2:4])
             files = self.files(repo)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from stereocrafter.errors import NotReadyError, StereoCrafterError, WeightsMissingError
 from stereocrafter.serving.weights import ModelHolder, download_plan, download_weights, read_hf_token
@@ -45,7 +46,10 @@ def test_plan_fetches_only_what_the_loaders_read() -> None:
         "tencent/DepthCrafter",
         "TencentARC/StereoCrafter",
         "depth-anything/Video-Depth-Anything-Small",
+        "andraniksargsyan/migan",
     }
+    assert plan["andraniksargsyan/migan"][1:] == ["migan_512_places2.pt"]
+    assert set(download_plan(["instant"])) == {"depth-anything/Video-Depth-Anything-Small"}
     assert plan["depth-anything/Video-Depth-Anything-Small"][1:] == ["video_depth_anything_vits.pth"]
     svd = plan["stabilityai/stable-video-diffusion-img2vid-xt-1-1"]
     assert "vae/diffusion_pytorch_model.fp16.safetensors" in svd and not any(
@@ -190,3 +194,51 @@ def test_require_never_sees_ready_without_its_pipeline(tmp_path: Path) -> None:
     assert got[0] is pipeline or isinstance(got[0], NotReadyError), f"require() returned {got[0]!r}"
     with pytest.raises(NotReadyError, match="poisoned"):
         holder.require()
+
+
+def test_a_corrupt_migan_file_fails_the_start_and_says_why(weights_copy: Path) -> None:
+    from functools import partial
+
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
+    from stereocrafter.testing.weights import MIGAN_REPO
+
+    state = torch.load(weights_copy / MIGAN_REPO / "migan_512_places2.pt", weights_only=True)
+    del state["synthesis.b16.conv2.noise_const"]
+    torch.save(state, weights_copy / MIGAN_REPO / "migan_512_places2.pt")
+    load = partial(load_stereo_pipeline, presets=("clean",))
+    holder = ModelHolder(weights_copy, None, load, presets=("clean",)).start()  # complete: no download
+    holder.wait(120)
+    assert holder.state == "failed" and not holder.healthy
+    assert holder.reason is not None and "the migan weights" in holder.reason  # what /ping says
+    assert "missing keys ['synthesis.b16.conv2.noise_const']" in holder.reason
+    with pytest.raises(NotReadyError, match="missing keys"):
+        holder.require()
+
+
+def test_without_a_token_only_public_repos_are_fetched_and_only_what_is_missing(
+    tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functools import partial
+
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
+
+    public = ("depth-anything/Video-Depth-Anything-Small", "andraniksargsyan/migan")
+    with HubServer(tiny_weights, TOKEN, public=public) as hub:
+        import stereocrafter.serving.weights as weights
+
+        # what HF_ENDPOINT sets in a service process (huggingface_hub reads it at import)
+        monkeypatch.setattr(weights, "download_weights", partial(weights.download_weights, endpoint=hub.url))
+        try:
+            load = partial(load_stereo_pipeline, presets=("instant", "clean"))
+            holder = ModelHolder(tmp_path / "w", None, load, presets=("instant", "clean")).start()
+            holder.wait(120)
+            assert holder.state == "ready", holder.detail
+            assert set(hub.auth_headers) == {""} and len(hub.downloads) == 4  # 2 files + 2 markers
+            again = ModelHolder(tmp_path / "w", None, load, presets=("instant", "clean")).start()
+            again.wait(120)
+            assert again.state == "ready" and len(hub.downloads) == 4  # complete: nothing fetched
+            gated = ModelHolder(tmp_path / "w", None, load_depth_pipeline, presets=("turbo",)).start()
+            gated.wait(60)
+            assert gated.state == "no_weights" and len(hub.downloads) == 4  # SVD is gated: no try
+        finally:
+            gc.unfreeze()
