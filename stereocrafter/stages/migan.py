@@ -3,9 +3,9 @@ licence-clean inpainting stage of ``clean``: frame by frame, on R x R tiles (R =
 published file) of the working size, only the tiles that hold a hole.
 
 What the generator sees of a tile: the splatted right view with its holes unknown, and also
-unknown every known pixel within ``FOREGROUND_BAND_PX`` of a hole that is nearer than the
-background there (its disparity more than ``fill.DISPARITY_TOLERANCE_PX`` above the smallest
-known disparity around it): a generic inpainter fills from both sides, and the foreground side is
+unknown every known pixel within ``FOREGROUND_BAND_PX`` of a hole that is nearer than what the
+hole hides (its disparity more than ``fill.DISPARITY_TOLERANCE_PX`` above the hidden content's,
+``stereo.fill.hole_sides``): a generic inpainter fills from both sides, and the foreground side is
 the wrong one (``shared/reference/migan.md``). Its output is kept only inside the holes (the
 published composition, with the true hole mask); the pipeline then merges it into the grown,
 feathered holes at the source size (``stereo.merge``). Tiles overlap where a side is not a multiple
@@ -28,7 +28,7 @@ from stereocrafter.models.migan import PUBLISHED, MiganGenerator, composite, loa
 from stereocrafter.stages.base import WarmupCall
 from stereocrafter.stages.components import Component, is_tiny, resolve_all
 from stereocrafter.stages.frames import FrameStage
-from stereocrafter.stereo.fill import DISPARITY_TOLERANCE_PX
+from stereocrafter.stereo.fill import DISPARITY_TOLERANCE_PX, hole_sides
 from stereocrafter.stereo.merge import working_size
 
 logger = logging.getLogger(__name__)
@@ -50,10 +50,10 @@ def tile_starts(size: int, tile: int) -> list[int]:
 def context_mask(holes: torch.Tensor, disparity: torch.Tensor, band: int = FOREGROUND_BAND_PX) -> torch.Tensor:
     """holes (1, h, w) bool, disparity (1, h, w) -> (1, h, w) float, 1 = known to the generator:
     neither a hole nor foreground within ``band`` px of one (see the module docstring)."""
-    near = F.max_pool2d(holes[None].float(), 2 * band + 1, stride=1, padding=band)[0] > 0
-    far = torch.where(holes, torch.full_like(disparity, math.inf), disparity)
-    background = -F.max_pool2d(-far[None], 2 * band + 1, stride=1, padding=band)[0]
-    foreground = near & ~holes & (disparity > background + DISPARITY_TOLERANCE_PX)
+    content = hole_sides(holes[None], disparity[None])[4][0]  # what each hole hides (its disparity)
+    hidden = torch.where(holes, content, torch.full_like(content, math.inf))
+    nearest = -F.max_pool2d(-hidden[None], 2 * band + 1, stride=1, padding=band)[0]  # inf: no hole near
+    foreground = ~holes & (disparity > nearest + DISPARITY_TOLERANCE_PX)
     return (~holes & ~foreground).float()
 
 

@@ -1,0 +1,106 @@
+"""The weight-free fill on scenes whose true right view is known everywhere
+(``testing.fillscenes``): which surface each hole pixel comes from, the mirror, the column
+fallback, the memory of earlier frames (still background, pan, cut), and determinism."""
+
+from __future__ import annotations
+
+import torch
+
+from stereocrafter.stereo import fill
+from stereocrafter.stereo.splatting import forward_splat
+from stereocrafter.testing.fillscenes import Layer, Scene, render
+
+BACKGROUND = Layer(disparity=-8.0, seed=1)
+
+
+def _splat(scene: Scene, frames: int) -> dict[str, torch.Tensor]:
+    rendered = [render(scene, t) for t in range(frames)]
+    left = torch.stack([r["left"] for r in rendered])
+    disparity = torch.stack([r["disparity"] for r in rendered])
+    splat, occlusion = forward_splat(torch.cat([left, disparity], 1), disparity)
+    return {
+        "view": splat[:, :3].clamp(0, 1), "disparity": splat[:, 3:], "holes": occlusion >= 0.5,
+        "truth": torch.stack([r["right"] for r in rendered]),
+        "truth_disparity": torch.stack([r["right_disparity"] for r in rendered]),
+    }  # fmt: skip
+
+
+def _source_surface(s: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Which surface each filled pixel was copied from: the fill run on the disparity itself."""
+    probe = s["disparity"].expand(-1, 3, -1, -1).contiguous()
+    return fill.spatial_fill(probe, s["holes"], s["disparity"])[:, :1]
+
+
+def test_a_hole_is_filled_from_the_background_never_from_the_foreground() -> None:
+    s = _splat(Scene("fg", (BACKGROUND, Layer(14.0, 40, 90, 20, 70, seed=4))), 1)
+    holes = s["holes"]
+    assert int(holes.sum()) > 300
+    surface = _source_surface(s)[holes]
+    assert bool(((surface - -8.0).abs() < 0.6).all()), surface.unique()  # every pixel from the background
+    # the foreground copy would have taken the 14 px surface
+    assert float(s["truth_disparity"][holes].max()) == -8.0
+
+
+def test_the_background_texture_is_mirrored_into_the_hole() -> None:
+    view = torch.arange(12, dtype=torch.float32).view(1, 1, 1, 12).expand(1, 3, 1, 12).contiguous()
+    disparity = torch.tensor([5.0] * 4 + [0.0] * 3 + [2.0] * 5).view(1, 1, 1, 12)  # fg | hole | bg
+    holes = torch.zeros(1, 1, 1, 12, dtype=torch.bool)
+    holes[..., 4:7] = True  # width 3 = 5 - 2: the hidden content is the 2 px surface on the right
+    out = fill.spatial_fill(view, holes, disparity)
+    assert out[0, 0, 0, 4:7].tolist() == [10.0, 9.0, 8.0]  # 2 * 7 - x: the mirror about pixel 7
+    assert torch.equal(out[..., :4], view[..., :4]) and torch.equal(out[..., 7:], view[..., 7:])
+
+
+def test_a_hole_between_two_nearer_surfaces_takes_the_background_of_its_column() -> None:
+    # mid layer ends at x 90, a near one starts at 110: the hole right of the mid one has the
+    # near layer on its right in the rows they share; the background (-8) is in the rows above
+    scene = Scene("two", (BACKGROUND, Layer(2.0, 30, 90, 15, 70, seed=2), Layer(12.0, 110, 150, 30, 80, seed=3)))
+    s = _splat(scene, 1)
+    rows = slice(35, 65)
+    holes = s["holes"][..., rows, 85:100]
+    assert int(holes.sum()) > 100
+    surface = _source_surface(s)[..., rows, 85:100][holes]
+    assert bool(((surface + 8.0).abs() < 0.6).all()), surface.unique()
+
+
+def test_what_earlier_frames_saw_fills_the_hole_exactly() -> None:
+    scene = Scene("mover", (BACKGROUND, Layer(14.0, 20, 60, 20, 76, velocity=3.0, seed=4)), frames=16)
+    s = _splat(scene, 16)
+    memory = fill.BackgroundMemory()
+    out = fill.fill(s["view"], s["holes"], s["disparity"], memory)
+    spatial = fill.fill(s["view"], s["holes"], s["disparity"])
+    late = slice(8, 16)
+    holes = s["holes"][late].expand(-1, 3, -1, -1)
+    error_memory = (out[late] - s["truth"][late]).abs()[holes]
+    error_spatial = (spatial[late] - s["truth"][late]).abs()[holes]
+    assert float(error_memory.mean()) < 0.5 * float(error_spatial.mean())
+    # where the remembered pixel was background, the fill is the truth itself (a still background)
+    exact = (error_memory < 1e-3).float().mean()
+    assert float(exact) > 0.6
+    assert memory.resets == 0 and set(memory.shifts) == {0}
+
+
+def test_the_memory_follows_a_pan_and_is_dropped_at_a_cut() -> None:
+    pan = Scene("pan", (BACKGROUND, Layer(10.0, 60, 100, 20, 70, seed=5)), pan=2.0)
+    s = _splat(pan, 8)
+    memory = fill.BackgroundMemory()
+    fill.fill(s["view"], s["holes"], s["disparity"], memory)
+    assert memory.shifts == [2] * 7 and memory.resets == 0
+    other = _splat(Scene("cut", (Layer(-8.0, seed=9), Layer(10.0, 60, 100, 20, 70, seed=5))), 1)
+    fill.fill(other["view"], other["holes"], other["disparity"], memory)
+    assert memory.resets == 1  # nothing remembered matches the new shot
+
+
+def test_rows_without_any_known_pixel_take_their_column() -> None:
+    view = torch.rand(1, 3, 6, 8)
+    holes = torch.zeros(1, 1, 6, 8, dtype=torch.bool)
+    holes[..., 2:4, :] = True
+    out = fill.spatial_fill(view, holes, torch.zeros(1, 1, 6, 8))
+    assert torch.equal(out[..., 2:4, :], view[..., 1:2, :].expand(-1, -1, 2, -1))
+
+
+def test_identical_frames_get_identical_fills() -> None:
+    s = _splat(Scene("still", (BACKGROUND, Layer(12.0, 50, 100, 20, 70, seed=3))), 1)
+    twice = {k: v.expand(2, -1, -1, -1) for k, v in s.items()}
+    out = fill.fill(twice["view"], twice["holes"], twice["disparity"], fill.BackgroundMemory())
+    assert torch.equal(out[0], out[1])
