@@ -14,6 +14,12 @@ live-tensor tracker, and scales the counts by the procedure of each configuratio
 - ``turbo``: depth with Video Depth Anything Small (one forward pass per window of 32 at its
   processing size, 518 x 924 for 16:9; windows step 22), inpainting 8 steps, 1 pass, at most 512 px
   with sides multiples of 64 (448 x 256 for 16:9).
+- ``instant``: VDA-S as ``turbo``; the weight-free fill (``stereo.fill``) is element-wise work
+  (gathers, cumulative maxima, comparisons: no matrix product, no convolution), which the counter
+  does not count; its peak memory is measured on the meta device like the models'.
+- ``clean``: VDA-S as ``turbo``; MI-GAN (``models.migan``, the published 512 generator) on every
+  512 x 512 tile of its working size (at most 1024 px: 1024 x 576 for 16:9, 2 x 2 tiles): the
+  worst case, a hole in every tile (the stage skips tiles without one).
 
 Per output frame of a long clip (steady state): a depth window of W frames with overlap O yields
 W - O new frames; an inpainting chunk of 23 yields 20. Counted: matrix products, convolutions
@@ -56,13 +62,16 @@ from stereocrafter.catalog import ACTIVATIONS_GB_1080P, MODEL_GB, models_of, ser
 from stereocrafter.config import StereoConfig
 from stereocrafter.models.attention import chunk_feed_forward
 from stereocrafter.models.inpainting import VAE_DECODE_CHUNK, decode_start
+from stereocrafter.models.migan import PUBLISHED, MiganGenerator
 from stereocrafter.models.svd import VAE_ENCODE_BATCH
 from stereocrafter.models.vda import SMALL, VideoDepthAnything
 from stereocrafter.models.vda_depth import STEP as VDA_STEP
 from stereocrafter.models.vda_depth import WINDOW as VDA_WINDOW
 from stereocrafter.presets import PEAK_GPU_GB_1080P, PRESET_NAMES
 from stereocrafter.stages.components import prepare_unet
+from stereocrafter.stages.migan import TILE_BATCH, tile_starts
 from stereocrafter.stages.registry import processing_size
+from stereocrafter.stereo.fill import spatial_fill
 from stereocrafter.stereo.merge import working_size
 
 DTYPE = torch.bfloat16
@@ -72,7 +81,10 @@ SIZES = ((1024, 576), (1920, 1080))
 TARGETS = {(1024, 576): 3.0, (1920, 1080): 6.0}
 FLOORS = {(1024, 576): 2.1, (1920, 1080): 5.8}
 TURBO_GATES = {(1024, 576): 12.0, (1920, 1080): 35.0}  # scripts / turbo, at least
-MEMORY_LIMITS_GB = {"fast": 24.0, "reference": 48.0, "turbo": 14.0}  # 24 GB instances; an L40S; a T4
+MEMORY_LIMITS_GB = {"fast": 24.0, "reference": 48.0, "turbo": 14.0, "instant": 4.0, "clean": 4.0}
+# the licence-clean presets: scripts / preset at least (issue 29)
+CLEAN_GATES = {"instant": {(1024, 576): 200.0, (1920, 1080): 800.0},
+               "clean": {(1024, 576): 200.0, (1920, 1080): 400.0}}  # fmt: skip
 
 
 def efficient_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: Any = None,
@@ -160,6 +172,7 @@ class Models:
             config = CLIPVisionConfig(**REAL_CLIP, attn_implementation="sdpa")
             self.clip = CLIPVisionModelWithProjection(config).to(DTYPE)
             self.vda = VideoDepthAnything(SMALL).eval()
+            self.migan = MiganGenerator(PUBLISHED).eval().to(DTYPE)  # half precision on a GPU, as loaded
         self.vae.encoder.float()  # fp32 encoder (force_upcast), as loading.prepare_vae does
         self.vae.quant_conv.float()
         for model in (self.depth_unet, self.inpaint_unet, self.vae, self.clip):
@@ -179,6 +192,8 @@ class Models:
             "vda-small": size(self.vda),
             "stereocrafter": size(self.inpaint_unet),
             "svd": size(self.vae, self.clip),
+            "migan": size(self.migan),
+            "background-fill": 0,
         }
         self.vda.to(DTYPE)  # its activations are half precision, as under the service's autocast
 
@@ -200,6 +215,24 @@ class Models:
         t = torch.empty((), device="meta")
         kwargs = {"encoder_hidden_states": context, "added_time_ids": ids, "return_dict": False}
         return count(lambda: unet(sample, t, **kwargs), nbytes(sample, context))
+
+    def migan_tiles(self, tiles: int) -> Count:
+        x = torch.empty(tiles, 4, PUBLISHED.resolution, PUBLISHED.resolution, device="meta", dtype=DTYPE)
+        return count(lambda: self.migan(x), nbytes(x))
+
+    def fill(self, size: tuple[int, int]) -> Count:
+        """One frame of the weight-free fill, float32 as the stage runs it, on real CPU tensors (its
+        branches depend on the data, which the meta device has none of): a far background, a near
+        object and a wide hole beside it, so that every step runs."""
+        h, w = size
+        view = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+        disparity = torch.full((1, 1, h, w), -10.0)
+        disparity[..., h // 4 : h // 2, w // 4 : w // 2] = 20.0
+        disparity[..., h // 3 : h // 2, w // 2 + w // 16 : w // 2 + w // 8] = 10.0
+        holes = torch.zeros(1, 1, h, w, dtype=torch.bool)
+        holes[..., h // 4 : h // 2, w // 2 : w // 2 + w // 16] = True
+        holes[..., :, : w // 64] = True
+        return count(lambda: spatial_fill(view, holes, disparity), nbytes(view, holes, disparity))
 
     def encode(self, frames: int, size: tuple[int, int]) -> Count:
         video = torch.empty(frames, 3, *size, device="meta", dtype=torch.float32)
@@ -226,6 +259,8 @@ PROCEDURES = (
     Procedure("reference", StereoConfig.from_preset("reference"), crop_to_128=False),
     Procedure("fast", StereoConfig.from_preset("fast"), crop_to_128=False),
     Procedure("turbo", StereoConfig.from_preset("turbo"), crop_to_128=False),
+    Procedure("instant", StereoConfig.from_preset("instant"), crop_to_128=False),
+    Procedure("clean", StereoConfig.from_preset("clean"), crop_to_128=False),
 )
 
 
@@ -270,6 +305,8 @@ def account(models: Models, proc: Procedure, width: int, height: int, cache: dic
     # the UNet's batch is the number of guidance passes; decoded 2 frames per call from the
     # group that holds the first kept frame on (``inpainting.decode_start``): 21 of the 23 frames,
     # as 10 pairs and a single frame, where the scripts decode all 23 (12 calls).
+    if cfg.inpainting_model in ("migan", "background-fill"):
+        return _frame_fill(models, proc, width, height, depth_hw, depth_calls, stages_depth(cfg, vda, d_vda, clip), cached)
     in_hw = inpaint_size(proc, height, width)
     chunk, kept = cfg.frames_chunk, cfg.frames_chunk - cfg.inpaint_overlap
     passes = 2 if cfg.inpaint_guidance > 1.0 else 1
@@ -293,6 +330,7 @@ def account(models: Models, proc: Procedure, width: int, height: int, cache: dic
         "inpaint UNet": cfg.inpaint_steps * i_unet.flops / kept,
         "inpaint VAE": i_enc.flops * per_encoded_frame * chunk / kept + i_dec_flops / kept,
         "CLIP": clip.flops * per_encoded_frame * ((0 if vda else 1) + 1 / kept),
+        "inpaint MI-GAN": 0.0,
     }
     stages = {name: value / tera for name, value in stages.items()}
     gb = 1e9
@@ -314,6 +352,46 @@ def account(models: Models, proc: Procedure, width: int, height: int, cache: dic
         "total_tflop_per_frame": sum(stages.values()),
         "peak_gb": memory,
     }
+
+
+def stages_depth(cfg: StereoConfig, vda: bool, d_vda: Any, clip: Count) -> dict[str, float]:
+    """The depth columns of a VDA-S preset, TFLOP per output frame."""
+    assert vda, "the frame-by-frame fills run after VDA-S only"
+    return {"depth UNet": 0.0, "depth VAE": 0.0, "depth VDA-S": d_vda.flops / VDA_STEP / 1e12}
+
+
+def _frame_fill(models: Models, proc: Procedure, width: int, height: int, depth_hw: tuple[int, int],
+                depth_calls: dict[str, Count], depth: dict[str, float],
+                cached: Callable[[tuple, Callable[[], Count]], Count]) -> dict[str, Any]:  # fmt: skip
+    """``instant`` and ``clean``: no diffusion inpainting; MI-GAN per tile or the fill per frame."""
+    cfg = proc.config
+    h, w = working_size(height, width, cfg.inpaint_max_res, cfg.inpaint_multiple)
+    stages = {**depth, "inpaint UNet": 0.0, "inpaint VAE": 0.0, "CLIP": 0.0, "inpaint MI-GAN": 0.0}
+    if cfg.inpainting_model == "migan":
+        r = PUBLISHED.resolution
+        tiles = len(tile_starts(max(h, r), r)) * len(tile_starts(max(w, r), r))
+        one = cached(("migan", 1), lambda: models.migan_tiles(1))
+        batch = cached(("migan", min(tiles, TILE_BATCH)), lambda: models.migan_tiles(min(tiles, TILE_BATCH)))
+        stages["inpaint MI-GAN"] = tiles * one.flops / 1e12
+        inpaint_calls = {"migan tiles": batch}
+        size = f"{w}x{h}, {tiles} tiles"
+    else:
+        inpaint_calls = {"fill": cached(("fill", (h, w)), lambda: models.fill((h, w)))}
+        size = f"{w}x{h}, no weights"
+    weights = models.weight_bytes(proc.name)
+    gb = 1e9
+    memory = {
+        "weights": weights / gb,
+        "depth": (weights + max(c.peak_bytes for c in depth_calls.values())) / gb,
+        "inpainting": (weights + max(c.peak_bytes for c in inpaint_calls.values())) / gb,
+        "calls": {f"depth {k}": c.peak_bytes / gb for k, c in depth_calls.items()}
+        | {f"inpaint {k}": c.peak_bytes / gb for k, c in inpaint_calls.items()},
+    }
+    return {
+        "procedure": proc.name, "size": f"{width}x{height}", "depth_size": f"{depth_hw[1]}x{depth_hw[0]}",
+        "inpaint_size": size, "tflop_per_frame": stages, "total_tflop_per_frame": sum(stages.values()),
+        "peak_gb": memory,
+    }  # fmt: skip
 
 
 def main() -> int:
@@ -369,6 +447,12 @@ def main() -> int:
         print(f"{width}x{height}: fast is {fast_vs_reference:.2f}x cheaper than reference (counted)")
         turbo_vs_fast = by["fast"]["total_tflop_per_frame"] / by["turbo"]["total_tflop_per_frame"]
         print(f"{width}x{height}: turbo is {turbo_vs_fast:.2f}x cheaper than fast (counted)")
+        for name, gates in CLEAN_GATES.items():
+            ratio = scripts / by[name]["total_tflop_per_frame"]
+            gate = gates[(width, height)]
+            print(f"{width}x{height}: {name:9s} {ratio:7.1f}x   gate {gate:.0f}x: {'held' if ratio >= gate else 'FAILED'}")
+            if ratio < gate:
+                failures.append(f"{name} at {width}x{height} is {ratio:.1f}x, under its gate {gate:.0f}x")
     for row in rows:
         if row["procedure"] == "scripts":
             continue

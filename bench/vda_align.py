@@ -1,15 +1,17 @@
-"""What aligning VDA's windows at the processing size changes (the deviation of ``models.vda_depth``).
+"""The one difference left between ``models.vda_depth`` and the published procedure: where the
+aligned depth is kept.
 
 The published procedure resizes every window's depth to the frame size (bilinear, align_corners)
-before the least-squares fit and the blend; ``VdaDepthPipeline`` aligns at the processing size and
-keeps the depth there. Both are run here on the same frames through the tiny random VDA model
-(``stereocrafter.testing.weights.TINY_VDA``, the library's own initialisation: the real weights cannot be
-downloaded here) and compared at the frame size, relative to the depth's range. Random weights make
-noisy depth, so this bounds the effect rather than predicting it for real depth. Minutes on 2 CPU
-cores (the head runs at 518x924 for every frame); run by hand, not in the smoke.
+before the least-squares fit and the blend. ``VdaDepthPipeline`` fits at the frame size too (it
+resizes the two fitted and the two reference frames), but keeps the aligned depth at the processing
+size (the pipeline resizes it later). Both are run here on the same frames through the tiny random
+VDA model (``stereocrafter.testing.weights.TINY_VDA``; the real weights cannot be downloaded here)
+and compared at the frame size, relative to the depth's range; with ``--processing-size-fit`` the
+former fit at the processing size is shown beside it. Random weights make noisy depth, so this
+bounds the effect rather than predicting it for real depth.
 
-    python -m bench.vda_align                # 1920x1080 source, 46 frames (3 windows)
-    python -m bench.vda_align --frames 30    # fewer frames (2 windows)
+    python -m bench.vda_align                # 72x128 (input size 70) and 1920x1080 (518; minutes)
+    python -m bench.vda_align --smoke        # the small sizes only
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from stereocrafter.models.vda import VideoDepthAnything
-from stereocrafter.models.vda_depth import VdaDepthPipeline, processing_size
+from stereocrafter.models.vda_depth import VdaDepthPipeline, plan_windows, processing_size
 from stereocrafter.testing.weights import TINY_VDA
 
 
@@ -45,26 +47,35 @@ def clip(frames: int, height: int, width: int) -> torch.Tensor:
     return (torch.stack(waves, 1) + 0.02 * torch.randn(frames, 3, height, width, generator=g)).clamp(0, 1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=46)
-    args = parser.parse_args()
-    width, height = 1920, 1080
-    h, w = processing_size(height, width)
+SIZES = ((72, 128, 70), (144, 256, 140), (288, 512, 280), (1080, 1920, 518))  # height, width, input size
+
+
+def deviation(height: int, width: int, input_size: int, frames: int, fit_at_frame: bool = True) -> float:
+    """max |ours - published| / range at the frame size."""
+    h, w = processing_size(height, width, input_size)
     torch.manual_seed(0)
     model = VideoDepthAnything(TINY_VDA).eval()
-    source = clip(args.frames, h, w)  # the frames as the model sees them (at the processing size)
-    ours = torch.cat([d for _, d in VdaDepthPipeline(model).iter_depth(source)])
+    source = clip(frames, h, w)  # the frames as the model sees them (at the processing size)
+    size = (height, width) if fit_at_frame else None
+    ours = torch.cat([d for _, d in VdaDepthPipeline(model).iter_depth(source, frame_size=size)])
     ours = F.interpolate(ours, size=(height, width), mode="bilinear", align_corners=True)[:, 0]
     published = torch.cat([d for _, d in AtFrameSize(model, (height, width)).iter_depth(source)])[:, 0]
     span = float(published.max() - published.min())
-    difference = (ours - published).abs() / span
-    per_frame = difference.flatten(1).max(1).values
-    print(f"source {width}x{height}, processing {w}x{h}, {args.frames} frames, tiny random VDA")
-    print(f"depth range {float(published.min()):.4g}..{float(published.max()):.4g}")
-    print(f"|processing-size alignment - frame-size alignment| / range: max {float(difference.max()):.2e}, "
-          f"mean {float(difference.mean()):.2e}")  # fmt: skip
-    print("per frame (max):", " ".join(f"{float(v):.1e}" for v in per_frame))
+    return float((ours - published).abs().max()) / span
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=46)
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--processing-size-fit", action="store_true")
+    args = parser.parse_args()
+    print(f"tiny random VDA, {args.frames} frames ({len(plan_windows(args.frames))} windows)")
+    for height, width, input_size in SIZES[:-1] if args.smoke else SIZES:
+        line = f"{width}x{height} at input size {input_size}: max |ours - published| / range {deviation(height, width, input_size, args.frames):.2e}"
+        if args.processing_size_fit:
+            line += f"   (fit at the processing size: {deviation(height, width, input_size, args.frames, False):.2e})"
+        print(line)
 
 
 if __name__ == "__main__":

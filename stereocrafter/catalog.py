@@ -111,11 +111,11 @@ def models_of(presets: Iterable[str]) -> tuple[str, ...]:
 # (a chunk's views, depth and mask on the device), which a GPU run measures (bench/gpu_check.sh
 # prints max_memory_allocated beside the counted figure).
 MODEL_GB: Mapping[str, float] = MappingProxyType(
-    {"depthcrafter": 3.05, "vda-small": 0.12, "stereocrafter": 3.05, "svd": 1.53, "migan": 0.03,
+    {"depthcrafter": 3.05, "vda-small": 0.12, "stereocrafter": 3.05, "svd": 1.53, "migan": 0.01,
      "background-fill": 0.0}
 )  # fmt: skip
 ACTIVATIONS_GB_1080P: Mapping[str, float] = MappingProxyType(
-    {"reference": 15.54, "fast": 9.75, "turbo": 6.1, "instant": 6.1, "clean": 6.1}
+    {"reference": 15.54, "fast": 9.75, "turbo": 1.41, "instant": 1.41, "clean": 1.41}
 )
 
 

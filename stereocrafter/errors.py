@@ -304,12 +304,13 @@ class StorageUnavailable(ConversionError):
 
 
 class ServiceNotReady(ConversionError):
-    """503: models still loading, failed, no weights configured, no GPU, a named encoder this GPU
-    lacks, or the service is stopping: retry later or elsewhere."""
+    """503: models still loading, failed, no weights configured or a weight file unusable, no GPU,
+    a named encoder this GPU lacks, or the service is stopping: retry later or elsewhere."""
 
     stands_for: tuple[type[StereoCrafterError], ...] = (
         NotReadyError,
         WeightsMissingError,
+        WeightsCorruptError,
         ServiceStoppingError,
         DeviceUnavailableError,
         EncoderUnavailableError,

@@ -16,11 +16,17 @@ The published procedure, reproduced:
    first window's frame 0 and the previous window's aligned key frame 12. Aligned depth is clamped at
    0; the 8 frames two windows share are blended linearly (the new window's weight 0 -> 1).
 
+The fit is the published one: with ``frame_size`` (the pipeline passes the source's) the two
+frames fitted and the two reference frames are resized to the frame size (bilinear,
+align_corners) and the least squares run there, as the reference aligns; four frames at the frame
+size are held, not the window.
+
 Deliberate differences (memory stays bounded by a window; both named in the README):
-- The depth stays at the processing size: the reference resizes every window's depth to the frame
-  size (bilinear, align_corners) and aligns there. A bilinear resize is linear, so the fit differs
-  only by how the resize weights the pixels: bench/vda_align.py measures at most 2.2e-5 of the
-  depth's range at 1080p on random weights (0.0009 px of disparity at max_disp 20).
+- The depth is kept at the processing size: the reference resizes every window's depth to the
+  frame size before aligning and keeps it there. With the fit taken at the frame size the scale
+  and shift are the reference's; the resize is linear, so mapping and blending before or after it
+  agree up to rounding, and only the clamp at 0 (applied here before the later resize, there after
+  it) differs where aligned depth crosses 0 (bench/vda_align.py measures the whole difference).
 - Frames are read window by window and finished frames are handed on at once; the reference holds
   the whole clip's frames and depth. The least-squares sums are taken in float64 (the reference:
   float32), which changes the fit by rounding only.
@@ -33,6 +39,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from stereocrafter.config import REFERENCE
 from stereocrafter.models.depth import FrameSource  # frames at the processing size, asked in order
@@ -132,9 +139,19 @@ class VdaDepthPipeline:
             depth: torch.Tensor = self.model(inputs[None])[0]
         return depth.float()
 
-    def iter_depth(self, frames: FrameSource) -> Iterator[tuple[int, torch.Tensor]]:
+    def iter_depth(
+        self, frames: FrameSource, frame_size: tuple[int, int] | None = None
+    ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (start, depth) in order, depth (t, 1, h, w) float32 on the CPU, until every frame of
-        ``frames`` has its depth. Host and device memory hold one window and the 8 frames to blend."""
+        ``frames`` has its depth. Host and device memory hold one window and the 8 frames to blend.
+        ``frame_size``: (height, width) to fit the windows' alignment at (see the module docstring;
+        None: at the processing size)."""
+
+        def at_fit_size(depth: torch.Tensor) -> torch.Tensor:
+            if frame_size is None or tuple(depth.shape[-2:]) == tuple(frame_size):
+                return depth
+            return F.interpolate(depth[:, None], size=frame_size, mode="bilinear", align_corners=True)[:, 0]
+
         num_frames = len(frames)
         emitted = 0
         previous: torch.Tensor | None = None  # the last window's inputs (after the key-frame swap)
@@ -154,15 +171,17 @@ class VdaDepthPipeline:
             # 2. Alignment to the result so far.
             if not reference:
                 aligned = depth
-                reference = [depth[0], depth[KEYFRAMES[1]]]
+                reference = list(at_fit_size(depth[[0, KEYFRAMES[1]]]))
             else:
-                scale, shift = fit_scale_shift(torch.stack([depth[0], depth[1]]), torch.stack(reference))
+                scale, shift = fit_scale_shift(at_fit_size(depth[:2]), torch.stack(reference))
                 mapped = (depth * scale + shift).clamp(min=0)
                 assert tail is not None
                 weight = torch.linspace(0, 1, BLEND, device=depth.device).view(BLEND, 1, 1)
                 blended = tail * (1 - weight) + mapped[OVERLAP - BLEND : OVERLAP] * weight
                 aligned = torch.cat([blended, mapped[OVERLAP:]])
-                reference = [reference[0], mapped[KEYFRAMES[1]]]
+                # the reference's key frame: mapped and clamped at the fit size
+                reference = [reference[0], (at_fit_size(depth[KEYFRAMES[1] : KEYFRAMES[1] + 1])[0] * scale
+                                            + shift).clamp(min=0)]  # fmt: skip
             # 3. Hand on what no later window changes.
             last = index == len(windows) - 1
             keep = aligned if last else aligned[:-BLEND]

@@ -18,8 +18,12 @@ class SequentialFrames:
     ``transform`` maps each decoded uint8 chunk to what callers get (e.g. a float tensor).
     """
 
-    def __init__(self, chunks: HostChunks, num_frames: int, transform: Callable[[Any], torch.Tensor]) -> None:
+    def __init__(
+        self, chunks: HostChunks, num_frames: int, transform: Callable[[Any], torch.Tensor],
+        frame_size: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
         self._chunks, self._num_frames, self._transform = chunks, num_frames, transform
+        self.frame_size = frame_size  # the source's (height, width) when ``transform`` resizes
         self._buffer: list[torch.Tensor] = []
         self._buffer_start = 0  # index of the first buffered frame
         self._buffered = 0

@@ -40,7 +40,8 @@ class WarmupCall:
 
 
 class FrameSource(Protocol):
-    """Frames by increasing index range: (t, 3, h, w) float32 in [0, 1] on the device."""
+    """Frames by increasing index range: (t, 3, h, w) float32 in [0, 1] on the device (at the stage's
+    processing size; ``frame_size``, where a source has it: the clip's own (height, width))."""
 
     def __len__(self) -> int: ...
 

@@ -104,4 +104,6 @@ class VdaStage:
     def iter_depth(
         self, frames: FrameSource, config: StereoConfig, generator: torch.Generator
     ) -> Iterator[tuple[int, torch.Tensor]]:
-        return self.pipeline.iter_depth(frames)
+        """Aligned at the source's size when the frames say it (``SequentialFrames.frame_size``), as
+        the published code aligns."""
+        return self.pipeline.iter_depth(frames, frame_size=getattr(frames, "frame_size", None))

@@ -90,7 +90,7 @@ def test_without_weights_the_server_starts_and_answers_503(env: dict) -> None:
         with pytest.raises(ServiceNotReady) as caught:
             svc.client.convert(f"s3://{BUCKET}/in/clip.mp4", f"s3://{BUCKET}/o.mp4")
         message = caught.value.message
-        assert caught.value.code == "weights_missing" and "7 components" in message and len(message) < 300
+        assert caught.value.code == "weights_missing" and "8 components" in message and len(message) < 300
         # Stopping a server that no longer acts on SIGTERM: its worker, in a process group of
         # its own, must go too (killing only the arbiter left it running).
         processes = tree(svc.process.pid)
