@@ -163,7 +163,7 @@ class StereoCrafter:
                 tiny=slot.pipeline.tiny,
             )
             result = self._run_job(slot.pipeline, context, job)
-        metrics.job_finished(result.frames, result.timings)
+        metrics.job_finished(result.frames, result.timings, job.config.preset)
         metrics.set_model_state(self.models.state)
         result = result.model_copy(update={"slot": slot.index, "device": slot.device})
         encoder = getattr(result, "encoder", None)  # a depth task writes no video

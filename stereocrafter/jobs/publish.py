@@ -19,8 +19,13 @@ def report_extra(job: Job, encoder: dict[str, Any] | None = None) -> dict[str, A
     (``ConversionResult.encoder``) and whether the weights were the tiny test ones."""
     from stereocrafter import __version__
 
+    from stereocrafter.catalog import MODELS, commercial_ok, models_of
+
     return {
         "preset": job.config.preset,
+        # which weights made it, under which licence (the licence-clean presets: ``catalog``)
+        "models": {name: MODELS[name].licence for name in models_of([job.config.preset])},
+        "commercial_use": commercial_ok(job.config.preset),
         "versions": {
             "stereocrafter": __version__,
             "torch": metadata.version("torch"),

@@ -33,6 +33,10 @@ def test_the_report_says_its_preset_timings_and_weights(tmp_path: Path) -> None:
     assert data["timings"] == {"depth": 1.235} and data["encoder"] == {"codec": "libx264"}
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report_extra(Job())["preset"] == "reference"
+    assert data["commercial_use"] is False and "research use only" in data["models"]["depthcrafter"]
+    clean = report_extra(Job(config=StereoConfig.from_preset("clean")))
+    assert clean["commercial_use"] is True
+    assert clean["models"] == {"vda-small": "Apache-2.0", "migan": "MIT (MI-GAN LICENSE-WEIGHTS)"}
 
 
 def test_a_report_that_could_not_be_computed_writes_nothing(tmp_path: Path) -> None:

@@ -30,7 +30,9 @@ def body(**fields: object) -> bytes:
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text format (0 when absent)."""
+    """The sum of the samples of ``name`` whose labels include ``labels``, in Prometheus text format
+    (0 when none): one preset's series, or all of them."""
+    total = 0.0
     for line in text.splitlines():
         if not line.startswith(name) or line.startswith("#"):
             continue
@@ -40,8 +42,8 @@ def metric(text: str, name: str, **labels: str) -> float:
             continue
         found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part)
         if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
-            return float(value)
-    return 0.0
+            total += float(value)
+    return total
 
 
 def plant(env: dict, *faults: str) -> None:
