@@ -95,6 +95,8 @@ bench: venv
 	$(BIN)/python -m bench.host_pipeline
 	$(BIN)/python -m bench.nvenc_check
 	$(BIN)/python -m bench.ff_chunking --check
+	$(BIN)/python -m bench.fill_quality --check
+	$(BIN)/python -m bench.instant_cpu
 
 bench-smoke: venv
 	$(BIN)/python -m bench.splat --smoke
@@ -104,6 +106,8 @@ bench-smoke: venv
 	$(BIN)/python -m bench.gpu_presets --smoke
 	$(BIN)/python -m bench.gpu_rows imports --smoke
 	$(BIN)/python -m bench.gpu_rows preset turbo --smoke
+	$(BIN)/python -m bench.gpu_rows preset clean --smoke
+	$(BIN)/python -m bench.gpu_rows preset instant --smoke
 	$(BIN)/python -m bench.gpu_rows checks --smoke
 	$(BIN)/python -m bench.flops --check
 	$(BIN)/python -m bench.ff_chunking --smoke --check
@@ -116,6 +120,8 @@ bench-smoke: venv
 	$(BIN)/python -m bench.long_align --smoke
 	$(BIN)/python -m bench.cli_start --smoke
 	$(BIN)/python -m bench.vda --smoke
+	$(BIN)/python -m bench.fill_quality --smoke --check
+	$(BIN)/python -m bench.instant_cpu --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

@@ -57,9 +57,11 @@ def build(
     dtype: torch.dtype,
     smoke: bool,
     depth_models: tuple[str, ...] = ("depthcrafter", "vda-small"),
+    inpainting: bool = True,
 ) -> tuple[Any, Any, Any]:
-    """DepthCrafter (or None), VDA-S (or None) and the inpainting pipeline, random weights: only the
-    depth models named (``bench/gpu_rows.py`` builds one preset's models, as a one-preset endpoint)."""
+    """DepthCrafter (or None), VDA-S (or None) and the inpainting pipeline (or None: ``inpainting``
+    false), random weights: only the models named (``bench/gpu_rows.py`` builds one preset's
+    models, as a one-preset endpoint)."""
     from diffusers import (
         AutoencoderKLTemporalDecoder,
         EulerDiscreteScheduler,
@@ -93,6 +95,9 @@ def build(
             if "depthcrafter" in depth_models
             else None
         )
+        if not inpainting and "depthcrafter" not in depth_models:  # no SVD model at all
+            vda_only = VideoDepthAnything(TINY_VDA if smoke else SMALL).eval().requires_grad_(False)
+            return None, VdaDepthPipeline(vda_only), None
         inpaint_unet = UNetSpatioTemporalConditionModel(
             **(tiny_unet_kwargs(9) if smoke else dict(REAL_UNET, in_channels=9))
         ).to(dtype)
@@ -117,8 +122,8 @@ def build(
         if depth_unet is not None
         else None
     )
-    inpainting = StereoInpaintingPipeline(unet=inpaint_unet.eval(), image_mean=mean, image_std=std, **parts)
-    return depth, VdaDepthPipeline(vda_model) if vda_model is not None else None, inpainting
+    stage2 = StereoInpaintingPipeline(unet=inpaint_unet.eval(), image_mean=mean, image_std=std, **parts)
+    return depth, VdaDepthPipeline(vda_model) if vda_model is not None else None, stage2 if inpainting else None
 
 
 class UNetClock:

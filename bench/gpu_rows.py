@@ -36,13 +36,14 @@ import numpy as np
 import torch
 
 from bench.gpu_presets import MetaCounter, bf16_peak, build
-from stereocrafter.catalog import depth_model_of
+from stereocrafter.catalog import depth_model_of, inpainting_model_of
 from stereocrafter.presets import PEAK_GPU_GB_1080P
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ((1920, 1080), (1024, 576))  # the most expensive first
 # Peak GPU memory of a one-preset endpoint at 1024x576, GB (bench/flops.py; 1080p: presets.py)
-COUNTED_GB_576P = {"reference": 17.3, "fast": 17.4, "turbo": 10.8}
+COUNTED_GB_576P = {"reference": 17.3, "fast": 17.4, "turbo": 6.1, "instant": 1.5, "clean": 1.6}
+MIGAN_TILE_FLOP = 30.2e9  # one 512x512 call of the published generator (bench/flops.py counts it)
 FRAMES = 23  # one inpainting chunk; the depth window is the clip (shorter than 70/110)
 
 
@@ -156,11 +157,28 @@ def model_calls(preset: str, size: tuple[int, int], smoke: bool) -> list[Any]:
     return warmup_calls((preset,), (size[1], size[0]))
 
 
+def frame_fill(preset: str, device: torch.device, dtype: torch.dtype, smoke: bool) -> Any:
+    """The ``instant``/``clean`` inpainting stage on random weights (MI-GAN: the published 512
+    generator, or the tiny one with ``smoke``), as the stage runs it (MI-GAN in ``dtype``)."""
+    from stereocrafter.models.migan import PUBLISHED
+    from stereocrafter.stages.fill import BackgroundFillStage, PerFrameFill
+    from stereocrafter.stages.migan import MiganStage, MiganTiles
+    from stereocrafter.testing.weights import TINY_MIGAN, random_migan
+
+    if inpainting_model_of(preset) == "background-fill":
+        return BackgroundFillStage(PerFrameFill(device))
+    generator = random_migan(TINY_MIGAN if smoke else PUBLISHED).to(device=device, dtype=dtype).eval()
+    return MiganStage(MiganTiles(generator.requires_grad_(False)))
+
+
 def time_call(model: Any, call: Any, device: torch.device, dtype: torch.dtype, chunked: bool) -> float:
     """ms of one call of ``model`` at ``call``'s shape (1 warm-up, then the mean of 3)."""
     from stereocrafter.models.attention import chunk_feed_forward
 
     with torch.no_grad():
+        if call.model in ("migan", "background-fill"):  # the stage's own warm-up call
+            model.warm_up(call)
+            return elapsed_ms(lambda: model.warm_up(call), device, repeat=3)
         if call.model == "vda-small":
             frames = torch.zeros(call.frames, 3, *call.size, device=device)
             return elapsed_ms(lambda: model._window_depth(frames), device, repeat=3)
@@ -207,7 +225,11 @@ def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
 
     preset = args.preset
     started = time.perf_counter()
-    depth, vda, inpainting = build(device, dtype, args.smoke, depth_models=(depth_model_of(preset),))
+    diffusion = inpainting_model_of(preset) == "stereocrafter"  # else a licence-clean preset's fill
+    depth, vda, inpainting = build(device, dtype, args.smoke, depth_models=(depth_model_of(preset),),
+                                   inpainting=diffusion)  # fmt: skip
+    if not diffusion:
+        inpainting = frame_fill(preset, device, dtype, args.smoke)
     built_s = time.perf_counter() - started
     peak = measured_peak(device, args.out.parent if args.out else None, args.smoke)
     datasheet = bf16_peak(torch.cuda.get_device_name()) if device.type == "cuda" else None
@@ -216,7 +238,8 @@ def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
     config = StereoConfig.from_preset(preset, **small)
     pipeline = StereoPipeline([p for p in (depth, vda) if p is not None], inpainting, config)
     models = {"depthcrafter": depth.unet if depth else None, "vda-small": vda if vda else None,
-              "stereocrafter": inpainting.unet}  # fmt: skip
+              "stereocrafter": getattr(inpainting, "unet", None), "migan": inpainting,
+              "background-fill": inpainting}  # fmt: skip
     failures = 0
     timed: dict[tuple[Any, ...], dict[str, Any]] = {}  # a shape both sizes share is timed once
     frames_n = 8 if args.smoke else FRAMES
@@ -253,13 +276,20 @@ def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
                     continue
                 model = models[call.model]
                 entry: dict[str, Any] = {"model": call.model, "shape": [call.batch, call.frames, *call.size]}
-                variants = (False,) if call.model == "vda-small" else (False, True)
+                variants = (False,) if call.model in ("vda-small", "migan", "background-fill") else (False, True)
                 for chunked in variants:
                     key = "ms_chunked" if chunked else "ms"
                     entry[key] = round(time_call(model, call, device, dtype, chunked), 1)
-                kinds = {"depthcrafter": "depth", "vda-small": "vda", "stereocrafter": "inpainting"}
+                if call.model == "background-fill":  # element-wise work: no FLOP figure
+                    steps.append(entry)
+                    timed[call] = entry
+                    continue
+                kinds = {"depthcrafter": "depth", "vda-small": "vda", "stereocrafter": "inpainting",
+                         "migan": "migan"}  # fmt: skip
                 stage = kinds[call.model]
-                if stage == "vda":
+                if stage == "migan":
+                    flop = MIGAN_TILE_FLOP * call.batch
+                elif stage == "vda":
                     flop = counter("vda", (1, call.frames, 3, *call.size), ())
                 else:
                     channels = model.config.in_channels

@@ -198,6 +198,8 @@ def test_plan_only_runs_no_stereo_task(known_scene: Path, inpainting_pipeline, t
         pytest.param(["--plan"], marks=pytest.mark.slow),
         None,
         pytest.param(["--preset", "turbo"], id="turbo", marks=pytest.mark.slow),  # 15 s: the slow tier
+        pytest.param(["--preset", "instant"], id="instant"),  # VDA-S depth, no diffusion: seconds
+        pytest.param(["--preset", "clean"], id="clean", marks=pytest.mark.slow),
     ],
 )
 def test_convert_long_on_the_command_line(
