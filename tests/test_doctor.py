@@ -50,3 +50,19 @@ def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     out = "\n".join(capsys.readouterr().out.splitlines())
     assert "8 of 8 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
     assert "missing: depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth" in out
+
+
+def test_doctor_says_a_clean_endpoint_needs_no_token(tiny_weights: Path) -> None:
+    from stereocrafter.doctor import diagnose
+
+    settings = load_settings({"STEREOCRAFTER_DEVICE": "cpu", "STEREOCRAFTER_PRESETS": "clean,instant"})
+    lines = diagnose(settings, tiny_weights)
+    download = next(line for line in lines if line.startswith("download"))
+    assert "without a token" in download and "every repo of the presets served is public" in download
+    assert "stabilityai" not in download and "andraniksargsyan/migan" in download
+    models = {line.split()[1]: line for line in lines if line.startswith("  model ")}
+    assert models["background-fill"].endswith("loaded for instant; no weights to load")
+    assert "MIT" in models["migan"] and "loaded for clean; weights present" in models["migan"]
+    assert "not loaded" in models["svd"] and "not loaded" in models["stereocrafter"]
+    only_fill = load_settings({"STEREOCRAFTER_DEVICE": "cpu", "STEREOCRAFTER_PRESETS": "instant"})
+    assert "without a token" in next(x for x in diagnose(only_fill, tiny_weights) if x.startswith("download"))

@@ -208,7 +208,7 @@ class VideoDepthAnything(nn.Module):
         # From here on every frame is its own (no temporal module): the last two fusion blocks and
         # the head run ``TAIL_FRAMES`` frames at a time, the same arithmetic per frame, so that the
         # full-resolution maps of one window (their float32 part above all) are not all alive at
-        # once: at 518x924, 6.1 GB of activations for a window become 1.8 GB (bench/flops.py).
+        # once: at 518x924, 6.1 GB of activations for a window become 1.4 GB (bench/flops.py).
         parts = []
         for first in range(0, path.shape[0], TAIL_FRAMES):
             part = slice(first, first + TAIL_FRAMES)
