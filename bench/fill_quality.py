@@ -57,7 +57,9 @@ def foreground_copy(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Te
     return torch.where(holes, torch.gather(view, -1, pick.expand_as(view)), view)
 
 
-def blur(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor, sigma: float = 6.0) -> torch.Tensor:
+def blur(
+    view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor, sigma: float = 6.0
+) -> torch.Tensor:
     """Baseline: a normalised Gaussian blur of the known pixels (both sides), sigma doubled until
     every hole pixel has weight."""
     known = (~holes).float()
@@ -70,8 +72,8 @@ def blur(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor, sigma
 
         def smooth(x: torch.Tensor, taps: torch.Tensor = taps, radius: int = radius) -> torch.Tensor:
             c = x.shape[1]
-            x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), taps.view(1, 1, 1, -1).expand(c, 1, 1, -1),
-                         groups=c)  # fmt: skip
+            row = taps.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+            x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), row, groups=c)
             return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"),
                             taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)  # fmt: skip
 
@@ -164,10 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}"
+    )
     print("MI-GAN (clean): no figure: a learned model on tiny random weights has no quality to measure")
     failures = []
-    header = f"{'scene':38s} {'fill':20s} {'PSNR':>6s} {'SSIM':>6s} {'bandPSNR':>8s} {'bandSSIM':>8s} {'dT':>6s} {'truth dT':>8s}"
+    header = f"{'scene':38s} {'fill':20s} {'PSNR':>6s} {'SSIM':>6s} {'bandPSNR':>8s} {'bandSSIM':>8s}"
+    header += f" {'dT':>6s} {'truth dT':>8s}"
     print(header)
     for scene in scenes():
         frames = 6 if args.smoke else scene.frames

@@ -306,7 +306,9 @@ def account(models: Models, proc: Procedure, width: int, height: int, cache: dic
     # group that holds the first kept frame on (``inpainting.decode_start``): 21 of the 23 frames,
     # as 10 pairs and a single frame, where the scripts decode all 23 (12 calls).
     if cfg.inpainting_model in ("migan", "background-fill"):
-        return _frame_fill(models, proc, width, height, depth_hw, depth_calls, stages_depth(cfg, vda, d_vda, clip), cached)
+        return _frame_fill(
+            models, proc, width, height, depth_hw, depth_calls, stages_depth(cfg, vda, d_vda, clip), cached
+        )
     in_hw = inpaint_size(proc, height, width)
     chunk, kept = cfg.frames_chunk, cfg.frames_chunk - cfg.inpaint_overlap
     passes = 2 if cfg.inpaint_guidance > 1.0 else 1
@@ -450,7 +452,10 @@ def main() -> int:
         for name, gates in CLEAN_GATES.items():
             ratio = scripts / by[name]["total_tflop_per_frame"]
             gate = gates[(width, height)]
-            print(f"{width}x{height}: {name:9s} {ratio:7.1f}x   gate {gate:.0f}x: {'held' if ratio >= gate else 'FAILED'}")
+            print(
+                f"{width}x{height}: {name:9s} {ratio:7.1f}x   gate {gate:.0f}x: "
+                f"{'held' if ratio >= gate else 'FAILED'}"
+            )
             if ratio < gate:
                 failures.append(f"{name} at {width}x{height} is {ratio:.1f}x, under its gate {gate:.0f}x")
     for row in rows:

@@ -123,7 +123,11 @@ def build(
         else None
     )
     stage2 = StereoInpaintingPipeline(unet=inpaint_unet.eval(), image_mean=mean, image_std=std, **parts)
-    return depth, VdaDepthPipeline(vda_model) if vda_model is not None else None, stage2 if inpainting else None
+    return (
+        depth,
+        VdaDepthPipeline(vda_model) if vda_model is not None else None,
+        stage2 if inpainting else None,
+    )
 
 
 class UNetClock:

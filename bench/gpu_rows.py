@@ -276,7 +276,9 @@ def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
                     continue
                 model = models[call.model]
                 entry: dict[str, Any] = {"model": call.model, "shape": [call.batch, call.frames, *call.size]}
-                variants = (False,) if call.model in ("vda-small", "migan", "background-fill") else (False, True)
+                variants = (
+                    (False,) if call.model in ("vda-small", "migan", "background-fill") else (False, True)
+                )
                 for chunked in variants:
                     key = "ms_chunked" if chunked else "ms"
                     entry[key] = round(time_call(model, call, device, dtype, chunked), 1)

@@ -84,7 +84,8 @@ def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
         state = "weights present" if present else "WEIGHTS MISSING"
         if not model_components(name):
             state = "no weights to load"
-        lines.append(f"  model {name} ({card.repo or 'no repo'}), {card.licence}: loaded for {', '.join(users)}; "
+        lines.append(f"  model {name} ({card.repo or 'no repo'}), {card.licence}: "
+                     f"loaded for {', '.join(users)}; "
                      f"{state}")  # fmt: skip
     return lines
 

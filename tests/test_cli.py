@@ -43,7 +43,8 @@ def test_cli_preset(
     assert cli_main([*args[:2], str(tmp_path / "x.mp4"), *args[2:], "--preset", "turbo2"]) == 2
     err = capsys.readouterr().err
     assert (
-        err.strip() == "stereocrafter: error: unknown preset 'turbo2'; choose one of reference, fast, turbo, instant, clean"
+        err.strip() == "stereocrafter: error: unknown preset 'turbo2'; "
+        "choose one of reference, fast, turbo, instant, clean"
     )
     assert not (tmp_path / "x.mp4").exists()
 

@@ -38,8 +38,8 @@ def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     out = out[:4] + out[6:]  # the lines below as they were with three presets
     # every served preset's models stay resident (7.75 GB), the largest call is reference's
     assert (
-        "served presets (reference, fast, turbo, instant, clean) keep 7.8 GB of weights resident and need about 23.3 GB"
-        in out[8]
+        "served presets (reference, fast, turbo, instant, clean) keep 7.8 GB of weights resident "
+        "and need about 23.3 GB" in out[8]
     )
     assert "(preset fast alone: 17.4 GB;" in out[8]
     # no driver here: NVENC does not open, and auto (the default) falls back to libx264

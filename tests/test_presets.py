@@ -36,7 +36,11 @@ def test_presets_are_tables_over_the_reference_defaults() -> None:
 def test_a_preset_is_checked_by_name_with_the_one_message() -> None:
     from stereocrafter.presets import DEFAULT_PRESET, PRESET_NAMES, PRESETS, check_preset
 
-    assert PRESET_NAMES == ("reference", "fast", "turbo", "instant", "clean") and DEFAULT_PRESET == "reference"
+    assert (
+        PRESET_NAMES == ("reference", "fast", "turbo", "instant", "clean") and DEFAULT_PRESET == "reference"
+    )
     assert dict(PRESETS["reference"]) == {} and check_preset("turbo") == "turbo"
-    with pytest.raises(ValueError, match="unknown preset 'Turbo'; choose one of reference, fast, turbo, instant, clean"):
+    with pytest.raises(
+        ValueError, match="unknown preset 'Turbo'; choose one of reference, fast, turbo, instant, clean"
+    ):
         check_preset("Turbo")

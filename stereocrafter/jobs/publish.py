@@ -18,7 +18,6 @@ def report_extra(job: Job, encoder: dict[str, Any] | None = None) -> dict[str, A
     carries it), versions, the job's timings, the encoder that wrote the video
     (``ConversionResult.encoder``) and whether the weights were the tiny test ones."""
     from stereocrafter import __version__
-
     from stereocrafter.catalog import MODELS, commercial_ok, models_of
 
     return {

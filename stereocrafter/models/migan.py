@@ -79,11 +79,14 @@ class Down2(nn.Module):
             self.filter.weight.copy_(_blur_kernel(1.0).expand(channels, 1, 4, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.filter(x)
+        out: torch.Tensor = self.filter(x)
+        return out
 
 
 class Up2(nn.Module):
     """2x upsampling: nearest, the fixed one-in-four pattern, padding (2, 1, 2, 1), the blur with gain 4."""
+
+    filter_const: torch.Tensor
 
     def __init__(self, channels: int, resolution: int) -> None:
         super().__init__()
@@ -96,12 +99,15 @@ class Up2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="nearest") * self.filter_const
-        return self.filter(F.pad(x, (2, 1, 2, 1)))
+        out: torch.Tensor = self.filter(F.pad(x, (2, 1, 2, 1)))
+        return out
 
 
 class SepConv(nn.Module):
     """Depthwise 3x3 (bias) -> activation -> [down] -> pointwise 1x1 (no bias) -> [up] -> [+ noise]
     -> activation."""
+
+    noise_const: torch.Tensor
 
     def __init__(
         self, cin: int, cout: int, *, down: bool = False, up: bool = False, noise: bool = False,
@@ -203,7 +209,8 @@ class Synthesis(nn.Module):
         x, image = self.b4(x, skips[4])
         for res in self.rising:
             x, image = getattr(self, f"b{res}")(x, skips[res], image)
-        return image
+        out: torch.Tensor = image
+        return out
 
 
 class MiganGenerator(nn.Module):
@@ -217,7 +224,8 @@ class MiganGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         code, skips = self.encoder(x)
-        return self.synthesis(code, skips)
+        out: torch.Tensor = self.synthesis(code, skips)
+        return out
 
 
 def model_input(rgb: torch.Tensor, known: torch.Tensor) -> torch.Tensor:

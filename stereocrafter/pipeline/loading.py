@@ -41,7 +41,9 @@ def _load(stage: Any, weights_dir: str | os.PathLike[str], device: torch.device,
     try:
         return stage.load(weights_dir, device=device, dtype=dtype, shared=shared)
     except ValueError as err:
-        raise WeightsCorruptError(f"the {stage.name} weights under {weights_dir} are unusable: {err}") from err
+        raise WeightsCorruptError(
+            f"the {stage.name} weights under {weights_dir} are unusable: {err}"
+        ) from err
 
 
 def load_stereo_pipeline(
@@ -64,7 +66,8 @@ def load_stereo_pipeline(
     dtype = dtype or default_dtype(device)
     shared: dict[str, Any] = {}  # what the stages share, loaded by the first that needs it
     depth, inpainting = (
-        [_load(stage, weights_dir, device, dtype, shared) for stage in classes] for classes in stage_classes(presets)
+        [_load(stage, weights_dir, device, dtype, shared) for stage in classes]
+        for classes in stage_classes(presets)
     )
     pipeline = StereoPipeline(depth, inpainting, config, tiny=is_tiny(weights_dir), presets=presets)
     if compile_backend:

@@ -252,7 +252,10 @@ class StereoPipeline:
         report = hooks.progress or no_progress
         size = stage.processing_size(height, width, cfg)
         source = SequentialFrames(
-            self._frames(open_frames), num_frames, lambda c: stage.resize(self._to_tensor(c), size), (height, width)
+            self._frames(open_frames),
+            num_frames,
+            lambda c: stage.resize(self._to_tensor(c), size),
+            (height, width),
         )
         depth_progress = StageProgress(
             report, "depth", num_frames, stage.increments(num_frames, cfg), stop=hooks.stop

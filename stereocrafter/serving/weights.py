@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from stereocrafter.catalog import needs_token
 from stereocrafter.echo import get_logger
 from stereocrafter.errors import (
     DeviceUnavailableError,
@@ -28,7 +29,6 @@ from stereocrafter.errors import (
     WeightsCorruptError,
     WeightsMissingError,
 )
-from stereocrafter.catalog import needs_token
 from stereocrafter.pipeline.loading import missing_files
 from stereocrafter.presets import PRESET_NAMES
 from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
@@ -197,8 +197,12 @@ class ModelHolder:
                 # Every repo of the served presets is public (no SVD): fetch what is missing without
                 # a token (a complete WEIGHTS_DIR, e.g. the operator's own copy, is used as it is).
                 self.detail = "downloading weights (public repos, no token)"
-                logger.info("HF_TOKEN_ARN is not set; the presets %s need public repos only: "
-                            "downloading what %s lacks without a token", ",".join(self.presets), self.weights_dir)
+                logger.info(
+                    "HF_TOKEN_ARN is not set; the presets %s need public repos only: "
+                    "downloading what %s lacks without a token",
+                    ",".join(self.presets),
+                    self.weights_dir,
+                )
                 download_weights(self.weights_dir, None, presets=self.presets)
             else:
                 logger.info("HF_TOKEN_ARN is not set: no download, using what is in %s", self.weights_dir)
@@ -218,7 +222,9 @@ class ModelHolder:
                 logger.warning("serving without models: %s", err.message)
         except (DeviceUnavailableError, EncoderUnavailableError, WeightsCorruptError) as err:  # safe to tell
             self.state, self.detail, self.reason = "failed", err.message, err.message
-            what = {DeviceUnavailableError: "device", EncoderUnavailableError: "encoder"}.get(type(err), "weights")
+            what = {DeviceUnavailableError: "device", EncoderUnavailableError: "encoder"}.get(
+                type(err), "weights"
+            )
             logger.error("no usable %s: %s", what, err.message)
         except Exception as err:
             self.state, self.detail = "failed", f"{type(err).__name__}: {_safe(err)}"

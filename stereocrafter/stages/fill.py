@@ -37,7 +37,8 @@ class PerFrameFill(torch.nn.Module):
         content = fill.hole_sides(holes[None], disparity[None])[4]
         self.memory.use(out, holes, content[0], fill.DISPARITY_TOLERANCE_PX)
         self.memory.observe(view, holes, disparity)
-        return out
+        filled: torch.Tensor = out
+        return filled
 
 
 class BackgroundFillStage(FrameStage):
@@ -46,6 +47,7 @@ class BackgroundFillStage(FrameStage):
     name: ClassVar[str] = "background-fill"
     components: ClassVar[tuple[Any, ...]] = ()  # no file
     pipeline_type: ClassVar[type] = PerFrameFill
+    pipeline: PerFrameFill
 
     def __init__(self, pipeline: PerFrameFill) -> None:
         self.pipeline = self.per_frame = pipeline
@@ -72,7 +74,8 @@ class BackgroundFillStage(FrameStage):
 
     @property
     def compiled(self) -> torch.nn.Module:
-        return self.pipeline.spatial
+        spatial: torch.nn.Module = self.pipeline.spatial
+        return spatial
 
     def warm_up(self, call: WarmupCall) -> None:
         zeros = torch.zeros(1, 3, *call.size, device=self.device)

@@ -47,7 +47,9 @@ def tile_starts(size: int, tile: int) -> list[int]:
     return [round(i * (size - tile) / (count - 1)) for i in range(count)]
 
 
-def context_mask(holes: torch.Tensor, disparity: torch.Tensor, band: int = FOREGROUND_BAND_PX) -> torch.Tensor:
+def context_mask(
+    holes: torch.Tensor, disparity: torch.Tensor, band: int = FOREGROUND_BAND_PX
+) -> torch.Tensor:
     """holes (1, h, w) bool, disparity (1, h, w) -> (1, h, w) float, 1 = known to the generator:
     neither a hole nor foreground within ``band`` px of one (see the module docstring)."""
     content = hole_sides(holes[None], disparity[None])[4][0]  # what each hole hides (its disparity)
@@ -104,6 +106,7 @@ class MiganStage(FrameStage):
     name: ClassVar[str] = "migan"
     components: ClassVar[tuple[Component, ...]] = (CHECKPOINT,)
     pipeline_type: ClassVar[type] = MiganTiles
+    pipeline: MiganTiles
 
     def __init__(self, pipeline: MiganTiles) -> None:
         self.pipeline = self.per_frame = pipeline
@@ -137,7 +140,8 @@ class MiganStage(FrameStage):
 
     @property
     def compiled(self) -> torch.nn.Module:
-        return self.pipeline.generator
+        generator: torch.nn.Module = self.pipeline.generator
+        return generator
 
     def warm_up(self, call: WarmupCall) -> None:
         generator = self.pipeline.generator

@@ -67,11 +67,14 @@ def hole_sides(
 
 
 def spatial_fill(
-    view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor, tolerance: float = DISPARITY_TOLERANCE_PX
+    view: torch.Tensor,
+    holes: torch.Tensor,
+    disparity: torch.Tensor,
+    tolerance: float = DISPARITY_TOLERANCE_PX,
 ) -> torch.Tensor:
     """Steps 1 and 2 of the module docstring on a batch: view (t, 3, h, w) in [0, 1], holes
     (t, 1, h, w) bool, disparity (t, 1, h, w) -> the view with every hole pixel filled."""
-    t, c, h, w = view.shape
+    w = view.shape[-1]
     left, right, d_left, d_right, content = hole_sides(holes, disparity)
     # 1. The side that is the hidden content's surface: its disparity is the content's.
     match_right = (right < w) & ((d_right - content).abs() <= tolerance)
@@ -87,7 +90,9 @@ def spatial_fill(
     resolved = ~holes | take_right | take_left
     unresolved = holes & ~resolved
     if bool(unresolved.any()):
-        out = _from_column(out, resolved, torch.where(holes, content, disparity), unresolved, content, tolerance)
+        out = _from_column(
+            out, resolved, torch.where(holes, content, disparity), unresolved, content, tolerance
+        )
     orphans = holes & (left < 0) & (right >= w)  # rows without a known pixel: the column's nearest fill
     if bool(orphans.any()):
         out = _fill_columns(out, orphans)
@@ -166,7 +171,11 @@ class BackgroundMemory:
                 continue
             diff = (_shifted(self.colour, shift, 0.0) - view).abs().mean(0, keepdim=True)
             score = float((diff * both).sum()) / count
-            if best is None or score < best[0] - 1e-9 or (abs(score - best[0]) <= 1e-9 and abs(shift) < abs(best[1])):
+            if (
+                best is None
+                or score < best[0] - 1e-9
+                or (abs(score - best[0]) <= 1e-9 and abs(shift) < abs(best[1]))
+            ):
                 best = (score, shift)
         if best is None or best[0] > MATCH_TOLERANCE:
             self.colour = self.disparity = self.age = None

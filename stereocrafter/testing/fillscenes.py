@@ -95,11 +95,17 @@ def scenes() -> list[Scene]:
     """The benchmark's scenes: still layers; a foreground moving over a still background; a camera
     pan over layers; two objects moving at two depths under a slow pan."""
     background = Layer(disparity=-8.0, seed=1)
+    still = (background, Layer(2.0, 30, 90, 15, 70, seed=2), Layer(12.0, 110, 150, 30, 80, seed=3))
+    mover = (background, Layer(14.0, 20, 60, 20, 76, velocity=3.0, seed=4))
+    panned = (background, Layer(4.0, 40, 100, 10, 60, seed=5), Layer(12.0, 120, 160, 40, 90, seed=6))
+    movers = (
+        background,
+        Layer(3.0, 10, 50, 10, 50, velocity=2.0, seed=7),
+        Layer(13.0, 100, 140, 40, 90, velocity=-2.5, seed=8),
+    )
     return [
-        Scene("still layers", (background, Layer(2.0, 30, 90, 15, 70, seed=2), Layer(12.0, 110, 150, 30, 80, seed=3))),
-        Scene("moving foreground, still background", (background, Layer(14.0, 20, 60, 20, 76, velocity=3.0, seed=4))),
-        Scene("camera pan", (background, Layer(4.0, 40, 100, 10, 60, seed=5), Layer(12.0, 120, 160, 40, 90, seed=6)),
-              pan=2.0),
-        Scene("two movers, slow pan", (background, Layer(3.0, 10, 50, 10, 50, velocity=2.0, seed=7),
-                                       Layer(13.0, 100, 140, 40, 90, velocity=-2.5, seed=8)), pan=0.5),
-    ]  # fmt: skip
+        Scene("still layers", still),
+        Scene("moving foreground, still background", mover),
+        Scene("camera pan", panned, pan=2.0),
+        Scene("two movers, slow pan", movers, pan=0.5),
+    ]

@@ -3,8 +3,8 @@
 Serves ``root/<org>/<name>/...`` as model repos through the endpoints ``huggingface_hub`` uses
 (repo info, recursive tree listing, ``resolve`` with HEAD, GET and Range) and refuses any request
 whose bearer token is not ``token``, except requests without any token for the repos in
-``public`` (as the Hub serves public repos anonymously). It records the paths asked for and every Authorization header
-it saw. Run it with ``HF_ENDPOINT=http://127.0.0.1:<port>``.
+``public`` (as the Hub serves public repos anonymously). It records the paths asked for and
+every Authorization header it saw. Run it with ``HF_ENDPOINT=http://127.0.0.1:<port>``.
 """
 
 from __future__ import annotations

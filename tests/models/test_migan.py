@@ -49,7 +49,9 @@ def test_published_architecture_counts():
 def test_noise_and_fixed_buffers_are_in_the_state_dict():
     keys = set(MiganGenerator(TINY_MIGAN).state_dict())
     assert "synthesis.b64.conv1.noise_const" in keys and "synthesis.b64.conv1.noise_strength" in keys
-    assert "synthesis.b64.upsample.filter_const" in keys and "encoder.b64.conv2.downsample.filter.weight" in keys
+    assert (
+        "synthesis.b64.upsample.filter_const" in keys and "encoder.b64.conv2.downsample.filter.weight" in keys
+    )
     assert "encoder.b64.fromrgb.weight" in keys and "encoder.b32.fromrgb.weight" not in keys
     assert "synthesis.b4.conv2.noise_const" not in keys  # the first synthesis block has none
 
@@ -77,7 +79,7 @@ def test_load_is_strict_and_names_the_key(tmp_path):
 
     wrong = {**state, "synthesis.b8.torgb.bias": torch.zeros(4)}
     torch.save(wrong, tmp_path / "wrong.pt")
-    with pytest.raises(ValueError, match="synthesis.b8.torgb.bias is"):
+    with pytest.raises(ValueError, match=r"synthesis\.b8\.torgb\.bias is"):
         load_migan(tmp_path / "wrong.pt")
 
     (tmp_path / "corrupt.pt").write_bytes(good.read_bytes()[:1000])

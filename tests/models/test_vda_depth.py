@@ -147,7 +147,9 @@ def test_windows_are_aligned_at_the_frame_size_as_published() -> None:
     class Published(VdaDepthPipeline):
         def _window_depth(self, inputs: torch.Tensor) -> torch.Tensor:
             depth = super()._window_depth(inputs)
-            return F.interpolate(depth[:, None], size=(height, width), mode="bilinear", align_corners=True)[:, 0]
+            return F.interpolate(depth[:, None], size=(height, width), mode="bilinear", align_corners=True)[
+                :, 0
+            ]
 
     published = torch.cat([d for _, d in Published(model).iter_depth(source)])[:, 0]
     span = float(published.max() - published.min())

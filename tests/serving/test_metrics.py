@@ -12,7 +12,10 @@ def _value(name: str, **labels: str) -> float:
 
 
 def test_a_finished_job_counts_its_frames_and_each_stage_s_seconds_per_frame() -> None:
-    frames, per_frame = _value("stereocrafter_frames_total", preset="instant"), "stereocrafter_stage_seconds_per_frame_count"
+    frames, per_frame = (
+        _value("stereocrafter_frames_total", preset="instant"),
+        "stereocrafter_stage_seconds_per_frame_count",
+    )
     depth = _value(per_frame, stage="depth", preset="instant")
     other = _value(per_frame, stage="depth", preset="reference")
     metrics.job_finished(10, {"depth": 2.0, "inpainting": 3.0}, "instant")

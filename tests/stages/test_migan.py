@@ -38,7 +38,12 @@ def test_the_foreground_beside_a_hole_is_hidden_from_the_generator() -> None:
     known = context_mask(f["holes"], f["disparity"])
     holes, disparity = f["holes"], f["disparity"]
     assert bool((known[holes] == 0).all())
-    near = torch.nn.functional.max_pool2d(holes[None].float(), 2 * FOREGROUND_BAND_PX + 1, 1, FOREGROUND_BAND_PX)[0] > 0
+    near = (
+        torch.nn.functional.max_pool2d(
+            holes[None].float(), 2 * FOREGROUND_BAND_PX + 1, 1, FOREGROUND_BAND_PX
+        )[0]
+        > 0
+    )
     foreground_near = near & ~holes & (disparity > 5.0)
     background_near = near & ~holes & (disparity < -5.0)
     assert int(foreground_near.sum()) > 50 and int(background_near.sum()) > 50
@@ -57,8 +62,8 @@ def test_the_foreground_beside_a_hole_is_hidden_from_the_generator() -> None:
     assert bool((left[0][mask] == -0.5).all()) and bool((left[1:][:, mask] == 0).all())
     # the fill only inside the holes; elsewhere the splat itself, bit for bit
     assert torch.equal(out[:, ~holes[0]], f["view"][:, ~holes[0]])
-    expected = composite(f["view"][None, :, :, :64], known[None, :, :, :64],
-                         generator(model_input(f["view"][None, :, :, :64], known[None, :, :, :64])))[0]  # fmt: skip
+    view, ctx = f["view"][None, :, :, :64], known[None, :, :, :64]
+    expected = composite(view, ctx, generator(model_input(view, ctx)))[0]
     inside = holes[0, :, :64]
     assert torch.allclose(out[:, :, :64][:, inside], expected[:, inside], atol=1e-6)
 
@@ -78,5 +83,7 @@ def test_clean_loads_only_its_files_and_refuses_a_broken_one(weights_copy: Path)
     state = torch.load(weights_copy / MIGAN_REPO / "migan_512_places2.pt", weights_only=True)
     state["encoder.b64.unexpected"] = torch.zeros(1)
     torch.save(state, weights_copy / MIGAN_REPO / "migan_512_places2.pt")
-    with pytest.raises(WeightsCorruptError, match=r"the migan weights .* unknown keys \['encoder.b64.unexpected'\]"):
+    with pytest.raises(
+        WeightsCorruptError, match=r"the migan weights .* unknown keys \['encoder.b64.unexpected'\]"
+    ):
         load_stereo_pipeline(weights_copy, presets=("clean",))

@@ -54,7 +54,9 @@ def test_the_background_texture_is_mirrored_into_the_hole() -> None:
 def test_a_hole_between_two_nearer_surfaces_takes_the_background_of_its_column() -> None:
     # mid layer ends at x 90, a near one starts at 110: the hole right of the mid one has the
     # near layer on its right in the rows they share; the background (-8) is in the rows above
-    scene = Scene("two", (BACKGROUND, Layer(2.0, 30, 90, 15, 70, seed=2), Layer(12.0, 110, 150, 30, 80, seed=3)))
+    scene = Scene(
+        "two", (BACKGROUND, Layer(2.0, 30, 90, 15, 70, seed=2), Layer(12.0, 110, 150, 30, 80, seed=3))
+    )
     s = _splat(scene, 1)
     rows = slice(35, 65)
     holes = s["holes"][..., rows, 85:100]

@@ -19,8 +19,9 @@ def lrelu_agc(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(-256, 256)
 
 
-def separable(state: dict, prefix: str, x: torch.Tensor, *, down: bool = False, up: bool = False,
-              noise: bool = False) -> torch.Tensor:
+def separable(
+    state: dict, prefix: str, x: torch.Tensor, *, down: bool = False, up: bool = False, noise: bool = False
+) -> torch.Tensor:
     w1 = state[prefix + "conv1.weight"]
     x = F.conv2d(x, w1, state[prefix + "conv1.bias"], padding=w1.shape[-1] // 2, groups=w1.shape[0])
     x = lrelu_agc(x)

@@ -3,14 +3,14 @@ surface, and holds the hidden layer's texture in the holes."""
 
 from __future__ import annotations
 
-import torch
-
 from stereocrafter.stereo.splatting import forward_splat
 from stereocrafter.testing.fillscenes import Layer, Scene, render, scenes
 
 
 def test_the_truth_matches_the_splat_where_it_sees_and_is_the_background_in_the_holes() -> None:
-    scene = Scene("t", (Layer(-6.0, seed=1), Layer(10.0, 40, 80, 10, 50, velocity=2.0, seed=2)), height=64, width=128)
+    scene = Scene(
+        "t", (Layer(-6.0, seed=1), Layer(10.0, 40, 80, 10, 50, velocity=2.0, seed=2)), height=64, width=128
+    )
     for t in (0, 5):
         r = render(scene, t)
         warped, occlusion = forward_splat(r["left"][None], r["disparity"][None])
@@ -30,5 +30,10 @@ def test_the_truth_matches_the_splat_where_it_sees_and_is_the_background_in_the_
 
 def test_the_benchmark_has_its_four_scenes() -> None:
     names = [s.name for s in scenes()]
-    assert names == ["still layers", "moving foreground, still background", "camera pan", "two movers, slow pan"]
+    assert names == [
+        "still layers",
+        "moving foreground, still background",
+        "camera pan",
+        "two movers, slow pan",
+    ]
     assert render(scenes()[2], 3)["left"].shape == (3, 96, 192)
