@@ -88,7 +88,9 @@ class WeightsMissingError(StereoCrafterError):
             for item in missing:
                 repo = "/".join(item.split("/")[:2])
                 repos[repo] = repos.get(repo, 0) + 1
-            counts = ", ".join(f"{n} in {repo}" for repo, n in repos.items())
+            # beyond three repos their names without the owner: the line stays short
+            names = {repo: repo.split("/")[-1] if len(repos) > 3 else repo for repo in repos}
+            counts = ", ".join(f"{n} in {names[repo]}" for repo, n in repos.items())
             detail = f"{len(missing)} components ({counts}); `stereocrafter doctor` lists the files"
         super().__init__(f"model weights missing under {weights_dir}: {detail}")
         self.missing = missing

@@ -30,6 +30,21 @@ def test_cli_convert(
     assert probe(out).num_frames == 26
 
 
+@pytest.mark.parametrize("preset", ["instant", "clean"])
+def test_cli_converts_with_a_licence_clean_preset(
+    tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch, preset: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("STEREOCRAFTER_DEPTH_INPUT_SIZE", "28")
+    out = tmp_path / f"{preset}.mp4"
+    args = ["convert", str(clip_with_audio), str(out), "--mode", "sbs", "--preset", preset]
+    assert cli_main([*args, "--weights-dir", str(tiny_weights), "--device", "cpu", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert f"({preset} preset)" in printed and "audio kept" in printed
+    info = probe(out)
+    assert info.num_frames == 26 and info.width == 192 and info.has_audio
+
+
 def test_cli_preset(
     tiny_weights: Path, clip_with_audio: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
