@@ -335,16 +335,9 @@ def account(models: Models, proc: Procedure, width: int, height: int, cache: dic
         "inpaint MI-GAN": 0.0,
     }
     stages = {name: value / tera for name, value in stages.items()}
-    gb = 1e9
     weights = models.weight_bytes("reference" if proc.name == "scripts" else proc.name)
     inpaint_calls = {"unet": i_unet, "vae encode": i_enc, "vae decode": i_dec[max(groups)]}
-    memory = {
-        "weights": weights / gb,
-        "depth": (weights + max(c.peak_bytes for c in depth_calls.values())) / gb,
-        "inpainting": (weights + max(c.peak_bytes for c in inpaint_calls.values())) / gb,
-        "calls": {f"depth {k}": c.peak_bytes / gb for k, c in depth_calls.items()}
-        | {f"inpaint {k}": c.peak_bytes / gb for k, c in inpaint_calls.items()},
-    }
+    memory = peak_memory(weights, depth_calls, inpaint_calls)
     return {
         "procedure": proc.name,
         "size": f"{width}x{height}",
@@ -353,6 +346,20 @@ def account(models: Models, proc: Procedure, width: int, height: int, cache: dic
         "tflop_per_frame": stages,
         "total_tflop_per_frame": sum(stages.values()),
         "peak_gb": memory,
+    }
+
+
+def peak_memory(
+    weights: int, depth_calls: dict[str, Count], inpaint_calls: dict[str, Count]
+) -> dict[str, Any]:
+    """GB: the resident weights, and per stage the weights plus its largest call's live peak."""
+    gb = 1e9
+    return {
+        "weights": weights / gb,
+        "depth": (weights + max(c.peak_bytes for c in depth_calls.values())) / gb,
+        "inpainting": (weights + max(c.peak_bytes for c in inpaint_calls.values())) / gb,
+        "calls": {f"depth {k}": c.peak_bytes / gb for k, c in depth_calls.items()}
+        | {f"inpaint {k}": c.peak_bytes / gb for k, c in inpaint_calls.items()},
     }
 
 
@@ -380,15 +387,7 @@ def _frame_fill(models: Models, proc: Procedure, width: int, height: int, depth_
     else:
         inpaint_calls = {"fill": cached(("fill", (h, w)), lambda: models.fill((h, w)))}
         size = f"{w}x{h}, no weights"
-    weights = models.weight_bytes(proc.name)
-    gb = 1e9
-    memory = {
-        "weights": weights / gb,
-        "depth": (weights + max(c.peak_bytes for c in depth_calls.values())) / gb,
-        "inpainting": (weights + max(c.peak_bytes for c in inpaint_calls.values())) / gb,
-        "calls": {f"depth {k}": c.peak_bytes / gb for k, c in depth_calls.items()}
-        | {f"inpaint {k}": c.peak_bytes / gb for k, c in inpaint_calls.items()},
-    }
+    memory = peak_memory(models.weight_bytes(proc.name), depth_calls, inpaint_calls)
     return {
         "procedure": proc.name, "size": f"{width}x{height}", "depth_size": f"{depth_hw[1]}x{depth_hw[0]}",
         "inpaint_size": size, "tflop_per_frame": stages, "total_tflop_per_frame": sum(stages.values()),

@@ -49,9 +49,6 @@ class BackgroundFillStage(FrameStage):
     pipeline_type: ClassVar[type] = PerFrameFill
     pipeline: PerFrameFill
 
-    def __init__(self, pipeline: PerFrameFill) -> None:
-        self.pipeline = self.per_frame = pipeline
-
     @classmethod
     def load(
         cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
@@ -67,10 +64,6 @@ class BackgroundFillStage(FrameStage):
     def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:
         size = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
         return [WarmupCall(BackgroundFillStage.name, 1, 1, size)]
-
-    @property
-    def device(self) -> torch.device:
-        return self.pipeline.device
 
     @property
     def compiled(self) -> torch.nn.Module:

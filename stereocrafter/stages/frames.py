@@ -24,7 +24,15 @@ class FrameStage:
 
     needs_disparity: ClassVar[bool] = True
     per_frame: torch.nn.Module
-    pipeline: Any
+    pipeline: Any  # the per-frame module (a ``device`` property of its own)
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = self.per_frame = pipeline
+
+    @property
+    def device(self) -> torch.device:
+        device: torch.device = self.pipeline.device
+        return device
 
     @staticmethod
     def plan(num_frames: int, config: StereoConfig) -> list[Chunk]:

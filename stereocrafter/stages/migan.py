@@ -108,9 +108,6 @@ class MiganStage(FrameStage):
     pipeline_type: ClassVar[type] = MiganTiles
     pipeline: MiganTiles
 
-    def __init__(self, pipeline: MiganTiles) -> None:
-        self.pipeline = self.per_frame = pipeline
-
     @classmethod
     def load(
         cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
@@ -133,10 +130,6 @@ class MiganStage(FrameStage):
         r = PUBLISHED.resolution
         tiles = len(tile_starts(max(h, r), r)) * len(tile_starts(max(w, r), r))
         return [WarmupCall(MiganStage.name, 1, min(tiles, TILE_BATCH), (r, r))]
-
-    @property
-    def device(self) -> torch.device:
-        return self.pipeline.device
 
     @property
     def compiled(self) -> torch.nn.Module:

@@ -36,8 +36,7 @@ class _Count(torch.nn.Module):
 
 
 def test_chunks_of_sixteen_each_frame_once_in_order() -> None:
-    stage = FrameStage()
-    stage.per_frame = _Count()
+    stage = FrameStage(_Count())
     chunks = stage.plan(37, StereoConfig())
     assert [(c.start, c.end, c.reused) for c in chunks] == [(0, 16, 0), (16, 32, 0), (32, 37, 0)]
     assert FRAME_CHUNK == 16 and sum(stage.increments(chunks, StereoConfig())) == 37
