@@ -3,7 +3,9 @@
 
 ``tests/data/golden_outputs.json`` holds the SHA-256 of every preset's raw depth and composed frames in
 both modes, on a 30-frame 96x64 clip (two inpainting chunks; one case with several depth windows).
-Re-record only for a change that is meant to change outputs, and say so in its commit:
+Re-record only for a change that is meant to change outputs, and say so in its commit (issue 29:
+VDA-S fitted at the frame size, as published, changed turbo's three digests, and nothing else;
+instant and clean were added):
 ``python -m tests.pipeline.test_golden``.
 """
 
@@ -34,6 +36,8 @@ CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "reference-windows": ("reference", {"depth_window": 16, "depth_overlap": 4}),
     "fast": ("fast", {}),
     "turbo": ("turbo", {"depth_input_size": 28}),
+    "instant": ("instant", {"depth_input_size": 28}),  # recorded when issue 29 added them
+    "clean": ("clean", {"depth_input_size": 28}),
 }
 MODES = ("anaglyph", "sbs")
 
