@@ -37,6 +37,17 @@ def test_generator_matches_the_published_inference_at_512():
     assert float((ours - theirs).abs().max()) <= 1e-5 * max(1.0, scale)
 
 
+@pytest.mark.slow  # the published widths: two 30 GFLOP calls, about 15 s on 2 cores
+def test_the_published_size_matches_the_published_inference():
+    model, rgb, known = _case(migan.PUBLISHED, seed=5)
+    x = migan.model_input(rgb[:1], known[:1])
+    with torch.no_grad():
+        ours = model(x)
+    theirs = reference_generator({k: v.clone() for k, v in model.state_dict().items()}, x.clone())
+    scale = float(theirs.abs().max())
+    assert scale > 1.0 and float((ours - theirs).abs().max()) <= 1e-5 * scale
+
+
 def test_published_architecture_counts():
     model = MiganGenerator(migan.PUBLISHED)
     params = sum(p.numel() for p in model.parameters())
