@@ -14,7 +14,8 @@ splat, ``stereo.splatting``; the right view's disparity splatted with it), the h
   has a larger one.
 
 Fills: ``background`` (``stereo.fill``, steps 1-2: the background side, mirrored), ``background +
-memory`` (with what earlier frames showed: the ``instant`` preset's fill), and two naive
+past`` (with what earlier frames showed), ``background + memory`` (and what the later frames of
+its chunk of 16 show: the ``instant`` preset's fill, run in chunks as the stage runs it), and two naive
 baselines: ``foreground copy`` (the boundary pixel of the nearer side, smeared across) and
 ``blur`` (a normalised Gaussian blur of the known pixels of both sides, sigma 6 px, grown until
 every hole is covered). A learned inpainter on random weights has no quality to measure: MI-GAN
@@ -37,6 +38,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from stereocrafter.stages.frames import FRAME_CHUNK
 from stereocrafter.stereo import fill
 from stereocrafter.stereo.merge import hole_weights, merge_right_view
 from stereocrafter.stereo.splatting import forward_splat
@@ -90,14 +92,30 @@ def background(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor)
     return fill.fill(view, holes, disparity)
 
 
+def _in_chunks(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor, ahead: bool) -> torch.Tensor:
+    """As the stage runs it: chunks of ``FRAME_CHUNK`` frames, one memory for the clip."""
+    memory = fill.BackgroundMemory()
+    parts = [
+        fill.fill(view[i : i + FRAME_CHUNK], holes[i : i + FRAME_CHUNK], disparity[i : i + FRAME_CHUNK],
+                  memory, ahead=ahead)
+        for i in range(0, view.shape[0], FRAME_CHUNK)
+    ]  # fmt: skip
+    return torch.cat(parts)
+
+
+def background_past(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
+    return _in_chunks(view, holes, disparity, ahead=False)
+
+
 def background_memory(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
-    return fill.fill(view, holes, disparity, fill.BackgroundMemory())
+    return _in_chunks(view, holes, disparity, ahead=True)
 
 
 FILLS: dict[str, Fill] = {
     "foreground copy": foreground_copy,
     "blur": blur,
     "background": background,
+    "background + past": background_past,
     "background + memory": background_memory,
 }
 

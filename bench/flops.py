@@ -69,6 +69,7 @@ from stereocrafter.models.vda_depth import STEP as VDA_STEP
 from stereocrafter.models.vda_depth import WINDOW as VDA_WINDOW
 from stereocrafter.presets import PEAK_GPU_GB_1080P, PRESET_NAMES
 from stereocrafter.stages.components import prepare_unet
+from stereocrafter.stages.frames import FRAME_CHUNK
 from stereocrafter.stages.migan import TILE_BATCH, tile_starts
 from stereocrafter.stages.registry import processing_size
 from stereocrafter.stereo.fill import spatial_fill
@@ -223,7 +224,9 @@ class Models:
     def fill(self, size: tuple[int, int]) -> Count:
         """One frame of the weight-free fill, float32 as the stage runs it, on real CPU tensors (its
         branches depend on the data, which the meta device has none of): a far background, a near
-        object and a wide hole beside it, so that every step runs."""
+        object and a wide hole beside it, so that every step runs. Plus what the chunk's look-ahead
+        keeps while its frames are filled (``stereo.fill.LookAhead``: per frame of ``FRAME_CHUNK`` a
+        mask, a colour and an age, 17 bytes a pixel), by their sizes."""
         h, w = size
         view = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
         disparity = torch.full((1, 1, h, w), -10.0)
@@ -232,7 +235,8 @@ class Models:
         holes = torch.zeros(1, 1, h, w, dtype=torch.bool)
         holes[..., h // 4 : h // 2, w // 2 : w // 2 + w // 16] = True
         holes[..., :, : w // 64] = True
-        return count(lambda: spatial_fill(view, holes, disparity), nbytes(view, holes, disparity))
+        one = count(lambda: spatial_fill(view, holes, disparity), nbytes(view, holes, disparity))
+        return Count(one.flops, one.peak_bytes + FRAME_CHUNK * (1 + 3 * 4 + 4) * h * w)
 
     def encode(self, frames: int, size: tuple[int, int]) -> Count:
         video = torch.empty(frames, 3, *size, device="meta", dtype=torch.float32)

@@ -24,20 +24,33 @@ class SpatialFill(torch.nn.Module):
 
 
 class PerFrameFill(torch.nn.Module):
-    """One frame: the spatial fill, then what the clip's memory saw there (``stereo.fill.fill``)."""
+    """One frame: the spatial fill, then what the clip's memory saw there before and what the
+    chunk's later frames show (``stereo.fill.fill``, frame by frame)."""
 
     def __init__(self, device: torch.device) -> None:
         super().__init__()
         self.spatial = SpatialFill()
         self.device = device
         self.memory = fill.BackgroundMemory()
+        self.ahead: fill.LookAhead | None = None
+        self.cursor = 0  # the frame of the prepared chunk the next call fills
+
+    def prepare(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
+        content = fill.hole_sides(holes, disparity)[4]
+        self.ahead, self.cursor = fill.LookAhead(view, holes, disparity, content), 0
 
     def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
+        tolerance = fill.DISPARITY_TOLERANCE_PX
         out = self.spatial(view[None], holes[None], disparity[None])[0]
-        content = fill.hole_sides(holes[None], disparity[None])[4]
-        self.memory.use(out, holes, content[0], fill.DISPARITY_TOLERANCE_PX)
+        content = fill.hole_sides(holes[None], disparity[None])[4][0]
+        past = self.memory.recall(out, holes, content, tolerance)
+        ahead = None
+        if self.ahead is not None and self.cursor < len(self.ahead.usable):
+            i = self.cursor
+            ahead = (self.ahead.usable[i], self.ahead.colour[i], self.ahead.age[i])
+        self.cursor += 1
+        filled: torch.Tensor = fill.combine(out, past, ahead)
         self.memory.observe(view, holes, disparity)
-        filled: torch.Tensor = out
         return filled
 
 
@@ -58,7 +71,10 @@ class BackgroundFillStage(FrameStage):
         return cls(PerFrameFill(torch.device(device)))
 
     def start(self) -> None:
-        self.pipeline.memory = fill.BackgroundMemory()
+        self.pipeline.memory, self.pipeline.ahead = fill.BackgroundMemory(), None
+
+    def prepare(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
+        self.pipeline.prepare(view, holes, disparity)
 
     @staticmethod
     def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:

@@ -53,6 +53,10 @@ class FrameStage:
     def start(self) -> None:
         """A new clip begins."""
 
+    def prepare(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
+        """A chunk's frames, (t, 3, h, w), (t, 1, h, w) bool, (t, 1, h, w), before its frames are
+        filled one by one (the fill looks ahead in them)."""
+
     def iter_inpaint(
         self, source: HoleSource, config: StereoConfig, generator: torch.Generator
     ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -64,6 +68,7 @@ class FrameStage:
             view, occlusion = source[index]
             disparity = source.disparity(index)
             holes = occlusion >= 0.5
+            self.prepare(view, holes, disparity)
             with torch.no_grad():
                 filled = [self.per_frame(view[i], holes[i], disparity[i]) for i in range(view.shape[0])]
             yield chunk.start, torch.stack(filled)

@@ -21,7 +21,9 @@ disparity, farther). The fill, row by row (stereo holes are horizontal runs):
    moves over a still background. A global horizontal shift of the view (a slow pan, at most
    ``MAX_SHIFT_PX`` per frame) is found by matching the memory to the frame and applied to it; when
    no shift matches (a cut, a fast or complex camera move) the memory is dropped and step 2 alone
-   fills. Only frames before the current one are remembered (the fill streams).
+   fills. The frames after it in its batch are swept the same way, backwards (``LookAhead``: up to
+   15 frames ahead in the stage's chunks of 16); a pixel seen both before and after takes the
+   more recent sighting.
 
 Where nothing was seen and the mirrored source is no background either (a hole wider than the
 background beside it, a whole row of holes) the fill is the boundary pixel, then, for rows with no
@@ -190,17 +192,25 @@ class BackgroundMemory:
             self.age = _shifted(self.age, shift, self.max_age + 1)
         return True
 
+    def recall(
+        self, view: torch.Tensor, holes: torch.Tensor, content: torch.Tensor, tolerance: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For this frame (view (3, h, w), holes (1, h, w); content: the disparity of what the
+        hole hides, ``hole_sides``), after ``_align``: which hole pixels the memory can fill
+        ((1, h, w) bool), with what colour (3, h, w) and how old that is (1, h, w)."""
+        if self.colour is None or not self._align(view, ~holes):
+            never = torch.full_like(content, float(self.max_age + 1))
+            return torch.zeros_like(holes), view, never
+        assert self.disparity is not None and self.age is not None
+        usable = holes & (self.age <= self.max_age) & (self.disparity <= content + tolerance)
+        return usable, self.colour, self.age
+
     def use(
         self, view: torch.Tensor, holes: torch.Tensor, content: torch.Tensor, tolerance: float
     ) -> torch.Tensor:
-        """(1, h, w) bool: the hole pixels of this frame (view (3, h, w), holes (1, h, w); content:
-        the disparity of what the hole hides, ``hole_sides``) that take the remembered colour
-        (after ``_align``), written into ``view`` in place."""
-        if self.colour is None or not self._align(view, ~holes):
-            return torch.zeros_like(holes)
-        assert self.disparity is not None and self.age is not None
-        usable = holes & (self.age <= self.max_age) & (self.disparity <= content + tolerance)
-        view.copy_(torch.where(usable, self.colour, view))
+        """``recall``, the remembered colour written into ``view`` in place; returns the mask."""
+        usable, colour, _ = self.recall(view, holes, content, tolerance)
+        view.copy_(torch.where(usable, colour, view))
         return usable
 
     def observe(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
@@ -228,22 +238,59 @@ def _shifted(x: torch.Tensor, shift: int, fill: float | bool) -> torch.Tensor:
     return out
 
 
+class LookAhead:
+    """What the frames after each frame of a batch show: a memory swept from the batch's last frame
+    to its first (``BackgroundMemory``, the same alignment), kept per frame."""
+
+    def __init__(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor,
+                 content: torch.Tensor, tolerance: float = DISPARITY_TOLERANCE_PX) -> None:  # fmt: skip
+        usable, colour, age = [], [], []
+        memory = BackgroundMemory()
+        for i in reversed(range(view.shape[0])):
+            found = memory.recall(view[i], holes[i], content[i], tolerance)
+            usable.append(found[0])
+            colour.append(torch.where(found[0], found[1], 0.0))  # a copy: the memory moves on
+            age.append(found[2].clone())
+            memory.observe(view[i], holes[i], disparity[i])
+        self.usable, self.colour, self.age = usable[::-1], colour[::-1], age[::-1]
+
+
+def combine(
+    out: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ahead: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:  # fmt: skip
+    """One frame's fill (3, h, w) with what the past and the frames ahead saw: per pixel the more
+    recent of the two sightings that can fill it (the past one when they are as old)."""
+    usable, colour, age = past
+    if ahead is None:
+        return torch.where(usable, colour, out)
+    a_usable, a_colour, a_age = ahead
+    use_past = usable & (~a_usable | (age <= a_age))
+    use_ahead = a_usable & ~use_past
+    return torch.where(use_past, colour, torch.where(use_ahead, a_colour, out))
+
+
 def fill(
     view: torch.Tensor,
     holes: torch.Tensor,
     disparity: torch.Tensor,
     memory: BackgroundMemory | None = None,
     tolerance: float = DISPARITY_TOLERANCE_PX,
+    ahead: bool = True,
 ) -> torch.Tensor:
     """The whole fill of a batch of consecutive frames: view (t, 3, h, w) in [0, 1], holes
     (t, 1, h, w) bool, disparity (t, 1, h, w) in pixels of this size -> the filled view. With a
-    ``memory`` the frames go through it in order (and it keeps them for the next batch); without
-    one the fill is spatial only."""
+    ``memory`` the frames go through it in order (and it keeps them for the next batch) and, with
+    ``ahead``, what the batch's later frames show fills too (``LookAhead``); without one the fill
+    is spatial only."""
     out = spatial_fill(view, holes, disparity, tolerance)
     if memory is None:
         return out
     content = hole_sides(holes, disparity)[4]
+    later = LookAhead(view, holes, disparity, content, tolerance) if ahead else None
     for i in range(view.shape[0]):
-        memory.use(out[i], holes[i], content[i], tolerance)
+        past = memory.recall(out[i], holes[i], content[i], tolerance)
+        next_ = (later.usable[i], later.colour[i], later.age[i]) if later is not None else None
+        out[i] = combine(out[i], past, next_)
         memory.observe(view[i], holes[i], disparity[i])
     return out

@@ -106,3 +106,17 @@ def test_identical_frames_get_identical_fills() -> None:
     twice = {k: v.expand(2, -1, -1, -1) for k, v in s.items()}
     out = fill.fill(twice["view"], twice["holes"], twice["disparity"], fill.BackgroundMemory())
     assert torch.equal(out[0], out[1])
+
+
+def test_what_later_frames_of_the_chunk_show_fills_where_the_past_never_saw() -> None:
+    # the foreground moves left: the background its hole hides now is uncovered a few frames later
+    scene = Scene("leaving", (BACKGROUND, Layer(14.0, 100, 140, 20, 76, velocity=-3.0, seed=4)), frames=16)
+    s = _splat(scene, 16)
+    past_only = fill.fill(s["view"], s["holes"], s["disparity"], fill.BackgroundMemory(), ahead=False)
+    both = fill.fill(s["view"], s["holes"], s["disparity"], fill.BackgroundMemory())
+    early = slice(0, 8)
+    holes = s["holes"][early].expand(-1, 3, -1, -1)
+    error_past = (past_only[early] - s["truth"][early]).abs()[holes]
+    error_both = (both[early] - s["truth"][early]).abs()[holes]
+    assert float(error_both.mean()) < 0.5 * float(error_past.mean())
+    assert float((error_both < 1e-3).float().mean()) > 0.6  # the later frames' background, exactly
