@@ -120,7 +120,7 @@ bench-smoke: venv
 	$(BIN)/python -m bench.long_align --smoke
 	$(BIN)/python -m bench.cli_start --smoke
 	$(BIN)/python -m bench.vda --smoke
-	$(BIN)/python -m bench.fill_quality --smoke --check
+	$(BIN)/python -m bench.fill_quality --check
 	$(BIN)/python -m bench.instant_cpu --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).

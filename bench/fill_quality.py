@@ -22,7 +22,7 @@ every hole is covered). A learned inpainter on random weights has no quality to 
 (``clean``) gets a figure only from its published weights, which this machine cannot download.
 
     python -m bench.fill_quality           # 4 scenes of 24 frames at 192x96 (about 10 s on 2 cores)
-    python -m bench.fill_quality --smoke   # 6 frames a scene
+    python -m bench.fill_quality --smoke   # 6 frames a scene (too few for the memory: no gate)
     python -m bench.fill_quality --check   # exit 1 unless the fill beats both baselines on hole PSNR
                                            # in every scene and its dT is at most the truth's + 0.02
 """
