@@ -185,3 +185,42 @@ def test_progress_is_reported_for_every_frame_of_each_stage(stereo: StereoPipeli
         dones = [done for s, done, total in reports if s == stage]
         assert dones == list(range(51)), dones
     assert [s for s, _, _ in reports] == ["depth"] * 51 + ["inpainting"] * 51
+
+
+def test_a_stage_that_asks_gets_the_right_view_s_own_disparity(tiny_weights: Path) -> None:
+    """``needs_disparity``: the source splats the disparity with the colours (same weights); what a
+    stage reads is that splat at the working size, in its pixels."""
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
+    from stereocrafter.stages.fill import BackgroundFillStage
+    from stereocrafter.stereo.splatting import disparity_from_depth, forward_splat
+    from stereocrafter.testing.media import scene_frames
+
+    seen: list[torch.Tensor] = []
+    depths: list[torch.Tensor] = []
+    lefts: list[torch.Tensor] = []
+
+    class Probe(BackgroundFillStage):
+        def prepare(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
+            seen.append(disparity.clone())
+            super().prepare(view, holes, disparity)
+
+    class Keep:
+        def on_start(self, **_: object) -> None:
+            pass
+
+        def on_frames(self, start, left, depth, occlusion, right) -> None:  # type: ignore[no-untyped-def]
+            depths.append(depth.clone())
+            lefts.append(left.clone())
+
+    vda = load_stereo_pipeline(tiny_weights, presets=("instant",)).depth_stages["vda-small"]
+    probe = Probe.load(tiny_weights, device=torch.device("cpu"), dtype=torch.float32, shared={})
+    pipeline = StereoPipeline([vda], [probe], presets=("instant",))
+    config = StereoConfig.from_preset("instant", depth_input_size=28, max_disp=6.0)
+    frames = scene_frames(10, 64, 48)
+    pipeline.run(lambda: iter([frames]), lambda _: None, num_frames=10, width=64, height=48, config=config,
+                 hooks=RunHooks(observer=Keep()))  # fmt: skip
+    disparity = disparity_from_depth(torch.cat(depths), config.max_disp)
+    expected, _ = forward_splat(torch.cat([torch.cat(lefts), disparity], 1), disparity)
+    got = torch.cat(seen)
+    assert got.shape == (10, 1, 48, 64) and float(got.abs().max()) > 1.0
+    assert torch.allclose(got, expected[:, 3:], atol=1e-5)

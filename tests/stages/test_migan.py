@@ -68,6 +68,22 @@ def test_the_foreground_beside_a_hole_is_hidden_from_the_generator() -> None:
     assert torch.allclose(out[:, :, :64][:, inside], expected[:, inside], atol=1e-6)
 
 
+def test_only_the_tiles_that_hold_a_hole_run() -> None:
+    generator = random_migan(TINY_MIGAN)
+    batches: list[int] = []
+    generator.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    view, disparity = torch.rand(3, 40, 200), torch.zeros(1, 40, 200)
+    holes = torch.zeros(1, 40, 200, dtype=torch.bool)
+    holes[..., 10:20, 5:12] = True  # in the first of the 4 tiles across (starts 0, 45, 91, 136) only
+    out = MiganTiles(generator)(view, holes, disparity)
+    assert tile_starts(200, 64) == [0, 45, 91, 136] and batches == [1]
+    assert torch.equal(out[:, ~holes[0]], view[:, ~holes[0]]) and not torch.equal(out, view)
+    holes[..., 30:35, 170:180] = True  # and now in the last one too (136..200, past the third's 155)
+    batches.clear()
+    MiganTiles(generator)(view, holes, disparity)
+    assert batches == [2]
+
+
 def test_a_frame_without_holes_runs_no_tile() -> None:
     generator = random_migan(TINY_MIGAN)
     calls: list[int] = []

@@ -42,13 +42,15 @@ def test_a_hole_is_filled_from_the_background_never_from_the_foreground() -> Non
 
 
 def test_the_background_texture_is_mirrored_into_the_hole() -> None:
-    view = torch.arange(12, dtype=torch.float32).view(1, 1, 1, 12).expand(1, 3, 1, 12).contiguous()
-    disparity = torch.tensor([5.0] * 4 + [0.0] * 3 + [2.0] * 5).view(1, 1, 1, 12)  # fg | hole | bg
-    holes = torch.zeros(1, 1, 1, 12, dtype=torch.bool)
-    holes[..., 4:7] = True  # width 3 = 5 - 2: the hidden content is the 2 px surface on the right
+    row = torch.arange(12, dtype=torch.float32)
+    view = torch.stack([row + 100, row]).view(1, 1, 2, 12).expand(1, 3, 2, 12).contiguous()
+    disparity = torch.tensor([[2.0] * 12, [5.0] * 4 + [0.0] * 3 + [2.0] * 5]).view(1, 1, 2, 12)
+    holes = torch.zeros(1, 1, 2, 12, dtype=torch.bool)
+    holes[..., 1, 4:7] = True  # width 3 = 5 - 2: the hidden content is the 2 px surface on the right
     out = fill.spatial_fill(view, holes, disparity)
-    assert out[0, 0, 0, 4:7].tolist() == [10.0, 9.0, 8.0]  # 2 * 7 - x: the mirror about pixel 7
-    assert torch.equal(out[..., :4], view[..., :4]) and torch.equal(out[..., 7:], view[..., 7:])
+    # 2 * 7 - x: the mirror about pixel 7 of its own row (not the background of the row above)
+    assert out[0, 0, 1, 4:7].tolist() == [10.0, 9.0, 8.0]
+    assert torch.equal(out[~holes.expand_as(out)], view[~holes.expand_as(view)])
 
 
 def test_a_hole_between_two_nearer_surfaces_takes_the_background_of_its_column() -> None:
