@@ -89,6 +89,9 @@ class StereoCrafter:
         self._run_job = run_job
         # One job per slot (GPU) at a time, waiting requests in arrival order (serving.http).
         self.gpu = SlotQueue(len(loader.devices))
+        # one slot's share of the instance's hourly price (a job's cost: its slot-hours x this)
+        price = settings.instance_hour_price
+        self._slot_price = None if price is None else price / len(loader.devices)
         stop_jobs_on_sigterm(logger)
 
     def __is_ready__(self) -> bool:
@@ -161,9 +164,12 @@ class StereoCrafter:
                 stop=deadline,
                 encoding=Encoding(pool.encoder_for(slot)),
                 tiny=slot.pipeline.tiny,
+                slot_hour_price=self._slot_price,
             )
             result = self._run_job(slot.pipeline, context, job)
-        metrics.job_finished(result.frames, result.timings, job.config.preset)
+        metrics.job_finished(
+            result.frames, result.timings, job.config.preset, result.gpu_seconds, result.cost
+        )
         metrics.set_model_state(self.models.state)
         result = result.model_copy(update={"slot": slot.index, "device": slot.device})
         encoder = getattr(result, "encoder", None)  # a depth task writes no video

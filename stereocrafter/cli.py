@@ -343,6 +343,8 @@ def run_convert_long(args: argparse.Namespace) -> int:
               f"audio: {s.audio}")  # fmt: skip
         for why in s.dropped:
             print(f"stereocrafter: warning: {why}", file=sys.stderr)
+        if done.result is not None:
+            print(done.result.cost_line())
     elif args.plan:
         print(f"audio when stitched: {planned_audio}")
     if pipeline.tiny:

@@ -24,6 +24,7 @@ class Env:
     reads them, the deploy (``containerize``) sets them on the endpoint and the EC2 host."""
 
     HF_TOKEN_ARN = "HF_TOKEN_ARN"
+    INSTANCE_HOUR_PRICE = "STEREOCRAFTER_INSTANCE_HOUR_PRICE"
     COMPILE = "STEREOCRAFTER_COMPILE"
     DEPTH_INPUT_SIZE = "STEREOCRAFTER_DEPTH_INPUT_SIZE"
     DEPTH_STEPS = "STEREOCRAFTER_DEPTH_STEPS"
@@ -71,6 +72,9 @@ class Settings:
     faults_file: Path | None  # STEREOCRAFTER_FAULTS_FILE: fault injection for tests and drills (faults.py)
     slots: int | None  # STEREOCRAFTER_SLOTS: jobs at once, one pipeline per GPU (default: every visible GPU)
     encoder: str  # STEREOCRAFTER_ENCODER: auto | libx264 | h264_nvenc | hevc_nvenc (default auto)
+    # STEREOCRAFTER_INSTANCE_HOUR_PRICE: what the instance costs per hour (e.g. USD, the operator's
+    # own price); a job's cost is its share: the hours it held its slot x the price / the slots
+    instance_hour_price: float | None = None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
@@ -162,4 +166,18 @@ def load_settings(
         faults_file=Path(env[Env.FAULTS_FILE]) if env.get(Env.FAULTS_FILE) else None,
         slots=_optional_int(env, Env.SLOTS),
         encoder=check_encoder(env.get(Env.ENCODER, "").strip() or "auto", Env.ENCODER),
+        instance_hour_price=_price(env),
     )
+
+
+def _price(env: Mapping[str, str]) -> float | None:
+    raw = env.get(Env.INSTANCE_HOUR_PRICE, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{Env.INSTANCE_HOUR_PRICE} must be a price per hour, got {raw!r}") from None
+    if not 0 <= value < 10_000:
+        raise ValueError(f"{Env.INSTANCE_HOUR_PRICE} must be in [0, 10000), got {value}")
+    return value

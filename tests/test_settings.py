@@ -38,6 +38,9 @@ def test_values() -> None:
     assert (
         load_settings({"STEREOCRAFTER_DEVICE": "cpu", "STEREOCRAFTER_COMPILE": "0"}).compile_backend is None
     )
+    priced = {"STEREOCRAFTER_DEVICE": "cpu", "STEREOCRAFTER_INSTANCE_HOUR_PRICE": "1.212"}
+    assert load_settings(priced).instance_hour_price == 1.212
+    assert load_settings({"STEREOCRAFTER_DEVICE": "cpu"}).instance_hour_price is None
 
 
 @pytest.mark.parametrize(
@@ -49,6 +52,8 @@ def test_values() -> None:
         ("STEREOCRAFTER_S3_READ_TIMEOUT", "0", "(0, 3600]"),
         ("STEREOCRAFTER_MAX_BODY_BYTES", "10", "must be >= 256"),
         ("STEREOCRAFTER_DEVICE", "tpu", "cpu or cuda"),
+        ("STEREOCRAFTER_INSTANCE_HOUR_PRICE", "cheap", "price per hour"),
+        ("STEREOCRAFTER_INSTANCE_HOUR_PRICE", "-1", "[0, 10000)"),
     ],
 )
 def test_bad_values_are_refused_by_name(name: str, value: str, message: str) -> None:

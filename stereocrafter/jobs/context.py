@@ -60,6 +60,20 @@ class Job:
     tiny: bool = False  # made with the random test weights (shown in every answer and report)
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    # Cost: the monotonic clock when it took its slot (the GPU: the service builds the job then), and
+    # the price of one slot-hour (the instance's hourly price / its slots; None: not configured).
+    held_since: float = field(default_factory=time.monotonic)
+    slot_hour_price: float | None = None
+
+    def gpu_seconds(self) -> float:
+        """How long this job has held its slot (its GPU), so far."""
+        return round(time.monotonic() - self.held_since, 3)
+
+    def cost(self) -> float | None:
+        """Its share of the instance's price so far (None without a configured price)."""
+        if self.slot_hour_price is None:
+            return None
+        return round(self.gpu_seconds() / 3600 * self.slot_hour_price, 6)
 
     @contextmanager
     def folder(self) -> Iterator[Path]:

@@ -33,6 +33,8 @@ def report_extra(job: Job, encoder: dict[str, Any] | None = None) -> dict[str, A
         "timings": {k: round(v, 3) for k, v in job.timings.items()},
         **({"encoder": encoder} if encoder is not None else {}),
         "tiny_weights": job.tiny,
+        "gpu_seconds": job.gpu_seconds(),  # held so far: up to the report's writing
+        "cost": job.cost(),
     }
 
 

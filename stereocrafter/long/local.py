@@ -103,6 +103,9 @@ class LocalBackend:
             "depth_bytes": result.depth_bytes,
             **result.summary,
             "timings": result.timings,
+            # a local job holds this machine's device for its whole run
+            "gpu_seconds": round(result.timings.get("total", 0.0), 3),
+            "cost": None,
         }
 
     def stereo(self, source: LocalSegment, output: str, **options: Any) -> dict[str, Any]:
@@ -128,8 +131,10 @@ class LocalBackend:
                 hooks=RunHooks(progress=self.progress, observer=observer),
                 frames=(source.start, source.count), depth=depth,
             )  # fmt: skip
-        return {"output": output, "frames": result.num_frames, "timings": result.timings,
-                "encoder": result.encoder}  # fmt: skip
+        held = round(result.timings.get("total", 0.0), 3)  # a local job holds the device throughout
+        return {"output": output, "frames": result.num_frames, "fps": str(result.fps),
+                "timings": result.timings, "encoder": result.encoder, "gpu_seconds": held,
+                "cost": None}  # fmt: skip
 
 
 @dataclass(frozen=True)

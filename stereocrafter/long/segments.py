@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Protocol
 
 from stereocrafter.bounds import DEFAULT_MODE
@@ -68,8 +69,47 @@ class SegmentsResult:
         """Indices of the segments without a stereo result (a plan has none: see ``depth``)."""
         return [s.index for s in self.segments if s.error is not None]
 
+    def _answers(self) -> list[dict[str, Any]]:
+        return [a for s in self.segments for a in (s.depth, s.result) if a is not None]
+
+    @property
+    def gpu_seconds(self) -> float:
+        """The slot-seconds (GPU) every depth and stereo answer says its job held."""
+        return round(sum(float(a.get("gpu_seconds") or 0.0) for a in self._answers()), 3)
+
+    @property
+    def cost(self) -> float | None:
+        """The answers' costs summed (None when no answer had a price: none configured)."""
+        costs = [float(a["cost"]) for a in self._answers() if a.get("cost") is not None]
+        return round(sum(costs), 6) if costs else None
+
+    @property
+    def output_seconds(self) -> float:
+        """The duration of the stereo outputs made (frames / fps of each answer that says its fps)."""
+        return float(
+            sum(
+                int(s.result["frames"]) / float(Fraction(str(s.result["fps"])))
+                for s in self.segments
+                if s.result is not None and s.result.get("fps")
+            )
+        )
+
+    def cost_line(self) -> str:
+        """GPU time and cost per output minute, as ``convert_segments`` logs it."""
+        minutes = self.output_seconds / 60
+        if minutes <= 0:
+            return f"GPU time {self.gpu_seconds:.1f} s; no output yet"
+        line = (f"GPU time {self.gpu_seconds:.1f} s for {self.output_seconds:.1f} s of output: "
+                f"{self.gpu_seconds / 60 / minutes:.2f} GPU-minutes per output minute")  # fmt: skip
+        cost = self.cost
+        return line + (f", cost {cost:.4f} ({cost / minutes:.4f} per output minute)" if cost is not None
+                       else ", cost: no price configured (STEREOCRAFTER_INSTANCE_HOUR_PRICE)")  # fmt: skip
+
     def as_dict(self) -> dict[str, Any]:
         return {
+            "gpu_seconds": self.gpu_seconds,
+            "cost": self.cost,
+            "output_seconds": round(self.output_seconds, 3),
             "failed": self.failed,
             "alignment": self.alignment.as_dict(),
             "segments": [
@@ -177,7 +217,9 @@ def convert_segments(
 
     with ThreadPoolExecutor(max_concurrency) as pool:
         list(pool.map(stereo, [o for o in outcomes if o.depth is not None]))
-    return SegmentsResult(outcomes, alignment)
+    done = SegmentsResult(outcomes, alignment)
+    say(done.cost_line())
+    return done
 
 
 def plan_segments(

@@ -114,6 +114,8 @@ def run_job(
         request_id=job.request_id,
         started_at=job.started,
         finished_at=time.time(),
+        gpu_seconds=job.gpu_seconds(),
+        cost=job.cost(),
         tiny_weights=job.tiny,
         encoder=result.encoder,
         **reported,
@@ -152,6 +154,8 @@ def run_depth_job(pipeline: StereoPipeline, job: Job, request: InvocationRequest
         request_id=job.request_id,
         started_at=job.started,
         finished_at=time.time(),
+        gpu_seconds=job.gpu_seconds(),
+        cost=job.cost(),
         tiny_weights=job.tiny,
     )
 

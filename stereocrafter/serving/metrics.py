@@ -24,6 +24,10 @@ MODEL_STATES = ("loading", "ready", "failed", "no_weights")
 
 JOBS = Counter("stereocrafter_jobs", "Answers of /invocations by outcome and error code", ["outcome", "code"])
 FRAMES = Counter("stereocrafter_frames", "Frames converted, by preset", ["preset"])
+GPU_SECONDS = Counter("stereocrafter_gpu_seconds", "Seconds jobs held a slot (a GPU), by preset", ["preset"])
+COST = Counter(
+    "stereocrafter_cost", "Jobs' share of STEREOCRAFTER_INSTANCE_HOUR_PRICE, by preset", ["preset"]
+)
 STAGE_SECONDS_PER_FRAME = Histogram(
     "stereocrafter_stage_seconds_per_frame",
     "Seconds per frame of each stage, one observation per job and stage, by preset",
@@ -53,10 +57,16 @@ def set_model_state(state: str) -> None:
         MODEL_STATE.labels(name).set(1 if name == state else 0)
 
 
-def job_finished(frames: int, timings: dict[str, float], preset: str) -> None:
-    """A finished job's frames and each stage's seconds per frame, under its preset (the presets'
-    costs differ by three orders of magnitude: one histogram for all would say nothing)."""
+def job_finished(
+    frames: int, timings: dict[str, float], preset: str, gpu_seconds: float = 0.0, cost: float | None = None
+) -> None:
+    """A finished job's frames, its slot's seconds and cost, and each stage's seconds per frame,
+    under its preset (the presets' costs differ by three orders of magnitude: one histogram for all
+    would say nothing)."""
     FRAMES.labels(preset).inc(frames)
+    GPU_SECONDS.labels(preset).inc(gpu_seconds)
+    if cost is not None:
+        COST.labels(preset).inc(cost)
     for stage, seconds in timings.items():
         if stage not in ("total", "download", "upload", "preflight", "probe") and frames:
             STAGE_SECONDS_PER_FRAME.labels(stage, preset).observe(seconds / frames)

@@ -177,6 +177,10 @@ class InvocationResponse(BaseModel):
     request_id: str
     started_at: float  # epoch seconds, when the job got the GPU (after any wait in the queue)
     finished_at: float
+    gpu_seconds: float = Field(default=0.0, description="wall seconds the job held its slot (its GPU)")
+    cost: float | None = Field(
+        default=None, description="its share of STEREOCRAFTER_INSTANCE_HOUR_PRICE (null: no price set)"
+    )
     tiny_weights: bool = Field(description="true when the service runs on random test weights")
     encoder: dict[str, Any] = Field(
         description="the video encoder that wrote the output: codec, preset, crf (libx264) or cq (NVENC), "
@@ -211,6 +215,8 @@ class DepthResponse(BaseModel):
     request_id: str
     started_at: float
     finished_at: float
+    gpu_seconds: float = 0.0
+    cost: float | None = None
     tiny_weights: bool
     slot: int | None = None
     device: str | None = None

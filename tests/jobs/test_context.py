@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from stereocrafter.config import StereoConfig
 from stereocrafter.guard import NO_STOP
 from stereocrafter.jobs.context import Encoding, Job
@@ -32,3 +34,11 @@ def test_timings_and_the_default_encoding() -> None:
     described = Encoding().describe()
     assert described["codec"] == "libx264" and Encoding(quality=23).quality == 23
     assert "libx264" in Encoding().label()
+
+
+def test_a_job_knows_how_long_it_held_its_slot_and_its_share_of_the_price() -> None:
+    an_hour_ago = Job(held_since=time.monotonic() - 3600, slot_hour_price=2.5)
+    assert an_hour_ago.gpu_seconds() == pytest.approx(3600, abs=1) and an_hour_ago.cost() == pytest.approx(
+        2.5, abs=1e-3
+    )
+    assert Job().cost() is None and 0 <= Job().gpu_seconds() < 1

@@ -226,6 +226,7 @@ def test_convert_long_on_the_command_line(
     assert (info.num_frames, info.width, info.height, info.fps) == (36, 128, 48, Fraction(12))
     assert info.has_audio and audio_duration(out) == pytest.approx(3.0, abs=0.05)
     assert "3 segments" in run.stdout and "36 frames (12 + 12 + 12), audio: aac copied" in run.stdout
+    assert "s of output:" in run.stdout and "GPU-minutes per output minute" in run.stdout
 
 
 def test_convert_long_refuses_bad_options_before_loading(tmp_path: Path) -> None:

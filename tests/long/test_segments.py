@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from stereocrafter.errors import ConversionError
 from stereocrafter.long.segments import convert_segments, retryable
@@ -66,3 +67,29 @@ def test_only_service_and_network_failures_are_retried() -> None:
     assert retryable(ConversionError(503, "x", "y")) and not retryable(ConversionError(400, "x", "y"))
     assert not retryable(ConversionError(507, "x", "y"))  # the same segment needs the same memory
     assert retryable(ConnectionError(), (ConnectionError,)) and not retryable(ValueError())
+
+
+def test_the_run_sums_what_its_jobs_held_and_cost_per_output_minute() -> None:
+    class Priced(Backend):
+        def depth(self, source: Any, depth_output: str, **options: Any) -> dict[str, Any]:
+            return {**super().depth(source, depth_output, **options), "gpu_seconds": 2.0, "cost": 0.002}
+
+        def stereo(self, source: Any, output: str, **options: Any) -> dict[str, Any]:
+            answer = super().stereo(source, output, **options)
+            return {**answer, "frames": 48, "fps": "24", "gpu_seconds": 10.0, "cost": 0.01}
+
+    said: list[str] = []
+    result = convert_segments(
+        [(0, "a.mp4"), (1, "b.mp4"), (2, "c.mp4")], Priced(), log=said.append, backoff=0
+    )
+    assert result.gpu_seconds == 36.0 and result.cost == pytest.approx(0.036)
+    assert result.output_seconds == 6.0  # 3 x 48 frames at 24 fps
+    assert said[-1] == ("GPU time 36.0 s for 6.0 s of output: 6.00 GPU-minutes per output minute, "
+                        "cost 0.0360 (0.3600 per output minute)")  # fmt: skip
+    assert result.as_dict()["cost"] == pytest.approx(0.036)
+    class Unpriced(Backend):
+        def stereo(self, source: Any, output: str, **options: Any) -> dict[str, Any]:
+            return {**super().stereo(source, output, **options), "frames": 24, "fps": "24"}
+
+    unpriced = convert_segments([(0, "a.mp4")], Unpriced(), backoff=0)
+    assert unpriced.cost is None and "no price configured" in unpriced.cost_line()

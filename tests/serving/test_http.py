@@ -28,6 +28,7 @@ ENV = {
     "STEREOCRAFTER_INPAINT_STEPS": "1",
     "STEREOCRAFTER_PRESETS": "reference,fast",  # turbo is not served here
     "STEREOCRAFTER_MAX_BODY_BYTES": "4096",
+    "STEREOCRAFTER_INSTANCE_HOUR_PRICE": "3.6",  # one slot here: 0.001 per second held
     "BENTOML_DO_NOT_TRACK": "true",
 }
 
@@ -127,6 +128,12 @@ def test_a_conversion_writes_its_video_and_report_and_names_its_preset(client: T
     assert keys == {"out/fast.mp4", "out/fast.mp4.report.json", "out/fast.mp4.report.png"}
     report = json.loads(s3.get_object(Bucket=BUCKET, Key="out/fast.mp4.report.json")["Body"].read())
     assert report["preset"] == "fast" and report["tiny_weights"] is True
+    # what the job cost: the seconds it held its slot, and its share of the configured price
+    held = answer["finished_at"] - answer["started_at"]
+    assert 0 < answer["gpu_seconds"] <= held + 0.05 and answer["cost"] == pytest.approx(
+        answer["gpu_seconds"] / 1000, abs=2e-6
+    )
+    assert 0 < report["gpu_seconds"] <= answer["gpu_seconds"] and report["cost"] <= answer["cost"]
 
 
 def test_the_depth_task_stores_the_raw_depth(client: TestClient, s3) -> None:  # type: ignore[no-untyped-def]
@@ -138,3 +145,4 @@ def test_the_depth_task_stores_the_raw_depth(client: TestClient, s3) -> None:  #
     answer = response.json()
     assert answer["preset"] == "reference" and answer["frames"] == 8 and answer["depth_bytes"] > 0
     assert s3.head_object(Bucket=BUCKET, Key="out/clip.depth.mkv")["ContentLength"] == answer["depth_bytes"]
+    assert answer["gpu_seconds"] > 0 and answer["cost"] > 0

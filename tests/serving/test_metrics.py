@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
 
 from stereocrafter.serving import metrics
@@ -22,6 +23,17 @@ def test_a_finished_job_counts_its_frames_and_each_stage_s_seconds_per_frame() -
     assert _value("stereocrafter_frames_total", preset="instant") == frames + 10
     assert _value(per_frame, stage="depth", preset="instant") == depth + 1
     assert _value(per_frame, stage="depth", preset="reference") == other  # each preset its own series
+
+
+def test_a_finished_job_adds_its_slot_seconds_and_cost() -> None:
+    held, cost = (
+        _value("stereocrafter_gpu_seconds_total", preset="clean"),
+        _value("stereocrafter_cost_total", preset="clean"),
+    )
+    metrics.job_finished(4, {}, "clean", gpu_seconds=2.5, cost=0.01)
+    metrics.job_finished(4, {}, "clean", gpu_seconds=1.0)  # no price configured: no cost
+    assert _value("stereocrafter_gpu_seconds_total", preset="clean") == held + 3.5
+    assert _value("stereocrafter_cost_total", preset="clean") == pytest.approx(cost + 0.01)
 
 
 def test_the_model_state_is_one_hot() -> None:
