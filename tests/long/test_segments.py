@@ -87,6 +87,7 @@ def test_the_run_sums_what_its_jobs_held_and_cost_per_output_minute() -> None:
     assert said[-1] == ("GPU time 36.0 s for 6.0 s of output: 6.00 GPU-minutes per output minute, "
                         "cost 0.0360 (0.3600 per output minute)")  # fmt: skip
     assert result.as_dict()["cost"] == pytest.approx(0.036)
+
     class Unpriced(Backend):
         def stereo(self, source: Any, output: str, **options: Any) -> dict[str, Any]:
             return {**super().stereo(source, output, **options), "frames": 24, "fps": "24"}
