@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv serve demo demo-convert demo-long image image-smoke test test-slow test-all test-transformers-low lint bench bench-smoke lock clean
+.PHONY: venv tools serve demo demo-convert demo-long image image-smoke test test-slow test-all test-transformers-low lint bench bench-smoke lock clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,11 +54,18 @@ image: venv
 image-smoke: image
 	STORAGE_DRIVER=vfs $(BIN)/python -m containerize.image_smoke
 
-test: venv
+# ffprobe (Debian's ffmpeg, about 15 s to install): a reader nobody here wrote, which checks the stereo
+# tags of the outputs (tests/media/test_stereotag.py); installed when missing and apt-get can.
+tools:
+	@command -v ffprobe >/dev/null || (command -v apt-get >/dev/null && (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null)) || \
+	  echo "warning: no ffprobe: the stereo-tag tests skip (and fail under CI=true)"
+
+test: venv tools
 	$(BIN)/python -m pytest
 
 # The slow end-to-end tests (torch.compile of both UNets); CI runs them after `make test`.
-test-slow: venv
+test-slow: venv tools
 	$(BIN)/python -m pytest -m slow
 
 # The low end of pyproject.toml's transformers range (the pinned set is its high end): VDA-S's

@@ -167,9 +167,8 @@ class StereoCrafter:
                 slot_hour_price=self._slot_price,
             )
             result = self._run_job(slot.pipeline, context, job)
-        metrics.job_finished(
-            result.frames, result.timings, job.config.preset, result.gpu_seconds, result.cost
-        )
+        frames = 0 if result.reused else result.frames  # a recorded answer given again converted nothing
+        metrics.job_finished(frames, result.timings, job.config.preset, result.gpu_seconds, result.cost)
         metrics.set_model_state(self.models.state)
         result = result.model_copy(update={"slot": slot.index, "device": slot.device})
         encoder = getattr(result, "encoder", None)  # a depth task writes no video

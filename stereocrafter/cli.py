@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _conversion_options(long)
     long.add_argument("--segment-seconds", type=float, default=10.0, help="length of a segment (default 10)")
-    long.add_argument(
-        "--workdir", type=Path, help="keep the segments' depth and video here (default: a temp dir)"
-    )
+    long.add_argument("--workdir", type=Path, help="the segments' depth and video with their records, kept "
+                      "(default: .OUTPUT.parts beside the output, removed once stitched)")  # fmt: skip
+    long.add_argument("--no-reuse", action="store_true", help="convert again what a stopped run finished")
     long.add_argument("--plan", action="store_true", help="only run the depth passes and print the alignment")
     long.add_argument(
         "--no-align", action="store_true", help="normalise every segment alone (for comparison)"
@@ -182,14 +182,14 @@ def run_convert(args: argparse.Namespace) -> int:
     print(
         f"wrote {result.output}: {result.mode} ({preset} preset), {result.width}x{result.height}, "
         f"{result.num_frames} frames at {result.fps} fps{', audio kept' if result.has_audio else ''} "
-        f"({timing}); encoder {job.encoding.label()}"
+        f"({timing}); encoder {job.encoding.label()}; stereo tag {result.stereo_tag or 'none'}"
     )
     if report is not None:  # the conversion stands whatever happens here
         from stereocrafter.jobs.publish import write_report
 
         png = args.report.with_suffix(".png")
         try:
-            write_report(report, job, args.report, png, result.encoder)
+            write_report(report, job, args.report, png, result.encoder, result.stereo_tag)
             print(f"report: {args.report} and {png}")
         except Exception as err:
             print(f"stereocrafter: warning: no report written ({type(err).__name__}: {err})", file=sys.stderr)
@@ -298,7 +298,6 @@ class ProgressBars:
 
 def run_convert_long(args: argparse.Namespace) -> int:
     import shutil
-    import tempfile
 
     from stereocrafter.media.stitch import check_stitchable
 
@@ -315,24 +314,22 @@ def run_convert_long(args: argparse.Namespace) -> int:
     planned_audio = check_stitchable(args.output, args.input)
     pipeline, job, progress = _prepare(args)
 
-    from stereocrafter.errors import StitchError
     from stereocrafter.long.local import convert_long
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="stereocrafter-long-"))
-    keep = args.workdir is not None
+    # A stable folder, kept until the film is stitched: a run that was stopped or killed leaves its
+    # finished segments (hours of GPU time) there, and the next run reuses them (``jobs.records``).
+    workdir = args.workdir or args.output.parent / f".{args.output.name}.parts"
+    workdir.mkdir(exist_ok=True)
     try:
         done = convert_long(
             pipeline, args.input, args.output, segment_seconds=args.segment_seconds, workdir=workdir,
-            mode=args.mode, align=not args.no_align, plan_only=args.plan, encoding=job.encoding,
-            progress=progress, log=lambda line: print(line, file=sys.stderr),
+            mode=args.mode, align=not args.no_align, plan_only=args.plan, reuse=not args.no_reuse,
+            encoding=job.encoding, progress=progress, log=lambda line: print(line, file=sys.stderr),
         )  # fmt: skip
-    except StitchError:
-        keep = True  # the converted segments are in it: hours of GPU time
-        raise
     finally:
         progress.close()  # an error message must not land in the middle of a bar's line
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    if args.workdir is None and done.stitched is not None:
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"{len(done.segments)} segments of about {args.segment_seconds:g} s ({job.config.preset} preset); "
           f"encoder {job.encoding.label()}")  # fmt: skip
     if done.result is not None:
@@ -340,11 +337,11 @@ def run_convert_long(args: argparse.Namespace) -> int:
     if done.stitched is not None:
         s = done.stitched
         print(f"wrote {s.output}: {args.mode}, {s.frames} frames ({' + '.join(map(str, s.segment_frames))}), "
-              f"audio: {s.audio}")  # fmt: skip
+              f"audio: {s.audio}, stereo tag {s.stereo_tag or 'none'}")  # fmt: skip
         for why in s.dropped:
             print(f"stereocrafter: warning: {why}", file=sys.stderr)
         if done.result is not None:
-            print(done.result.cost_line())
+            print(f"{done.result.reuse_line()}; {done.result.cost_line()}")
     elif args.plan:
         print(f"audio when stitched: {planned_audio}")
     if pipeline.tiny:

@@ -23,6 +23,7 @@ from stereocrafter.guard import call_checked
 from stereocrafter.jobs.context import Job
 from stereocrafter.media.depthstore import DepthShape, depth_summary, write_depth
 from stereocrafter.media.encode import VideoWriter
+from stereocrafter.media.stereotag import layout_of
 from stereocrafter.media.streams import BackgroundSink
 from stereocrafter.media.video_io import VideoInfo, iter_frames, probe
 from stereocrafter.pipeline.run import StereoPipeline
@@ -52,6 +53,7 @@ class ConversionResult:
     ]  # seconds: probe, depth, splat, inpainting, compose_encode, encode_finish, total
     source: VideoInfo
     encoder: dict[str, Any]  # ``Encoder.describe``: codec, preset, crf or cq, requested, fallback
+    stereo_tag: str | None = None  # the container's stereo tag (``stereotag.describe``), None: none
 
 
 def convert_file(
@@ -95,6 +97,7 @@ def convert_file(
                 audio_source=audio_source,
                 crf=crf,
                 encoder=encoder,
+                stereo=layout_of(mode),
             )
         )
         writers = [writer]
@@ -155,6 +158,7 @@ def convert_file(
         timings=timings,
         source=info,
         encoder=job.encoding.describe(),
+        stereo_tag=writer.stereo_tag,
     )
 
 

@@ -19,6 +19,7 @@ from stereocrafter.bounds import DEFAULT_MODE
 from stereocrafter.errors import StereoCrafterError, StitchError
 from stereocrafter.jobs.context import Encoding, Job
 from stereocrafter.jobs.local import convert_file, depth_file, segment_info, stored_depth_shape
+from stereocrafter.jobs.records import file_identity, read_local, recipe, write_local
 from stereocrafter.long.segments import SegmentsResult, convert_segments
 from stereocrafter.long.tasks import ALIGNED
 from stereocrafter.media.depthstore import read_depth
@@ -63,7 +64,7 @@ class LocalBackend:
 
     # of a segment's stereo fields (``long.tasks``), what a local task takes; the rest come from
     # its pipeline's config
-    STEREO_OPTIONS = frozenset({"mode", *ALIGNED})
+    STEREO_OPTIONS = frozenset({"mode", "reuse", *ALIGNED})
 
     def __init__(
         self,
@@ -82,11 +83,21 @@ class LocalBackend:
     def depth_location(self, index: int, output: str) -> str:
         return str(self.workdir / f"segment-{index:04d}.depth.mkv")
 
+    def _identity(self, source: LocalSegment) -> dict[str, Any]:
+        return {"path": str(source.path.resolve()), "start": source.start, "count": source.count,
+                **(file_identity(source.path) or {})}  # fmt: skip
+
     def depth(self, source: LocalSegment, depth_output: str, **options: Any) -> dict[str, Any]:
+        """The depth task; with ``reuse`` the recorded answer of a stored depth made from the same
+        segment, config and weights (``jobs.records``) instead of a depth pass."""
+        reuse = bool(options.pop("reuse", False))
         if options:
             raise TypeError(
                 f"the local backend takes its preset and seed from its pipeline, not {sorted(options)}"
             )
+        made_of = recipe(self.job, "depth", {"segment": self._identity(source)})
+        if reuse and (answer := read_local(depth_output, made_of)) is not None:
+            return {**answer, "reused": True, "gpu_seconds": 0.0, "timings": {}}
         with self._lock:
             result = depth_file(
                 self.pipeline,
@@ -96,7 +107,7 @@ class LocalBackend:
                 frames=(source.start, source.count),
                 hooks=RunHooks(progress=self.progress),
             )
-        return {
+        answer = {
             "task": "depth",
             "depth_output_uri": depth_output,
             "frames": result.info.num_frames,
@@ -107,6 +118,8 @@ class LocalBackend:
             "gpu_seconds": round(result.timings.get("total", 0.0), 3),
             "cost": None,
         }
+        write_local(depth_output, made_of, answer)
+        return answer
 
     def stereo(self, source: LocalSegment, output: str, **options: Any) -> dict[str, Any]:
         unknown = set(options) - self.STEREO_OPTIONS
@@ -114,6 +127,17 @@ class LocalBackend:
             raise TypeError(
                 f"the local backend takes these from its pipeline's config, not {sorted(unknown)}"
             )
+        reuse = bool(options.pop("reuse", False))
+        inputs = {"segment": self._identity(source)}
+        if options.get("depth_uri"):
+            inputs["depth"] = {
+                "path": str(options["depth_uri"]),
+                **(file_identity(options["depth_uri"]) or {}),
+            }
+        made_of = recipe(self.job, "stereo", inputs, mode=options.get("mode", DEFAULT_MODE),
+                         **{k: options.get(k) for k in ALIGNED if k != "depth_uri"})  # fmt: skip
+        if reuse and (answer := read_local(output, made_of)) is not None:
+            return {**answer, "reused": True, "gpu_seconds": 0.0, "timings": {}}
         raw = None
         if options.get("depth_uri"):
             info = segment_info(source.path, (source.start, source.count))
@@ -132,9 +156,11 @@ class LocalBackend:
                 frames=(source.start, source.count), depth=depth,
             )  # fmt: skip
         held = round(result.timings.get("total", 0.0), 3)  # a local job holds the device throughout
-        return {"output": output, "frames": result.num_frames, "fps": str(result.fps),
-                "timings": result.timings, "encoder": result.encoder, "gpu_seconds": held,
-                "cost": None}  # fmt: skip
+        answer = {"output": output, "frames": result.num_frames, "fps": str(result.fps),
+                  "timings": result.timings, "encoder": result.encoder, "stereo_tag": result.stereo_tag,
+                  "gpu_seconds": held, "cost": None}  # fmt: skip
+        write_local(output, made_of, answer)
+        return answer
 
 
 @dataclass(frozen=True)
@@ -154,18 +180,22 @@ def convert_long(
     mode: str = DEFAULT_MODE,
     align: bool = True,
     plan_only: bool = False,
+    reuse: bool = True,
     encoding: Encoding | None = None,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> LongResult:
     """The whole local workflow, segment files in ``workdir``. ``align=False`` normalises every
-    segment alone (what one plain request per segment gives), for comparison."""
+    segment alone (what one plain request per segment gives), for comparison. ``reuse``: the
+    segments already in ``workdir`` with their records (a run that was killed) are used again
+    where they were made from the same source, config and encoder (``convert_segments``)."""
     segments = cut_segments(source, segment_seconds)
     backend = LocalBackend(pipeline, workdir, encoding=encoding, progress=progress)
     pairs = [(seg, str(workdir / f"segment-{i:04d}.mp4")) for i, seg in enumerate(segments)]
     result = None
     if align:
-        result = convert_segments(pairs, backend, mode=mode, max_concurrency=1, plan_only=plan_only, log=log)
+        result = convert_segments(pairs, backend, mode=mode, max_concurrency=1, plan_only=plan_only,
+                                  reuse=reuse, log=log)  # fmt: skip
         if plan_only:
             return LongResult(segments, result, None)
         if result.failed:
@@ -173,7 +203,7 @@ def convert_long(
             raise RuntimeError(f"segments {result.failed} failed: {failures}")
     else:
         for seg, part in pairs:
-            backend.stereo(seg, part, mode=mode)
+            backend.stereo(seg, part, mode=mode, reuse=reuse)
     try:
         stitched = stitch([part for _, part in pairs], output, audio_from=source)
     except (StereoCrafterError, ValueError, OSError, MediaError) as err:

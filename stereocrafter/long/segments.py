@@ -58,6 +58,12 @@ class SegmentOutcome:
     def ok(self) -> bool:
         return self.result is not None
 
+    @property
+    def reused(self) -> list[str]:
+        """The tasks whose recorded answer was given again instead of doing them ("depth", "stereo")."""
+        return [task for task, answer in (("depth", self.depth), ("stereo", self.result))
+                if answer is not None and answer.get("reused")]  # fmt: skip
+
 
 @dataclass
 class SegmentsResult:
@@ -94,6 +100,16 @@ class SegmentsResult:
             )
         )
 
+    @property
+    def reused(self) -> dict[str, int]:
+        """How many segments' depth and stereo outputs were reused (``convert_segments(reuse=True)``)."""
+        return {task: sum(task in s.reused for s in self.segments) for task in ("depth", "stereo")}
+
+    def reuse_line(self) -> str:
+        n, reused = len(self.segments), self.reused
+        return (f"reused {reused['stereo']} of {n} segments' stereo outputs and {reused['depth']} of {n} "
+                f"depths; the rest was converted")  # fmt: skip
+
     def cost_line(self) -> str:
         """GPU time and cost per output minute, as ``convert_segments`` logs it."""
         minutes = self.output_seconds / 60
@@ -111,10 +127,11 @@ class SegmentsResult:
             "cost": self.cost,
             "output_seconds": round(self.output_seconds, 3),
             "failed": self.failed,
+            "reused": self.reused,
             "alignment": self.alignment.as_dict(),
             "segments": [
                 {"index": s.index, "output": s.output, "depth_uri": s.depth_uri, "ok": s.ok, "error": s.error,
-                 "error_code": s.error_code, "stage": s.stage, "attempts": s.attempts}
+                 "error_code": s.error_code, "stage": s.stage, "attempts": s.attempts, "reused": s.reused}
                 for s in self.segments
             ],
         }  # fmt: skip
@@ -162,6 +179,7 @@ def convert_segments(
     extrapolate: bool = True,
     plan_only: bool = False,
     depth_uris: Sequence[str] | None = None,
+    reuse: bool = True,
     log: Callable[[str], None] | None = None,
     **options: Any,
 ) -> SegmentsResult:
@@ -175,7 +193,11 @@ def convert_segments(
     3. Stereo tasks, ``max_concurrency`` at a time, each with its stored depth (no second depth
        pass), its map and its shot's range. Skipped with ``plan_only`` (``plan_segments``).
 
-    ``robust`` and ``extrapolate``: see ``stereocrafter.long.align.align``. ``options`` go to the
+    ``reuse`` (default): every task asks its backend to give the recorded answer of an output
+    that exists and was made from the same request, input, config, weights and encoder
+    (``jobs.records``) instead of doing it again: a rerun after a crash does only what is
+    missing, and a segment whose depth changed is redone with every segment its alignment
+    changed. ``robust`` and ``extrapolate``: see ``stereocrafter.long.align.align``. ``options`` go to the
     stereo tasks (``preset`` and ``seed`` to the depth tasks too). A failed
     task is retried ``retries`` times when the service or the network failed (5xx, no answer),
     with exponential ``backoff``; a segment that still fails is reported by index in the result
@@ -191,6 +213,8 @@ def convert_segments(
         for i, (source, output) in enumerate(segments)
     ]
     depth_options = {k: v for k, v in options.items() if k in DEPTH_TASK_OPTIONS}
+    if reuse:
+        depth_options["reuse"] = options["reuse"] = True
     transient = getattr(backend, "transient", TRANSIENT)
 
     def depth(o: SegmentOutcome) -> None:
@@ -218,6 +242,8 @@ def convert_segments(
     with ThreadPoolExecutor(max_concurrency) as pool:
         list(pool.map(stereo, [o for o in outcomes if o.depth is not None]))
     done = SegmentsResult(outcomes, alignment)
+    if reuse:
+        say(done.reuse_line())
     say(done.cost_line())
     return done
 

@@ -5,7 +5,8 @@ video-worker's client runs it.
 
 - ``stereo``: the conversion; ``depth``: stage 1 alone, the raw depth stored (long videos).
 - Both take ``COMMON``: the input, the preset and seed (the depth a preset's model makes with its
-  seed), the deadline and ``overwrite``.
+  seed), the deadline, ``overwrite`` and ``reuse`` (give the recorded answer of an output made
+  from the same request: ``jobs.records``).
 - ``ALIGNED``: what a long video's alignment adds to a segment's stereo task
   (``long.align.Alignment.request_fields``), with the stored depth it applies to.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-COMMON: tuple[str, ...] = ("task", "s3_input_uri", "preset", "seed", "deadline_s", "overwrite")
+COMMON: tuple[str, ...] = ("task", "s3_input_uri", "preset", "seed", "deadline_s", "overwrite", "reuse")
 ALIGNED: tuple[str, ...] = ("depth_uri", "depth_scale", "depth_shift", "depth_range")
 TASK_FIELDS: dict[str, tuple[str, ...]] = {
     "stereo": ("s3_output_uri", "mode", "max_disp", "tile_num", "report", *ALIGNED),

@@ -25,6 +25,7 @@ from stereocrafter.bounds import DEFAULT_QUALITY, QUALITY
 from stereocrafter.errors import VideoEncodeError
 from stereocrafter.media.audio import SourceAudio, output_format
 from stereocrafter.media.encoders import LIBX264, Encoder
+from stereocrafter.media.stereotag import ST3D_MODES, describe, matroska_metadata, tag_file
 from stereocrafter.media.video_io import as_fraction, reason
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class VideoWriter:
       better: libx264's CRF, NVENC's CQ) with the encoder's preset unless ``preset`` names
       another (speed against size); ``pix_fmt`` yuv420p by default, BT.709
       primaries/transfer/matrix, limited range, tagged in the bitstream and the container.
+    - ``stereo`` (a layout of ``stereotag.ST3D_MODES``, None for one picture) is written into the
+      container: ``st3d`` in MP4/MOV, ``StereoMode`` in Matroska (``stereo_tag`` says which).
     - The frame rate is the exact rational ``fps`` (30000/1001 stays 30000/1001); frame i has
       timestamp i / fps.
     - H.264 4:2:0 needs even dimensions: an odd width or height is padded by repeating the last
@@ -76,6 +79,7 @@ class VideoWriter:
         preset: str | None = None,
         pix_fmt: str = "yuv420p",
         encoder: Encoder = LIBX264,
+        stereo: str | None = None,
     ) -> None:
         self.path = Path(path)
         fmt = output_format(self.path)
@@ -89,6 +93,9 @@ class VideoWriter:
         self.encoded_width, self.encoded_height = width + width % 2, height + height % 2
         self.audio_source = Path(audio_source) if audio_source is not None else None
         self.crf, self.preset, self.pix_fmt, self.encoder = crf, preset, pix_fmt, encoder
+        if stereo is not None and stereo not in ST3D_MODES:
+            raise ValueError(f"unknown stereo layout {stereo!r}; expected one of {sorted(ST3D_MODES)}")
+        self.stereo = stereo
         self.frames_written = 0
         self._tmp = self.path.with_name(
             f".{self.path.stem}.{uuid.uuid4().hex[:12]}.partial{self.path.suffix}"
@@ -101,6 +108,11 @@ class VideoWriter:
         # moved into place (the lock orders the two).
         self._cancelled = False
         self._placing = threading.Lock()
+
+    @property
+    def stereo_tag(self) -> str | None:
+        """The stereo tag this file gets, e.g. ``"st3d left_right"`` (None: no tag)."""
+        return describe(self.format, self.stereo)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -131,6 +143,8 @@ class VideoWriter:
                 video.codec_tag = "hvc1"  # what Apple's players require of HEVC in MP4/MOV
             video.width, video.height = self.encoded_width, self.encoded_height
             video.pix_fmt = self.pix_fmt
+            if self.format == "matroska":
+                video.metadata.update(matroska_metadata(self.stereo))
             ctx = video.codec_context
             ctx.time_base = 1 / self.fps
             ctx.color_primaries = 1  # BT.709
@@ -184,6 +198,8 @@ class VideoWriter:
             if self._audio is not None:
                 self._audio.finish(self._out)
             self._close_containers()
+            if self.stereo is not None and self.format != "matroska":
+                tag_file(self._tmp, self.stereo)
             with self._placing:
                 if self._cancelled:
                     self._tmp.unlink(missing_ok=True)

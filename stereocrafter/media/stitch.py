@@ -8,8 +8,10 @@ source is carried over, cut at the end of the video, by the rule single-file con
 AAC; a stream that cannot be kept at all is named in the result (``dropped``), never lost
 silently. The segments must share codec, size, pixel format, frame rate and codec parameters
 (they do when one service or one ``convert-long`` run encoded them); anything else is refused,
-because a player would show garbage. The output's video frame count is checked against the sum
-of the segments'; the file is written under a temporary name and renamed into place when whole.
+because a player would show garbage. The segments' stereo tag (``stereotag``: ``st3d`` or
+``StereoMode``, the same in every segment) is written into the output. The output's video frame
+count is checked against the sum of the segments'; the file is written under a temporary name
+and renamed into place when whole.
 
 ``check_stitchable`` tries the output's container with the source's audio before any conversion.
 """
@@ -28,6 +30,7 @@ import av
 from stereocrafter.errors import VideoDecodeError, VideoEncodeError
 from stereocrafter.guard import Every, Stop
 from stereocrafter.media.audio import SourceAudio, output_format
+from stereocrafter.media.stereotag import describe, matroska_metadata, read_layout, tag_file
 from stereocrafter.media.video_io import probe
 
 
@@ -38,6 +41,7 @@ class StitchResult:
     segment_frames: list[int]
     audio: str  # what happened to the source's audio, e.g. "aac copied" or "none: the source has none"
     dropped: list[str] = field(default_factory=list)  # audio streams that could not be kept, with why
+    stereo_tag: str | None = None  # the segments' stereo layout, written into the output (``stereotag``)
 
 
 def _signature(stream: av.VideoStream) -> tuple[object, ...]:
@@ -88,11 +92,18 @@ def stitch(
         raise ValueError("nothing to stitch")
     fmt = output_format(output)
     counts = [probe(p).num_frames for p in parts]
+    layouts = {read_layout(p) for p in parts}
+    if len(layouts) > 1:
+        names = sorted(map(str, layouts))
+        raise VideoDecodeError(f"the segments are tagged with different stereo layouts: {names}")
+    layout = layouts.pop()
     output = Path(output)
     partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:12]}.partial{output.suffix}")
     try:
         with av.open(str(partial), mode="w", format=fmt) as out:
-            audio = _stitch_into(out, [Path(p) for p in parts], audio_from, Every(stop))
+            audio = _stitch_into(out, [Path(p) for p in parts], audio_from, Every(stop), layout)
+        if layout is not None and fmt != "matroska":
+            tag_file(partial, layout)
         written = probe(partial).num_frames
         if written != sum(counts):
             raise VideoDecodeError(
@@ -102,8 +113,9 @@ def stitch(
     finally:
         partial.unlink(missing_ok=True)
     return StitchResult(
-        output, written, counts, _audio_note(audio, audio_from), audio.dropped if audio else []
-    )
+        output, written, counts, _audio_note(audio, audio_from), audio.dropped if audio else [],
+        describe(fmt, layout),
+    )  # fmt: skip
 
 
 def _stitch_into(
@@ -111,11 +123,15 @@ def _stitch_into(
     parts: list[Path],
     audio_from: str | os.PathLike[str] | None,
     every: Every,
+    layout: str | None,
 ) -> SourceAudio | None:
     with av.open(str(parts[0])) as first:
         template = first.streams.video[0]
         signature = _signature(template)
         video = out.add_stream_from_template(template)
+        video.metadata.pop("stereo_mode", None)
+        if out.format.name == "matroska":
+            video.metadata.update(matroska_metadata(layout))
     audio = SourceAudio(out, Path(audio_from)) if audio_from is not None else None
     try:
         start = Fraction(0)

@@ -12,21 +12,34 @@ failed job leaves nothing at its key. The errors raised carry their HTTP status 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from stereocrafter.echo import bounded
+from pydantic import BaseModel
+
+from stereocrafter.echo import bounded, echo
 from stereocrafter.errors import (
     DeadlineExceededError,
+    InputNotFoundError,
     LimitExceededError,
+    S3AccessDeniedError,
     ServiceStoppingError,
     StereoCrafterError,
 )
 from stereocrafter.jobs.context import Job
 from stereocrafter.jobs.local import ConversionResult, convert_file, depth_file, stored_depth_shape
 from stereocrafter.jobs.publish import write_report
+from stereocrafter.jobs.records import (
+    MAX_RECORD_BYTES,
+    make_record,
+    parse_record,
+    recipe,
+    record_location,
+    reusable,
+)
 from stereocrafter.jobs.report import QualityReport
 from stereocrafter.locations import S3Location
 from stereocrafter.media.depthstore import read_depth
@@ -34,22 +47,88 @@ from stereocrafter.media.video_io import VideoInfo, check_packets, probe
 from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.pipeline.types import RunHooks
 from stereocrafter.serving.schemas import DepthResponse, InvocationRequest, InvocationResponse, Padding
+from stereocrafter.serving.storage import ObjectInfo
 from stereocrafter.settings import Settings
 from stereocrafter.stereo.depthmap import AlignedDepth
 
 logger = logging.getLogger(__name__)
 
 
-def _begin(job: Job, request: InvocationRequest, also: tuple[S3Location, ...] = ()) -> None:
+def _begin(job: Job, request: InvocationRequest, also: tuple[S3Location, ...] = ()) -> ObjectInfo:
     """The shared prelude: the stop check's first run, ``storage.preflight`` (with ``also``: more
-    objects the job will write) and the input's size against its limit."""
+    objects the job will write) and the input's size against its limit; the input's HeadObject."""
     job.stop.check()
     checked = time.perf_counter()
-    head = job.storage.preflight(
+    head: ObjectInfo = job.storage.preflight(
         request.s3_input_uri, request.output, overwrite=request.overwrite, also=also, stop=job.stop
     )
     check_input_size(head.size, job.settings)
     job.timed("preflight", checked)
+    return head
+
+
+def _identity(location: S3Location, info: ObjectInfo) -> dict[str, Any]:
+    return {"uri": location.uri, "size": info.size, "etag": info.etag}
+
+
+def _recipe(
+    job: Job, request: InvocationRequest, source: ObjectInfo | None, depth: ObjectInfo | None = None
+) -> dict[str, Any]:
+    """What this task's output is made from (``jobs.records.recipe``): the segment and the stored
+    depth by size and ETag (HeadObject here when not given), the resolved config, the weights,
+    and a stereo task's own fields."""
+    storage, stop = job.storage, job.stop
+    source = source or storage.head(request.s3_input_uri, stop=stop)
+    if request.depth_uri is not None and depth is None:
+        depth = storage.head(request.depth_uri, stop=stop)
+    inputs = {"segment": _identity(request.s3_input_uri, source)}
+    if request.task == "depth":
+        return recipe(job, "depth", inputs)
+    if request.depth_uri is not None and depth is not None:
+        inputs["depth"] = _identity(request.depth_uri, depth)
+    aligned = {k: getattr(request, k) for k in ("depth_scale", "depth_shift", "depth_range")}
+    return recipe(job, "stereo", inputs, mode=request.mode, report=request.report, **aligned)
+
+
+def _recorded(job: Job, request: InvocationRequest, made_of: dict[str, Any]) -> dict[str, Any] | None:
+    """``reuse``: the recorded answer of the output when it exists as recorded and was made from
+    ``made_of``; None otherwise (one HeadObject and one small GET)."""
+    started = time.perf_counter()
+    made = job.storage.head_if_readable(request.output, job.stop)
+    answer = None
+    if made is not None:
+        with job.folder() as tmp:
+            try:
+                job.storage.download(record_location(request.output.uri), tmp / "record.json",
+                                     max_bytes=MAX_RECORD_BYTES, stop=job.stop)  # fmt: skip
+            except (InputNotFoundError, S3AccessDeniedError, LimitExceededError):
+                return None
+            record = parse_record((tmp / "record.json").read_bytes())
+        answer = reusable(record, made_of, {"size": made.size, "etag": made.etag})
+    job.timed("reuse_check", started)
+    return answer
+
+
+def _again(job: Job, answer: dict[str, Any]) -> dict[str, Any]:
+    """A recorded answer given again: this job's id, times and (tiny) slot time, ``reused``."""
+    return {**answer, "request_id": job.request_id, "started_at": job.started, "finished_at": time.time(),
+            "timings": {k: round(v, 3) for k, v in job.timings.items()}, "gpu_seconds": job.gpu_seconds(),
+            "cost": job.cost(), "reused": True}  # fmt: skip
+
+
+def _record(job: Job, output: S3Location, made_of: dict[str, Any], answer: BaseModel) -> None:
+    """The record beside a finished output (``jobs.records``). A failure is logged, never the
+    job's: the output stands, and a rerun does the work again."""
+    try:
+        made = job.storage.head(output, stop=job.stop)
+        with job.folder() as tmp:
+            doc = make_record(made_of, {"size": made.size, "etag": made.etag}, answer.model_dump())
+            (tmp / "record.json").write_text(json.dumps(doc, sort_keys=True))
+            target = record_location(output.uri)
+            job.storage.upload(tmp / "record.json", target, content_type="application/json", stop=job.stop)
+    except Exception as err:
+        logger.warning("request %s: no record written beside %s (%s: %s)", job.request_id, echo(output.uri),
+                       type(err).__name__, bounded(str(err), 300))  # fmt: skip
 
 
 def run_job(
@@ -64,10 +143,16 @@ def run_job(
     if request.task == "depth":
         return run_depth_job(pipeline, job, request)
     output_uri, storage, stop, timings = request.output, job.storage, job.stop, job.timings
-    _begin(job, request, also=report_guarded(output_uri, request))
+    # with reuse, before the preflight: an output that may be reused is not a 409
+    if request.reuse and (answer := _recorded(job, request, _recipe(job, request, None))) is not None:
+        return InvocationResponse(**_again(job, answer))
+    head = _begin(job, request, also=report_guarded(output_uri, request))
+    # 404 / 403 before any work
+    stored = storage.head(request.depth_uri, stop=stop) if request.depth_uri is not None else None
+    made_of = _recipe(job, request, head, stored)
     depth_bytes = max_depth_bytes(job.settings)
-    if request.depth_uri is not None:
-        stored_size = storage.head(request.depth_uri, stop=stop).size  # 404 / 403 before any work
+    if stored is not None:
+        stored_size = stored.size
         if stored_size > depth_bytes:
             raise LimitExceededError(f"the stored depth is {stored_size} bytes; the limit is {depth_bytes}")
     with job.folder() as tmp:
@@ -97,8 +182,8 @@ def run_job(
         reported: dict[str, Any] = {}
         if report is not None:  # after the video, and never failing the job
             reported = publish_report(report, job, output_uri, tmp, overwrite=request.overwrite,
-                                      encoder=result.encoder)  # fmt: skip
-    return InvocationResponse(
+                                      encoder=result.encoder, stereo_tag=result.stereo_tag)  # fmt: skip
+    response = InvocationResponse(
         s3_output_uri=output_uri.uri,
         mode=request.mode,
         preset=job.config.preset,
@@ -118,14 +203,20 @@ def run_job(
         cost=job.cost(),
         tiny_weights=job.tiny,
         encoder=result.encoder,
+        stereo_tag=result.stereo_tag,
         **reported,
     )
+    _record(job, output_uri, made_of, response)
+    return response
 
 
 def run_depth_job(pipeline: StereoPipeline, job: Job, request: InvocationRequest) -> DepthResponse:
     """``task: "depth"``: the same prelude and limits as a conversion, then stage 1 alone; the raw
-    depth goes to ``depth_output_uri`` (``depthstore`` format) and its summary into the answer."""
-    _begin(job, request)
+    depth goes to ``depth_output_uri`` (``depthstore`` format) and its summary into the answer;
+    with ``reuse``, the recorded answer of a stored depth made from the same segment and config."""
+    if request.reuse and (answer := _recorded(job, request, _recipe(job, request, None))) is not None:
+        return DepthResponse(**_again(job, answer))
+    made_of = _recipe(job, request, _begin(job, request))
     output_uri, timings = request.output, job.timings
     with job.folder() as tmp:
         source, output = tmp / "input", tmp / "depth.mkv"
@@ -138,7 +229,7 @@ def run_depth_job(pipeline: StereoPipeline, job: Job, request: InvocationRequest
         )
         timings.update(result.timings)
         job.timed("upload", upload_started)
-    return DepthResponse(
+    response = DepthResponse(
         depth_output_uri=output_uri.uri,
         preset=job.config.preset,
         frames=result.info.num_frames,
@@ -158,6 +249,8 @@ def run_depth_job(pipeline: StereoPipeline, job: Job, request: InvocationRequest
         cost=job.cost(),
         tiny_weights=job.tiny,
     )
+    _record(job, output_uri, made_of, response)
+    return response
 
 
 def check_input_size(size: int, settings: Settings) -> None:
@@ -227,6 +320,7 @@ def publish_report(
     *,
     overwrite: bool = True,
     encoder: dict[str, Any] | None = None,
+    stereo_tag: str | None = None,
 ) -> dict[str, Any]:
     """Write the report beside the uploaded video (``report_locations``); the response's report
     fields. Any failure is logged and named in ``report_error``: the job and its video stand.
@@ -238,7 +332,7 @@ def publish_report(
         targets = report_locations(output)
         job.stop.check()
         files = {kind: tmp / f"report.{kind}" for kind in targets}
-        write_report(report, job, files["json"], files["png"], encoder)
+        write_report(report, job, files["json"], files["png"], encoder, stereo_tag)
         for kind, target in targets.items():
             content = "application/json" if kind == "json" else "image/png"
             job.storage.upload(files[kind], target, content_type=content, overwrite=overwrite, stop=job.stop)

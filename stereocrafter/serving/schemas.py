@@ -111,6 +111,12 @@ class InvocationRequest(BaseModel):
         description="false: refuse (409) when an object already exists at s3_output_uri, and write "
         "it only if none has appeared meanwhile (If-None-Match: *)",
     )
+    reuse: bool = Field(
+        default=False,
+        description="true: when the output exists as its record beside it says and was made from "
+        "the same input, config, weights and encoder (s3_output_uri + '.record.json'), answer with the "
+        "recorded answer (reused: true) instead of doing the work again (long videos' reruns)",
+    )
 
     _config: StereoConfig | None = PrivateAttr(default=None)
 
@@ -186,6 +192,12 @@ class InvocationResponse(BaseModel):
         description="the video encoder that wrote the output: codec, preset, crf (libx264) or cq (NVENC), "
         "requested (auto or the codec) and, when auto fell back to libx264, why (fallback)"
     )
+    reused: bool = Field(default=False, description="true: the recorded answer of an output made before")
+    stereo_tag: str | None = Field(
+        default=None,
+        description="the stereo layout written into the container (st3d in MP4/MOV, StereoMode in "
+        "Matroska), e.g. 'st3d left_right'; null for an anaglyph (one picture)",
+    )
     slot: int | None = Field(default=None, description="the conversion slot (one per GPU) that ran the job")
     device: str | None = Field(default=None, description="the slot's device, e.g. cuda:3")
     report: dict[str, Any] | None = Field(default=None, description="the report's clip-level figures")
@@ -218,6 +230,7 @@ class DepthResponse(BaseModel):
     gpu_seconds: float = 0.0
     cost: float | None = None
     tiny_weights: bool
+    reused: bool = False  # the recorded answer of a stored depth made before (``reuse``)
     slot: int | None = None
     device: str | None = None
 

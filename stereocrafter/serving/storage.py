@@ -201,7 +201,7 @@ class S3Storage:
         src, dst = S3Location.parse(source), S3Location.parse(target)
         info = self.head(src, stop=stop)
         for location in (dst, *also):
-            existing = self._head_if_readable(location, stop)
+            existing = self.head_if_readable(location, stop)
             if existing is not None and existing.same_object(info):
                 raise BadRequestError(
                     f"the output {echo(location.uri)} is the input object under another name; "
@@ -214,8 +214,9 @@ class S3Storage:
         self._probe_write(dst, stop)
         return info
 
-    def _head_if_readable(self, location: S3Location, stop: Stop | None = None) -> ObjectInfo | None:
+    def head_if_readable(self, location: S3Location | str, stop: Stop | None = None) -> ObjectInfo | None:
         """The output's HeadObject, or None when there is none or the service may not read it."""
+        location = S3Location.parse(location)
 
         def head() -> ObjectInfo | None:
             try:

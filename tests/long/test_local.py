@@ -5,12 +5,15 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,7 +21,7 @@ from stereocrafter.client import convert_segments, plan_segments
 from stereocrafter.config import StereoConfig
 from stereocrafter.long.align import Alignment
 from stereocrafter.long.local import LocalBackend, LocalSegment, cut_segments
-from stereocrafter.media.video_io import probe
+from stereocrafter.media.video_io import iter_frames, probe
 from stereocrafter.models.vda_depth import VdaDepthPipeline
 from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.stereo.splatting import disparity_from_depth
@@ -248,3 +251,104 @@ def test_convert_long_refuses_bad_options_before_loading(tmp_path: Path) -> None
         run = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert message in run.stderr, run.stderr
+
+
+def _timeline(path: Path) -> tuple[list[tuple[str, int | None]], np.ndarray]:
+    """Every packet's stream and timestamp, and every decoded video frame."""
+    import av
+
+    with av.open(str(path)) as container:
+        stamps = [(p.stream.type, p.pts) for p in container.demux() if p.size]
+    return stamps, np.concatenate(list(iter_frames(path, 16)))
+
+
+@pytest.mark.slow  # three runs of the CLI: about 30 s
+def test_a_killed_convert_long_reuses_its_finished_segments(tiny_weights: Path, tmp_path: Path) -> None:
+    """SIGKILL after about half of 12 segments, run again: the finished segments (their records
+    beside them in the kept work folder) are reused, the rest converted, and the film is the one an
+    uninterrupted run makes: frame count, every packet's timestamp and every decoded frame."""
+    source = make_video(tmp_path / "film.mp4", scene_frames(96, 64, 48), fps=16, audio_codec="aac")
+    env = {**os.environ, "STEREOCRAFTER_DEPTH_INPUT_SIZE": "28"}
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "stereocrafter.cli", "convert-long", str(source), str(out), "--mode",
+                "sbs", "--segment-seconds", "0.5", "--preset", "instant", "--weights-dir", str(tiny_weights),
+                "--device", "cpu", "-q"]  # fmt: skip
+
+    whole = tmp_path / "whole.mp4"
+    run = subprocess.run(command(whole), capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "12 segments" in run.stdout and "reused 0 of 12 segments' stereo outputs and 0 of 12" in run.stdout
+
+    out, parts = tmp_path / "film_sbs.mp4", tmp_path / ".film_sbs.mp4.parts"
+    killed = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(list(parts.glob("segment-*.mp4.record.json"))) < 6 and killed.poll() is None:
+        assert time.monotonic() < deadline, "the first run never finished 6 segments"
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=60)
+    finished = len(list(parts.glob("segment-*.mp4.record.json")))
+    assert killed.returncode == -signal.SIGKILL and 6 <= finished < 12 and not out.exists()
+
+    again = subprocess.run(command(out), capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr
+    assert f"reused {finished} of 12 segments' stereo outputs and 12 of 12 depths" in again.stdout
+    assert probe(out).num_frames == probe(whole).num_frames == 96
+    (stamps, frames), (whole_stamps, whole_frames) = _timeline(out), _timeline(whole)
+    assert stamps == whole_stamps and np.array_equal(frames, whole_frames)
+    assert not parts.exists()  # removed once the film is stitched
+
+
+def test_a_rerun_converts_only_what_a_crash_left_and_what_changed(
+    known_scene: Path, inpainting_pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies in the third stereo task; the rerun redoes only that one (reusing the
+    other stereo outputs and every depth) and gives the same film; another ``max_disp`` redoes
+    every stereo task and no depth."""
+    import shutil
+
+    import stereocrafter.long.local as local
+
+    scene = Path(shutil.copy(known_scene, tmp_path / "scene.mkv"))
+
+    def fresh_pipeline(**config: Any) -> StereoPipeline:  # the same depths again (KnownDepth's maps)
+        return StereoPipeline(
+            KnownDepth(seed=3), inpainting_pipeline, StereoConfig(inpaint_steps=1, **config)
+        )
+
+    pipeline = fresh_pipeline()
+    convert, calls = local.convert_file, []
+
+    def dies_at_the_third(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise SystemExit("killed")  # not an Exception: nothing retries it, as with a real kill
+        return convert(*args, **kwargs)
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setattr(local, "convert_file", dies_at_the_third)
+    with pytest.raises(SystemExit):
+        local.convert_long(pipeline, scene, tmp_path / "a.mp4", segment_seconds=1.0, workdir=work)
+    monkeypatch.setattr(local, "convert_file", convert)
+    finished = len(list(work.glob("segment-*.mp4.record.json")))  # the pool ran the 4th before it ended
+    again = local.convert_long(pipeline, scene, tmp_path / "a.mp4", segment_seconds=1.0, workdir=work)
+    assert again.result is not None and len(again.segments) == 4 and finished == 3
+    assert again.result.reused == {"depth": 4, "stereo": 3}
+    assert [s.reused for s in again.result.segments] == [["depth", "stereo"]] * 2 + [
+        ["depth"],
+        ["depth", "stereo"],
+    ]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    whole = local.convert_long(
+        fresh_pipeline(), scene, tmp_path / "b.mp4", segment_seconds=1.0, workdir=fresh
+    )
+    assert whole.result is not None and whole.result.reused == {"depth": 0, "stereo": 0}
+    assert np.array_equal(np.concatenate(list(iter_frames(tmp_path / "a.mp4", 16))),
+                          np.concatenate(list(iter_frames(tmp_path / "b.mp4", 16))))  # fmt: skip
+
+    wider = fresh_pipeline(max_disp=12.0)
+    redo = local.convert_long(wider, scene, tmp_path / "c.mp4", segment_seconds=1.0, workdir=work)
+    assert redo.result is not None and redo.result.reused == {"depth": 4, "stereo": 0}

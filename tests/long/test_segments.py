@@ -53,14 +53,16 @@ def test_depth_tasks_get_their_fields_and_a_transient_failure_is_retried() -> No
     options = {"preset": "fast", "seed": 5, "max_disp": 30.0}
     result = convert_segments(pairs, backend, mode="sbs", max_concurrency=1, backoff=0.0, **options)
     assert result.failed == [] and [s.attempts["stereo"] for s in result.segments] == [1, 2, 1]
-    assert backend.depth_fields == [{"preset": "fast", "seed": 5}] * 3  # no stereo-only field
+    # no stereo-only field; reuse by default: a rerun does only what is missing
+    assert backend.depth_fields == [{"preset": "fast", "seed": 5, "reuse": True}] * 3
     first = backend.stereo_fields[0]
     assert (
         first["mode"] == "sbs"
         and first["max_disp"] == 30.0
         and first["depth_uri"] == "s3://b/out0.mp4.depth.mkv"
     )
-    assert {"depth_scale", "depth_shift", "depth_range"} <= set(first)
+    assert {"depth_scale", "depth_shift", "depth_range"} <= set(first) and first["reuse"] is True
+    assert "reuse" not in convert_segments(pairs[:1], Backend(), reuse=False).segments[0].result  # type: ignore[operator]
 
 
 def test_only_service_and_network_failures_are_retried() -> None:

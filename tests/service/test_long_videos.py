@@ -174,3 +174,59 @@ def test_convert_segments_through_the_real_service_then_stitch(service: Service,
     assert stitched.frames == info.num_frames == 4 * SEGMENT_FRAMES and (info.width, info.height) == (128, 48)
     assert stitched.audio == "aac copied" and info.has_audio
     assert service.healthy()
+
+
+def test_a_rerun_reuses_what_is_done_and_redoes_only_what_changed(service: Service, env: dict,
+                                                                  long_video: dict) -> None:  # fmt: skip
+    """convert_segments twice: the second run reuses every depth and stereo output (each record
+    beside its object; even with overwrite false, which would be a 409 otherwise) and writes
+    nothing. Then one segment's input changes: its depth is redone, and the stereo task of that
+    segment and of every segment whose alignment fields changed with it, nothing else."""
+    from stereocrafter.client import HttpClient, convert_segments
+
+    s3 = env["s3"]
+    inputs = []
+    for i in range(4):  # its own copies: segment 2's input is replaced below
+        s3.copy_object(
+            Bucket=BUCKET, Key=f"again/in_{i}.mp4", CopySource={"Bucket": BUCKET, "Key": f"film/in_{i}.mp4"}
+        )
+        inputs.append(f"s3://{BUCKET}/again/in_{i}.mp4")
+    pairs = [(uri, f"s3://{BUCKET}/again/out_{i}.mp4") for i, uri in enumerate(inputs)]
+    client = HttpClient(service.url, timeout=600)
+
+    def etags() -> list[str]:
+        return [s3.head_object(Bucket=BUCKET, Key=f"again/out_{i}.mp4")["ETag"] for i in range(4)]
+
+    first = convert_segments(pairs, client, mode="sbs", max_concurrency=2, report=False)
+    assert not first.failed and first.reused == {"depth": 0, "stereo": 0}
+    made = etags()
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key="again/out_0.mp4.record.json")["Body"].read())
+    assert (
+        record["recipe"]["inputs"]["depth"]["uri"] == first.segments[0].depth_uri
+        and record["answer"]["frames"]
+    )
+
+    second = convert_segments(pairs, client, mode="sbs", max_concurrency=2, report=False, overwrite=False)
+    assert not second.failed and second.reused == {"depth": 4, "stereo": 4} and etags() == made
+    assert all(
+        s.result is not None and s.result["reused"] and s.result["gpu_seconds"] < 5 for s in second.segments
+    )
+    this_run = ("request_id", "started_at", "finished_at", "timings", "gpu_seconds", "cost", "reused", "slot",
+                "device")  # fmt: skip
+    given, recorded = second.segments[1].result, first.segments[1].result
+    assert given is not None and recorded is not None
+    assert {k: v for k, v in given.items() if k not in this_run} == {
+        k: v for k, v in recorded.items() if k not in this_run
+    }
+
+    changed = make_video(env["tmp"] / "again_2.mp4", scene_frames(SEGMENT_FRAMES, 64, 48, seed=77), fps=24)
+    s3.upload_file(str(changed), BUCKET, "again/in_2.mp4")
+    third = convert_segments(pairs, client, mode="sbs", max_concurrency=2, report=False)
+    assert not third.failed
+    moved = {i for i in range(4) if third.alignment.request_fields(i) != second.alignment.request_fields(i)}
+    assert [s.reused for s in third.segments] == [
+        [] if i == 2 else ["depth"] if i in moved else ["depth", "stereo"] for i in range(4)
+    ]
+    now = etags()
+    assert [now[i] != made[i] for i in range(4)] == [i == 2 or i in moved for i in range(4)]
+    assert service.healthy()

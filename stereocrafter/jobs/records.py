@@ -1,0 +1,132 @@
+"""What each output was made from, recorded beside it, so that a rerun reuses the work that is done
+and still valid (``reuse``: ``convert_segments``, ``convert-long``, a request's ``reuse`` field,
+a Batch Transform job run again over the same manifest).
+
+A record is a small JSON object at ``<output>.record.json`` (``record_location``), written after
+its output (an output without one is never reused)::
+
+    {"format": 1, "recipe": {...}, "made": {...}, "answer": {...}}
+
+- ``recipe`` (``recipe``): everything the output depends on: the task, this package's version, the
+  resolved run config (preset, depth and inpainting model, steps, ``max_disp``, seed, tiles, ...;
+  of a depth task only the fields stage 1 reads: the depth model, its knobs and the seed),
+  whether the weights were the tiny test ones, and the identity of every input (the segment, and
+  for an aligned stereo task the stored depth); a stereo task adds its mode, the alignment map
+  (``depth_scale``, ``depth_shift``, ``depth_range``), the encoder with its quality and whether a
+  report was asked for.
+- ``made``: the identity of the output when the record was written (S3: size and ETag; a local
+  file: size and mtime), so that an output replaced since then is not taken for the recorded one.
+- ``answer``: the task's answer, given again (``reused: true``) instead of doing the work.
+
+Reuse costs one HEAD of the output and one small GET (or two ``stat`` calls and a read on disk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from stereocrafter.jobs.context import Job
+
+RECORD_SUFFIX = ".record.json"
+FORMAT = 1
+MAX_RECORD_BYTES = 1 << 20  # a record is a few KB (the depth answer's thumbnails are the most)
+# The run config's fields a depth task reads besides the ``depth_*`` knobs.
+DEPTH_CONFIG = ("noise_aug_strength", "seed")
+# Of ``Encoder.describe``, what changes the encoded bytes (not what was asked for, or why auto fell back).
+_ENCODER_KEYS = ("codec", "preset", "crf", "cq")
+
+
+def record_location(output: str) -> str:
+    """Where the record of ``output`` (an s3:// URI or a path) is kept."""
+    return f"{output}{RECORD_SUFFIX}"
+
+
+def recipe(job: Job, task: str, inputs: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """What an output of ``task`` under ``job`` is made from (see the module docstring); ``fields``
+    are the task's own (mode, alignment map, report)."""
+    from stereocrafter import __version__
+
+    config = asdict(job.config)
+    if task == "depth":  # what stage 1 reads: another max_disp or inpainting model keeps the depth
+        config = {k: v for k, v in config.items() if k.startswith("depth_") or k in DEPTH_CONFIG}
+    made_of: dict[str, Any] = {
+        "task": task,
+        "stereocrafter": __version__,
+        "config": config,
+        "tiny_weights": job.tiny,
+        "inputs": inputs,
+        **fields,
+    }
+    if task == "stereo":
+        described = job.encoding.describe()
+        made_of["encoder"] = {k: described[k] for k in _ENCODER_KEYS if k in described}
+    made: dict[str, Any] = canonical(made_of)
+    return made
+
+
+def canonical(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples as lists, float keys as text): comparable with a
+    record read from storage."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def make_record(made_of: dict[str, Any], made: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    return {"format": FORMAT, "recipe": made_of, "made": canonical(made), "answer": canonical(answer)}
+
+
+def reusable(record: Any, made_of: dict[str, Any], made: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The recorded answer when ``record`` describes this output as it is now (``made``: None when
+    the output is missing) and was made from ``made_of``; else None (the work is done again)."""
+    if made is None or not isinstance(record, dict) or record.get("format") != FORMAT:
+        return None
+    if record.get("recipe") != made_of or record.get("made") != canonical(made):
+        return None
+    answer = record.get("answer")
+    return dict(answer) if isinstance(answer, dict) else None
+
+
+def parse_record(data: bytes) -> Any:
+    """A record's JSON, or None when it cannot be read (a torn or foreign object: no reuse)."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+# -- on local disk (``convert-long``'s segments) ---------------------------------------------------
+
+
+def file_identity(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A local file as a record names it (None when it does not exist)."""
+    try:
+        st = Path(path).stat()
+    except FileNotFoundError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def read_local(output: str | os.PathLike[str], made_of: dict[str, Any]) -> dict[str, Any] | None:
+    """The recorded answer of a local ``output`` made from ``made_of``, or None."""
+    location = Path(record_location(str(output)))
+    try:
+        if location.stat().st_size > MAX_RECORD_BYTES:
+            return None
+        record = parse_record(location.read_bytes())
+    except FileNotFoundError:
+        return None
+    return reusable(record, made_of, file_identity(output))
+
+
+def write_local(output: str | os.PathLike[str], made_of: dict[str, Any], answer: dict[str, Any]) -> None:
+    """Record a finished local ``output`` (atomically: a killed run leaves no torn record)."""
+    made = file_identity(output)
+    if made is None:
+        raise FileNotFoundError(f"{output} does not exist: nothing to record")
+    location = Path(record_location(str(output)))
+    partial = location.with_name(f".{location.name}.partial")
+    partial.write_text(json.dumps(make_record(made_of, made, answer), indent=1, sort_keys=True))
+    os.replace(partial, location)
