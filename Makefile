@@ -129,6 +129,7 @@ bench-smoke: venv
 	$(BIN)/python -m bench.vda --smoke
 	$(BIN)/python -m bench.fill_quality --check
 	$(BIN)/python -m bench.instant_cpu --smoke
+	$(BIN)/python -m bench.stereo_tag --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

@@ -6,7 +6,9 @@
   (or ``{"task": "depth", "s3_input_uri", "depth_output_uri"}``: stage 1 alone, for long videos)
   (at most ``STEREOCRAFTER_MAX_BODY_BYTES``, 64 KiB by default: a larger one is refused with 413
   before it is read); one conversion on the GPU at a time, later requests wait in arrival order.
-- ``GET /metrics``: BentoML's Prometheus metrics, for operators (SageMaker proxies only the two
+- ``GET /execution-parameters``: what SageMaker Batch Transform asks before the first record (one
+  record per request, one request at a time per conversion slot).
+- ``GET /metrics``: BentoML's Prometheus metrics, for operators (SageMaker proxies only the
   routes above to the container).
 
 Nothing else is served: every other path answers 404 and a wrong method 405, and every error of
@@ -36,6 +38,7 @@ from stereocrafter.serving.http import (
     OnlyOurRoutes,
     SlotQueue,
     error_response,
+    execution_parameters,
     new_request_id,
     read_body,
     stop_jobs_on_sigterm,
@@ -105,6 +108,12 @@ class StereoCrafter:
         if self.models.state == "failed":
             body["reason"] = self.models.reason or "the models failed to load; the service log has the reason"
         return JSONResponse(body, status_code=status)
+
+    @http.get("/execution-parameters")
+    def execution_parameters(self) -> JSONResponse:
+        """SageMaker Batch Transform's question before the first record: one record per request,
+        one request at a time per conversion slot (GPU)."""
+        return JSONResponse(execution_parameters(self.gpu.slots))
 
     @http.post("/invocations")
     async def invocations(self, request: Request) -> JSONResponse:

@@ -61,6 +61,20 @@ AMIS: dict[str, Ami] = {
         Ami("al2023-ami-sagemaker-inference-gpu-4-1", 580, (13, 0), "CUDA-compat mounting disabled"),
     )
 }
+# Batch Transform's AMIs (TransformResources.TransformAmiVersion): botocore 1.44.8's service model
+# lists these two with their drivers. Neither runs CUDA 13: a transform job of this image needs an
+# AMI AWS has not listed yet, named with its driver (``containerize.batch``: --ami, --ami-driver).
+BATCH_AMIS: dict[str, Ami] = {
+    ami.name: ami
+    for ami in (
+        Ami("al2-ami-sagemaker-batch-gpu-470", 470, (11, 4)),
+        Ami("al2-ami-sagemaker-batch-gpu-535", 535, (12, 2)),
+    )
+}
+# The highest CUDA each driver branch runs (NVIDIA's CUDA release notes, table 3).
+DRIVER_CUDA: dict[int, tuple[int, int]] = {470: (11, 4), 525: (12, 0), 535: (12, 2), 550: (12, 4),
+                                           570: (12, 8), 580: (13, 0)}  # fmt: skip
+
 # Without InferenceAmiVersion, ml.g4dn, g5, p4d and p4de get driver 470 (CUDA 11.4), g6 and p5 get
 # 535 (CUDA 12.2): the lowest is what an endpoint config without the field can be given.
 NO_AMI = Ami("(none: SageMaker's default driver)", 470, (11, 4), "470 on g4dn/g5/p4d, 535 on g6/p5")
@@ -125,15 +139,23 @@ def family_of(instance_type: str) -> str:
     return parts[1] if len(parts) == 3 and parts[0] == "ml" else instance_type
 
 
-def check_fit(cuda: tuple[int, int], ami_name: str | None, instance_type: str | None = None) -> Ami:
+def check_fit(
+    cuda: tuple[int, int],
+    ami_name: str | None,
+    instance_type: str | None = None,
+    *,
+    amis: dict[str, Ami] = AMIS,
+    field: str = "InferenceAmiVersion",
+) -> Ami:
     """The AMI when an image needing CUDA ``cuda`` starts on it (and on ``instance_type``'s GPU),
-    else ``MisfitError`` saying why and what would fit."""
-    if ami_name is not None and ami_name not in AMIS:
-        raise MisfitError(f"unknown InferenceAmiVersion {ami_name!r}; known: {', '.join(AMIS)}")
-    ami = AMIS[ami_name] if ami_name is not None else NO_AMI
+    else ``MisfitError`` saying why and what would fit. ``amis``: the table the name is looked up
+    in (``BATCH_AMIS`` for a transform job's ``TransformAmiVersion``)."""
+    if ami_name is not None and ami_name not in amis:
+        raise MisfitError(f"unknown {field} {ami_name!r}; known: {', '.join(amis)}")
+    ami = amis[ami_name] if ami_name is not None else NO_AMI
     need = f"{cuda[0]}.{cuda[1]}"
     if cuda > ami.cuda:
-        fits = [a.name for a in AMIS.values() if a.cuda >= cuda]
+        fits = [a.name for a in amis.values() if a.cuda >= cuda]
         raise MisfitError(
             f"the image's torch needs CUDA {need}; {ami.name} has NVIDIA driver {ami.driver} "
             f"(CUDA {ami.cuda[0]}.{ami.cuda[1]}): CUDA would not start (/ping 503 'no CUDA device "

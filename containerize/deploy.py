@@ -3,8 +3,9 @@
     python -m containerize.deploy [--env-file .env] build      [--source-version SHA]
     python -m containerize.deploy [--env-file .env] sagemaker  [--image-tag SHA] [--async ...]
     python -m containerize.deploy [--env-file .env] ec2        [--image-tag SHA]
+    python -m containerize.deploy [--env-file .env] batch      --segments FILE --work s3://... [...]
 
-One module per target (``codebuild``, ``sagemaker``, ``ec2``) over the shared helpers of ``aws``;
+One module per target (``codebuild``, ``sagemaker``, ``ec2``, ``batch``) over the shared helpers of ``aws``;
 this module is the command line. Configuration comes from the ``.env`` written by the
 infrastructure project's ``terraform-output`` target (values already in the environment win, as
 with Nx's envFile). A missing key is an error that names it. Exit status: 0 done, 1 the AWS side
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from containerize import codebuild, cuda, ec2, sagemaker
+from containerize import batch, codebuild, cuda, ec2, sagemaker
 from containerize.aws import ConfigError, DeployError, read_env_file
 
 
@@ -59,8 +60,29 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
     e = commands.add_parser("ec2", help="roll the GPU EC2 host to the new image through SSM")
     e.add_argument("--image-tag")
     e.add_argument("--presets", help=presets_help)
+    t = commands.add_parser(
+        "batch", help="a film through two Batch Transform jobs (depth, stereo), no endpoint"
+    )
+    t.add_argument(
+        "--segments", type=Path, required=True, help='JSON lines {"s3_input_uri", "s3_output_uri"}'
+    )
+    t.add_argument("--work", required=True, help="s3:// prefix for the manifests and the jobs' answers")
+    t.add_argument("--instance-type", help="default: .env SAGEMAKER_INSTANCE_TYPE")
+    t.add_argument("--instance-count", type=int, default=1)
+    t.add_argument("--max-concurrent", type=int, help="requests per instance at once (default: its GPUs)")
+    t.add_argument("--ami", help="TransformAmiVersion (GPU instances; see --ami-driver)")
+    t.add_argument("--ami-driver", type=int, help="the NVIDIA driver branch of an --ami not listed yet")
+    t.add_argument("--mode", default="sbs")
+    t.add_argument("--preset", help="the preset every segment is converted with (default: the image's)")
+    t.add_argument("--presets", help=presets_help)
+    t.add_argument("--image-tag")
+    t.add_argument(
+        "--timeout", type=int, default=batch.DEFAULT_TIMEOUT_S, help="seconds per request (1-3600)"
+    )
+    t.add_argument("--wait-delay", type=int, default=30)
+    t.add_argument("--wait-attempts", type=int, default=480)
     args = parser.parse_args(argv)
-    targets = {"build": codebuild.run, "sagemaker": sagemaker.run, "ec2": ec2.run}
+    targets = {"build": codebuild.run, "sagemaker": sagemaker.run, "ec2": ec2.run, "batch": batch.run}
     try:
         config = read_env_file(args.env_file)
         make = clients or (lambda name, region: __import__("boto3").client(name, region_name=region))

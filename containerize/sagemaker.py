@@ -90,6 +90,34 @@ def resource_name(tag: str, now: datetime | None = None) -> str:
     return f"{NAME_PREFIX}-{re.sub(r'[^a-zA-Z0-9]', '', tag)[:7]}-{stamp}"[:63]
 
 
+def create_model(
+    sm: Any,
+    name: str,
+    *,
+    image: str,
+    role_arn: str,
+    hf_token_arn: str,
+    presets: str | None,
+    extra_env: dict[str, str] | None = None,
+) -> None:
+    """The SageMaker model of the image (an endpoint's or a transform job's): weights from the
+    token's secret at start-up, port 8080, the presets it serves (and ``extra_env``)."""
+    sm.create_model(
+        ModelName=name,
+        ExecutionRoleArn=role_arn,
+        PrimaryContainer={
+            "Image": image,
+            "Environment": {
+                Env.HF_TOKEN_ARN: hf_token_arn,
+                Env.WEIGHTS_DIR: WEIGHTS_DIR,
+                "BENTOML_PORT": "8080",
+                **({Env.PRESETS: presets} if presets else {}),
+                **(extra_env or {}),
+            },
+        },
+    )
+
+
 def deploy_sagemaker(
     sm: Any,
     target: SageMakerTarget,
@@ -109,19 +137,8 @@ def deploy_sagemaker(
     except cuda.MisfitError as err:
         raise ConfigError(str(err)) from None
     name = resource_name(tag)
-    sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn=target.role_arn,
-        PrimaryContainer={
-            "Image": target.image,
-            "Environment": {
-                Env.HF_TOKEN_ARN: target.hf_token_arn,
-                Env.WEIGHTS_DIR: WEIGHTS_DIR,
-                "BENTOML_PORT": "8080",
-                **({Env.PRESETS: target.presets} if target.presets else {}),
-            },
-        },
-    )
+    create_model(sm, name, image=target.image, role_arn=target.role_arn, hf_token_arn=target.hf_token_arn,
+                 presets=target.presets)  # fmt: skip
     variant: dict[str, Any] = {
         "VariantName": "AllTraffic",
         "ModelName": name,

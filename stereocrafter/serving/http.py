@@ -27,13 +27,25 @@ from stereocrafter.errors import (
     StereoCrafterError,
 )
 from stereocrafter.guard import POLL_S, STOPPING, Deadline
+from stereocrafter.long.batch import BATCH_STRATEGY, MAX_PAYLOAD_MB
 
 # The only routes served, with their methods.
 ROUTES: dict[str, frozenset[str]] = {
     "/ping": frozenset({"GET"}),
+    "/execution-parameters": frozenset({"GET"}),  # SageMaker Batch Transform asks it once per instance
     "/invocations": frozenset({"POST"}),
     "/metrics": frozenset({"GET"}),
 }
+
+
+def execution_parameters(slots: int) -> dict[str, Any]:
+    """The answer to ``GET /execution-parameters`` for an instance with ``slots`` conversion slots
+    (``long.batch``: one record per request, one request at a time per slot)."""
+    return {
+        "MaxConcurrentTransforms": slots,
+        "BatchStrategy": BATCH_STRATEGY,
+        "MaxPayloadInMB": MAX_PAYLOAD_MB,
+    }
 
 
 def new_request_id() -> str:
@@ -67,7 +79,8 @@ class OnlyOurRoutes:
         request_id = new_request_id()
         if methods is None:
             error: StereoCrafterError = RouteNotFoundError(
-                f"no route {echo(path, 100)}; this service serves GET /ping and POST /invocations"
+                f"no route {echo(path, 100)}; this service serves GET /ping, GET /execution-parameters and "
+                "POST /invocations"
             )
             headers = {}
         else:
@@ -102,7 +115,8 @@ class SlotQueue:
     arrival order."""
 
     def __init__(self, slots: int) -> None:
-        self.limiter = anyio.CapacityLimiter(max(1, slots))
+        self.slots = max(1, slots)
+        self.limiter = anyio.CapacityLimiter(self.slots)
 
     async def take(self, deadline: Deadline) -> None:
         """A slot, waited for in arrival order. The wait is bounded like the job: a watcher checks

@@ -118,6 +118,7 @@ def test_without_weights_the_server_starts_and_answers_503(env: dict) -> None:
         ("POST", "/ping", 405),
         ("DELETE", "/metrics", 405),
         ("HEAD", "/ping", 405),
+        ("POST", "/execution-parameters", 405),
     ],
 )
 def test_only_the_contract_routes_are_served_and_errors_are_json(
@@ -139,6 +140,14 @@ def test_only_the_contract_routes_are_served_and_errors_are_json(
 def test_the_contract_routes_answer(service: Service) -> None:
     assert httpx.get(f"{service.url}/ping", timeout=5).status_code == 200
     assert httpx.get(f"{service.url}/metrics", timeout=5).status_code == 200
+    # Batch Transform's question: one record per request, one request at a time per slot (one CPU slot)
+    answer = httpx.get(f"{service.url}/execution-parameters", timeout=5)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.json() == {
+        "MaxConcurrentTransforms": 1,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 1,
+    }
 
 
 @pytest.mark.parametrize(("width", "height"), [(33, 17), (1, 1)])

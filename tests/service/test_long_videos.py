@@ -176,6 +176,7 @@ def test_convert_segments_through_the_real_service_then_stitch(service: Service,
     assert service.healthy()
 
 
+@pytest.mark.slow  # three convert_segments runs over 4 segments: 20 s (tests/serving/test_http checks reuse)
 def test_a_rerun_reuses_what_is_done_and_redoes_only_what_changed(service: Service, env: dict,
                                                                   long_video: dict) -> None:  # fmt: skip
     """convert_segments twice: the second run reuses every depth and stereo output (each record
@@ -229,4 +230,49 @@ def test_a_rerun_reuses_what_is_done_and_redoes_only_what_changed(service: Servi
     ]
     now = etags()
     assert [now[i] != made[i] for i in range(4)] == [i == 2 or i in moved for i in range(4)]
+    assert service.healthy()
+
+
+@pytest.mark.slow  # two transform passes over 6 segments on the real service: about 70 s
+def test_a_film_through_batch_transform_with_the_local_driver(service: Service, env: dict) -> None:
+    """What Batch Transform does, on this machine: the manifests in moto's S3, /execution-parameters
+    asked, each line POSTed with that concurrency, .out objects written; a depth job, the alignment,
+    a stereo job; every segment converted, aligned and stitchable into one tagged file. The same
+    jobs run again answer from the records (reuse) and change no output."""
+    from containerize.batch import LocalTransform
+    from stereocrafter.long.batch import convert_segments_batch
+    from stereocrafter.media.stereotag import read_layout
+    from stereocrafter.media.stitch import stitch
+
+    s3, tmp = env["s3"], env["tmp"]
+    frames = scene_frames(6 * SEGMENT_FRAMES, 64, 48, seed=21)
+    pairs = []
+    for i in range(6):
+        part = make_video(
+            tmp / f"batch_in_{i}.mp4", frames[i * SEGMENT_FRAMES : (i + 1) * SEGMENT_FRAMES], fps=24
+        )
+        s3.upload_file(str(part), BUCKET, f"batch/in_{i}.mp4")
+        pairs.append((f"s3://{BUCKET}/batch/in_{i}.mp4", f"s3://{BUCKET}/batch/out_{i}.mp4"))
+    engine = LocalTransform(s3, f"s3://{BUCKET}/batch/jobs/", service.url)
+    assert engine.concurrency == 1 and engine.files == 1  # one slot: one part per job
+    result = convert_segments_batch(pairs, engine, name="film", mode="sbs", report=False)
+    assert not result.failed and not engine.failures and result.reused == {"depth": 0, "stereo": 0}
+    assert all(s.depth is not None and s.result is not None for s in result.segments)
+    assert [
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/jobs/film-stereo/out/")["Contents"]
+    ] == ["batch/jobs/film-stereo/out/part-0000.jsonl.out"]
+    for i, outcome in enumerate(result.segments):
+        assert outcome.result is not None and outcome.result["frames"] == SEGMENT_FRAMES
+        assert outcome.result["stereo_tag"] == "st3d left_right"
+        assert "depth" not in outcome.result["timings"]  # the stored, aligned depth
+        assert result.alignment.request_fields(i)["depth_range"] is not None
+    parts = []
+    for i in range(6):
+        parts.append(tmp / f"batch_out_{i}.mp4")
+        s3.download_file(BUCKET, f"batch/out_{i}.mp4", str(parts[-1]))
+    stitched = stitch(parts, tmp / "batch_film.mp4")
+    assert stitched.frames == 6 * SEGMENT_FRAMES and read_layout(stitched.output) == "left_right"
+
+    again = convert_segments_batch(pairs, engine, name="film-again", mode="sbs", report=False)
+    assert again.reused == {"depth": 6, "stereo": 6} and not again.failed
     assert service.healthy()

@@ -76,8 +76,9 @@ def _error(response, status: int, code: str) -> dict:  # type: ignore[no-untyped
 
 
 def test_only_the_routes_are_served_each_error_in_the_json_shape(client: TestClient) -> None:
-    assert set(ROUTES) == {"/ping", "/invocations", "/metrics"}
+    assert set(ROUTES) == {"/ping", "/execution-parameters", "/invocations", "/metrics"}
     _error(client.get("/docs.json"), 404, "not_found")
+    assert client.get("/execution-parameters").json()["BatchStrategy"] == "SINGLE_RECORD"
     response = client.get("/invocations")
     _error(response, 405, "method_not_allowed")
     assert response.headers["Allow"] == "POST"
@@ -125,9 +126,19 @@ def test_a_conversion_writes_its_video_and_report_and_names_its_preset(client: T
     assert (answer["preset"], answer["mode"], answer["frames"], answer["width"]) == ("fast", "sbs", 8, 128)
     assert answer["tiny_weights"] is True and answer["s3_output_uri"] == out
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"]}
-    assert keys == {"out/fast.mp4", "out/fast.mp4.report.json", "out/fast.mp4.report.png"}
+    # the video, its report and its record (what it was made from: ``jobs.records``)
+    assert keys == {
+        "out/fast.mp4",
+        "out/fast.mp4.report.json",
+        "out/fast.mp4.report.png",
+        "out/fast.mp4.record.json",
+    }
     report = json.loads(s3.get_object(Bucket=BUCKET, Key="out/fast.mp4.report.json")["Body"].read())
     assert report["preset"] == "fast" and report["tiny_weights"] is True
+    assert answer["stereo_tag"] == report["stereo_tag"] == "st3d left_right" and answer["reused"] is False
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key="out/fast.mp4.record.json")["Body"].read())
+    assert record["recipe"]["mode"] == "sbs" and record["recipe"]["config"]["preset"] == "fast"
+    assert record["made"]["etag"] == s3.head_object(Bucket=BUCKET, Key="out/fast.mp4")["ETag"]
     # what the job cost: the seconds it held its slot, and its share of the configured price
     held = answer["finished_at"] - answer["started_at"]
     assert 0 < answer["gpu_seconds"] <= held + 0.05 and answer["cost"] == pytest.approx(
@@ -146,3 +157,29 @@ def test_the_depth_task_stores_the_raw_depth(client: TestClient, s3) -> None:  #
     assert answer["preset"] == "reference" and answer["frames"] == 8 and answer["depth_bytes"] > 0
     assert s3.head_object(Bucket=BUCKET, Key="out/clip.depth.mkv")["ContentLength"] == answer["depth_bytes"]
     assert answer["gpu_seconds"] > 0 and answer["cost"] > 0
+
+
+def test_reuse_answers_from_the_record_only_for_the_same_request(client: TestClient, s3) -> None:  # type: ignore[no-untyped-def]
+    """The same request with ``reuse`` answers the recorded answer (no conversion, the output
+    untouched; overwrite false is no 409 then); another max_disp, a changed output or no reuse
+    converts again."""
+    out = f"s3://{BUCKET}/out/again.mp4"
+    body = {"s3_input_uri": CLIP, "s3_output_uri": out, "mode": "sbs", "preset": "fast", "report": False}
+    first = client.post("/invocations", json=body).json()
+    etag = s3.head_object(Bucket=BUCKET, Key="out/again.mp4")["ETag"]
+    again = client.post("/invocations", json={**body, "reuse": True, "overwrite": False})
+    assert again.status_code == 200, again.text
+    answer = again.json()
+    assert answer["reused"] is True and answer["request_id"] != first["request_id"]
+    assert set(answer["timings"]) == {"reuse_check"} and answer["gpu_seconds"] < first["gpu_seconds"]
+    assert (answer["frames"], answer["encoder"], answer["stereo_tag"]) == (first["frames"], first["encoder"],
+                                                                          first["stereo_tag"])  # fmt: skip
+    assert s3.head_object(Bucket=BUCKET, Key="out/again.mp4")["ETag"] == etag
+    wider = client.post("/invocations", json={**body, "reuse": True, "max_disp": 12.0}).json()
+    assert wider["reused"] is False and "depth" in wider["timings"]
+    s3.put_object(
+        Bucket=BUCKET, Key="out/again.mp4", Body=b"replaced by hand"
+    )  # its record no longer matches
+    redone = client.post("/invocations", json={**body, "reuse": True, "max_disp": 12.0}).json()
+    assert redone["reused"] is False
+    assert client.post("/invocations", json=body).json()["reused"] is False  # no reuse asked
