@@ -199,7 +199,12 @@ class VideoWriter:
                 self._audio.finish(self._out)
             self._close_containers()
             if self.stereo is not None and self.format != "matroska":
-                tag_file(self._tmp, self.stereo)
+                try:
+                    tag_file(self._tmp, self.stereo)
+                except ValueError as err:  # FFmpeg wrote a file our box reader cannot follow
+                    raise VideoEncodeError(
+                        f"cannot write the stereo tag of {self.path.name}: {err}"
+                    ) from None
             with self._placing:
                 if self._cancelled:
                     self._tmp.unlink(missing_ok=True)

@@ -72,20 +72,26 @@ class _Box:
         return self.start + self.size
 
 
+def _header(head: bytes | bytearray, at: int, pos: int, end: int) -> _Box:
+    """The box whose header is at ``head[at:]``, standing at ``pos`` of a container ending at ``end``
+    (a 64-bit size when the 32-bit one is 1; to the end when it is 0)."""
+    size, kind = struct.unpack_from(">I4s", head, at)
+    header = 8
+    if size == 1:
+        (size,) = struct.unpack_from(">Q", head, at + 8)
+        header = 16
+    elif size == 0:
+        size = end - pos
+    if size < header or pos + size > end:
+        raise ValueError(f"a malformed {kind!r} box at byte {pos}")
+    return _Box(kind, pos, header, size)
+
+
 def _children(data: bytes | bytearray, start: int, end: int) -> list[_Box]:
     boxes, pos = [], start
     while pos + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, pos)
-        header = 8
-        if size == 1:
-            (size,) = struct.unpack_from(">Q", data, pos + 8)
-            header = 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            raise ValueError(f"a malformed {kind!r} box at byte {pos}")
-        boxes.append(_Box(kind, pos, header, size))
-        pos += size
+        boxes.append(_header(data, pos, pos, end))
+        pos = boxes[-1].end
     return boxes
 
 
@@ -95,18 +101,11 @@ def _top_level(path: Path) -> list[_Box]:
     with open(path, "rb") as f:
         while pos + 8 <= total:
             f.seek(pos)
-            head = f.read(16)
-            size, kind = struct.unpack_from(">I4s", head)
-            header = 8
-            if size == 1:
-                (size,) = struct.unpack_from(">Q", head, 8)
-                header = 16
-            elif size == 0:
-                size = total - pos
-            if size < header or pos + size > total:
-                raise ValueError(f"{path.name}: a malformed {kind!r} box at byte {pos}")
-            boxes.append(_Box(kind, pos, header, size))
-            pos += size
+            try:
+                boxes.append(_header(f.read(16), 0, pos, total))
+            except (ValueError, struct.error) as err:
+                raise ValueError(f"{path.name}: {err}") from None
+            pos = boxes[-1].end
     return boxes
 
 

@@ -125,6 +125,18 @@ def test_a_second_tag_replaces_the_first_in_place(tmp_path: Path) -> None:
         tag_file(path, "mono")
 
 
+def test_a_file_the_box_reader_cannot_follow_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x30ftypisom" + b"\x00" * 8)  # a box that claims more than the file
+    with pytest.raises(ValueError, match=r"bad\.mp4: a malformed b'ftyp' box at byte 0"):
+        tag_file(bad, "left_right")
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00")
+    with pytest.raises(ValueError, match="0 moov boxes"):
+        tag_file(empty, "left_right")
+    assert read_layout(empty) is None
+
+
 @pytest.fixture(scope="module")
 def instant(tiny_weights: Path):  # type: ignore[no-untyped-def]
     return load_stereo_pipeline(tiny_weights, presets=("instant",))
