@@ -343,7 +343,7 @@ def run_convert_long(args: argparse.Namespace) -> int:
         if done.result is not None:
             print(f"{done.result.reuse_line()}; {done.result.cost_line()}")
     elif args.plan:
-        print(f"audio when stitched: {planned_audio}")
+        print(f"audio when stitched: {planned_audio}; the depths are kept in {workdir} for the conversion")
     if pipeline.tiny:
         print(
             "NOTE: made with tiny random test weights: the depth and inpainting are noise, not a conversion"

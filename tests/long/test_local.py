@@ -222,13 +222,16 @@ def test_convert_long_on_the_command_line(
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 0, run.stderr
     assert "shot" in run.stdout and "reference" in run.stdout  # the alignment table
+    parts = tmp_path / ".long_sbs.mp4.parts"  # the default work folder
     if option == ["--plan"]:
-        assert not out.exists()
+        assert not out.exists() and len(list(parts.glob("segment-*.depth.mkv.record.json"))) == 3
+        assert f"the depths are kept in {parts}" in run.stdout
         return
     info = probe(out)
     assert (info.num_frames, info.width, info.height, info.fps) == (36, 128, 48, Fraction(12))
     assert info.has_audio and audio_duration(out) == pytest.approx(3.0, abs=0.05)
     assert "3 segments" in run.stdout and "36 frames (12 + 12 + 12), audio: aac copied" in run.stdout
+    assert "stereo tag st3d left_right" in run.stdout and not parts.exists()  # removed once stitched
     assert "s of output:" in run.stdout and "GPU-minutes per output minute" in run.stdout
 
 
