@@ -303,7 +303,7 @@ def test_a_killed_convert_long_reuses_its_finished_segments(tiny_weights: Path, 
     assert not parts.exists()  # removed once the film is stitched
 
 
-@pytest.mark.slow  # three convert_long runs: 13 s (the default tier checks reuse in test_http and test_records)
+@pytest.mark.slow  # three convert_long runs, 13 s (the default tier checks reuse: test_http, test_records)
 def test_a_rerun_converts_only_what_a_crash_left_and_what_changed(
     known_scene: Path, inpainting_pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
