@@ -16,9 +16,9 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from stereocrafter.echo import bounded, echo
 from stereocrafter.errors import (
@@ -52,6 +52,7 @@ from stereocrafter.settings import Settings
 from stereocrafter.stereo.depthmap import AlignedDepth
 
 logger = logging.getLogger(__name__)
+Answer = TypeVar("Answer", InvocationResponse, DepthResponse)
 
 
 def _begin(job: Job, request: InvocationRequest, also: tuple[S3Location, ...] = ()) -> ObjectInfo:
@@ -109,11 +110,23 @@ def _recorded(job: Job, request: InvocationRequest, made_of: dict[str, Any]) -> 
     return answer
 
 
-def _again(job: Job, answer: dict[str, Any]) -> dict[str, Any]:
-    """A recorded answer given again: this job's id, times and (tiny) slot time, ``reused``."""
-    return {**answer, "request_id": job.request_id, "started_at": job.started, "finished_at": time.time(),
-            "timings": {k: round(v, 3) for k, v in job.timings.items()}, "gpu_seconds": job.gpu_seconds(),
-            "cost": job.cost(), "reused": True}  # fmt: skip
+def _again(job: Job, request: InvocationRequest, kind: type[Answer]) -> Answer | None:
+    """``reuse``: the recorded answer given again (this job's id, times and slot time, ``reused``,
+    the request's own output URI), or None when there is none or it is not a valid answer (a
+    record written by something else: the work is done again)."""
+    answer = _recorded(job, request, _recipe(job, request, None))
+    if answer is None:
+        return None
+    target = "depth_output_uri" if request.task == "depth" else "s3_output_uri"
+    fields = {**answer, target: request.output.uri, "request_id": job.request_id, "started_at": job.started,
+              "finished_at": time.time(), "timings": {k: round(v, 3) for k, v in job.timings.items()},
+              "gpu_seconds": job.gpu_seconds(), "cost": job.cost(), "reused": True}  # fmt: skip
+    try:
+        return kind(**fields)
+    except ValidationError:
+        logger.warning("request %s: the record beside %s holds no valid answer; converting again",
+                       job.request_id, echo(request.output.uri))  # fmt: skip
+        return None
 
 
 def _record(job: Job, output: S3Location, made_of: dict[str, Any], answer: BaseModel) -> None:
@@ -144,8 +157,8 @@ def run_job(
         return run_depth_job(pipeline, job, request)
     output_uri, storage, stop, timings = request.output, job.storage, job.stop, job.timings
     # with reuse, before the preflight: an output that may be reused is not a 409
-    if request.reuse and (answer := _recorded(job, request, _recipe(job, request, None))) is not None:
-        return InvocationResponse(**_again(job, answer))
+    if request.reuse and (again := _again(job, request, InvocationResponse)) is not None:
+        return again
     head = _begin(job, request, also=report_guarded(output_uri, request))
     # 404 / 403 before any work
     stored = storage.head(request.depth_uri, stop=stop) if request.depth_uri is not None else None
@@ -214,8 +227,8 @@ def run_depth_job(pipeline: StereoPipeline, job: Job, request: InvocationRequest
     """``task: "depth"``: the same prelude and limits as a conversion, then stage 1 alone; the raw
     depth goes to ``depth_output_uri`` (``depthstore`` format) and its summary into the answer;
     with ``reuse``, the recorded answer of a stored depth made from the same segment and config."""
-    if request.reuse and (answer := _recorded(job, request, _recipe(job, request, None))) is not None:
-        return DepthResponse(**_again(job, answer))
+    if request.reuse and (again := _again(job, request, DepthResponse)) is not None:
+        return again
     made_of = _recipe(job, request, _begin(job, request))
     output_uri, timings = request.output, job.timings
     with job.folder() as tmp:

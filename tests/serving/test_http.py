@@ -183,3 +183,22 @@ def test_reuse_answers_from_the_record_only_for_the_same_request(client: TestCli
     redone = client.post("/invocations", json={**body, "reuse": True, "max_disp": 12.0}).json()
     assert redone["reused"] is False
     assert client.post("/invocations", json=body).json()["reused"] is False  # no reuse asked
+
+
+def test_a_record_written_by_something_else_is_never_trusted_blindly(client: TestClient, s3) -> None:  # type: ignore[no-untyped-def]
+    """A record whose answer is not a valid answer converts again; one that names another output
+    answers with the request's own URI."""
+    out, key = f"s3://{BUCKET}/out/crafted.mp4", "out/crafted.mp4.record.json"
+    body = {"s3_input_uri": CLIP, "s3_output_uri": out, "mode": "sbs", "preset": "fast", "report": False}
+    assert client.post("/invocations", json=body).status_code == 200
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    s3.put_object(
+        Bucket=BUCKET, Key=key, Body=json.dumps({**record, "answer": {**record["answer"], "frames": "many"}})
+    )
+    broken = client.post("/invocations", json={**body, "reuse": True})
+    assert broken.status_code == 200 and broken.json()["reused"] is False
+    record = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())  # rewritten by that conversion
+    elsewhere = {**record["answer"], "s3_output_uri": "s3://elsewhere/x.mp4"}
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({**record, "answer": elsewhere}))
+    answer = client.post("/invocations", json={**body, "reuse": True}).json()
+    assert answer["reused"] is True and answer["s3_output_uri"] == out
