@@ -312,13 +312,15 @@ def run_convert_long(args: argparse.Namespace) -> int:
     # The output's container must take the video and the source's audio: known now, not after
     # every segment has been converted.
     planned_audio = check_stitchable(args.output, args.input)
+    # A stable folder, kept until the film is stitched: a run that was stopped or killed leaves its
+    # finished segments (hours of GPU time) there, and the next run reuses them (``jobs.records``).
+    workdir = args.workdir or args.output.parent / f".{args.output.name}.parts"
+    if workdir.exists() and not workdir.is_dir():
+        raise StereoCrafterError(f"the work folder {workdir} is a file; remove it or pass --workdir")
     pipeline, job, progress = _prepare(args)
 
     from stereocrafter.long.local import convert_long
 
-    # A stable folder, kept until the film is stitched: a run that was stopped or killed leaves its
-    # finished segments (hours of GPU time) there, and the next run reuses them (``jobs.records``).
-    workdir = args.workdir or args.output.parent / f".{args.output.name}.parts"
     workdir.mkdir(exist_ok=True)
     try:
         done = convert_long(

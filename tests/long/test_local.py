@@ -241,7 +241,9 @@ def test_convert_long_refuses_bad_options_before_loading(tmp_path: Path) -> None
         (["--segment-seconds", "0"], "--segment-seconds must be > 0"),
         (["--plan", "--no-align"], "cannot be combined"),
         (["--workdir", str(tmp_path / "nowhere")], "is not a folder"),
+        ([], "is a file; remove it or pass --workdir"),  # the default work folder is taken by a file
     ]
+    (tmp_path / ".o.mp4.parts").write_text("not a folder")
     for args, message in cases:
         command = [
             sys.executable,
