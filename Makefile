@@ -104,6 +104,7 @@ bench: venv
 	$(BIN)/python -m bench.ff_chunking --check
 	$(BIN)/python -m bench.fill_quality --check
 	$(BIN)/python -m bench.instant_cpu
+	$(BIN)/python -m bench.weights_verify
 
 bench-smoke: venv
 	$(BIN)/python -m bench.splat --smoke
@@ -130,6 +131,7 @@ bench-smoke: venv
 	$(BIN)/python -m bench.fill_quality --check
 	$(BIN)/python -m bench.instant_cpu --smoke
 	$(BIN)/python -m bench.stereo_tag --smoke
+	$(BIN)/python -m bench.weights_verify --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

@@ -80,7 +80,13 @@ class StereoCrafter:
             logger.info("doctor: %s", line)
         loader = PoolLoader(settings)  # one conversion slot per GPU, decided before any CUDA context
         self.models = ModelHolder(
-            settings.weights_dir, settings.hf_token_arn, loader.load, presets=settings.presets
+            settings.weights_dir,
+            settings.hf_token_arn,
+            loader.load,
+            presets=settings.presets,
+            default_preset=settings.preset,
+            offline=settings.hub_offline,
+            manifest=loader.manifest,
         ).start()
         self.storage = S3Storage(
             max_attempts=settings.s3_max_attempts,
@@ -103,10 +109,12 @@ class StereoCrafter:
     @http.get("/ping")
     def ping(self) -> JSONResponse:
         status = 200 if self.models.healthy else 503
-        metrics.set_model_state(self.models.state)
-        body = {"status": self.models.state}
+        presets = self.models.preset_states()
+        metrics.set_model_state(self.models.state, presets)
+        body: dict[str, Any] = {"status": self.models.state, "default_preset": self.models.default_preset}
         if self.models.state == "failed":
             body["reason"] = self.models.reason or "the models failed to load; the service log has the reason"
+        body["presets"] = presets
         return JSONResponse(body, status_code=status)
 
     @http.get("/execution-parameters")
@@ -121,7 +129,7 @@ class StereoCrafter:
         arrived = time.monotonic()
         try:
             job = parse_invocation(await read_body(request, self.settings.max_body_bytes), self.settings)
-            self.models.require()  # 503 at once, without queueing, when models are not there
+            self.models.require(job.config.preset)  # 503 at once, without queueing, when it cannot run
             deadline = Deadline.for_job(self.settings, job, arrived)
             await self.gpu.take(deadline)  # in arrival order; 504 / 503 while waiting too
             try:
@@ -154,7 +162,7 @@ class StereoCrafter:
         """In a worker thread: the job on a free slot (``PipelinePool.job``: the GPU set up, its
         errors classified, its memory released), then the metrics and the log line."""
         metrics.QUEUE_WAIT.observe(time.monotonic() - deadline.since)
-        pool = self.models.require()
+        pool = self.models.require(job.config.preset)
         with pool.job(request_id, on_fatal=self._gpu_failed) as slot:
             logger.info(
                 "request %s: %s -> %s (%s) on slot %d (%s)",

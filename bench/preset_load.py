@@ -28,6 +28,7 @@ from stereocrafter.pipeline.loading import load_stereo_pipeline
 from stereocrafter.serving.weights import download_weights
 from stereocrafter.testing.hub import HubServer
 from stereocrafter.testing.weights import make_tiny_weights
+from stereocrafter.weights.integrity import LOCK_NAME, read_lock
 
 SETS = (("reference", "fast", "turbo"), ("reference", "fast"), ("fast",), ("turbo",))
 TOKEN = "hf_bench"
@@ -64,7 +65,11 @@ def main() -> None:
             for index, presets in enumerate(SETS):
                 target = Path(tmp) / f"w{index}"
                 started = time.perf_counter()
-                fetched = download_weights(target, TOKEN, endpoint=hub.url, presets=presets)
+                failed = download_weights(target, TOKEN, endpoint=hub.url, presets=presets,
+                                          manifest=read_lock(tiny))  # fmt: skip
+                assert not failed, failed
+                fetched = {p: p.stat().st_size for p in target.rglob("*")
+                           if p.is_file() and ".stamps" not in p.parts and p.name != LOCK_NAME}  # fmt: skip
                 downloaded = time.perf_counter() - started
                 started = time.perf_counter()
                 pipeline = load_stereo_pipeline(target, presets=presets)

@@ -4,10 +4,11 @@
     python -m containerize.deploy [--env-file .env] sagemaker  [--image-tag SHA] [--async ...]
     python -m containerize.deploy [--env-file .env] ec2        [--image-tag SHA]
     python -m containerize.deploy [--env-file .env] batch      --segments FILE --work s3://... [...]
+    python -m containerize.deploy [--env-file .env] weights-mirror --to s3://bucket/weights/ [--presets P]
 
-One module per target (``codebuild``, ``sagemaker``, ``ec2``, ``batch``) over the shared helpers of ``aws``;
-this module is the command line. Configuration comes from the ``.env`` written by the
-infrastructure project's ``terraform-output`` target (values already in the environment win, as
+One module per target (``codebuild``, ``sagemaker``, ``ec2``, ``batch``, ``weights_mirror``) over the
+shared helpers of ``aws``; this module is the command line. Configuration comes from the ``.env``
+written by the infrastructure project's ``terraform-output`` target (values already in the environment win, as
 with Nx's envFile). A missing key is an error that names it. Exit status: 0 done, 1 the AWS side
 failed (build failed, endpoint rolled back, command failed), 2 bad configuration or arguments.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from containerize import batch, codebuild, cuda, ec2, sagemaker
+from containerize import batch, codebuild, cuda, ec2, sagemaker, weights_mirror
 from containerize.aws import ConfigError, DeployError, read_env_file
 
 
@@ -54,12 +55,26 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
         "--ami",
         help=f"InferenceAmiVersion (default: .env SAGEMAKER_INFERENCE_AMI, else {cuda.DEFAULT_AMI})",
     )
+    mirror_help = (
+        "s3://bucket/prefix/ written by weights-mirror: the weights as model data (no token, no internet)"
+    )
+    s.add_argument("--weights-s3", help=mirror_help)
     s.add_argument("--keep", type=int, default=2, help="old models/configs to keep for rollback")
     s.add_argument("--wait-delay", type=int, default=30)
     s.add_argument("--wait-attempts", type=int, default=120)
     e = commands.add_parser("ec2", help="roll the GPU EC2 host to the new image through SSM")
     e.add_argument("--image-tag")
     e.add_argument("--presets", help=presets_help)
+    e.add_argument("--weights-s3", help=mirror_help)
+    w = commands.add_parser(
+        "weights-mirror", help="copy the pinned, verified weight files from Hugging Face to an S3 prefix"
+    )
+    w.add_argument("--to", required=True, help="s3://bucket/prefix/ (what --weights-s3 names later)")
+    w.add_argument(
+        "--presets", help="the presets whose models to mirror (default: .env STEREOCRAFTER_PRESETS, else all)"
+    )
+    w.add_argument("--manifest", type=Path, help="a weights manifest replacing the published one")
+    w.add_argument("--staging", type=Path, help="a local folder kept between runs (default: a temporary one)")
     t = commands.add_parser(
         "batch", help="a film through two Batch Transform jobs (depth, stereo), no endpoint"
     )
@@ -82,7 +97,8 @@ def main(argv: list[str] | None = None, *, clients: Callable[[str, str], Any] | 
     t.add_argument("--wait-delay", type=int, default=30)
     t.add_argument("--wait-attempts", type=int, default=480)
     args = parser.parse_args(argv)
-    targets = {"build": codebuild.run, "sagemaker": sagemaker.run, "ec2": ec2.run, "batch": batch.run}
+    targets = {"build": codebuild.run, "sagemaker": sagemaker.run, "ec2": ec2.run, "batch": batch.run,
+               "weights-mirror": weights_mirror.run}  # fmt: skip
     try:
         config = read_env_file(args.env_file)
         make = clients or (lambda name, region: __import__("boto3").client(name, region_name=region))

@@ -22,7 +22,10 @@ from containerize.aws import (
 from stereocrafter.settings import Env
 
 HOST_WEIGHTS = "/opt/stereocrafter/serving/weights"  # the host's folder for the downloaded weights
-KEYS_EC2 = ("REGION", "ECR_STEREOCRAFTER_SAGEMAKER_URL", "HF_TOKEN_SECRET_ARN")  # + EC2_INSTANCE_ID or _NAME
+KEYS_EC2 = (
+    "REGION",
+    "ECR_STEREOCRAFTER_SAGEMAKER_URL",
+)  # + EC2_INSTANCE_ID or _NAME, + the token or a mirror
 
 
 def ec2_script(
@@ -32,8 +35,12 @@ def ec2_script(
     port: int = 8080,
     ready_timeout: int = 1800,
     presets: str | None = None,
+    weights_s3: str | None = None,
 ) -> list[str]:
-    """The shell run on the GPU host: ECR login, pull, replace the container, wait for /ping."""
+    """The shell run on the GPU host: ECR login, pull, replace the container, wait for /ping. With
+    ``weights_s3`` (a weights-mirror prefix) the host syncs the mirror into its weights folder first
+    and the container runs with no token and no Hub access (``HF_HUB_OFFLINE=1``); it verifies every
+    file at start as after a download."""
     registry = image.split("/", 1)[0]
     tries = max(ready_timeout // 10, 1)
     major, minor = cuda.image_cuda()
@@ -49,8 +56,17 @@ def ec2_script(
         f"docker pull {image}",
         "docker rm -f stereocrafter 2>/dev/null || true",
         f"mkdir -p {HOST_WEIGHTS}",
+        *(
+            [
+                f"aws s3 sync {weights_s3} {HOST_WEIGHTS} --region {region} --delete --exclude '.stamps/*' "
+                "--exclude '*.from-onnx.safetensors' --only-show-errors"
+            ]
+            if weights_s3
+            else []
+        ),
         f"docker run -d --name stereocrafter --gpus all -p {port}:8080 --restart unless-stopped "
-        f"-e {Env.HF_TOKEN_ARN}={hf_token_arn} -e AWS_REGION={region} -e AWS_DEFAULT_REGION={region} "
+        + (f"-e {Env.HF_HUB_OFFLINE}=1 " if weights_s3 else f"-e {Env.HF_TOKEN_ARN}={hf_token_arn} ")
+        + f"-e AWS_REGION={region} -e AWS_DEFAULT_REGION={region} "
         + (f"-e {Env.PRESETS}={presets} " if presets else "")
         + f"-e {Env.WEIGHTS_DIR}={WEIGHTS_DIR} -v {HOST_WEIGHTS}:{WEIGHTS_DIR} {image} serve",
         f"for i in $(seq 1 {tries}); do "
@@ -123,5 +139,17 @@ def run(args: argparse.Namespace, config: Mapping[str, str], make: Callable[[str
     )
     image = f"{c['ECR_STEREOCRAFTER_SAGEMAKER_URL']}:{tag}"
     ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
-    script = ec2_script(image, c["REGION"], c["HF_TOKEN_SECRET_ARN"], presets=served_presets(args, config))
+    presets = served_presets(args, config)
+    weights_s3 = getattr(args, "weights_s3", None)
+    if weights_s3:
+        from containerize.weights_mirror import check_mirror, prefix_of
+        from stereocrafter.catalog import parse_presets
+
+        bucket, prefix = prefix_of(weights_s3)
+        weights_s3 = f"s3://{bucket}/{prefix}"
+        check_mirror(make("s3", c["REGION"]), weights_s3, parse_presets(presets or ""))
+    elif not config.get("HF_TOKEN_SECRET_ARN"):
+        raise ConfigError("missing configuration: HF_TOKEN_SECRET_ARN (or roll from a mirror: --weights-s3)")
+    script = ec2_script(image, c["REGION"], config.get("HF_TOKEN_SECRET_ARN", ""), presets=presets,
+                        weights_s3=weights_s3)  # fmt: skip
     deploy_ec2(make("ssm", c["REGION"]), instance, script)

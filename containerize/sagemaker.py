@@ -7,7 +7,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from containerize.aws import (
     require,
     served_presets,
 )
+from stereocrafter.catalog import parse_presets
 from stereocrafter.settings import Env
 
 KEYS_SAGEMAKER = (
@@ -32,8 +33,10 @@ KEYS_SAGEMAKER = (
     "SAGEMAKER_INSTANCE_TYPE",
     "SAGEMAKER_INSTANCE_COUNT",
     "ECR_STEREOCRAFTER_SAGEMAKER_URL",
-    "HF_TOKEN_SECRET_ARN",
 )
+# Where SageMaker places uncompressed model data (ModelDataSource): the WEIGHTS_DIR of an endpoint
+# deployed from an S3 mirror of the weights (weights-mirror).
+MODEL_DATA_DIR = "/opt/ml/model"
 
 
 # GPUs per SageMaker instance type (published instance specs; reference notes on instance types).
@@ -83,6 +86,7 @@ class SageMakerTarget:
     max_concurrent: int | None = None  # async requests per instance at once (default: its GPUs)
     presets: str | None = None  # STEREOCRAFTER_PRESETS of the endpoint (default: every preset)
     ami: str = cuda.DEFAULT_AMI  # InferenceAmiVersion: its NVIDIA driver must run the image's CUDA
+    weights_s3: str | None = None  # s3://bucket/prefix/ of a weights-mirror: model data, no download
 
 
 def resource_name(tag: str, now: datetime | None = None) -> str:
@@ -99,23 +103,26 @@ def create_model(
     hf_token_arn: str,
     presets: str | None,
     extra_env: dict[str, str] | None = None,
+    weights_s3: str | None = None,
 ) -> None:
-    """The SageMaker model of the image (an endpoint's or a transform job's): weights from the
-    token's secret at start-up, port 8080, the presets it serves (and ``extra_env``)."""
-    sm.create_model(
-        ModelName=name,
-        ExecutionRoleArn=role_arn,
-        PrimaryContainer={
-            "Image": image,
-            "Environment": {
-                Env.HF_TOKEN_ARN: hf_token_arn,
-                Env.WEIGHTS_DIR: WEIGHTS_DIR,
-                "BENTOML_PORT": "8080",
-                **({Env.PRESETS: presets} if presets else {}),
-                **(extra_env or {}),
-            },
-        },
-    )
+    """The SageMaker model of the image (an endpoint's or a transform job's), port 8080, the presets
+    it serves (and ``extra_env``). Its weights: from the token's secret at start-up, or, with
+    ``weights_s3`` (a weights-mirror prefix), placed by SageMaker under /opt/ml/model as uncompressed
+    model data before the container starts: no token, no internet (``HF_HUB_OFFLINE``)."""
+    container: dict[str, Any] = {"Image": image}
+    if weights_s3:
+        source = {"S3Uri": weights_s3, "S3DataType": "S3Prefix", "CompressionType": "None"}
+        container["ModelDataSource"] = {"S3DataSource": source}
+        weights = {Env.WEIGHTS_DIR: MODEL_DATA_DIR, Env.HF_HUB_OFFLINE: "1"}
+    else:
+        weights = {Env.HF_TOKEN_ARN: hf_token_arn, Env.WEIGHTS_DIR: WEIGHTS_DIR}
+    container["Environment"] = {
+        **weights,
+        "BENTOML_PORT": "8080",
+        **({Env.PRESETS: presets} if presets else {}),
+        **(extra_env or {}),
+    }
+    sm.create_model(ModelName=name, ExecutionRoleArn=role_arn, PrimaryContainer=container)
 
 
 def deploy_sagemaker(
@@ -138,7 +145,7 @@ def deploy_sagemaker(
         raise ConfigError(str(err)) from None
     name = resource_name(tag)
     create_model(sm, name, image=target.image, role_arn=target.role_arn, hf_token_arn=target.hf_token_arn,
-                 presets=target.presets)  # fmt: skip
+                 presets=target.presets, weights_s3=target.weights_s3)  # fmt: skip
     variant: dict[str, Any] = {
         "VariantName": "AllTraffic",
         "ModelName": name,
@@ -149,6 +156,8 @@ def deploy_sagemaker(
     }
     if target.volume_gb:
         variant["VolumeSizeInGB"] = target.volume_gb
+    if target.weights_s3:  # the time to place the mirror's files under /opt/ml/model (60-3600 s)
+        variant["ModelDataDownloadTimeoutInSeconds"] = target.startup_timeout
     config: dict[str, Any] = {"EndpointConfigName": name, "ProductionVariants": [variant]}
     if target.async_output:
         output: dict[str, Any] = {"S3OutputPath": target.async_output}
@@ -274,7 +283,7 @@ def run(args: argparse.Namespace, config: Mapping[str, str], make: Callable[[str
         instance_type=c["SAGEMAKER_INSTANCE_TYPE"],
         instance_count=count,
         image=f"{c['ECR_STEREOCRAFTER_SAGEMAKER_URL']}:{tag}",
-        hf_token_arn=c["HF_TOKEN_SECRET_ARN"],
+        hf_token_arn=config.get("HF_TOKEN_SECRET_ARN", ""),
         startup_timeout=args.startup_timeout,
         volume_gb=args.volume_gb,
         async_output=args.async_output,
@@ -285,7 +294,21 @@ def run(args: argparse.Namespace, config: Mapping[str, str], make: Callable[[str
         max_concurrent=args.max_concurrent_invocations,
         presets=served_presets(args, config),
         ami=args.ami or config.get("SAGEMAKER_INFERENCE_AMI") or cuda.DEFAULT_AMI,
+        weights_s3=args.weights_s3,
     )
+    if target.weights_s3:
+        from containerize.weights_mirror import check_mirror, prefix_of
+
+        bucket, prefix = prefix_of(target.weights_s3)
+        mirror = f"s3://{bucket}/{prefix}"
+        target = replace(target, weights_s3=mirror)
+        rows = check_mirror(make("s3", c["REGION"]), mirror, parse_presets(target.presets or ""))
+        print(f"weights from {target.weights_s3}: {len(rows)} files in its lock, every file the presets need "
+              "there; the endpoint needs no token and no internet")  # fmt: skip
+    elif not config.get("HF_TOKEN_SECRET_ARN"):
+        raise ConfigError(
+            "missing configuration: HF_TOKEN_SECRET_ARN (or deploy from a mirror: --weights-s3)"
+        )
     ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
     deploy_sagemaker(
         make("sagemaker", c["REGION"]),

@@ -19,8 +19,9 @@ from stereocrafter.presets import PRESET_NAMES, PRESETS, check_preset
 DEFAULT_DEPTH_MODEL = "depthcrafter"
 DEFAULT_INPAINTING_MODEL = "stereocrafter"
 VDA_CHECKPOINT = "video_depth_anything_vits.pth"  # the published file of Video-Depth-Anything-Small
-# MI-GAN's published 512 px Places2 generator (a plain state dict; Picsart-AI-Research/MI-GAN README).
-MIGAN_CHECKPOINT = "migan_512_places2.pt"
+# MI-GAN's published 512 px Places2 generator, as its authors' Hugging Face repo holds it: inside their
+# ONNX pipeline (``models.migan_onnx`` converts it back to the state dict; ``manifest``).
+MIGAN_ONNX = "migan_pipeline_v2.onnx"
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,11 @@ MODEL_GB: Mapping[str, float] = MappingProxyType(
 ACTIVATIONS_GB_1080P: Mapping[str, float] = MappingProxyType(
     {"reference": 15.54, "fast": 9.75, "turbo": 1.41, "instant": 1.41, "clean": 1.41}
 )
+
+
+def models_with_files(presets: Iterable[str]) -> tuple[str, ...]:
+    """The models of ``presets`` that load weight files (the weight-free fill has none)."""
+    return tuple(name for name in models_of(presets) if MODELS[name].repo)
 
 
 def needs_token(presets: Iterable[str]) -> bool:

@@ -363,7 +363,7 @@ def run_doctor(args: argparse.Namespace) -> int:
             check_preset(args.preset)
         except ValueError as err:
             raise StereoCrafterError(str(err)) from None
-    for line in diagnose(settings, args.weights_dir, args.preset, list_missing=True):
+    for line in diagnose(settings, args.weights_dir, args.preset, list_missing=True, digests=True):
         print(line)
     return 0
 

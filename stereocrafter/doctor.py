@@ -1,8 +1,9 @@
 """``stereocrafter doctor``: what this machine and its weights can do, in a few lines.
 
 The same lines are logged by the service at start-up (SageMaker ships them to CloudWatch): the
-device and library versions, whether the weights under ``WEIGHTS_DIR`` are complete (and real or
-tiny test weights), every model with its licence and whether this endpoint loads it (the presets
+device and library versions, whether the weights under ``WEIGHTS_DIR`` are complete and match the
+weights manifest (and real or tiny test weights), which served presets this machine can run, every
+model with its licence and whether this endpoint loads it (the presets
 of ``STEREOCRAFTER_PRESETS`` decide), the free GPU and host memory against what the preset needs,
 whether the GPU's video encoder (NVENC) opens and which encoder ``STEREOCRAFTER_ENCODER`` gives, and
 what a start-up download would fetch. Nothing here loads a model or touches the network (NVENC is
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stereocrafter.catalog import MODELS, models_of, needs_token, served_peak_gb
+from stereocrafter.catalog import MODELS, models_of, models_with_files, needs_token, served_peak_gb
 from stereocrafter.presets import DEFAULT_PRESET, PEAK_GPU_GB_1080P
 from stereocrafter.settings import Settings
 
@@ -53,25 +54,61 @@ def _host_memory_gb() -> float | None:
     return None
 
 
-def _weights(weights_dir: Path, presets: tuple[str, ...], list_missing: bool) -> list[str]:
-    from stereocrafter.stages.components import is_tiny
-    from stereocrafter.stages.registry import components_of
+def _weights(
+    settings: Settings, root: Path, list_missing: bool, digests: bool
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """The weights against the manifest: one summary line, which presets can run here, (``list_missing``)
+    the manifest with what was found for each file, and each model's state. ``digests`` False: sizes
+    only (the start-up log; the load checks every digest), True: every file hashed once (its stamp
+    kept), nothing recorded."""
+    from stereocrafter.weights.integrity import (
+        LOCK_NAME,
+        check_file,
+        expected_rows,
+        is_tiny,
+        read_manifest,
+        verify_models,
+    )
 
-    components = components_of(presets)
-    missing = [c for c in components if c.resolve(weights_dir) is None]
-    if not missing:
-        kind = "TINY RANDOM TEST WEIGHTS (outputs are noise)" if is_tiny(weights_dir) else "real weights"
-        return [f"weights: complete under {weights_dir} for the presets served, {kind}"]
-    lines = [f"weights: {len(missing)} of {len(components)} components missing under {weights_dir}"]
+    presets = settings.presets
+    manifest = read_manifest(settings.weights_manifest)
+    models = models_with_files(presets)
+    checks = verify_models(root, models, manifest, digests=digests, record=False)
+    rows = expected_rows(root, models, manifest)
+    states = {row.key: check_file(root, row, digests) for row in rows}
+    missing = [key for key, (state, _, _) in states.items() if state == "missing"]
+    differ = [sentence for state, sentence, _ in states.values() if state == "corrupt"]
+    how = "digests checked" if digests else "sizes checked; the service checks every digest before it loads"
+    if not missing and not differ:
+        kind = "TINY RANDOM TEST WEIGHTS (outputs are noise)" if is_tiny(root) else "real weights"
+        lines = [f"weights: complete under {root} for the presets served ({len(rows)} files, {how}), {kind}"]
+    else:
+        lines = [f"weights: {len(missing)} of {len(rows)} files missing, {len(differ)} differing from the "
+                 f"manifest under {root} ({how})"]  # fmt: skip
     if list_missing:
-        lines += [f"  missing: {c.describe_missing()}" for c in missing]
-    return lines
+        lines += [f"  missing: {key}" for key in missing] + [f"  DIFFERS: {sentence}" for sentence in differ]
+    down = {m: c for m, c in checks.items() if c.state != "ok"}
+    runnable = [p for p in presets if not any(m in down for m in models_of((p,)))]
+    blocked = [f"{p} ({', '.join(f'{m} {down[m].state}' for m in models_of((p,)) if m in down)})"
+               for p in presets if p not in runnable]  # fmt: skip
+    lines.append(f"presets this machine can run: {', '.join(runnable) or 'none'}"
+                 + (f"; not: {', '.join(blocked)}" if blocked else ""))  # fmt: skip
+    listing: list[str] = []
+    if list_missing:
+        basis = (f"STEREOCRAFTER_WEIGHTS_MANIFEST={settings.weights_manifest}" if manifest is not None
+                 else f"the tiny weights' own record ({LOCK_NAME})" if is_tiny(root)
+                 else f"the published one (weights/manifest.py), {LOCK_NAME} for the rest")  # fmt: skip
+        listing.append(f"manifest: {basis}")
+        for row in rows:
+            revision = row.revision or "not pinned (locked at the first download)"
+            size = f"{row.size:,} B" if row.size is not None else "size recorded at first use"
+            digest = f"sha256 {row.sha256}" if row.sha256 else "sha256 recorded at first use"
+            listing.append(f"  {row.key} @ {revision}: {size}, {digest}: {states[row.key][0]}")
+    return lines, listing, {m: c.state for m, c in checks.items()}
 
 
-def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
+def _models(weights_dir: Path, presets: tuple[str, ...], checks: dict[str, str]) -> list[str]:
     """One line per model: its repo and licence, and which served presets load it (or none)."""
-    from stereocrafter.stages.registry import model_components
-
     used = models_of(presets)
     lines = [f"presets served: {', '.join(presets)} (STEREOCRAFTER_PRESETS)"]
     for name, card in MODELS.items():
@@ -80,13 +117,15 @@ def _models(weights_dir: Path, presets: tuple[str, ...]) -> list[str]:
                          "(no preset served uses it)")  # fmt: skip
             continue
         users = [p for p in presets if name in models_of((p,))]
-        present = all(c.resolve(weights_dir) is not None for c in model_components(name))
-        state = "weights present" if present else "WEIGHTS MISSING"
-        if not model_components(name):
-            state = "no weights to load"
+        state = {
+            "ok": "weights present",
+            "missing": "WEIGHTS MISSING",
+            "corrupt": "WEIGHTS DIFFER FROM THE MANIFEST",
+        }
+        text = state[checks[name]] if card.repo else "no weights to load"
         lines.append(f"  model {name} ({card.repo or 'no repo'}), {card.licence}: "
                      f"loaded for {', '.join(users)}; "
-                     f"{state}")  # fmt: skip
+                     f"{text}")  # fmt: skip
     return lines
 
 
@@ -108,28 +147,36 @@ def _download(settings: Settings) -> str:
     from stereocrafter.serving.weights import download_plan
 
     plan = download_plan(settings.presets)
-    files = sum(len(patterns) - 1 for patterns in plan.values())  # minus the test-weights marker
+    files = sum(len(rows) for rows in plan.values())
     repos = ", ".join(plan)
+    if settings.hub_offline:
+        return "download at start-up: no (HF_HUB_OFFLINE is set): the weights must be in WEIGHTS_DIR"
     if settings.hf_token_arn:
-        return f"download at start-up: yes (HF_TOKEN_ARN set), {files} file patterns from {repos}"
+        return f"download at start-up: yes (HF_TOKEN_ARN set), {files} pinned files from {repos}"
     if not plan:
         return "download at start-up: nothing to download (the presets served need no weight file)"
     if not needs_token(settings.presets):
         return (f"download at start-up: what is missing, without a token (HF_TOKEN_ARN not set; every repo "
-                f"of the presets served is public): {files} file patterns from {repos}")  # fmt: skip
-    return f"download at start-up: no (HF_TOKEN_ARN not set); would fetch {files} file patterns from {repos}"
+                f"of the presets served is public): {files} pinned files from {repos}")  # fmt: skip
+    return f"download at start-up: no (HF_TOKEN_ARN not set); would fetch {files} pinned files from {repos}"
 
 
 def diagnose(
-    settings: Settings, weights_dir: Path | None = None, preset: str | None = None, list_missing: bool = False
+    settings: Settings,
+    weights_dir: Path | None = None,
+    preset: str | None = None,
+    list_missing: bool = False,
+    digests: bool = False,
 ) -> list[str]:
-    """The report's lines (see the module docstring)."""
+    """The report's lines (see the module docstring). ``list_missing``: every missing or differing file
+    and the manifest with what was found; ``digests``: every file hashed (``stereocrafter doctor``)."""
     preset = preset or settings.preset or DEFAULT_PRESET
     device_line, free_gpu = _device(settings)
     lines = [device_line, _versions()]
     root = Path(weights_dir or settings.weights_dir)
-    lines += _weights(root, settings.presets, list_missing)
-    lines += _models(root, settings.presets)
+    found, listing, states = _weights(settings, root, list_missing, digests)
+    lines += found
+    lines += _models(root, settings.presets, states)
     resident, need = served_peak_gb(settings.presets)
     host = _host_memory_gb()
     host_text = f"{host:.1f} GB host memory available" if host is not None else "host memory unknown"
@@ -147,4 +194,4 @@ def diagnose(
     )
     lines += _encoder(settings)
     lines.append(_download(settings))
-    return lines
+    return lines + listing

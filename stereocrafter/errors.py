@@ -105,6 +105,13 @@ class WeightsCorruptError(StereoCrafterError):
     status = 503
 
 
+class PresetUnavailableError(StereoCrafterError):
+    """The preset's model is missing or corrupt here, while others work: the message says what to do."""
+
+    code = "preset_unavailable"
+    status = 503
+
+
 class BadRequestError(StereoCrafterError):
     """The request itself is wrong: malformed JSON, unknown fields, a bad value or URI."""
 
@@ -250,11 +257,8 @@ class BadRequest(ConversionError):
     """400: malformed request, bad mode or URI (or a route or method the service does not serve)."""
 
     stands_for: tuple[type[StereoCrafterError], ...] = (
-        BadRequestError,
-        PresetNotServedError,
-        RouteNotFoundError,
-        MethodNotAllowedError,
-    )
+        BadRequestError, PresetNotServedError, RouteNotFoundError, MethodNotAllowedError,
+    )  # fmt: skip
 
 
 class AccessDenied(ConversionError):
@@ -310,13 +314,15 @@ class ServiceNotReady(ConversionError):
     a named encoder this GPU lacks, or the service is stopping: retry later or elsewhere."""
 
     stands_for: tuple[type[StereoCrafterError], ...] = (
-        NotReadyError,
-        WeightsMissingError,
-        WeightsCorruptError,
-        ServiceStoppingError,
-        DeviceUnavailableError,
-        EncoderUnavailableError,
-    )
+        NotReadyError, WeightsMissingError, WeightsCorruptError, ServiceStoppingError,
+        DeviceUnavailableError, EncoderUnavailableError,
+    )  # fmt: skip
+
+
+class PresetUnavailable(ServiceNotReady):
+    """503 preset_unavailable: this preset's model is missing or corrupt here; other presets work."""
+
+    stands_for = (PresetUnavailableError,)
 
 
 class GpuFailed(ServiceNotReady):

@@ -24,6 +24,7 @@ class Env:
     reads them, the deploy (``containerize``) sets them on the endpoint and the EC2 host."""
 
     HF_TOKEN_ARN = "HF_TOKEN_ARN"
+    HF_HUB_OFFLINE = "HF_HUB_OFFLINE"  # huggingface_hub's own: set, the service never downloads
     INSTANCE_HOUR_PRICE = "STEREOCRAFTER_INSTANCE_HOUR_PRICE"
     COMPILE = "STEREOCRAFTER_COMPILE"
     DEPTH_INPUT_SIZE = "STEREOCRAFTER_DEPTH_INPUT_SIZE"
@@ -44,6 +45,7 @@ class Env:
     S3_READ_TIMEOUT = "STEREOCRAFTER_S3_READ_TIMEOUT"
     SLOTS = "STEREOCRAFTER_SLOTS"
     WORK_DIR = "STEREOCRAFTER_WORK_DIR"
+    WEIGHTS_MANIFEST = "STEREOCRAFTER_WEIGHTS_MANIFEST"
     WEIGHTS_DIR = "WEIGHTS_DIR"
 
 
@@ -75,6 +77,10 @@ class Settings:
     # STEREOCRAFTER_INSTANCE_HOUR_PRICE: what the instance costs per hour (e.g. USD, the operator's
     # own price); a job's cost is its share: the hours it held its slot x the price / the slots
     instance_hour_price: float | None = None
+    # STEREOCRAFTER_WEIGHTS_MANIFEST: a manifest file (manifest.to_json) replacing the published one
+    # (other pinned revisions; tests); None: manifest.PUBLISHED
+    weights_manifest: Path | None = None
+    hub_offline: bool = False  # HF_HUB_OFFLINE: nothing is downloaded; WEIGHTS_DIR is verified as it is
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int = 1) -> int:
@@ -167,6 +173,10 @@ def load_settings(
         slots=_optional_int(env, Env.SLOTS),
         encoder=check_encoder(env.get(Env.ENCODER, "").strip() or "auto", Env.ENCODER),
         instance_hour_price=_price(env),
+        weights_manifest=Path(env[Env.WEIGHTS_MANIFEST])
+        if env.get(Env.WEIGHTS_MANIFEST, "").strip()
+        else None,
+        hub_offline=env.get(Env.HF_HUB_OFFLINE, "").strip().lower() in ("1", "true", "yes", "on"),
     )
 
 

@@ -30,11 +30,16 @@ def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert cli_main(["doctor", "--weights-dir", str(tiny_weights), "--preset", "fast"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("device: ") and "torch " in out[1] and "PyAV" in out[1]
-    assert "complete" in out[2] and "TINY RANDOM" in out[2]
+    assert "complete" in out[2] and "digests checked" in out[2] and "TINY RANDOM" in out[2]
+    assert out[3] == "presets this machine can run: reference, fast, turbo, instant, clean"
+    out = out[:3] + out[4:]  # the lines below as they were before the presets' line
     assert out[3] == "presets served: reference, fast, turbo, instant, clean (STEREOCRAFTER_PRESETS)"
     assert [line.split()[1] for line in out[4:10]] == [
         "depthcrafter", "vda-small", "stereocrafter", "migan", "background-fill", "svd",
     ]  # fmt: skip
+    manifest = out[out.index("manifest: the tiny weights' own record (weights.lock.json)") :]
+    assert len(manifest) == 18 and all(line.endswith(": ok") for line in manifest[1:])
+    assert "  andraniksargsyan/migan/migan_pipeline_v2.onnx @ " in "\n".join(manifest)
     out = out[:4] + out[6:]  # the lines below as they were with three presets
     # every served preset's models stay resident (7.75 GB), the largest call is reference's
     assert (
@@ -48,8 +53,34 @@ def test_doctor(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "download at start-up: no" in out[11]
     assert cli_main(["doctor", "--weights-dir", str(tmp_path)]) == 0
     out = "\n".join(capsys.readouterr().out.splitlines())
-    assert "8 of 8 components missing" in out and "missing: tencent/DepthCrafter/config.json" in out
+    assert "12 of 12 files missing, 0 differing" in out and "missing: tencent/DepthCrafter/config.json" in out
     assert "missing: depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth" in out
+    assert "presets this machine can run: none; not: reference (depthcrafter missing" in out
+    assert "manifest: the published one" in out
+    assert (
+        "  depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth @ "
+        "256875362cff76724b920335dfb4b29dd611f66e: 116,440,756 B, sha256 "
+        "13379300b739e659f076a59d52e9801bd8d38c541a7e71f73bbca4dcfb013609: missing" in out
+    )
+    assert (
+        "TencentARC/StereoCrafter/unet_diffusers/config.json @ not pinned (locked at the first download)"
+        in out
+    )
+
+
+def test_doctor_names_a_file_that_differs_and_the_presets_it_takes_down(
+    weights_copy: Path, capsys: pytest.CaptureFixture
+) -> None:
+    onnx_file = weights_copy / "andraniksargsyan/migan/migan_pipeline_v2.onnx"
+    onnx_file.write_bytes(onnx_file.read_bytes()[:-1] + b"!")
+    assert cli_main(["doctor", "--weights-dir", str(weights_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 17 files missing, 1 differing from the manifest" in out
+    assert (
+        "  DIFFERS: andraniksargsyan/migan/migan_pipeline_v2.onnx is not the published file: sha256 " in out
+    )
+    assert "presets this machine can run: reference, fast, turbo, instant; not: clean (migan corrupt)" in out
+    assert "loaded for clean; WEIGHTS DIFFER FROM THE MANIFEST" in out
 
 
 def test_doctor_says_a_clean_endpoint_needs_no_token(tiny_weights: Path) -> None:

@@ -25,7 +25,6 @@ the stage feeds it R x R tiles (``stages.migan``). Deterministic: identical inpu
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -257,41 +256,44 @@ def architecture_of(state: dict[str, torch.Tensor]) -> MiganArchitecture:
     return MiganArchitecture(resolution, widths[resolution] * resolution, ch_max)
 
 
-def sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_migan(
     path: str | os.PathLike[str], *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> MiganGenerator:
-    """The generator with the state dict at ``path``, read with ``torch.load(weights_only=True)``
-    (no pickled code runs) and loaded strictly: a missing or an unknown key, or a shape that
-    differs, is a ``ValueError`` naming it."""
+    """The generator with the state dict at ``path``: the authors' ``.pt``, read with
+    ``torch.load(weights_only=True)`` (no pickled code runs), or a ``.safetensors`` file (the one
+    ``models.migan_onnx`` converts from the published ONNX pipeline). Loaded strictly: a missing or an
+    unknown key, or a shape that differs, is a ``ValueError`` naming it."""
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file: torch's own message, one line
         raise ValueError(f"{path} is not a readable MI-GAN state dict ({type(err).__name__})") from None
+    return generator_from_state(state, str(path)).to(device=device, dtype=dtype)
+
+
+def generator_from_state(state: object, where: str) -> MiganGenerator:
+    """A generator (float32, CPU, eval, no grad) from a published-layout state dict, strictly."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} is not a state dict of tensors")
+        raise ValueError(f"{where} is not a state dict of tensors")
     try:
         arch = architecture_of(state)
         model = MiganGenerator(arch)
     except (KeyError, ValueError, IndexError) as err:
-        raise ValueError(f"{path} is not an MI-GAN generator: {err}") from None
+        raise ValueError(f"{where} is not an MI-GAN generator: {err}") from None
     expected = model.state_dict()
     missing, unknown = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unknown:
         raise ValueError(
-            f"{path} is not an MI-GAN generator of resolution {arch.resolution}: "
+            f"{where} is not an MI-GAN generator of resolution {arch.resolution}: "
             f"missing keys {missing[:5]}, unknown keys {unknown[:5]}"
         )
     wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if wrong:
-        raise ValueError(f"{path}: {wrong[0]} is {tuple(state[wrong[0]].shape)}, expected "
+        raise ValueError(f"{where}: {wrong[0]} is {tuple(state[wrong[0]].shape)}, expected "
                          f"{tuple(expected[wrong[0]].shape)}")  # fmt: skip
     model.load_state_dict(state, strict=True)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return model.eval().requires_grad_(False)

@@ -20,7 +20,7 @@ Which models run is the stages' business: nothing here names one.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,7 @@ class StereoPipeline:
         *,
         tiny: bool = False,
         presets: Sequence[str] = PRESET_NAMES,
+        unavailable: Mapping[str, Any] | None = None,
     ) -> None:
         self.depth_stages: dict[str, DepthStage] = {s.name: s for s in map(wrap_depth, _listed(depth))}
         self.inpainting_stages: dict[str, InpaintingStage] = {
@@ -73,7 +74,15 @@ class StereoPipeline:
         self.config = config or StereoConfig()
         self.tiny = tiny
         self.presets = tuple(presets)
+        # served presets that cannot run here (``pipeline.loading.Unavailable``: a model's weights
+        # missing or corrupt); a run of one is a 503 naming the model
+        self.unavailable = dict(unavailable or {})
         self.device = next(iter(self.inpainting_stages.values())).device
+
+    @property
+    def ready_presets(self) -> list[str]:
+        """The served presets that can run here."""
+        return [p for p in self.presets if p not in self.unavailable]
 
     @property
     def stages(self) -> list[DepthStage | InpaintingStage]:
@@ -106,6 +115,8 @@ class StereoPipeline:
                 f"this endpoint serves the presets {', '.join(self.presets)} (STEREOCRAFTER_PRESETS), "
                 f"not {config.preset}"
             )
+        if config.preset in self.unavailable:
+            raise self.unavailable[config.preset].error(self.ready_presets)
         for kind, model, loaded in (
             ("depth", config.depth_model, self.depth_stages),
             ("inpainting", config.inpainting_model, self.inpainting_stages),

@@ -14,6 +14,8 @@ favour of them). Names and meaning:
   (observed only on a GPU).
 - ``stereocrafter_model_state{state}``: 1 for the models' current state (loading, ready,
   failed, no_weights), 0 for the others.
+- ``stereocrafter_preset_state{preset, state}``: 1 for each served preset's state (ready, loading,
+  missing, corrupt, failed), 0 for the others: one model missing takes down only its presets.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 MODEL_STATES = ("loading", "ready", "failed", "no_weights")
+PRESET_STATES = ("ready", "loading", "missing", "corrupt", "failed")
 
 JOBS = Counter("stereocrafter_jobs", "Answers of /invocations by outcome and error code", ["outcome", "code"])
 FRAMES = Counter("stereocrafter_frames", "Frames converted, by preset", ["preset"])
@@ -52,9 +55,21 @@ MODEL_STATE = Gauge(
 )
 
 
-def set_model_state(state: str) -> None:
+PRESET_STATE = Gauge(
+    "stereocrafter_preset_state",
+    "1 for the current state of each served preset",
+    ["preset", "state"],
+    multiprocess_mode="livemax",
+)
+
+
+def set_model_state(state: str, presets: dict[str, dict[str, str]] | None = None) -> None:
+    """The models' state, and each served preset's (``ModelHolder.preset_states``) when given."""
     for name in MODEL_STATES:
         MODEL_STATE.labels(name).set(1 if name == state else 0)
+    for preset, about in (presets or {}).items():
+        for name in PRESET_STATES:
+            PRESET_STATE.labels(preset, name).set(1 if name == about["state"] else 0)
 
 
 def job_finished(

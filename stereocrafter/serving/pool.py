@@ -54,6 +54,15 @@ class PipelinePool:
     def __len__(self) -> int:
         return len(self.slots)
 
+    @property
+    def unavailable(self) -> dict[str, Any]:
+        """The served presets that cannot run (every slot loaded the same files)."""
+        return dict(getattr(self.slots[0].pipeline, "unavailable", {}))
+
+    @property
+    def ready_presets(self) -> list[str]:
+        return list(getattr(self.slots[0].pipeline, "ready_presets", []))
+
     @contextmanager
     def acquire(self) -> Iterator[Slot]:
         """A free slot for the job (waits if none: the service admits no more jobs than slots)."""
@@ -121,7 +130,11 @@ class PoolLoader:
     ``load``, so the service starts and reports it on /ping."""
 
     def __init__(self, settings: Settings) -> None:
+        from stereocrafter.weights.integrity import read_manifest
+
         self.settings = settings
+        # an operator's manifest (STEREOCRAFTER_WEIGHTS_MANIFEST), read once: a bad one stops the start
+        self.manifest = read_manifest(settings.weights_manifest)
         self.devices: list[str] = []
         self.error: DeviceUnavailableError | None = None
         try:
@@ -153,6 +166,7 @@ class PoolLoader:
                 config=config,
                 compile_backend=settings.compile_backend,
                 presets=settings.presets,  # only the models of the presets served
+                manifest=self.manifest,
             )
             if settings.faults_file is not None:
                 Faults(settings.faults_file).install(pipeline)

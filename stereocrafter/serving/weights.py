@@ -1,9 +1,12 @@
-"""Weights at start-up: Secrets Manager token -> Hugging Face download -> WEIGHTS_DIR -> pipelines.
+"""Weights at start-up: Secrets Manager token -> Hugging Face download at pinned commits -> WEIGHTS_DIR
+-> every file verified against the manifest (``integrity``) -> pipelines.
 
 ``ModelHolder`` runs this in a background thread so that ``/ping`` answers while it works, and
-reports where it stands (``state``): ``loading``, ``ready``, ``failed``, or ``no_weights`` (no
-``HF_TOKEN_ARN`` and nothing usable in ``WEIGHTS_DIR``: the server runs, conversions get a 503
-that lists the missing files).
+reports where it stands (``state``): ``loading``, ``ready`` (the default preset can run),
+``failed``, or ``no_weights`` (no ``HF_TOKEN_ARN`` and the default preset's files are not in
+``WEIGHTS_DIR``: the server runs, conversions get a 503 that lists the missing files). Each served
+preset has its own state too (``preset_states``): one model missing or corrupt takes down only the
+presets that run it.
 
 The token is read once, handed to ``huggingface_hub`` and nowhere else: never logged, returned,
 stored on an object that is printed, or written to disk by this code.
@@ -19,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stereocrafter.catalog import needs_token
+from stereocrafter.catalog import MODELS, models_with_files, needs_token
 from stereocrafter.echo import get_logger
 from stereocrafter.errors import (
     DeviceUnavailableError,
@@ -29,10 +32,9 @@ from stereocrafter.errors import (
     WeightsCorruptError,
     WeightsMissingError,
 )
-from stereocrafter.pipeline.loading import missing_files
 from stereocrafter.presets import PRESET_NAMES
-from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
-from stereocrafter.stages.registry import components_of
+from stereocrafter.weights.integrity import check_file, expected_rows, update_lock
+from stereocrafter.weights.manifest import WeightFile, pinned
 
 logger = get_logger("bentoml.stereocrafter.serving.weights")
 
@@ -69,14 +71,29 @@ def read_hf_token(secret_arn: str, client: Any = None) -> str:
     return str(raw)
 
 
-def download_plan(presets: Sequence[str] = PRESET_NAMES) -> dict[str, list[str]]:
-    """repo id -> the file patterns to fetch: exactly what the loaders read for the models of
-    ``presets`` (``loading.components_of``); no repo of a model no preset served runs."""
-    plan: dict[str, list[str]] = {}
-    for component in components_of(presets):
-        patterns = plan.setdefault(component.repo, [TINY_WEIGHTS_MARKER])  # matches only test repos
-        patterns += [p for p in component.download_patterns() if p not in patterns]
+def download_plan(
+    presets: Sequence[str] = PRESET_NAMES,
+    weights_dir: str | Path | None = None,
+    manifest: Sequence[WeightFile] | None = None,
+) -> dict[str, list[WeightFile]]:
+    """repo id -> the manifest's files to fetch for the models of ``presets`` (``integrity.expected_rows``:
+    pinned revisions, with what the lock in ``weights_dir`` recorded); no repo of a model no preset
+    served runs."""
+    plan: dict[str, list[WeightFile]] = {}
+    for row in expected_rows(weights_dir or Path("/nonexistent"), models_with_files(presets), manifest):
+        plan.setdefault(row.repo, []).append(row)
     return plan
+
+
+def resolve_revision(repo: str, token: str | None, endpoint: str | None) -> str:
+    """The commit ``main`` of ``repo`` points at now: asked once, for a repo the manifest pins no
+    commit of (StereoCrafter's), then locked."""
+    from huggingface_hub import HfApi
+
+    sha = HfApi(endpoint=endpoint).model_info(repo, revision="main", token=token or False).sha
+    if sha is None:
+        raise StereoCrafterError(f"the Hub named no commit for {repo}")
+    return str(sha)
 
 
 def download_weights(
@@ -86,39 +103,69 @@ def download_weights(
     endpoint: str | None = None,
     max_workers: int = 8,
     presets: Sequence[str] = PRESET_NAMES,
-) -> dict[str, int]:
-    """Fetch the planned files of every repo ``presets`` need into ``WEIGHTS_DIR/<repo id>/``;
-    returns the bytes of each repo's planned files on disk afterwards (logged too).
-
-    ``snapshot_download`` with ``local_dir`` skips files that are already complete and resumes
-    partial ones, so a restarted container does not download again. ``endpoint`` defaults to
-    ``HF_ENDPOINT`` (huggingface_hub's own setting) or the public Hub. ``token`` None: anonymous
-    (no token is sent, not even one saved on the machine): public repos only.
+    manifest: Sequence[WeightFile] | None = None,
+    gated: bool = True,
+) -> dict[str, str]:
+    """Fetch the manifest's files of every model ``presets`` run into ``WEIGHTS_DIR/<repo id>/<path>``,
+    each at its pinned commit (``hf_hub_download(revision=<40-hex>)``); a file already there with its
+    known size and digest is not asked for at all. Returns model -> why its download failed (only the
+    models that failed: one model's failure never stops the others'). ``gated`` False: the repos that
+    need an accepted licence are skipped (no token). ``endpoint`` defaults to ``HF_ENDPOINT``
+    (huggingface_hub's own setting) or the public Hub; ``token`` None: anonymous (not even a token
+    saved on the machine is sent).
     """
-    from huggingface_hub import snapshot_download
+    from concurrent.futures import ThreadPoolExecutor
+
+    from huggingface_hub import hf_hub_download
 
     root = Path(weights_dir)
-    sizes: dict[str, int] = {}
-    for repo, patterns in download_plan(presets).items():
-        started = time.perf_counter()
-        snapshot_download(
-            repo_id=repo,
-            local_dir=root / repo,
-            allow_patterns=patterns,
-            token=token or False,
-            endpoint=endpoint,
-            max_workers=max_workers,
-        )
-        sizes[repo] = sum(
-            path.stat().st_size
-            for pattern in patterns
-            for path in (root / repo).glob(pattern)
-            if path.is_file()
-        )
-        logger.info(
-            "weights of %s ready in %.1f s (%.1f MB)", repo, time.perf_counter() - started, sizes[repo] / 1e6
-        )
-    return sizes
+    failed: dict[str, str] = {}
+    fetches: list[tuple[str, WeightFile, bool]] = []
+    for repo, rows in download_plan(presets, root, manifest).items():
+        model = rows[0].model
+        if not gated and MODELS[model].gated:
+            continue
+        # a file there that differs is fetched again, past huggingface_hub's own "up to date" record
+        states = {row.key: check_file(root, row)[0] for row in rows}
+        wanted = [row for row in rows if states[row.key] not in ("ok", "new")]
+        if not wanted:
+            continue
+        try:
+            revision = rows[0].revision or resolve_revision(repo, token, endpoint)
+        except Exception as err:
+            failed[model] = f"{type(err).__name__}: {_safe(err)}"
+            continue
+        if rows[0].revision is None:  # locked now: every later start asks for this commit
+            update_lock(root, [pinned(row, revision) for row in rows])
+            logger.info("weights of %s: no commit pinned in the manifest; locked at %s", repo, revision)
+        fetches += [(revision, row, states[row.key] == "corrupt") for row in wanted]
+
+    def fetch(item: tuple[str, WeightFile, bool]) -> None:
+        revision, row, again = item
+        if row.model in failed:
+            return
+        try:
+            hf_hub_download(
+                row.repo,
+                row.path,
+                revision=revision,
+                local_dir=root / row.repo,
+                token=token or False,
+                endpoint=endpoint,
+                force_download=again,
+            )
+        except Exception as err:
+            failed.setdefault(row.model, f"{row.key}: {type(err).__name__}: {_safe(err)}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        list(pool.map(fetch, fetches))
+    if fetches:
+        logger.info("fetched %d weight files in %.1f s%s", len(fetches), time.perf_counter() - started,
+                    f"; failed: {', '.join(sorted(failed))}" if failed else "")  # fmt: skip
+    for model, reason in failed.items():
+        logger.error("weights of %s not downloaded: %s", model, reason)
+    return failed
 
 
 class ModelHolder:
@@ -132,9 +179,16 @@ class ModelHolder:
         *,
         secrets_client: Any = None,
         presets: Sequence[str] = PRESET_NAMES,
+        default_preset: str | None = None,
+        offline: bool = False,
+        manifest: Sequence[WeightFile] | None = None,
     ) -> None:
         self.weights_dir = weights_dir
         self.presets = tuple(presets)  # what to download for (``download_plan``)
+        # /ping is 200 while this preset can run (the endpoint's STEREOCRAFTER_PRESET)
+        self.default_preset = default_preset or self.presets[0]
+        self.offline = offline  # HF_HUB_OFFLINE: never download, verify what is there
+        self.manifest = manifest  # None: the published one (``manifest.PUBLISHED``)
         self._token_arn = hf_token_arn
         self._load = load
         self._secrets_client = secrets_client
@@ -170,11 +224,16 @@ class ModelHolder:
             self.state, self.detail, self.reason = "failed", reason, reason
         logger.error("marked failed: %s", reason)
 
-    def require(self) -> Any:
-        """The pipeline, or ``NotReadyError``/``WeightsMissingError`` saying why not."""
+    def require(self, preset: str | None = None) -> Any:
+        """The pipeline, or the 503 saying why not: ``NotReadyError``/``WeightsMissingError`` for the
+        whole service, ``PresetUnavailableError`` when ``preset``'s model is missing or corrupt here
+        while other presets work."""
         with self._lock:
             state, pipeline, reason, detail = self.state, self.pipeline, self.reason, self.detail
-        if state == "ready":
+        if pipeline is not None:
+            unavailable = getattr(pipeline, "unavailable", {})
+            if preset in unavailable:
+                raise unavailable[preset].error(getattr(pipeline, "ready_presets", []))
             return pipeline
         if state == "no_weights":
             raise WeightsMissingError(self.missing, str(self.weights_dir))
@@ -184,35 +243,83 @@ class ModelHolder:
             raise NotReadyError(reason or "the models failed to load; the service log has the reason")
         raise NotReadyError(f"models are not ready yet: {detail}")
 
+    def preset_states(self) -> dict[str, dict[str, str]]:
+        """Every served preset's state for /ping and the metrics: ``ready``, ``loading``, ``missing``,
+        ``corrupt`` or ``failed``, with the model and the reason where it cannot run."""
+        with self._lock:
+            state, pipeline = self.state, self.pipeline
+        if pipeline is None:
+            whole = {"loading": "loading", "no_weights": "missing"}.get(state, "failed")
+            return {preset: {"state": whole} for preset in self.presets}
+        unavailable = getattr(pipeline, "unavailable", {})
+        states: dict[str, dict[str, str]] = {}
+        for preset in self.presets:
+            why = unavailable.get(preset)
+            states[preset] = (
+                {"state": "ready"}
+                if why is None
+                else {"state": why.state, "model": why.model, "reason": why.detail}
+            )
+        return states
+
+    def _download(self) -> None:
+        """Fetch what the served presets need: with the token, every repo; without one, the missing
+        files of public repos, only when no served preset needs a gated one; never offline."""
+        if self.offline:
+            logger.info("HF_HUB_OFFLINE is set: no download, verifying what is in %s", self.weights_dir)
+            return
+        if self._token_arn:
+            self.detail = "reading the Hugging Face token"
+            token = read_hf_token(self._token_arn, self._secrets_client)
+            self.detail = "downloading weights"
+            download_weights(self.weights_dir, token, presets=self.presets, manifest=self.manifest)
+            del token
+        elif not needs_token(self.presets):
+            # Every repo of the served presets is public (no SVD): fetch what is missing without a
+            # token (a complete WEIGHTS_DIR, e.g. the operator's own copy, is used as it is).
+            self.detail = "downloading weights (public repos, no token)"
+            logger.info(
+                "HF_TOKEN_ARN is not set; the presets %s need public repos only: "
+                "downloading what %s lacks without a token",
+                ",".join(self.presets),
+                self.weights_dir,
+            )
+            download_weights(
+                self.weights_dir, None, presets=self.presets, manifest=self.manifest, gated=False
+            )
+        else:
+            logger.info("HF_TOKEN_ARN is not set: no download, using what is in %s", self.weights_dir)
+
     def _run(self) -> None:
         started = time.perf_counter()
         try:
-            if self._token_arn:
-                self.detail = "reading the Hugging Face token"
-                token = read_hf_token(self._token_arn, self._secrets_client)
-                self.detail = "downloading weights"
-                download_weights(self.weights_dir, token, presets=self.presets)
-                del token
-            elif not needs_token(self.presets) and missing_files(self.weights_dir, self.presets):
-                # Every repo of the served presets is public (no SVD): fetch what is missing without
-                # a token (a complete WEIGHTS_DIR, e.g. the operator's own copy, is used as it is).
-                self.detail = "downloading weights (public repos, no token)"
-                logger.info(
-                    "HF_TOKEN_ARN is not set; the presets %s need public repos only: "
-                    "downloading what %s lacks without a token",
-                    ",".join(self.presets),
-                    self.weights_dir,
-                )
-                download_weights(self.weights_dir, None, presets=self.presets)
-            else:
-                logger.info("HF_TOKEN_ARN is not set: no download, using what is in %s", self.weights_dir)
-            self.detail = "loading models"
+            self._download()
+            self.detail = "verifying and loading models"
             pipeline = self._load(self.weights_dir)
             _freeze_heap()
+            unavailable = getattr(pipeline, "unavailable", {})
+            why = unavailable.get(self.default_preset)
             with self._lock:
                 self.pipeline = pipeline
-                self.state, self.detail = "ready", f"loaded in {time.perf_counter() - started:.1f} s"
-            logger.info("models ready in %.1f s", time.perf_counter() - started)
+                took = f"loaded in {time.perf_counter() - started:.1f} s"
+                if why is None:
+                    self.state, self.detail = "ready", took
+                elif why.state == "missing" and not self._token_arn:
+                    self.state, self.detail = (
+                        "no_weights",
+                        f"{took}; the default preset {self.default_preset}: {why.detail}",
+                    )
+                    self.missing = [why.detail]
+                else:
+                    reason = (
+                        f"the default preset {self.default_preset} cannot run: "
+                        f"{why.model} {why.state}: {why.detail}"
+                    )
+                    self.state, self.detail, self.reason = "failed", reason, reason
+            ready = [p for p in self.presets if p not in unavailable]
+            down = f"; unavailable: {', '.join(unavailable)}" if unavailable else ""
+            logger.info("models ready in %.1f s; presets ready: %s%s", time.perf_counter() - started,
+                        ", ".join(ready), down)  # fmt: skip
         except WeightsMissingError as err:
             if self._token_arn:
                 self.state, self.detail = "failed", err.message

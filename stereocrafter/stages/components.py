@@ -25,14 +25,11 @@ import torch
 from stereocrafter.catalog import MODELS
 from stereocrafter.errors import WeightsMissingError
 from stereocrafter.stages.base import WarmupCall
+from stereocrafter.weights.integrity import is_tiny
 
 logger = logging.getLogger(__name__)
 
 SVD_REPO = MODELS["svd"].repo  # stabilityai/stable-video-diffusion-img2vid-xt-1-1
-
-# Written by stereocrafter.testing.weights next to tiny random weights, so nothing presents their
-# output as a real conversion.
-TINY_WEIGHTS_MARKER = "TINY-RANDOM-WEIGHTS.txt"
 
 
 @dataclass(frozen=True)
@@ -130,15 +127,6 @@ FEATURE_EXTRACTOR = Component(
 )
 SCHEDULER = Component("scheduler", SVD_REPO, ("scheduler",), "scheduler_config.json")
 SVD_COMPONENTS = (VAE, IMAGE_ENCODER, FEATURE_EXTRACTOR, SCHEDULER)
-
-
-def is_tiny(weights_dir: str | os.PathLike[str]) -> bool:
-    """True for the random test weights of ``stereocrafter.testing.weights`` (marked at the root
-    and in each repo folder, so the label survives a download of the repos)."""
-    root = Path(weights_dir)
-    return (root / TINY_WEIGHTS_MARKER).is_file() or any(
-        (root / card.repo / TINY_WEIGHTS_MARKER).is_file() for card in MODELS.values()
-    )
 
 
 def default_dtype(device: torch.device | str) -> torch.dtype:

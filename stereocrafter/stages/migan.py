@@ -17,23 +17,30 @@ from __future__ import annotations
 import logging
 import math
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from stereocrafter.catalog import MIGAN_CHECKPOINT, MODELS
+from stereocrafter.catalog import MIGAN_ONNX, MODELS
 from stereocrafter.config import StereoConfig
-from stereocrafter.models.migan import PUBLISHED, MiganGenerator, composite, load_migan, model_input, sha256
+from stereocrafter.models.migan import PUBLISHED, MiganGenerator, composite, load_migan, model_input
 from stereocrafter.stages.base import WarmupCall
-from stereocrafter.stages.components import Component, is_tiny, resolve_all
+from stereocrafter.stages.components import Component
 from stereocrafter.stages.frames import FrameStage
 from stereocrafter.stereo.fill import DISPARITY_TOLERANCE_PX, hole_sides
 from stereocrafter.stereo.merge import working_size
+from stereocrafter.weights.integrity import digest, is_tiny
+from stereocrafter.weights.manifest import MIGAN_PT
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = Component("migan", MODELS["migan"].repo, ("",), MIGAN_CHECKPOINT)  # one file: the state dict
+# The published ONNX pipeline, whose generator's tensors are converted to the state dict
+# (``models.migan_onnx``); the authors' own ``.pt`` (``manifest.MIGAN_PT``) is taken instead when an
+# operator put it in the repo's folder and its digest is the published one.
+CHECKPOINT = Component("migan", MODELS["migan"].repo, ("",), MIGAN_ONNX)
+CONVERTED = "migan_512_places2.from-onnx.safetensors"  # the conversion's cache, beside the ONNX file
 FOREGROUND_BAND_PX = 8
 TILE_BATCH = 8  # tiles per generator call
 
@@ -57,6 +64,36 @@ def context_mask(
     nearest = -F.max_pool2d(-hidden[None], 2 * band + 1, stride=1, padding=band)[0]  # inf: no hole near
     foreground = ~holes & (disparity > nearest + DISPARITY_TOLERANCE_PX)
     return (~holes & ~foreground).float()
+
+
+def generator_file(root: Path) -> Path:
+    """The state dict to load: the authors' ``.pt`` if verified, else the ONNX file's conversion
+    (made now when its cache is absent or was made from other bytes; in a temporary folder when
+    ``WEIGHTS_DIR`` is read-only). The cache names the ONNX digest it came from in its metadata.
+    ``ValueError`` naming the tensor when the ONNX file is not MI-GAN's."""
+    from stereocrafter.models.migan_onnx import cached_source, convert
+
+    folder = root / CHECKPOINT.repo
+    pt = folder / MIGAN_PT.path
+    if pt.is_file():
+        if digest(root, MIGAN_PT.key) == MIGAN_PT.sha256:
+            logger.info("MI-GAN: the authors' %s (sha256 %s)", MIGAN_PT.path, MIGAN_PT.sha256)
+            return pt
+        logger.warning("MI-GAN: %s is not the authors' file (its digest differs): ignored", pt)
+    source = digest(root, f"{CHECKPOINT.repo}/{MIGAN_ONNX}")
+    cache = folder / CONVERTED
+    if cache.is_file() and cached_source(cache) == source:
+        return cache
+    try:
+        convert(folder / MIGAN_ONNX, cache, source)
+    except OSError:  # a read-only WEIGHTS_DIR (model data placed by SageMaker): convert at each start
+        import tempfile
+
+        cache = Path(tempfile.mkdtemp(prefix="migan-")) / CONVERTED
+        convert(folder / MIGAN_ONNX, cache, source)
+    logger.info("MI-GAN: the generator converted from %s (sha256 %s) to %s (sha256 %s)", MIGAN_ONNX, source,
+                cache, digest(cache.parent, cache.name))  # fmt: skip
+    return cache
 
 
 class MiganTiles(torch.nn.Module):
@@ -113,14 +150,13 @@ class MiganStage(FrameStage):
         cls, weights_dir: str | os.PathLike[str], *, device: torch.device, dtype: torch.dtype,
         shared: dict[str, Any],
     ) -> MiganStage:  # fmt: skip
-        """The published state dict from ``WEIGHTS_DIR/<repo>/migan_512_places2.pt``, strictly
-        (``models.migan.load_migan``); its size and SHA-256 go to the log. Float32 (fp16 on CUDA)."""
-        path = resolve_all(weights_dir, cls.components)[CHECKPOINT.name].folder / MIGAN_CHECKPOINT
+        """The generator (float32; fp16 on CUDA): from the authors' ``.pt`` when it is there with its
+        published digest, else from the converted ONNX pipeline (cached as safetensors beside it,
+        reconverted when the cache was made from other bytes). The files were verified against the
+        manifest before this runs (``pipeline.loading``)."""
         if is_tiny(weights_dir):
             logger.warning("%s holds tiny random test weights: MI-GAN fills are noise", weights_dir)
-        generator = load_migan(path, device=device, dtype=dtype)
-        logger.info("MI-GAN %s: %d bytes, sha256 %s, resolution %d", path, path.stat().st_size, sha256(path),
-                    generator.arch.resolution)  # fmt: skip
+        generator = load_migan(generator_file(Path(weights_dir)), device=device, dtype=dtype)
         return cls(MiganTiles(generator))
 
     @staticmethod

@@ -17,7 +17,8 @@ from stereocrafter.config import StereoConfig
 from stereocrafter.models import vda_depth
 from stereocrafter.models.vda_depth import VdaDepthPipeline
 from stereocrafter.stages.base import FrameSource, WarmupCall
-from stereocrafter.stages.components import Component, is_tiny, resolve_all
+from stereocrafter.stages.components import Component, resolve_all
+from stereocrafter.weights.integrity import is_tiny
 
 logger = logging.getLogger(__name__)
 

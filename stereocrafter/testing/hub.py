@@ -3,8 +3,10 @@
 Serves ``root/<org>/<name>/...`` as model repos through the endpoints ``huggingface_hub`` uses
 (repo info, recursive tree listing, ``resolve`` with HEAD, GET and Range) and refuses any request
 whose bearer token is not ``token``, except requests without any token for the repos in
-``public`` (as the Hub serves public repos anonymously). It records the paths asked for and
-every Authorization header it saw. Run it with ``HF_ENDPOINT=http://127.0.0.1:<port>``.
+``public`` (as the Hub serves public repos anonymously). Each repo is at one commit (``commit``:
+``testing.weights.tiny_commit``); a request for any other revision than it or ``main`` is answered
+404 ``RevisionNotFound``, as the Hub answers an unknown commit. It records the paths asked for, the
+revisions, and every Authorization header it saw. Run it with ``HF_ENDPOINT=http://127.0.0.1:<port>``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class HubServer:
         self.requests: list[str] = []
         self.auth_headers: list[str] = []
         self.downloads: list[str] = []
+        self.revisions: list[tuple[str, str]] = []  # (repo, revision) of every request naming one
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,6 +72,16 @@ class HubServer:
         repo = "/".join(parts[2:4] if parts[:2] == ["api", "models"] else parts[:2])
         if auth != f"Bearer {self.token}" and not (auth == "" and repo in self.public):
             return self.send(req, 401, {"error": "Invalid credentials"}, head)
+        revision = (
+            parts[5]
+            if parts[:2] == ["api", "models"] and len(parts) >= 6
+            else (parts[3] if len(parts) >= 5 and parts[2] == "resolve" else None)
+        )
+        if revision is not None:
+            self.revisions.append((repo, revision))
+            if revision not in ("main", self.commit(repo)):
+                unknown = {"X-Error-Code": "RevisionNotFound"}
+                return self.send(req, 404, {"error": f"Invalid rev id: {revision}"}, head, unknown)
         if parts[:2] == ["api", "models"] and len(parts) >= 6:
             repo = "/".join(parts[2:4])
             files = self.files(repo)

@@ -238,8 +238,8 @@ def local_stack(
     """moto's S3 (``bucket`` created) and the service on the tiny weights under ``work`` (written
     once, reused), ready (``/ping`` 200); ``env`` adds or overrides the service's variables (the
     step counts: 2 per stage by default). Everything is stopped on the way out."""
-    from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
     from stereocrafter.testing.weights import make_tiny_weights
+    from stereocrafter.weights.manifest import TINY_WEIGHTS_MARKER
 
     work.mkdir(parents=True, exist_ok=True)
     weights = work / "tiny-weights"

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
-from stereocrafter.catalog import MIGAN_CHECKPOINT, MODELS
+from stereocrafter.catalog import MIGAN_ONNX, MODELS
 from stereocrafter.models.migan import MiganArchitecture, MiganGenerator
 from stereocrafter.models.vda import CHECKPOINT as VDA_CHECKPOINT
 from stereocrafter.models.vda import REPO as VDA_REPO
 from stereocrafter.models.vda import VdaArchitecture, VideoDepthAnything
 from stereocrafter.models.vda_checkpoint import to_published
-from stereocrafter.stages.components import TINY_WEIGHTS_MARKER
+from stereocrafter.weights.integrity import LOCK_NAME, sha256_of
+from stereocrafter.weights.manifest import PUBLISHED, TINY_WEIGHTS_MARKER, WeightFile, to_json
 
 SVD_REPO = MODELS["svd"].repo
 DEPTH_REPO = MODELS["depthcrafter"].repo
@@ -164,6 +165,9 @@ def make_tiny_weights(root: str | os.PathLike[str], seed: int = 0) -> Path:
     )
     for folder in (root, svd, root / DEPTH_REPO, root / INPAINTING_REPO, root / VDA_REPO, root / MIGAN_REPO):
         (folder / TINY_WEIGHTS_MARKER).write_text(label)
+    # their own record, which a tiny directory is verified against (``integrity.expected_rows``); also
+    # the manifest a test hands a service that downloads them (STEREOCRAFTER_WEIGHTS_MANIFEST)
+    (root / LOCK_NAME).write_text(to_json(tiny_manifest(root)))
     return root
 
 
@@ -206,12 +210,34 @@ def random_migan(arch: MiganArchitecture, seed: int = 0) -> MiganGenerator:
 
 
 def write_tiny_migan(root: str | os.PathLike[str]) -> Path:
-    """A random ``TINY_MIGAN`` state dict at ``root/<MI-GAN repo>/migan_512_places2.pt`` (the published
-    file's name and key layout; the tiny-weights marker says what it is)."""
-    path = Path(root) / MIGAN_REPO / MIGAN_CHECKPOINT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(random_migan(TINY_MIGAN).state_dict(), path)
-    return path
+    """A random ``TINY_MIGAN`` generator inside an ONNX pipeline at
+    ``root/<MI-GAN repo>/migan_pipeline_v2.onnx``, exported as the published file was
+    (``testing.migan_export``); the service converts it back."""
+    from stereocrafter.testing.migan_export import export_pipeline
+
+    return export_pipeline(random_migan(TINY_MIGAN), Path(root) / MIGAN_REPO / MIGAN_ONNX, size=96)
+
+
+def tiny_commit(repo: str) -> str:
+    """The commit a tiny repo is "at" (``testing.hub.HubServer`` serves it there)."""
+    import hashlib
+
+    return hashlib.sha1(repo.encode()).hexdigest()
+
+
+def tiny_manifest(root: str | os.PathLike[str]) -> tuple[WeightFile, ...]:
+    """The manifest of the tiny weights under ``root``: the published files (and each repo's marker)
+    at ``tiny_commit``, with their real sizes and digests."""
+    root = Path(root)
+    rows = []
+    for model in dict.fromkeys(row.model for row in PUBLISHED):
+        published = [row for row in PUBLISHED if row.model == model]
+        repo = published[0].repo
+        for path in [*(row.path for row in published), TINY_WEIGHTS_MARKER]:
+            file = root / repo / path
+            rows.append(WeightFile(model, repo, tiny_commit(repo), path, file.stat().st_size, sha256_of(file),
+                                   "tiny random test weights (stereocrafter.testing.weights)"))  # fmt: skip
+    return tuple(rows)
 
 
 def write_sample_clip(

@@ -106,7 +106,7 @@ def test_project_json_targets_exist() -> None:
     for name in ("sagemaker-build", "sagemaker-deploy", "stereocrafter-ec2-deploy", "serve", "test", "lint"):
         assert targets[name]["executor"] == "nx:run-commands", name
     deploy = {"sagemaker-build": "build", "sagemaker-deploy": "sagemaker", "stereocrafter-ec2-deploy": "ec2",
-              "sagemaker-batch": "batch"}  # fmt: skip
+              "sagemaker-batch": "batch", "weights-mirror": "weights-mirror"}  # fmt: skip
     for name, sub in deploy.items():
         options = targets[name]["options"]
         assert (

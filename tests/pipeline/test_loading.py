@@ -26,5 +26,12 @@ def test_stereo_pipeline_reports_both_stages_missing(weights_copy: Path) -> None
     (weights_copy / DEPTH_REPO / "config.json").unlink()
     (weights_copy / INPAINTING_REPO / "unet_diffusers" / "config.json").unlink()
     with pytest.raises(WeightsMissingError) as caught:
-        load_stereo_pipeline(weights_copy)
+        load_stereo_pipeline(weights_copy, presets=("reference", "fast", "turbo"))
     assert len(caught.value.missing) == 2
+    # served beside them, the licence-clean presets still load: only the diffusion presets are down
+    pipeline = load_stereo_pipeline(weights_copy)
+    assert pipeline.ready_presets == ["instant", "clean"]
+    assert {p: (u.model, u.state) for p, u in pipeline.unavailable.items()} == {
+        "reference": ("depthcrafter", "missing"), "fast": ("depthcrafter", "missing"),
+        "turbo": ("stereocrafter", "missing"),
+    }  # fmt: skip

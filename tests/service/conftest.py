@@ -15,6 +15,7 @@ from stereocrafter.media.encode import VideoWriter
 from stereocrafter.testing.hub import HubServer
 from stereocrafter.testing.media import make_video, scene_frames
 from stereocrafter.testing.stack import Service, start_service, stop
+from stereocrafter.weights.integrity import LOCK_NAME
 from tests.service.helpers import BUCKET, TOKEN, moto_env
 
 
@@ -42,7 +43,8 @@ def env(moto_server: str, tiny_weights: Path, tmp_path_factory: pytest.TempPathF
     arn = secrets.create_secret(Name="hf-token", SecretString=json.dumps({"HF_TOKEN": TOKEN}))["ARN"]
     with HubServer(tiny_weights, TOKEN) as hub:
         hub.delay = 0.3  # a slow download: /ping must say 503 meanwhile
-        yield {"tmp": tmp, "s3": s3, "arn": arn, "hub": hub, "moto": moto_server}
+        manifest = str(tiny_weights / LOCK_NAME)  # the tiny repos' own pinned commits and digests
+        yield {"tmp": tmp, "s3": s3, "arn": arn, "hub": hub, "moto": moto_server, "manifest": manifest}
 
 
 @pytest.fixture(scope="package")
@@ -54,6 +56,7 @@ def service(env: dict) -> Iterator[Service]:
         {
             **moto_env(env),
             "HF_ENDPOINT": env["hub"].url,
+            "STEREOCRAFTER_WEIGHTS_MANIFEST": env["manifest"],
             "HF_TOKEN_ARN": env["arn"],
             "WEIGHTS_DIR": str(env["tmp"] / "weights"),
             "STEREOCRAFTER_MAX_FRAMES": "40",

@@ -34,6 +34,16 @@ def test_ping_says_503_while_weights_download_then_200(service: Service, env: di
     log = service.log_text()  # `stereocrafter doctor`'s lines at start-up, the known noise silenced
     assert "doctor: device: cpu" in log and "doctor: download at start-up: yes" in log
     assert "should be kept in float32: []" not in log and "requires torchvision" not in log
+    # every download named the tiny repos' pinned commit; /ping lists every served preset's state
+    assert hub.revisions and {revision for _, revision in hub.revisions} <= {
+        hub.commit(repo) for repo, _ in hub.revisions
+    }
+    body = httpx.get(f"{service.url}/ping", timeout=5).json()
+    assert body["status"] == "ready" and body["default_preset"] == "reference"
+    assert body["presets"] == {
+        p: {"state": "ready"} for p in ("reference", "fast", "turbo", "instant", "clean")
+    }
+    assert "presets ready: reference, fast, turbo, instant, clean" in log
 
 
 @pytest.mark.parametrize(("mode", "size"), [("anaglyph", (64, 48)), ("sbs", (128, 48))])
@@ -193,6 +203,7 @@ def test_the_503_after_a_failed_load_hides_internal_details(env: dict) -> None:
         {
             "AWS_ENDPOINT_URL": env["moto"],
             "HF_ENDPOINT": env["hub"].url,
+            "STEREOCRAFTER_WEIGHTS_MANIFEST": env["manifest"],
             "HF_TOKEN_ARN": arn,
             "WEIGHTS_DIR": str(env["tmp"] / "weights-wrong-token"),
         },
@@ -209,7 +220,9 @@ def test_the_503_after_a_failed_load_hides_internal_details(env: dict) -> None:
         message = response.json()["message"]
         assert "failed to load" in message
         assert "http" not in message and "127.0.0.1" not in message and "Error" not in message
-        assert "loading the models failed" in svc.log_text()  # the reason is in the log
+        log = svc.log_text()  # the reason is in the log: each model's download refused (401)
+        assert "weights of migan not downloaded" in log and "401" in log
+        assert "weights incomplete after the download" in log
     finally:
         stop(svc)
 

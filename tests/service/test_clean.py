@@ -39,13 +39,14 @@ def test_a_clean_only_endpoint_needs_no_token_and_no_svd(env: dict, tiny_weights
         svc = start_service(
             env["tmp"],
             {**moto_env(env), "HF_ENDPOINT": hub.url, "WEIGHTS_DIR": str(weights),
+             "STEREOCRAFTER_WEIGHTS_MANIFEST": env["manifest"],
              "STEREOCRAFTER_PRESETS": "clean,instant"},
         )  # fmt: skip
         try:
             assert set(hub.auth_headers) == {""}  # no token was sent, none was read
             fetched = set(hub.downloads)
             assert f"{VDA_REPO}/video_depth_anything_vits.pth" in fetched
-            assert f"{MIGAN_REPO}/migan_512_places2.pt" in fetched
+            assert f"{MIGAN_REPO}/migan_pipeline_v2.onnx" in fetched  # the file the repo holds
             assert all(f.startswith((VDA_REPO, MIGAN_REPO)) for f in fetched), fetched
             asked = {r.split()[1] for r in hub.requests}
             assert not any(("stabilityai" in r or "tencent" in r.lower()) for r in asked), asked

@@ -124,6 +124,7 @@ def test_two_slots_convert_two_requests_at_once_with_one_download(env: dict, tin
             {
                 **moto_env(env),
                 "HF_ENDPOINT": hub.url,
+                "STEREOCRAFTER_WEIGHTS_MANIFEST": env["manifest"],
                 "HF_TOKEN_ARN": env["arn"],
                 "WEIGHTS_DIR": str(env["tmp"] / "weights-2slots"),
                 "STEREOCRAFTER_SLOTS": "2",

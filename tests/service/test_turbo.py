@@ -73,6 +73,7 @@ def test_a_turbo_only_endpoint_fetches_no_depthcrafter_file_and_refuses_other_pr
             {
                 **moto_env(env),
                 "HF_ENDPOINT": hub.url,
+                "STEREOCRAFTER_WEIGHTS_MANIFEST": env["manifest"],
                 "HF_TOKEN_ARN": env["arn"],
                 "WEIGHTS_DIR": str(weights),
                 "STEREOCRAFTER_PRESETS": "turbo",

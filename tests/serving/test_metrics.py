@@ -40,3 +40,14 @@ def test_the_model_state_is_one_hot() -> None:
     metrics.set_model_state("ready")
     states = {s: _value("stereocrafter_model_state", state=s) for s in metrics.MODEL_STATES}
     assert states["ready"] == 1 and sum(states.values()) == 1
+
+
+def test_each_served_presets_state_is_one_hot() -> None:
+    metrics.set_model_state(
+        "ready", {"turbo": {"state": "ready"}, "clean": {"state": "missing", "model": "migan"}}
+    )
+    clean = {s: _value("stereocrafter_preset_state", preset="clean", state=s) for s in metrics.PRESET_STATES}
+    assert clean["missing"] == 1 and sum(clean.values()) == 1
+    assert _value("stereocrafter_preset_state", preset="turbo", state="ready") == 1
+    metrics.set_model_state("ready", {"clean": {"state": "ready"}})  # the file arrived: up again
+    assert _value("stereocrafter_preset_state", preset="clean", state="missing") == 0

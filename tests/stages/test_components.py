@@ -10,11 +10,13 @@ import torch
 
 from stereocrafter.errors import WeightsMissingError
 from stereocrafter.presets import PRESET_NAMES
-from stereocrafter.stages.components import TINY_WEIGHTS_MARKER, is_tiny, resolve_all
+from stereocrafter.stages.components import resolve_all
 from stereocrafter.stages.depthcrafter import DepthCrafterStage
 from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
 from stereocrafter.stages.stereocrafter import StereoCrafterStage
 from stereocrafter.testing.weights import DEPTH_REPO, INPAINTING_REPO, SVD_REPO
+from stereocrafter.weights.integrity import is_tiny
+from stereocrafter.weights.manifest import TINY_WEIGHTS_MARKER
 from tests.support.layout import DEPTH_FILES
 
 

@@ -3,6 +3,7 @@ hole hidden from the generator, its fill kept only inside the holes, the file lo
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -96,10 +97,22 @@ def test_a_frame_without_holes_runs_no_tile() -> None:
 def test_clean_loads_only_its_files_and_refuses_a_broken_one(weights_copy: Path) -> None:
     pipeline = load_stereo_pipeline(weights_copy, presets=("clean",))
     assert list(pipeline.inpainting_stages) == ["migan"] and list(pipeline.depth_stages) == ["vda-small"]
-    state = torch.load(weights_copy / MIGAN_REPO / "migan_512_places2.pt", weights_only=True)
-    state["encoder.b64.unexpected"] = torch.zeros(1)
-    torch.save(state, weights_copy / MIGAN_REPO / "migan_512_places2.pt")
-    with pytest.raises(
-        WeightsCorruptError, match=r"the migan weights .* unknown keys \['encoder.b64.unexpected'\]"
-    ):
+    # an ONNX file whose generator tensor was renamed, recorded as if it were the expected bytes: the
+    # digest check passes, the strict conversion refuses it by name
+    import onnx
+
+    from stereocrafter.weights.integrity import read_lock, sha256_of, update_lock
+
+    path = weights_copy / MIGAN_REPO / "migan_pipeline_v2.onnx"
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        if init.name == "model.encoder.b64.fromrgb.bias":
+            init.name = "model.encoder.b64.fromrgb.biases"
+    for node in model.graph.node:
+        node.input[:] = [n.replace("fromrgb.bias", "fromrgb.biases") for n in node.input]
+    onnx.save(model, str(path))
+    (row,) = [r for r in read_lock(weights_copy) if r.path == "migan_pipeline_v2.onnx"]
+    update_lock(weights_copy, [replace(row, size=path.stat().st_size, sha256=sha256_of(path))])
+    refused = r"the migan weights .*'model\.encoder\.b64\.fromrgb\.biases'"
+    with pytest.raises(WeightsCorruptError, match=refused):
         load_stereo_pipeline(weights_copy, presets=("clean",))

@@ -14,7 +14,12 @@ import torch
 
 from stereocrafter.catalog import MODELS
 from stereocrafter.config import StereoConfig
-from stereocrafter.errors import DepthMismatchError, PresetNotServedError, WeightsMissingError
+from stereocrafter.errors import (
+    DepthMismatchError,
+    PresetNotServedError,
+    PresetUnavailableError,
+    WeightsMissingError,
+)
 from stereocrafter.media.depthstore import DepthShape, read_depth, write_depth
 from stereocrafter.pipeline.loading import load_stereo_pipeline
 from stereocrafter.pipeline.run import StereoPipeline
@@ -23,6 +28,7 @@ from stereocrafter.stages.depthcrafter import DepthCrafterStage
 from stereocrafter.stages.registry import components_of, processing_size
 from stereocrafter.stages.vda import VdaStage
 from stereocrafter.testing.hub import HubServer
+from stereocrafter.weights.integrity import read_lock
 
 
 def test_the_depth_stage_is_chosen_by_the_config_and_sized_by_its_model() -> None:
@@ -61,7 +67,11 @@ def test_a_turbo_only_load_needs_and_loads_no_depthcrafter_file(tiny_weights: Pa
     pipeline = load_stereo_pipeline(weights, presets=("turbo",))
     assert list(pipeline.depth_stages) == ["vda-small"] and pipeline.depth is None
     with pytest.raises(WeightsMissingError, match="tencent/DepthCrafter"):
-        load_stereo_pipeline(weights, presets=("turbo", "fast"))
+        load_stereo_pipeline(weights, presets=("fast",))
+    both = load_stereo_pipeline(weights, presets=("turbo", "fast"))  # fast alone is down
+    assert both.ready_presets == ["turbo"] and both.unavailable["fast"].model == "depthcrafter"
+    with pytest.raises(PresetUnavailableError, match=r"fast cannot run .* depthcrafter .* is missing"):
+        both.check_inputs(StereoConfig.from_preset("fast"), 4, "sbs")
     assert [c.name for c in components_of(["turbo"])] == [
         "vae", "image_encoder", "feature_extractor", "scheduler", "inpainting_unet", "vda",
     ]  # fmt: skip
@@ -71,15 +81,12 @@ def test_a_turbo_only_download_fetches_no_depthcrafter_file(tiny_weights: Path, 
     assert "tencent/DepthCrafter" not in download_plan(["turbo"])
     assert set(download_plan()) == {m.repo for m in MODELS.values() if m.repo}  # the fill has no file
     with HubServer(tiny_weights, "hf_t") as hub:
-        sizes = download_weights(tmp_path / "w", "hf_t", endpoint=hub.url, presets=["turbo"])
-        assert not any("DepthCrafter" in request for request in hub.requests)
+        failed = download_weights(tmp_path / "w", "hf_t", endpoint=hub.url, presets=["turbo"],
+                                  manifest=read_lock(tiny_weights))  # fmt: skip
+        assert failed == {} and not any("DepthCrafter" in request for request in hub.requests)
         assert "depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth" in hub.downloads
-    assert set(sizes) == {"stabilityai/stable-video-diffusion-img2vid-xt-1-1", "TencentARC/StereoCrafter",
-                          "depth-anything/Video-Depth-Anything-Small"}  # fmt: skip
-    vda_repo = tiny_weights / "depth-anything/Video-Depth-Anything-Small"  # the checkpoint and the marker
-    assert sizes["depth-anything/Video-Depth-Anything-Small"] == sum(
-        f.stat().st_size for f in vda_repo.iterdir()
-    )
+    assert {p.relative_to(tmp_path / "w").parts[0] for p in (tmp_path / "w").iterdir()} == {
+        "stabilityai", "TencentARC", "depth-anything"}  # fmt: skip
 
 
 def test_a_stored_depth_names_its_model_and_is_refused_by_the_other(tmp_path: Path) -> None:

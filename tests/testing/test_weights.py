@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stereocrafter.stages.components import is_tiny
 from stereocrafter.testing.weights import DEPTH_REPO, INPAINTING_REPO, SVD_REPO
+from stereocrafter.weights.integrity import is_tiny
 from tests.support.layout import DEPTH_FILES
 
 
