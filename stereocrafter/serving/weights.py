@@ -33,7 +33,7 @@ from stereocrafter.errors import (
     WeightsMissingError,
 )
 from stereocrafter.presets import PRESET_NAMES
-from stereocrafter.weights.integrity import check_file, expected_rows, update_lock
+from stereocrafter.weights.integrity import check_file, expected_rows, read_lock, update_lock
 from stereocrafter.weights.manifest import WeightFile, pinned
 
 logger = get_logger("bentoml.stereocrafter.serving.weights")
@@ -121,12 +121,17 @@ def download_weights(
     root = Path(weights_dir)
     failed: dict[str, str] = {}
     fetches: list[tuple[str, WeightFile, bool]] = []
+    locked = {row.key: row.revision for row in read_lock(root)}
     for repo, rows in download_plan(presets, root, manifest).items():
         model = rows[0].model
         if not gated and MODELS[model].gated:
             continue
-        # a file there that differs is fetched again, past huggingface_hub's own "up to date" record
+        # a file there that differs is fetched again, past huggingface_hub's own "up to date" record; so
+        # is one of unknown digest that the lock says came from another commit (the manifest moved on)
         states = {row.key: check_file(root, row)[0] for row in rows}
+        for row in rows:
+            if states[row.key] == "new" and locked.get(row.key) not in (None, row.revision):
+                states[row.key] = "corrupt"
         wanted = [row for row in rows if states[row.key] not in ("ok", "new")]
         if not wanted:
             continue

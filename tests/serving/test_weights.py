@@ -374,3 +374,24 @@ def test_offline_never_downloads(tiny_weights: Path, tmp_path: Path, monkeypatch
     holder = ModelHolder(tmp_path, None, load_depth_pipeline, presets=("instant",), offline=True).start()
     holder.wait(60)
     assert holder.state == "no_weights"
+
+
+def test_a_file_recorded_at_another_commit_is_fetched_at_the_new_one(
+    hub_env: HubServer, tmp_path: Path, tiny_rows
+) -> None:
+    """The manifest moved to another commit of a repo whose digests it does not know: the file the
+    lock recorded at the old commit is fetched again, and recorded at the new one."""
+    from stereocrafter.weights.integrity import verify_models
+
+    unknown = tuple(replace(r, size=None, sha256=None) for r in tiny_rows)
+    target = tmp_path / "w"
+    assert download_weights(target, TOKEN, endpoint=hub_env.url, manifest=unknown, presets=["instant"]) == {}
+    assert verify_models(target, ["vda-small"], unknown)["vda-small"].recorded  # trusted on first use
+    vda = "depth-anything/Video-Depth-Anything-Small/video_depth_anything_vits.pth"
+    old = [r for r in read_lock(target) if r.key == vda]
+    assert old and old[0].revision == hub_env.commit("depth-anything/Video-Depth-Anything-Small")
+    lock = target / "weights.lock.json"
+    lock.write_text(lock.read_text().replace(old[0].revision or "", "e" * 40))  # recorded at another commit
+    before = hub_env.downloads.count(vda)
+    assert download_weights(target, TOKEN, endpoint=hub_env.url, manifest=unknown, presets=["instant"]) == {}
+    assert hub_env.downloads.count(vda) == before + 1
