@@ -34,10 +34,11 @@ SHA_KEY = "sha256"  # object metadata: the file's digest (x-amz-meta-sha256)
 
 def prefix_of(uri: str) -> tuple[str, str]:
     """(bucket, key prefix ending in "/") of an ``s3://bucket/prefix/`` URI; ``ConfigError`` else."""
+    probe = uri.rstrip("/") + "/x"  # the rules of an object key, for the prefix
     try:
-        bucket, key = split_s3_uri(uri.rstrip("/") + "/x")  # the rules of an object key, for the prefix
+        bucket, key = split_s3_uri(probe)
     except ValueError as err:
-        raise ConfigError(f"weights prefix: {err}") from None
+        raise ConfigError(f"weights prefix: {str(err).replace(probe, uri)}") from None
     key = key[: -len("x")].strip("/")
     if not key:
         raise ConfigError(f"weights prefix {uri}: name a prefix under the bucket (s3://bucket/weights/)")

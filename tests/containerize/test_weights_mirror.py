@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -223,3 +224,20 @@ def test_a_service_starts_from_the_mirror_offline_and_serves_every_preset(
     finally:
         stop(svc)
     assert json.loads((model_dir / LOCK_NAME).read_text())["files"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("s3://models", "name a prefix under the bucket"),
+        ("s3://models/../weights/", "a '.' or '..' path segment in its key: 's3://models/../weights/'"),
+        ("https://models/weights/", "is not an s3://bucket/key URI: 'https://models/weights/'"),
+        ("s3://Models_/weights/", "invalid bucket name 'Models_'"),
+    ],
+)
+def test_a_prefix_that_is_not_one_is_refused_by_name(uri: str, says: str) -> None:
+    from containerize.weights_mirror import prefix_of
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        prefix_of(uri)
+    assert prefix_of("s3://models/stereocrafter/weights") == ("models", "stereocrafter/weights/")
