@@ -2,8 +2,9 @@
 weight-free fill, compose, encode), at 1024x576 with real-size Video Depth Anything Small weights.
 
 The weights are random (``VideoDepthAnything(SMALL)``'s own initialisation, written in the
-published checkpoint layout): the published file cannot be downloaded here, and the arithmetic per
-frame does not depend on the values. The clip is synthetic (``testing.weights.write_sample_clip``).
+published checkpoint layout, marked as test weights so that the published digest is not asked of
+them): the published file cannot be downloaded here, and the arithmetic per frame does not depend
+on the values. The clip is synthetic (``testing.weights.write_sample_clip``).
 Timings come from the converter's own per-stage clock (``ConversionResult.timings``).
 
     python -m bench.instant_cpu                  # 1024x576, 54 frames (2 VDA windows), minutes
@@ -27,6 +28,7 @@ from stereocrafter.models.vda import CHECKPOINT, REPO, SMALL, VideoDepthAnything
 from stereocrafter.models.vda_checkpoint import to_published
 from stereocrafter.pipeline.loading import load_stereo_pipeline
 from stereocrafter.testing.weights import TINY_VDA, write_sample_clip
+from stereocrafter.weights.manifest import TINY_WEIGHTS_MARKER
 
 
 def main() -> None:
@@ -41,6 +43,8 @@ def main() -> None:
         (root / "weights" / REPO).mkdir(parents=True)
         torch.manual_seed(0)
         torch.save(to_published(VideoDepthAnything(arch)), root / "weights" / REPO / CHECKPOINT)
+        # random weights: marked as test weights (held to their own record, not the published digest)
+        (root / "weights" / TINY_WEIGHTS_MARKER).write_text("random VDA-S weights of bench/instant_cpu.py\n")
         clip = write_sample_clip(root / "in.mp4", frames=frames, width=width, height=height)
         started = time.perf_counter()
         pipeline = load_stereo_pipeline(root / "weights", device="cpu", presets=("instant",))
