@@ -1,9 +1,9 @@
 """Build a ``StereoPipeline`` from ``WEIGHTS_DIR``: the stages of the presets served
 (``stages.registry.stage_classes``), each loaded by its own ``load``, and nothing else: a
 turbo-only endpoint never fetches or loads DepthCrafter. Which files each stage reads is its own
-``components`` (``stages.components.Component``); the weight download takes its list from
-``components_of`` for the same presets. Every missing file is reported at once, before anything
-loads. No model is named here.
+``components`` (``stages.components.Component``); what is downloaded and verified is the weights
+manifest's files of the same models (``weights.manifest``, ``serving.weights.download_plan``). Every
+missing file is reported at once, before anything loads. No model is named here.
 
 Before anything loads, every weight file is checked against the weights manifest (``integrity``):
 one model that is missing, corrupt or refused by its loader takes down only the presets that run it.

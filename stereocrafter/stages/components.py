@@ -70,16 +70,6 @@ class Component:
         note = f" (or {', '.join(alternatives)})" if alternatives else ""
         return " + ".join(paths) + note
 
-    def download_patterns(self) -> list[str]:
-        """Repo-relative file names to fetch: every accepted location of the config and the
-        preferred weight file."""
-        patterns = []
-        for sub in self.subfolders:
-            prefix = f"{sub}/" if sub else ""
-            patterns.append(prefix + self.config)
-            patterns += [prefix + w for w in self.weights[:1]]
-        return patterns
-
 
 @dataclass(frozen=True)
 class Resolved:

@@ -45,7 +45,7 @@ def stage_classes(presets: Iterable[str]) -> tuple[list[type[DepthStage]], list[
 def components_of(presets: Iterable[str]) -> tuple[Component, ...]:
     """The files the stages of ``presets`` read, each once: the stages that share parts first (the
     shared parts, then their own), then those that stand alone, each group in ``catalog.MODELS``
-    order (the download's order)."""
+    order."""
     depth, inpainting = stage_classes(presets)
     order = list(MODELS)
     classes: list[type[Stage]] = sorted(

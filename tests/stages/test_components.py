@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from stereocrafter.errors import WeightsMissingError
-from stereocrafter.presets import PRESET_NAMES
 from stereocrafter.stages.components import resolve_all
 from stereocrafter.stages.depthcrafter import DepthCrafterStage
 from stereocrafter.stages.depthcrafter import load_pipeline as load_depth_pipeline
@@ -56,23 +55,6 @@ def test_accepts_the_alternative_layouts(weights_copy: Path) -> None:
     for name in ("config.json", "diffusion_pytorch_model.safetensors"):
         (stereo / "unet_diffusers" / name).rename(stereo / name)
     assert resolve_all(weights_copy, StereoCrafterStage.components)["inpainting_unet"].subfolder == ""
-
-
-def test_download_patterns_cover_what_the_loaders_read() -> None:
-    from stereocrafter.stages.registry import components_of
-
-    patterns = {c.name: c.download_patterns() for c in components_of(PRESET_NAMES)}
-    assert "vae/diffusion_pytorch_model.fp16.safetensors" in patterns["vae"]
-    assert patterns["depth_unet"] == [
-        "config.json",
-        "diffusion_pytorch_model.safetensors",
-        "unet/config.json",
-        "unet/diffusion_pytorch_model.safetensors",
-    ]
-    assert "unet_diffusers/diffusion_pytorch_model.safetensors" in patterns["inpainting_unet"]
-    assert all(
-        "unet/" not in p for p in patterns["vae"] + patterns["image_encoder"]
-    )  # SVD's UNet is never fetched
 
 
 def test_marker_labels_tiny_weights(weights_copy: Path) -> None:
