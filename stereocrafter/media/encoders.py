@@ -6,6 +6,13 @@
   2.1 dB less PSNR at the same CRF (bench/nvenc_check.py; CRF 16 gives back 1.2 dB at 95 % of
   medium's size). At turbo speed the encoder is the host's largest cost; superfast and ultrafast
   turn off x264's mb-tree and most motion analysis (ultrafast CABAC too): far larger files.
+  Always with x264's ``cpu-independent`` (``X264_PARAMS``): without it the same frames encoded
+  twice in one process can give different bitstreams (measured: 1 to 4 distinct files in 20
+  encodes of one 12-frame clip on an AVX-512 Xeon, up to 56 code values apart once decoded).
+  x264's hand-written AVX-512 mb-tree propagation, picked at run time on a CPU that has it, gives
+  results that vary from call to call; restricting x264 to AVX2 or turning mb-tree off made every
+  encode identical, and so does ``cpu-independent``, which keeps mb-tree but runs its portable
+  code. Its cost was within the noise of a 3840x1080 veryfast encode (bench/encode_determinism.py).
 - ``h264_nvenc`` / ``hevc_nvenc``: the GPU's video encoder (A10G, L4, L40S, T4 and consumer
   cards carry one; A100, H100 and H200 do not), preset ``NVENC_PRESET`` (p4, the middle of p1-p7),
   tune hq, VBR with constant quality CQ = the quality and no bitrate cap. It runs on its own
@@ -40,6 +47,8 @@ X264_PRESET = "veryfast"
 NVENC_PRESET = "p4"
 NVENC_CODECS = ("h264_nvenc", "hevc_nvenc")
 AUTO_NVENC = "h264_nvenc"  # what ``auto`` tries first
+# Same frames, same bytes (see the module docstring): x264's portable mb-tree code, on every CPU.
+X264_PARAMS = "cpu-independent=1"
 _PROBE_LOCK = threading.Lock()
 
 
@@ -79,7 +88,7 @@ class Encoder:
             if self.gpu is not None:
                 options["gpu"] = str(self.gpu)
             return options
-        return {"preset": chosen, "crf": str(quality)}
+        return {"preset": chosen, "crf": str(quality), "x264-params": X264_PARAMS}
 
     def describe(self, quality: int = DEFAULT_QUALITY) -> dict[str, Any]:
         """For the response and the report: codec, preset, quality (``crf`` or ``cq``), what was
