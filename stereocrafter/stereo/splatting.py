@@ -126,8 +126,23 @@ def _splat_channels_last(
         for y_offset, y_weight in y_corners:
             weight = x_weight if y_weight is None else x_weight * y_weight
             index = (base + (x_offset + y_offset)).clamp_(0, n)
-            out.index_add_(0, index, rows * weight.reshape(n, 1))
+            _accumulate(out, index, rows * weight.reshape(n, 1))
     return out[:n].view(t, h, w, c)
+
+
+def _accumulate(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
+    """``out[index[i]] += values[i]`` for every i, in an order that does not change from run to run.
+
+    Where several source pixels land on one target, float addition's order shows in the last bit.
+    On CUDA, ``index_add_`` adds with atomics in whatever order the threads arrive (PyTorch lists
+    it as nondeterministic), so the same frames could splat to views a bit apart and, through the
+    inpainting, to different films; ``index_put_`` with ``accumulate`` sorts the indices first and
+    sums each target's contributions in that order, on CUDA always (not only under
+    ``torch.use_deterministic_algorithms``). On the CPU ``index_add_`` adds in index order."""
+    if out.device.type == "cuda":
+        out.index_put_((index,), values, accumulate=True)
+    else:
+        out.index_add_(0, index, values)
 
 
 def forward_splat(

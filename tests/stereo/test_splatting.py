@@ -203,6 +203,49 @@ def test_cuda_matches_cpu() -> None:
     torch.testing.assert_close(occ_gpu.cpu(), occlusion, atol=1e-5, rtol=0)
 
 
+def _crowded(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames whose disparity jumps across 40 px in every row: many pixels land on each target."""
+    frames, _ = random_inputs(11, t=4, h=48, w=96, max_disp=20.0)
+    ramp = torch.linspace(-20.0, 20.0, 96).repeat(4, 1, 48, 1)
+    return frames.to(device), (ramp * torch.rand(4, 1, 48, 96, generator=torch.Generator().manual_seed(2))).to(device)
+
+
+def test_the_sorted_accumulation_cuda_uses_sums_what_index_add_sums() -> None:
+    """On CUDA the splat accumulates with ``index_put_(accumulate=True)`` (sorted, the same order every
+    run) instead of ``index_add_`` (atomics): on the CPU both forms give the same sums, so the CUDA
+    form is the same splat, up to the order of float additions."""
+    from stereocrafter.stereo.splatting import _accumulate
+
+    index = torch.randint(0, 50, (5000,), generator=torch.Generator().manual_seed(3))
+    values = torch.rand(5000, 4, generator=torch.Generator().manual_seed(4))
+    added = torch.zeros(51, 4)
+    _accumulate(added, index, values)  # the CPU's index_add_
+    sorted_sum = torch.zeros(51, 4).index_put_((index,), values, accumulate=True)
+    torch.testing.assert_close(sorted_sum, added, atol=1e-4, rtol=1e-6)
+    assert added.sum().item() == pytest.approx(values.sum().item(), rel=1e-5)
+
+
+def test_the_cpu_splat_is_the_same_every_run() -> None:
+    frames, disparity = _crowded("cpu")
+    first = forward_splat(frames, disparity)
+    for _ in range(5):
+        again = forward_splat(frames, disparity)
+        assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+@pytest.mark.gpu
+def test_the_cuda_splat_is_the_same_every_run() -> None:
+    """CUDA's ``index_add_`` adds in whatever order its threads arrive; the sorted ``index_put_``
+    does not: twenty splats of crowded frames are bit-identical."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    frames, disparity = _crowded("cuda")
+    first = forward_splat(frames, disparity)
+    for _ in range(20):
+        again = forward_splat(frames, disparity)
+        assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
 def test_disparity_from_depth() -> None:
     depth = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 1, 4)
     disp = disparity_from_depth(depth, max_disp=20.0)
