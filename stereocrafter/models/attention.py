@@ -12,7 +12,6 @@ batch entries, so the result is the unsplit one, slice by slice (tested on the C
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,7 +73,7 @@ def use_batch_split_attention(model: torch.nn.Module, max_batch: int = CUDA_GRID
 # turns 48 feed-forward calls into 1,104 and the call's 4,799 aten ops into 17,247, on a 110-frame
 # depth window 4,796 into 65,964 (bench/ff_chunking.py), which at small latents leaves the GPU
 # waiting on the host. So it is on only for the calls whose unchunked peak would not fit in the
-# memory free at that moment.
+# memory the process has (``available_bytes``: a figure that does not move with other processes).
 #
 # Peak live bytes of one UNet call per latent token (batch x frames x latent height x width) at
 # 2 bytes an element, counted on the real SVD UNets on the meta device by bench/ff_chunking.py
@@ -82,22 +81,23 @@ def use_batch_split_attention(model: torch.nn.Module, max_batch: int = CUDA_GRID
 # fails (--check) when a count exceeds these or falls 10 % below.
 UNCHUNKED_BYTES_PER_TOKEN = 18_100
 CHUNKED_BYTES_PER_TOKEN = 10_400
-HEADROOM = 0.9  # of the free memory: the allocator's fragmentation, the decode that follows
+HEADROOM = 0.9  # of ``available_bytes``: the allocator's fragmentation, the decode that follows
 
 
 def available_bytes(device: torch.device) -> int:
-    """What a model call on ``device`` may still allocate: the device's free memory plus what torch's
-    allocator holds unused (CUDA), or the RAM available (CPU)."""
+    """What a model call on ``device`` may allocate, as a figure that is the same every time the same
+    work runs in the same process: the device's total memory less what this process's live tensors
+    hold (CUDA: the loaded models and the job's own tensors), or the machine's RAM (CPU).
+
+    Not the memory free at the moment: chunked and unchunked feed-forwards differ in the last bits
+    (1e-6 on the tiny UNet), so a choice that followed other processes' use of the card, or what the
+    caching allocator happened to keep, would make the same film come out differently from run to
+    run. A process that loaded more models (a service serving every preset) has less left than one
+    that loaded one (``stereocrafter convert``) and may chunk a call the other runs whole."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-    try:  # Linux: what the kernel says can be allocated without swapping
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        total = torch.cuda.get_device_properties(device).total_memory
+        return int(total - torch.cuda.memory_allocated(device))
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def needs_chunking(tokens: int, element_size: int, available: int) -> bool:
@@ -109,7 +109,7 @@ def set_feed_forward_chunking(
     unet: Any, batch: int, latents: torch.Tensor, available: int | None = None
 ) -> bool:
     """Turn ``unet``'s feed-forward chunking on or off for its calls on ``batch`` copies of
-    ``latents`` (1, frames, c, h, w), from their size and the memory free now (``available``: for
+    ``latents`` (1, frames, c, h, w), from their size and the memory left (``available_bytes``; ``available``: for
     tests); True when on. Switching costs nothing eager; a compiled UNet keeps a graph per setting."""
     _, frames, _, height, width = latents.shape
     if available is None:

@@ -144,7 +144,7 @@ def prepare_unet(unet: Any) -> None:
     - SDPA attention with batches cut to CUDA's grid limit (``attention.BatchSplitAttnProcessor``);
     - feed-forward layers one frame (spatial blocks) or one frame step (temporal blocks) at a
       time only where the call would not fit unchunked: decided per window or chunk by the
-      pipelines (``attention.set_feed_forward_chunking``), from its shape and the free memory.
+      pipelines (``attention.set_feed_forward_chunking``), from its shape and the memory left.
       Chunked, a 110-frame depth window at 1024x576 needs 9.7 GB of activations instead of
       17.5 GB, for the same FLOPs but 3x the launches (bench/ff_chunking.py).
     """

@@ -83,7 +83,9 @@ def test_nvenc_options_are_constant_quality_vbr() -> None:
     assert nvenc.options(21) == {"preset": "p4", "tune": "hq", "rc": "vbr", "cq": "21", "b": "0"}
     assert nvenc.describe(21) == {"codec": "hevc_nvenc", "preset": "p4", "cq": 21, "requested": "hevc_nvenc"}
     assert LIBX264.options(18, preset="medium") == {
-        "preset": "medium", "crf": "18", "x264-params": "cpu-independent=1"
+        "preset": "medium",
+        "crf": "18",
+        "x264-params": "cpu-independent=1",
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
@@ -60,7 +62,7 @@ def _chunk_sizes(unet) -> set:  # type: ignore[no-untyped-def]
 
 
 def test_feed_forward_is_chunked_only_when_the_call_would_not_fit() -> None:
-    """From the shape and the free memory: fast's 110-frame depth window at 1024x576 (17.5 GB
+    """From the shape and the memory left: fast's 110-frame depth window at 1024x576 (17.5 GB
     unchunked, bench/ff_chunking.py) runs whole on an 80 GB card with 60 GB free and in chunks
     with 12 GB free; turbo's inpainting chunk (0.7 GB) never needs it."""
     from stereocrafter.models.attention import needs_chunking
@@ -70,6 +72,18 @@ def test_feed_forward_is_chunked_only_when_the_call_would_not_fit() -> None:
     assert not needs_chunking(depth_window, 2, 60 * gb) and needs_chunking(depth_window, 2, 12 * gb)
     assert not needs_chunking(turbo_chunk, 2, 2 * gb) and needs_chunking(turbo_chunk, 2, gb // 2)
     assert needs_chunking(depth_window, 4, 30 * gb) and not needs_chunking(depth_window, 2, 30 * gb)  # fp32
+
+
+def test_the_memory_the_chunking_choice_reads_does_not_follow_the_moment() -> None:
+    """The choice reads the machine's RAM (a CUDA card: its total less this process's live tensors),
+    not what is free now, which other processes move: the same call is chunked or not every run."""
+    from stereocrafter.models.attention import available_bytes
+
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    before = available_bytes(torch.device("cpu"))
+    held = bytearray(256 << 20)  # a quarter GiB taken by someone else
+    assert available_bytes(torch.device("cpu")) == before == ram
+    del held
 
 
 def test_the_pipelines_switch_chunking_per_call(inpainting_pipeline, monkeypatch) -> None:  # type: ignore[no-untyped-def]

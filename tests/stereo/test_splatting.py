@@ -207,7 +207,8 @@ def _crowded(device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Frames whose disparity jumps across 40 px in every row: many pixels land on each target."""
     frames, _ = random_inputs(11, t=4, h=48, w=96, max_disp=20.0)
     ramp = torch.linspace(-20.0, 20.0, 96).repeat(4, 1, 48, 1)
-    return frames.to(device), (ramp * torch.rand(4, 1, 48, 96, generator=torch.Generator().manual_seed(2))).to(device)
+    disparity = ramp * torch.rand(4, 1, 48, 96, generator=torch.Generator().manual_seed(2))
+    return frames.to(device), disparity.to(device)
 
 
 def test_the_sorted_accumulation_cuda_uses_sums_what_index_add_sums() -> None:
