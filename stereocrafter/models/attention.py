@@ -109,8 +109,9 @@ def set_feed_forward_chunking(
     unet: Any, batch: int, latents: torch.Tensor, available: int | None = None
 ) -> bool:
     """Turn ``unet``'s feed-forward chunking on or off for its calls on ``batch`` copies of
-    ``latents`` (1, frames, c, h, w), from their size and the memory left (``available_bytes``; ``available``: for
-    tests); True when on. Switching costs nothing eager; a compiled UNet keeps a graph per setting."""
+    ``latents`` (1, frames, c, h, w), from their size and the memory left (``available_bytes``;
+    ``available``: for tests); True when on. Switching costs nothing eager; a compiled UNet keeps
+    a graph per setting."""
     _, frames, _, height, width = latents.shape
     if available is None:
         available = available_bytes(latents.device)
