@@ -98,9 +98,10 @@ class StereoCrafter:
         self._run_job = run_job
         # One job per slot (GPU) at a time, waiting requests in arrival order (serving.http).
         self.gpu = SlotQueue(len(loader.devices))
-        # one slot's share of the instance's hourly price (a job's cost: its slot-hours x this)
+        # one slot's share of the instance's hourly price (a job's cost: its slot-hours x this); with
+        # no usable device there are no slots and no jobs: the start goes on to say why on /ping
         price = settings.instance_hour_price
-        self._slot_price = None if price is None else price / len(loader.devices)
+        self._slot_price = None if price is None else price / self.gpu.slots
         stop_jobs_on_sigterm(logger)
 
     def __is_ready__(self) -> bool:
@@ -181,6 +182,7 @@ class StereoCrafter:
                 stop=deadline,
                 encoding=Encoding(pool.encoder_for(slot)),
                 tiny=slot.pipeline.tiny,
+                made_by=slot.pipeline.provenance,
                 slot_hour_price=self._slot_price,
             )
             result = self._run_job(slot.pipeline, context, job)

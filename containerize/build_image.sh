@@ -12,7 +12,10 @@ started=$(date +%s)
 buildah inspect --type image docker.io/library/python:3.11-slim >/dev/null 2>&1 || bash containerize/local_base.sh
 version="local-$(git rev-parse --short=12 HEAD 2>/dev/null || echo dev)"
 .venv/bin/bentoml delete -y "stereocrafter:$version" >/dev/null 2>&1 || true  # a rebuild of the same commit
+# the commit the image is built from, named in every record of its outputs (jobs.provenance)
+printf 'COMMIT = "%s"\n' "$(git describe --always --dirty --abbrev=12 2>/dev/null || echo dev)" > stereocrafter/_build.py
 .venv/bin/bentoml build --version "$version" >/dev/null
+rm -f stereocrafter/_build.py  # the checkout names itself with git describe
 bento="$BENTOML_HOME/bentos/stereocrafter/$version"
 # Behind a TLS-inspecting proxy (this sandbox), the build's pip and uv must trust the host's CA
 # bundle: it is mounted into the RUN steps with a pip and a uv config pointing at it. Build-time

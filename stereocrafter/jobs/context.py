@@ -58,6 +58,8 @@ class Job:
     stop: Stop = NO_STOP
     encoding: Encoding = field(default_factory=Encoding)
     tiny: bool = False  # made with the random test weights (shown in every answer and report)
+    # the pipeline's device and weights' digests (``StereoPipeline.provenance``): named in the records
+    made_by: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     # Cost: the monotonic clock when it took its slot (the GPU: the service builds the job then), and

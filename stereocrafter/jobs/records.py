@@ -5,17 +5,34 @@ a Batch Transform job run again over the same manifest).
 A record is a small JSON object at ``<output>.record.json`` (``record_location``), written after
 its output (an output without one is never reused)::
 
-    {"format": 1, "recipe": {...}, "made": {...}, "answer": {...}}
+    {"format": 2, "recipe": {...}, "made": {...}, "answer": {...}}
 
-- ``recipe`` (``recipe``): everything the output depends on: the task, this package's version, the
-  resolved run config (preset, depth and inpainting model, steps, ``max_disp``, seed, tiles, ...;
-  of a depth task only the fields stage 1 reads: the depth model, its knobs and the seed),
-  whether the weights were the tiny test ones, and the identity of every input (the segment, and
-  for an aligned stereo task the stored depth); a stereo task adds its mode, the alignment map
-  (``depth_scale``, ``depth_shift``, ``depth_range``), the encoder with its quality and whether a
-  report was asked for.
-- ``made``: the identity of the output when the record was written (S3: size and ETag; a local
-  file: size and mtime), so that an output replaced since then is not taken for the recorded one.
+- ``recipe`` (``recipe``): everything the output depends on:
+
+  - the task;
+  - the code (``jobs.provenance.code_identity``): its version (the image's commit, ``git describe``
+    or the package version), the SHA-256 of the package's sources, and the versions of torch,
+    diffusers, transformers, PyAV and numpy;
+  - the device type (``cuda`` or ``cpu``: their noise generators draw different numbers). Not the
+    card's model: a record made on an A10G is reused on an L4;
+  - every weight file the task's models load, with its SHA-256 (``jobs.provenance.weights_of``: a
+    depth task's depth model, a stereo task's depth and inpainting models, and SVD's parts under
+    either diffusion model), as verified when the pipeline loaded, and whether they were the tiny
+    test weights;
+  - the resolved run config (preset, depth and inpainting model, steps, ``max_disp``, seed, tiles,
+    ...; of a depth task only the fields stage 1 reads: the depth model, its knobs and the seed);
+  - the identity of every input (the segment, and for an aligned stereo task the stored depth);
+  - a stereo task's mode, alignment map (``depth_scale``, ``depth_shift``, ``depth_range``), encoder
+    with its quality, and whether a report was asked for.
+- ``made``: the identity of the output when the record was written (S3: size, ETag and the digest
+  of the recipe the object carries in its metadata; a local file: size and mtime), so that an
+  output replaced since then is not taken for the recorded one.
+
+On S3 two writers of one output (two transform jobs, a retry beside a slow first try) can
+interleave: each object carries the SHA-256 of its own recipe in its user metadata
+(``RECIPE_METADATA``, written with the upload, in the same request), the record is written only
+when the object read back still carries this job's digest, and reuse asks for that digest again, so
+one writer's recipe is never recorded over another writer's bytes.
 - ``answer``: the task's answer, given again (``reused: true``) instead of doing the work.
 
 Reuse costs one HEAD of the output and one small GET (or two ``stat`` calls and a read on disk).
@@ -23,6 +40,7 @@ Reuse costs one HEAD of the output and one small GET (or two ``stat`` calls and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict
@@ -32,12 +50,20 @@ from typing import Any
 from stereocrafter.jobs.context import Job
 
 RECORD_SUFFIX = ".record.json"
-FORMAT = 1
+FORMAT = 2  # 2: the recipe names the code, the device and every weight file
 MAX_RECORD_BYTES = 1 << 20  # a record is a few KB (the depth answer's thumbnails are the most)
 # The run config's fields a depth task reads besides the ``depth_*`` knobs.
 DEPTH_CONFIG = ("noise_aug_strength", "seed")
 # Of ``Encoder.describe``, what changes the encoded bytes (not what was asked for, or why auto fell back).
 _ENCODER_KEYS = ("codec", "preset", "crf", "cq")
+
+
+RECIPE_METADATA = "stereocrafter-recipe"  # S3 user metadata: the SHA-256 of the object's recipe
+
+
+def recipe_digest(made_of: dict[str, Any]) -> str:
+    """SHA-256 of a recipe's canonical JSON: what an S3 output carries in its metadata."""
+    return hashlib.sha256(json.dumps(canonical(made_of), sort_keys=True).encode()).hexdigest()
 
 
 def record_location(output: str) -> str:
@@ -48,14 +74,17 @@ def record_location(output: str) -> str:
 def recipe(job: Job, task: str, inputs: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """What an output of ``task`` under ``job`` is made from (see the module docstring); ``fields``
     are the task's own (mode, alignment map, report)."""
-    from stereocrafter import __version__
+    from stereocrafter.jobs.provenance import code_identity, weights_of
 
     config = asdict(job.config)
+    models = [job.config.depth_model] + ([job.config.inpainting_model] if task != "depth" else [])
     if task == "depth":  # what stage 1 reads: another max_disp or inpainting model keeps the depth
         config = {k: v for k, v in config.items() if k.startswith("depth_") or k in DEPTH_CONFIG}
     made_of: dict[str, Any] = {
         "task": task,
-        "stereocrafter": __version__,
+        "code": code_identity(),
+        "device": job.made_by.get("device"),
+        "weights": weights_of(job.made_by.get("weights", {}), models),
         "config": config,
         "tiny_weights": job.tiny,
         "inputs": inputs,

@@ -76,7 +76,12 @@ class LocalBackend:
         observer_factory: Callable[[LocalSegment], Observer | None] | None = None,
     ) -> None:
         self.pipeline, self.workdir = pipeline, Path(workdir)
-        self.job = Job(config=pipeline.config, encoding=encoding or Encoding(), tiny=pipeline.tiny)
+        self.job = Job(
+            config=pipeline.config,
+            encoding=encoding or Encoding(),
+            tiny=pipeline.tiny,
+            made_by=pipeline.provenance,
+        )
         self.progress, self.observer_factory = progress, observer_factory
         self._lock = threading.Lock()  # one device: tasks run one after another
 

@@ -109,9 +109,12 @@ def load_stereo_pipeline(
     device = torch.device(device)
     dtype = dtype or default_dtype(device)
     broken: dict[str, tuple[str, str]] = {}
+    weights: dict[str, dict[str, str]] = {}  # model -> {file: SHA-256}, for the records
     for name, check in check_weights(weights_dir, presets, manifest).items():
         if check.state != "ok":
             broken[name] = (check.state, check.message)
+        else:
+            weights[name] = check.files
     shared: dict[str, Any] = {}  # what the stages share, loaded by the first that needs it
     loaded: list[list[Any]] = [[], []]
     depth_classes, inpainting_classes = stage_classes(presets)
@@ -144,7 +147,13 @@ def load_stereo_pipeline(
     for preset, why in unavailable.items():
         logger.error("preset %s unavailable: %s %s: %s", preset, why.model, why.state, why.detail)
     pipeline = StereoPipeline(
-        loaded[0], loaded[1], config, tiny=is_tiny(weights_dir), presets=presets, unavailable=unavailable
+        loaded[0],
+        loaded[1],
+        config,
+        tiny=is_tiny(weights_dir),
+        presets=presets,
+        unavailable=unavailable,
+        weights={name: files for name, files in weights.items() if name not in broken},
     )
     if compile_backend:
         started = time.perf_counter()

@@ -55,7 +55,8 @@ class StereoPipeline:
     config names. ``config`` is the default of ``run``'s own ``config``; ``tiny`` says that the
     weights are the random test weights (``stages.components.is_tiny``), known once when the
     pipeline is loaded and shown in every answer and report; ``presets``: the presets this
-    pipeline serves (``STEREOCRAFTER_PRESETS``), which ``check_inputs`` holds a run's config to."""
+    pipeline serves (``STEREOCRAFTER_PRESETS``), which ``check_inputs`` holds a run's config to;
+    ``weights``: model -> {weight file -> SHA-256} of what was loaded."""
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class StereoPipeline:
         tiny: bool = False,
         presets: Sequence[str] = PRESET_NAMES,
         unavailable: Mapping[str, Any] | None = None,
+        weights: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.depth_stages: dict[str, DepthStage] = {s.name: s for s in map(wrap_depth, _listed(depth))}
         self.inpainting_stages: dict[str, InpaintingStage] = {
@@ -77,7 +79,16 @@ class StereoPipeline:
         # served presets that cannot run here (``pipeline.loading.Unavailable``: a model's weights
         # missing or corrupt); a run of one is a 503 naming the model
         self.unavailable = dict(unavailable or {})
+        # every loaded model's weight files with their SHA-256, as verified at load
+        # (``pipeline.loading``; empty for a pipeline built from models in memory): what a record of
+        # an output names (``jobs.provenance``)
+        self.weights = {model: dict(files) for model, files in (weights or {}).items()}
         self.device = next(iter(self.inpainting_stages.values())).device
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What this pipeline adds to a record of its outputs: its device and its weights' digests."""
+        return {"device": self.device.type, "weights": self.weights}
 
     @property
     def ready_presets(self) -> list[str]:

@@ -34,9 +34,11 @@ from stereocrafter.jobs.local import ConversionResult, convert_file, depth_file,
 from stereocrafter.jobs.publish import write_report
 from stereocrafter.jobs.records import (
     MAX_RECORD_BYTES,
+    RECIPE_METADATA,
     make_record,
     parse_record,
     recipe,
+    recipe_digest,
     record_location,
     reusable,
 )
@@ -105,7 +107,7 @@ def _recorded(job: Job, request: InvocationRequest, made_of: dict[str, Any]) -> 
             except (InputNotFoundError, S3AccessDeniedError, LimitExceededError):
                 return None
             record = parse_record((tmp / "record.json").read_bytes())
-        answer = reusable(record, made_of, {"size": made.size, "etag": made.etag})
+        answer = reusable(record, made_of, _made(made))
     job.timed("reuse_check", started)
     return answer
 
@@ -129,13 +131,29 @@ def _again(job: Job, request: InvocationRequest, kind: type[Answer]) -> Answer |
         return None
 
 
+def _made(info: ObjectInfo) -> dict[str, Any]:
+    """An S3 output's identity as a record holds it: size, ETag and the recipe digest it carries."""
+    return {"size": info.size, "etag": info.etag, "recipe": info.metadata.get(RECIPE_METADATA)}
+
+
+def _stamp(made_of: dict[str, Any]) -> dict[str, str]:
+    """The user metadata an output is uploaded with: its recipe's digest (``jobs.records``)."""
+    return {RECIPE_METADATA: recipe_digest(made_of)}
+
+
 def _record(job: Job, output: S3Location, made_of: dict[str, Any], answer: BaseModel) -> None:
-    """The record beside a finished output (``jobs.records``). A failure is logged, never the
-    job's: the output stands, and a rerun does the work again."""
+    """The record beside a finished output (``jobs.records``), written only when the object there is
+    still the one this job uploaded (it carries this recipe's digest): another writer's bytes are
+    never recorded under this recipe. A failure is logged, never the job's: the output stands, and
+    a rerun does the work again."""
     try:
         made = job.storage.head(output, stop=job.stop)
+        if made.metadata.get(RECIPE_METADATA) != recipe_digest(made_of):
+            logger.warning("request %s: %s was replaced by another writer after this job's upload; "
+                           "no record written", job.request_id, echo(output.uri))  # fmt: skip
+            return
         with job.folder() as tmp:
-            doc = make_record(made_of, {"size": made.size, "etag": made.etag}, answer.model_dump())
+            doc = make_record(made_of, _made(made), answer.model_dump())
             (tmp / "record.json").write_text(json.dumps(doc, sort_keys=True))
             target = record_location(output.uri)
             job.storage.upload(tmp / "record.json", target, content_type="application/json", stop=job.stop)
@@ -189,7 +207,7 @@ def run_job(
             pipeline, source, output, mode=request.mode, job=job, hooks=RunHooks(observer=report), depth=depth
         )
         upload_started = time.perf_counter()
-        storage.upload(output, output_uri, overwrite=request.overwrite, stop=stop)
+        storage.upload(output, output_uri, overwrite=request.overwrite, stop=stop, metadata=_stamp(made_of))
         timings.update(result.timings)
         job.timed("upload", upload_started)
         reported: dict[str, Any] = {}
@@ -238,7 +256,12 @@ def run_depth_job(pipeline: StereoPipeline, job: Job, request: InvocationRequest
         result = depth_file(pipeline, source, output, job=job, extra=extra)
         upload_started = time.perf_counter()
         job.storage.upload(
-            output, output_uri, content_type="video/x-matroska", overwrite=request.overwrite, stop=job.stop
+            output,
+            output_uri,
+            content_type="video/x-matroska",
+            overwrite=request.overwrite,
+            stop=job.stop,
+            metadata=_stamp(made_of),
         )
         timings.update(result.timings)
         job.timed("upload", upload_started)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ class ObjectInfo:
     etag: str
     last_modified: Any  # datetime
     version_id: str | None
+    metadata: dict[str, str] = field(default_factory=dict)  # the object's user metadata (x-amz-meta-*)
 
     def same_object(self, other: ObjectInfo) -> bool:
         return (self.size, self.etag, self.last_modified, self.version_id) == (
@@ -286,9 +287,11 @@ class S3Storage:
         *,
         overwrite: bool = True,
         stop: Stop | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         """Put the finished local file at ``location`` (multipart, aborted on failure or when
-        ``stop`` stops it); with ``overwrite=False`` only if no object exists there (else 409)."""
+        ``stop`` stops it); with ``overwrite=False`` only if no object exists there (else 409).
+        ``metadata``: the object's user metadata, written with it in the same request."""
         loc = S3Location.parse(location)
         if stop is not None:
             stop.check()  # before the transfer starts: once started, a stop cancels it
@@ -298,7 +301,10 @@ class S3Storage:
                 self._create_only.add(pair)
         manager = TransferManager(self.client, self.upload_config, executor_cls=DaemonThreads)
         try:
-            future = manager.upload(str(path), loc.bucket, loc.key, extra_args={"ContentType": content_type})
+            extra: dict[str, Any] = {"ContentType": content_type}
+            if metadata:
+                extra["Metadata"] = dict(metadata)
+            future = manager.upload(str(path), loc.bucket, loc.key, extra_args=extra)
             finish_transfer(manager, future, stop, "s3-upload", lambda err: mapped_error(err, loc, "write"))
         finally:
             with self._lock:
@@ -311,4 +317,5 @@ def _info(head: dict[str, Any]) -> ObjectInfo:
         etag=str(head.get("ETag", "")),
         last_modified=head.get("LastModified"),
         version_id=head.get("VersionId"),
+        metadata={str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()},
     )

@@ -172,6 +172,9 @@ class ModelCheck:
     missing: list[str] = field(default_factory=list)  # "<repo>/<path>" of each absent file
     problems: list[str] = field(default_factory=list)  # one sentence per file that differs
     recorded: list[str] = field(default_factory=list)  # digests trusted on first use just now
+    # every file the model loads from, with its SHA-256 (when digests were checked): what a record
+    # names (``jobs.provenance``)
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def message(self) -> str:
@@ -240,6 +243,8 @@ def verify_models(
     for row in expected_rows(root, names, manifest):
         state, sentence, measured = check_file(root, row, digests)
         check = checks[row.model]
+        if state in ("ok", "new") and measured.sha256 is not None and digests:
+            check.files[row.key] = measured.sha256
         if state == "missing":
             check.missing.append(row.key)
         elif state == "corrupt":
@@ -254,6 +259,7 @@ def verify_models(
         elif check.missing and _alternative(root, name, digests):
             check.missing = []
             check.problems = []
+            check.files = {row.key: row.sha256 for row in ALTERNATIVES[name] if row.sha256 and digests}
             logger.info(
                 "weights of %s: the alternative %s verified", name, [r.key for r in ALTERNATIVES[name]]
             )

@@ -60,9 +60,9 @@ def test_a_local_record_is_reused_only_for_the_output_it_describes(tmp_path: Pat
 
 def test_a_record_of_another_format_or_shape_is_not_reused() -> None:
     made, seen = {"task": "stereo"}, {"size": 5, "etag": '"e"'}
-    good = {"format": 1, "recipe": made, "made": seen, "answer": {"frames": 3}}
+    good = {"format": 2, "recipe": made, "made": seen, "answer": {"frames": 3}}
     assert reusable(good, made, seen) == {"frames": 3}
-    assert reusable({**good, "format": 2}, made, seen) is None
+    assert reusable({**good, "format": 1}, made, seen) is None  # before records named code and weights
     assert reusable({**good, "answer": [1]}, made, seen) is None
     assert reusable(json.loads(json.dumps(good)), made, None) is None  # the output is gone
     assert reusable("not a record", made, seen) is None

@@ -354,3 +354,55 @@ def test_a_rerun_converts_only_what_a_crash_left_and_what_changed(
     assert whole.result is not None and whole.result.reused == {"depth": 0, "stereo": 0}
     assert np.array_equal(np.concatenate(list(iter_frames(tmp_path / "a.mp4", 16))),
                           np.concatenate(list(iter_frames(tmp_path / "b.mp4", 16))))  # fmt: skip
+
+
+def test_a_record_names_the_code_and_every_weight_file_and_a_change_of_either_redoes_the_work(
+    weights_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each segment's records name the code (version, sources, libraries) and the SHA-256 of every
+    weight file its models loaded; the same code and weights reuse every segment, other code or
+    another weight file redoes them."""
+    import json
+    from dataclasses import replace
+
+    from stereocrafter.jobs import provenance
+    from stereocrafter.long.local import convert_long
+    from stereocrafter.pipeline.loading import load_stereo_pipeline
+    from stereocrafter.weights.integrity import read_lock, sha256_of, update_lock
+
+    source = make_video(tmp_path / "v.mp4", scene_frames(24, 64, 48), fps=12)
+    config = StereoConfig.from_preset("instant", depth_input_size=28)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def run() -> dict[str, int]:
+        pipeline = load_stereo_pipeline(weights_copy, presets=("instant",), config=config)
+        result = convert_long(pipeline, source, tmp_path / "o.mp4", segment_seconds=1.0, workdir=work).result
+        assert result is not None and len(result.segments) == 2
+        return result.reused
+
+    assert run() == {"depth": 0, "stereo": 0}
+    files = [row for row in read_lock(weights_copy) if row.model == "vda-small"]  # the checkpoint and the
+    (vda,) = [row for row in files if row.key.endswith(".pth")]  # tiny weights' marker
+    for name in ("segment-0001.depth.mkv", "segment-0001.mp4"):
+        made_of = json.loads((work / f"{name}.record.json").read_text())["recipe"]
+        assert made_of["code"] == provenance.code_identity() and made_of["device"] == "cpu"
+        assert made_of["weights"] == {
+            "vda-small": {row.key: sha256_of(weights_copy / row.key) for row in files}
+        }
+    assert run() == {"depth": 2, "stereo": 2}
+
+    other_code = {**provenance.code_identity(), "sources": "0" * 64}
+    monkeypatch.setattr(provenance, "code_identity", lambda: other_code)
+    assert run() == {"depth": 0, "stereo": 0}
+    assert run() == {"depth": 2, "stereo": 2}
+
+    checkpoint = weights_copy / vda.key  # another VDA-S checkpoint: one weight nudged
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name] + 1e-3
+    torch.save(state, checkpoint)
+    update_lock(weights_copy, [replace(vda, size=checkpoint.stat().st_size, sha256=sha256_of(checkpoint))])
+    assert run() == {"depth": 0, "stereo": 0}
+    made_of = json.loads((work / "segment-0000.mp4.record.json").read_text())["recipe"]
+    assert made_of["weights"]["vda-small"][vda.key] == sha256_of(checkpoint) != vda.sha256

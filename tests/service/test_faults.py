@@ -90,11 +90,14 @@ def test_a_poisoned_cuda_context_turns_ping_to_503(service: Service, env: dict) 
 
 
 def test_cuda_asked_for_and_missing_fails_loudly(env: dict) -> None:
+    """No usable GPU: the service starts and says why on /ping, with an instance price configured
+    too (a job's cost is the price shared among the GPUs; with none, the start once divided by zero)."""
     svc = start_service(
         env["tmp"],
-        {"WEIGHTS_DIR": str(env["tmp"] / "weights"), "STEREOCRAFTER_DEVICE": "cuda"},
+        {"WEIGHTS_DIR": str(env["tmp"] / "weights"), "STEREOCRAFTER_DEVICE": "cuda",
+         "STEREOCRAFTER_INSTANCE_HOUR_PRICE": "4.1"},
         wait_ready=False,
-    )
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -185,6 +185,37 @@ def test_reuse_answers_from_the_record_only_for_the_same_request(client: TestCli
     assert client.post("/invocations", json=body).json()["reused"] is False  # no reuse asked
 
 
+def test_another_writer_between_a_jobs_upload_and_its_record_is_not_recorded_as_the_job(
+    client: TestClient,
+    s3,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two writers of one output (two transform jobs, a retry beside a slow first try): the other
+    one's upload lands after this job's and before this job writes its record. This job's recipe is
+    never recorded with the other's bytes: the rerun with ``reuse`` converts again."""
+    from stereocrafter.locations import S3Location
+    from stereocrafter.serving.storage import S3Storage
+
+    out, key = f"s3://{BUCKET}/out/contended.mp4", "out/contended.mp4"
+    body = {"s3_input_uri": CLIP, "s3_output_uri": out, "mode": "sbs", "preset": "fast", "report": False}
+    upload = S3Storage.upload
+
+    def then_another_writer(self: S3Storage, path: Path, location: S3Location | str, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        upload(self, path, location, *args, **kwargs)
+        if S3Location.parse(location).key == key:  # another job's video, with its own recipe's digest
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"the other writer's video",
+                          Metadata={"stereocrafter-recipe": "0" * 64})  # fmt: skip
+
+    monkeypatch.setattr(S3Storage, "upload", then_another_writer)
+    assert client.post("/invocations", json=body).status_code == 200
+    monkeypatch.setattr(S3Storage, "upload", upload)
+    again = client.post("/invocations", json={**body, "reuse": True}).json()
+    assert again["reused"] is False and "depth" in again["timings"]
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() != b"the other writer's video"
+    answer = client.post("/invocations", json={**body, "reuse": True}).json()  # its own record now
+    assert answer["reused"] is True
+
+
 def test_a_record_written_by_something_else_is_never_trusted_blindly(client: TestClient, s3) -> None:  # type: ignore[no-untyped-def]
     """A record whose answer is not a valid answer converts again; one that names another output
     answers with the request's own URI."""
