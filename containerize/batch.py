@@ -10,6 +10,15 @@ the instances; the alignment between them runs here (``stereocrafter.long.batch`
 ``--work``, each job has ``<job>/in/part-NNNN.jsonl`` (the manifest, in parts: Batch Transform
 hands whole objects to instances) and ``<job>/out/part-NNNN.jsonl.out`` (one answer per line).
 
+The model serves the preset the film is converted with (``--preset``, else the .env's
+``STEREOCRAFTER_PRESET``, else reference) and nothing else unless ``--presets`` says so: an instant
+film's instances need no SVD token and load no diffusion UNet. Names are digests, not clocks: the
+model's of the film, image and settings, each job's of its manifest and parameters, so the same
+command run again finds the job an earlier run started (running: waited for; completed: its
+answers read; failed or stopped: a new attempt, ``<job>-2``) instead of starting a second one over
+the same outputs. A wait that runs out (``--wait-delay`` x ``--wait-attempts``) stops the job; if
+the stop fails, the error says the job still runs and bills, and how to stop it.
+
 Two engines, one S3 layout (``S3Parts``): ``SageMakerTransform`` (CreateTransformJob, then
 DescribeTransformJob until it ends) and ``LocalTransform``, which does what Batch Transform does
 against a running service (``GET /execution-parameters``, the manifest's lines POSTed to
@@ -19,12 +28,12 @@ against a running service (``GET /execution-parameters``, the manifest's lines P
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +50,7 @@ from containerize.aws import (
 from containerize.sagemaker import create_model, gpus_of
 from stereocrafter.locations import S3Location
 from stereocrafter.long.batch import MAX_PAYLOAD_MB, answers, convert_segments_batch
+from stereocrafter.presets import DEFAULT_PRESET
 from stereocrafter.settings import Env
 
 KEYS_BATCH = (
@@ -140,21 +150,72 @@ class SageMakerTransform:
             "TransformResources": resources,
         }
 
+    def job_name(self, name: str, parts: list[bytes]) -> str:
+        """``name`` with the digest of everything the job would be created with (its manifest parts
+        and its parameters): a rerun of the same work derives the same name and finds the job."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self.request(""), sort_keys=True).encode())
+        for part in parts:
+            digest.update(len(part).to_bytes(8, "big") + part)
+        return f"{name}-{digest.hexdigest()[:8]}"
+
+    def _existing(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.sm.describe_transform_job(TransformJobName=name))
+        except self.sm.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+                return None  # SageMaker's answer for a job name it does not know
+            raise
+
+    def _start(self, name: str, parts: list[bytes]) -> str:
+        """The job for this manifest: one of an earlier run still running (or completed, every record
+        answered) is taken up again; one that failed or was stopped is followed by ``<name>-2``, ...
+        (a job name is never used twice)."""
+        base = self.job_name(name, parts)
+        for attempt in range(1, 100):
+            job_name = base if attempt == 1 else f"{base}-{attempt}"
+            found = self._existing(job_name)
+            if found is None:
+                self.parts.put(job_name, parts)
+                self.sm.create_transform_job(**self.request(job_name))
+                print(f"{job_name}: transform job started over {len(parts)} manifest parts", file=self.out)
+                return job_name
+            status = found["TransformJobStatus"]
+            if status not in ("Failed", "Stopped"):
+                print(f"{job_name}: found {status.lower()} (a run before this one started it); "
+                      "waiting for it instead of starting another", file=self.out)  # fmt: skip
+                return job_name
+        raise DeployError(f"{base}: 99 attempts of this transform job failed or were stopped")
+
     def transform(self, name: str, parts: list[bytes]) -> list[list[dict[str, Any]] | None]:
-        self.parts.put(name, parts)
-        self.sm.create_transform_job(**self.request(name))
-        print(f"{name}: transform job started over {len(parts)} manifest parts", file=self.out)
+        name = self._start(name, parts)
         for _ in range(self.wait_attempts):
             job = self.sm.describe_transform_job(TransformJobName=name)
             if job["TransformJobStatus"] in TERMINAL:
                 break
             time.sleep(self.wait_delay)
         else:
-            raise DeployError(f"{name} did not finish within {self.wait_delay * self.wait_attempts} s")
+            self._stop(name)
         print(f"{name}: {job['TransformJobStatus']}; output: {self.parts.uri(name, 'out')}; failures: "
               f"{job.get('FailureReason') or 'none'} (the log: CloudWatch /aws/sagemaker/TransformJobs, "
               f"streams {name}/...)", file=self.out)  # fmt: skip
         return self.parts.read_out(name, parts)
+
+    def _stop(self, name: str) -> None:
+        """The wait ran out: the job is stopped (not left billing), or the error says how to."""
+        waited = self.wait_delay * self.wait_attempts
+        try:
+            self.sm.stop_transform_job(TransformJobName=name)
+        except Exception as err:  # the job goes on: say so, and how to stop it
+            raise DeployError(
+                f"{name} did not finish within {waited} s and could not be stopped ({err}); it is still "
+                f"running and billing: `aws sagemaker stop-transform-job --transform-job-name {name}`, or "
+                "run the same command again to wait for it (it is found by its name)"
+            ) from None
+        raise DeployError(
+            f"{name} did not finish within {waited} s (--wait-delay x --wait-attempts); it was stopped. "
+            "The same command again starts it afresh; segments already converted are reused"
+        )
 
 
 class LocalTransform:
@@ -250,6 +311,14 @@ def batch_ami(args: argparse.Namespace, instance_type: str) -> str | None:
         raise ConfigError(str(err)) from None
 
 
+def _model_exists(sm: Any, name: str) -> bool:
+    try:
+        sm.describe_model(ModelName=name)
+    except sm.exceptions.ClientError:
+        return False
+    return True
+
+
 def run(args: argparse.Namespace, config: Mapping[str, str], make: Callable[[str, str], Any]) -> None:
     """The ``batch`` command: the AMI checked, the image in ECR, a model, then the two transform jobs
     through ``convert_segments_batch``; a segment that failed makes it exit 1, named with why."""
@@ -264,20 +333,29 @@ def run(args: argparse.Namespace, config: Mapping[str, str], make: Callable[[str
     tag = args.image_tag or git_sha()
     ensure_image(make("ecr", c["REGION"]), c["ECR_STEREOCRAFTER_SAGEMAKER_URL"], tag)
     sm, s3 = make("sagemaker", c["REGION"]), make("s3", c["REGION"])
-    name = f"{NAME_PREFIX}-batch-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    create_model(sm, name, image=f"{c['ECR_STEREOCRAFTER_SAGEMAKER_URL']}:{tag}",
-                 role_arn=c["SAGEMAKER_ENDPOINT_ROLE_ARN"], hf_token_arn=c["HF_TOKEN_SECRET_ARN"],
-                 presets=served_presets(args, config),
-                 # the image says cuda; a CPU instance has none
-                 extra_env=None if ami is not None else {Env.DEVICE: "cpu"})  # fmt: skip
+    preset = args.preset or config.get(Env.PRESET) or DEFAULT_PRESET
+    # only the preset the film is converted with, unless --presets says otherwise: an instant film
+    # needs no SVD token and loads no diffusion UNet
+    presets = served_presets(args, {}) or preset
+    env = {
+        Env.PRESET: preset,
+        **({} if ami is not None else {Env.DEVICE: "cpu"}),
+    }  # a CPU instance has no cuda
+    image = f"{c['ECR_STEREOCRAFTER_SAGEMAKER_URL']}:{tag}"
     concurrency = args.max_concurrent or gpus_of(instance_type)  # what /execution-parameters answers
+    # the same film, image and settings: the same name, so that a rerun finds its jobs
+    made_of = [pairs, args.mode, presets, env, image, instance_type, args.instance_count, ami, concurrency,
+               args.timeout, args.work]  # fmt: skip
+    name = f"{NAME_PREFIX}-batch-{hashlib.sha256(json.dumps(made_of).encode()).hexdigest()[:10]}"
+    if not _model_exists(sm, name):
+        create_model(sm, name, image=image, role_arn=c["SAGEMAKER_ENDPOINT_ROLE_ARN"],
+                     hf_token_arn=c["HF_TOKEN_SECRET_ARN"], presets=presets, extra_env=env)  # fmt: skip
     engine = SageMakerTransform(
         sm, S3Parts(s3, args.work), model=name, instance_type=instance_type,
         instance_count=args.instance_count, ami=ami, concurrency=concurrency,
         timeout_s=args.timeout, wait_delay=args.wait_delay, wait_attempts=args.wait_attempts,
     )  # fmt: skip
-    options = {"preset": args.preset} if args.preset else {}
-    result = convert_segments_batch(pairs, engine, name=name, mode=args.mode, log=print, **options)
+    result = convert_segments_batch(pairs, engine, name=name, mode=args.mode, log=print, preset=preset)
     for outcome in result.segments:
         if outcome.error is not None:
             print(f"segment {outcome.index} ({outcome.source}): {outcome.stage} failed: {outcome.error}")

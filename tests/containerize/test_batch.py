@@ -49,7 +49,7 @@ def test_the_depth_job_reaches_sagemaker_as_batch_transform_expects(
     assert code == 1 and "segments [0, 1, 2] were not converted" in out.err
     sm = aws("sagemaker")
     names = [j["TransformJobName"] for j in sm.list_transform_jobs()["TransformJobSummaries"]]
-    assert len(names) == 1 and names[0].endswith("-depth")  # no depth answer: no stereo job
+    assert len(names) == 1 and "-depth-" in names[0]  # no depth answer: no stereo job
     job = sm.describe_transform_job(TransformJobName=names[0])
     prefix = f"s3://films/jobs/{names[0]}"
     assert job["TransformInput"]["SplitType"] == "Line" and job["BatchStrategy"] == "SingleRecord"
@@ -62,7 +62,7 @@ def test_the_depth_job_reaches_sagemaker_as_batch_transform_expects(
     assert job["MaxConcurrentTransforms"] == 4 and job["MaxPayloadInMB"] == 1  # 4 GPUs per instance
     assert (
         job["TransformOutput"]["S3OutputPath"] == f"{prefix}/out/"
-        and job["ModelName"] == names[0][: -len("-depth")]
+        and job["ModelName"] == names[0].split("-depth-")[0]
     )
     assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600, "InvocationsMaxRetries": 1}
     assert f"output: {prefix}/out/" in out.out and "CloudWatch /aws/sagemaker/TransformJobs" in out.out
@@ -102,9 +102,68 @@ def test_a_cpu_instance_sends_no_ami(aws: Any, tmp_path: Path) -> None:
     name = sm.list_transform_jobs()["TransformJobSummaries"][0]["TransformJobName"]
     resources = sm.describe_transform_job(TransformJobName=name)["TransformResources"]
     assert resources == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
-    model = sm.describe_model(ModelName=name[: -len("-depth")])
+    model = sm.describe_model(ModelName=name.split("-depth-")[0])
     assert model["PrimaryContainer"]["Environment"]["STEREOCRAFTER_DEVICE"] == "cpu"  # the image says cuda
     assert _batch(aws, env_file, segments, "--instance-type", "ml.m5.xlarge", "--ami", DECLARED) == 2
+
+
+def test_the_model_serves_only_the_preset_the_film_is_converted_with(aws: Any, tmp_path: Path) -> None:
+    """An instant film's model loads VDA-S and nothing else: no SVD token, no 8 GB download, no
+    diffusion UNet in fp32 on a CPU instance; without --preset, the image's default alone;
+    --presets still chooses."""
+    segments, env_file = _setup(aws, tmp_path, count=1)
+    sm = aws("sagemaker")
+
+    def served(*extra: str) -> dict[str, str]:
+        before = {m["ModelName"] for m in sm.list_models()["Models"]}
+        _batch(aws, env_file, segments, "--instance-type", "ml.m5.xlarge", *extra)
+        (new,) = {m["ModelName"] for m in sm.list_models()["Models"]} - before
+        environment: dict[str, str] = sm.describe_model(ModelName=new)["PrimaryContainer"]["Environment"]
+        return environment
+
+    instant = served("--preset", "instant")
+    assert (instant["STEREOCRAFTER_PRESETS"], instant["STEREOCRAFTER_PRESET"]) == ("instant", "instant")
+    default = served()
+    assert (default["STEREOCRAFTER_PRESETS"], default["STEREOCRAFTER_PRESET"]) == ("reference", "reference")
+    chosen = served("--preset", "clean", "--presets", "clean,instant")
+    assert (chosen["STEREOCRAFTER_PRESETS"], chosen["STEREOCRAFTER_PRESET"]) == ("clean,instant", "clean")
+
+
+def test_a_rerun_finds_its_transform_job_by_name_instead_of_starting_another(
+    aws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The job's name is the digest of its manifest and settings: the same command again finds the
+    job (here completed at once, as moto's are) and starts no second one over the same outputs;
+    another film is another job."""
+    segments, env_file = _setup(aws, tmp_path, count=2)
+    command = ("--instance-type", "ml.m5.xlarge", "--preset", "instant")
+    sm = aws("sagemaker")
+    assert _batch(aws, env_file, segments, *command) == 1
+    (first,) = [j["TransformJobName"] for j in sm.list_transform_jobs()["TransformJobSummaries"]]
+    capsys.readouterr()
+    assert _batch(aws, env_file, segments, *command) == 1
+    assert [j["TransformJobName"] for j in sm.list_transform_jobs()["TransformJobSummaries"]] == [first]
+    assert f"{first}: found completed" in capsys.readouterr().out
+    assert len(sm.list_models()["Models"]) == 1  # the model too is found by its name
+    segments.write_text(segments.read_text().replace("1.mp4", "2.mp4"))
+    assert _batch(aws, env_file, segments, *command) == 1
+    assert len(sm.list_transform_jobs()["TransformJobSummaries"]) == 2
+
+
+def test_a_wait_that_runs_out_stops_the_job_or_says_it_still_bills(
+    aws: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No wait left: the job is stopped, never silently left running. moto has no StopTransformJob,
+    so here the stop fails and the error says the job still runs, and how to stop it or wait again."""
+    segments, env_file = _setup(aws, tmp_path, count=1)
+    code = main(["--env-file", str(env_file), "batch", "--segments", str(segments), "--work", "s3://films/jobs/",
+                 "--image-tag", "abc1234", "--wait-delay", "0", "--wait-attempts", "0",
+                 "--instance-type", "ml.m5.xlarge", "--preset", "instant"],
+                clients=lambda name, region: aws(name))  # fmt: skip
+    err = capsys.readouterr().err
+    (name,) = [j["TransformJobName"] for j in aws("sagemaker").list_transform_jobs()["TransformJobSummaries"]]
+    assert code == 1 and f"{name} did not finish within 0 s" in err
+    assert f"stop-transform-job --transform-job-name {name}" in err and "still running and billing" in err
 
 
 def test_the_segments_file_is_checked_line_by_line(tmp_path: Path) -> None:
