@@ -11,8 +11,14 @@ entrypoint with `serve`, as the image's non-root user, with the image's environm
 3. POST /invocations converts a generated clip from moto's S3 server (on the host) and the stereo
    video lands in S3.
 
+Before them, step 0 (``TORCH_CHECK``, no GPU needed): the image's torch is the CUDA build that
+``containerize/cuda.py`` reads from the image's pins (``torch.version.cuda`` against
+``cuda.image_cuda()``), and cuBLAS and cuDNN, the libraries every model call goes through, load
+inside the image (cuDNN reports its version). A CPU wheel, or one for another CUDA, would pass the
+rest of this smoke on the CPU and fail only on the GPU instance, where the AMI check assumed it.
+
 The device is overridden to the CPU (STEREOCRAFTER_DEVICE=cpu): the image's torch is the CUDA build,
-which runs on the CPU too. Prints each step's time; exit status 0 only if all three pass.
+which runs on the CPU too. Prints each step's time; exit status 0 only if all four pass.
 
     python -m containerize.image_smoke [--image stereocrafter:local]
 """
@@ -39,6 +45,44 @@ from stereocrafter.testing.weights import write_sample_clip
 
 PORT = 8080
 WEIGHTS = DEFAULT_WEIGHTS_DIR  # SageMaker's model volume
+
+# Run by the image's Python (``python -c``; the image holds no ``containerize``), with the CUDA
+# version its pins name in place of {want}: one line per finding, exit status 1 on a problem.
+TORCH_CHECK = """
+import ctypes, glob, os, site, sys
+import torch
+want, got = "{want}", torch.version.cuda
+if got is None:
+    sys.exit(f"torch {{torch.__version__}} is the CPU build (torch.version.cuda is None); "
+             f"the image's pins name CUDA {{want}} (containerize/cuda.py)")
+if got.split(".")[:2] != want.split("."):
+    sys.exit(f"torch {{torch.__version__}} is built for CUDA {{got}}; the image's pins name CUDA {{want}}")
+print(f"torch {{torch.__version__}}: CUDA {{got}}")
+problems = []
+for name in ("cublas", "cudnn"):
+    pattern = os.path.join("nvidia", "**", f"lib{{name}}.so*")
+    found = sorted({{p for root in site.getsitepackages()
+                     for p in glob.glob(os.path.join(root, pattern), recursive=True)}})
+    if not found:
+        problems.append(f"lib{{name}}.so is not in the image (no nvidia wheel carries it)")
+        continue
+    try:
+        ctypes.CDLL(found[0])
+        print(f"{{name}}: {{found[0]}} loads")
+    except OSError as err:
+        problems.append(f"{{found[0]}} does not load: {{err}}")
+version = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+if version is None:
+    problems.append("torch cannot use cuDNN (torch.backends.cudnn.version() is None)")
+else:
+    print(f"cuDNN {{version}} through torch")
+sys.exit("; ".join(problems) or None)
+"""
+
+
+def torch_check(want: tuple[int, int]) -> str:
+    """``TORCH_CHECK`` for an image whose pins name CUDA ``want`` (``cuda.image_cuda()``)."""
+    return TORCH_CHECK.format(want=".".join(map(str, want)))
 
 
 def buildah(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -104,6 +148,13 @@ def main() -> int:
         )
         source = "/home/bentoml/bento/src"  # the Bento's code in the image
         run = ["run", "--isolation", "chroot", "--user", user, "--workingdir", source, container, "--"]
+        from containerize.cuda import image_cuda
+
+        try:
+            checked = buildah(*run, "python", "-c", torch_check(image_cuda()))
+        except subprocess.CalledProcessError as err:
+            raise SystemExit(f"image smoke: FAILED (the image's torch: {err.stderr.strip()})") from None
+        print(f"0. {'; '.join(checked.stdout.strip().splitlines())} ({time.monotonic() - started:.1f} s)")
         made = buildah(*run, "python", "-c", write_weights)
         tools = buildah(*run, "sh", "-c", "for t in gcc g++ make git; do command -v $t || true; done").stdout
         if tools.strip():

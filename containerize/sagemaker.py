@@ -61,6 +61,8 @@ GPUS_PER_INSTANCE = {
     "ml.p4d.24xlarge": 8,
     "ml.p4de.24xlarge": 8,
     "ml.p5.48xlarge": 8,
+    "ml.p5e.48xlarge": 8,  # 8 H200
+    "ml.p5en.48xlarge": 8,  # 8 H200, faster networking
 }
 
 

@@ -238,13 +238,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, ProgressBars]:
 
     weights_dir = args.weights_dir or settings.weights_dir
     pipeline = load_stereo_pipeline(weights_dir, device=device, config=config, presets=(config.preset,))
-    job = Job(
-        config=config,
-        settings=settings,
-        encoding=Encoding(encoder, args.crf),
-        tiny=pipeline.tiny,
-        made_by=pipeline.provenance,
-    )
+    job = Job(config=config, settings=settings, encoding=Encoding(encoder, args.crf), tiny=pipeline.tiny,
+              made_by=pipeline.provenance)  # fmt: skip
     return pipeline, job, ProgressBars(args.quiet)
 
 

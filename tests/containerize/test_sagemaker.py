@@ -176,3 +176,15 @@ def test_the_gpu_table() -> None:
     big = ("ml.g6e.12xlarge", "ml.g6e.48xlarge", "ml.p4d.24xlarge", "ml.p5.48xlarge")
     assert [gpus_of(t) for t in big] == [4, 8, 8, 8]
     assert gpus_of("ml.g5.2xlarge") == 1 and gpus_of("ml.unknown.9xlarge") == 1
+    assert gpus_of("ml.p5e.48xlarge") == gpus_of("ml.p5en.48xlarge") == 8
+
+
+def test_every_supported_family_has_its_gpu_counts() -> None:
+    """A family the AMI check accepts but the table lacks would run one request at a time on an
+    instance of eight GPUs (batch concurrency and the endpoint's per-instance invocations)."""
+    from containerize.cuda import SUPPORTED_FAMILIES
+    from containerize.sagemaker import GPUS_PER_INSTANCE
+
+    listed = {name.split(".")[1] for name in GPUS_PER_INSTANCE}
+    assert set(SUPPORTED_FAMILIES) - listed == set()
+    assert all(count >= 1 for count in GPUS_PER_INSTANCE.values())
