@@ -128,11 +128,13 @@ class StereoCrafter:
     async def invocations(self, request: Request) -> JSONResponse:
         request_id = new_request_id()
         arrived = time.monotonic()
+        taken: float | None = None  # when the job took its slot (GPU)
         try:
             job = parse_invocation(await read_body(request, self.settings.max_body_bytes), self.settings)
             self.models.require(job.config.preset)  # 503 at once, without queueing, when it cannot run
             deadline = Deadline.for_job(self.settings, job, arrived)
             await self.gpu.take(deadline)  # in arrival order; 504 / 503 while waiting too
+            taken = time.monotonic()
             try:
                 response = await anyio.to_thread.run_sync(self._run, job, request_id, deadline)
             finally:
@@ -145,14 +147,22 @@ class StereoCrafter:
         except StereoCrafterError as err:
             logger.info("request %s failed: %s %s", request_id, err.status, err.code)
             metrics.JOBS.labels("error", err.code).inc()
-            return error_response(err, request_id)
+            return error_response(err, request_id, held=self._held(taken))
         except Exception:
             logger.exception("request %s failed unexpectedly", request_id)
             internal = StereoCrafterError("internal error; the request id identifies it in the service log")
             metrics.JOBS.labels("error", internal.code).inc()
-            return error_response(internal, request_id)
+            return error_response(internal, request_id, held=self._held(taken))
         metrics.JOBS.labels("ok", "").inc()
         return JSONResponse(response, headers={"X-Request-Id": request_id})
+
+    def _held(self, taken: float | None) -> dict[str, float | None] | None:
+        """A failed job's slot time and cost, for its error answer (None: it never took a slot)."""
+        if taken is None:
+            return None
+        seconds = round(time.monotonic() - taken, 3)
+        cost = None if self._slot_price is None else round(seconds / 3600 * self._slot_price, 6)
+        return {"gpu_seconds": seconds, "cost": cost}
 
     def _gpu_failed(self, reason: str) -> None:
         """A CUDA error poisoned this instance's GPU: /ping answers 503 from now on."""

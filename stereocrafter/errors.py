@@ -244,9 +244,12 @@ class MethodNotAllowedError(StereoCrafterError):
 
 class ConversionError(Exception):
     """The service refused or failed the conversion: ``status`` (HTTP), ``code`` (the service's
-    error code), ``message`` and ``request_id`` (the service log's key)."""
+    error code), ``message`` and ``request_id`` (the service log's key); ``gpu_seconds`` and
+    ``cost``: what the job held of its GPU before it failed (None: it never took one)."""
 
     stands_for: tuple[type[StereoCrafterError], ...] = ()
+    gpu_seconds: float | None = None
+    cost: float | None = None
 
     def __init__(self, status: int, code: str, message: str, request_id: str | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -366,16 +369,9 @@ CALLER_ERRORS: dict[str, type[ConversionError]] = {
 }
 # An answer without a code of the service's (a gateway's, a proxy's) is typed by its status alone.
 _BY_STATUS: dict[int, type[ConversionError]] = {
-    400: BadRequest,
-    403: AccessDenied,
-    404: InputNotFound,
-    409: OutputExists,
-    413: SegmentTooLarge,
-    422: InvalidVideo,
-    502: StorageUnavailable,
-    503: ServiceNotReady,
-    507: InsufficientGpuMemory,
-}
+    400: BadRequest, 403: AccessDenied, 404: InputNotFound, 409: OutputExists, 413: SegmentTooLarge,
+    422: InvalidVideo, 502: StorageUnavailable, 503: ServiceNotReady, 507: InsufficientGpuMemory,
+}  # fmt: skip
 
 
 def status_of(code: str) -> int | None:
@@ -395,4 +391,8 @@ def error_from(status: int, body: bytes | str) -> ConversionError:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
         data = {"error": "unexpected_response", "message": text[:500]}
     cls = CALLER_ERRORS.get(str(data.get("error"))) or _BY_STATUS.get(status, ServiceError)
-    return cls(status, str(data.get("error", "")), str(data.get("message", "")), data.get("request_id"))
+    err = cls(status, str(data.get("error", "")), str(data.get("message", "")), data.get("request_id"))
+    for name in ("gpu_seconds", "cost"):  # what a job that failed on a GPU held before it failed
+        value = data.get(name)
+        setattr(err, name, float(value) if isinstance(value, int | float) else None)
+    return err

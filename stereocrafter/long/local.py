@@ -10,7 +10,9 @@ stored, aligned depth) on local files with the same functions the service's jobs
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,8 +104,8 @@ class LocalBackend:
             )
         made_of = recipe(self.job, "depth", {"segment": self._identity(source)})
         if reuse and (answer := read_local(depth_output, made_of)) is not None:
-            return {**answer, "reused": True, "gpu_seconds": 0.0, "timings": {}}
-        with self._lock:
+            return _again(answer)
+        with self._lock, _timed_failure():
             result = depth_file(
                 self.pipeline,
                 source.path,
@@ -142,7 +144,7 @@ class LocalBackend:
         made_of = recipe(self.job, "stereo", inputs, mode=options.get("mode", DEFAULT_MODE),
                          **{k: options.get(k) for k in ALIGNED if k != "depth_uri"})  # fmt: skip
         if reuse and (answer := read_local(output, made_of)) is not None:
-            return {**answer, "reused": True, "gpu_seconds": 0.0, "timings": {}}
+            return _again(answer)
         raw = None
         if options.get("depth_uri"):
             info = segment_info(source.path, (source.start, source.count))
@@ -154,7 +156,7 @@ class LocalBackend:
             depth_range=options.get("depth_range"),
         )
         observer = self.observer_factory(source) if self.observer_factory else None
-        with self._lock:
+        with self._lock, _timed_failure():
             result = convert_file(
                 self.pipeline, source.path, output, mode=options.get("mode", DEFAULT_MODE), job=self.job,
                 hooks=RunHooks(progress=self.progress, observer=observer),
@@ -166,6 +168,24 @@ class LocalBackend:
                   "gpu_seconds": held, "cost": None}  # fmt: skip
         write_local(output, made_of, answer)
         return answer
+
+
+@contextmanager
+def _timed_failure() -> Iterator[None]:
+    """A task that fails says how long it held this machine's device (``gpu_seconds`` on the error,
+    as the service's error answer does): the run's cost counts it."""
+    started = time.monotonic()
+    try:
+        yield
+    except Exception as err:
+        err.gpu_seconds = round(time.monotonic() - started, 3)  # type: ignore[attr-defined]
+        raise
+
+
+def _again(answer: dict[str, Any]) -> dict[str, Any]:
+    """A recorded answer given again: this run spent nothing on it; what making it took stays known."""
+    return {**answer, "reused": True, "gpu_seconds": 0.0, "cost": None, "timings": {},
+            "made_gpu_seconds": answer.get("gpu_seconds"), "made_cost": answer.get("cost")}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,10 @@ class SegmentOutcome:
     error_code: str | None = None
     stage: str | None = None  # "depth" or "stereo": where it failed
     attempts: dict[str, int] = field(default_factory=dict)
+    # what its failed attempts held of a GPU before they failed (the service's error answer says;
+    # a local task is timed), and their cost (None: no price said)
+    failed_gpu_seconds: float = 0.0
+    failed_cost: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -78,25 +82,55 @@ class SegmentsResult:
     def _answers(self) -> list[dict[str, Any]]:
         return [a for s in self.segments for a in (s.depth, s.result) if a is not None]
 
+    def _failed_cost(self) -> list[float]:
+        return [s.failed_cost for s in self.segments if s.failed_cost is not None]
+
+    @property
+    def failed_gpu_seconds(self) -> float:
+        """What this run's failed attempts held of a GPU before they failed."""
+        return round(sum(s.failed_gpu_seconds for s in self.segments), 3)
+
     @property
     def gpu_seconds(self) -> float:
-        """The slot-seconds (GPU) every depth and stereo answer says its job held."""
-        return round(sum(float(a.get("gpu_seconds") or 0.0) for a in self._answers()), 3)
+        """This run's slot-seconds (GPU): every answer's (a reused one's: its reuse check) and every
+        failed attempt's."""
+        answered = sum(float(a.get("gpu_seconds") or 0.0) for a in self._answers())
+        return round(answered + self.failed_gpu_seconds, 3)
 
     @property
     def cost(self) -> float | None:
-        """The answers' costs summed (None when no answer had a price: none configured)."""
-        costs = [float(a["cost"]) for a in self._answers() if a.get("cost") is not None]
+        """This run's cost: the answers' and the failed attempts' (None when none had a price)."""
+        costs = [float(a["cost"]) for a in self._answers() if a.get("cost") is not None] + self._failed_cost()
+        return round(sum(costs), 6) if costs else None
+
+    @property
+    def film_gpu_seconds(self) -> float:
+        """What the film's outputs took to make: a reused output's from its record (when it was
+        made), the others' from this run, and this run's failed attempts (an earlier run's failures
+        are not known here)."""
+        made = sum(float((a.get("made_gpu_seconds") if a.get("reused") else a.get("gpu_seconds")) or 0.0)
+                   for a in self._answers())  # fmt: skip
+        return round(made + self.failed_gpu_seconds, 3)
+
+    @property
+    def film_cost(self) -> float | None:
+        """The film's cost, as ``film_gpu_seconds`` counts (None when nothing had a price)."""
+        costs = [float(c) for a in self._answers()
+                 if (c := a.get("made_cost") if a.get("reused") else a.get("cost")) is not None]  # fmt: skip
+        costs += self._failed_cost()
         return round(sum(costs), 6) if costs else None
 
     @property
     def output_seconds(self) -> float:
-        """The duration of the stereo outputs made (frames / fps of each answer that says its fps)."""
+        """The duration of the stereo outputs (frames / fps of each answer that says its fps)."""
+        return self._seconds(reused=True)
+
+    def _seconds(self, reused: bool) -> float:
         return float(
             sum(
                 int(s.result["frames"]) / float(Fraction(str(s.result["fps"])))
                 for s in self.segments
-                if s.result is not None and s.result.get("fps")
+                if s.result is not None and s.result.get("fps") and (reused or not s.result.get("reused"))
             )
         )
 
@@ -111,20 +145,26 @@ class SegmentsResult:
                 f"depths; the rest was converted")  # fmt: skip
 
     def cost_line(self) -> str:
-        """GPU time and cost per output minute, as ``convert_segments`` logs it."""
-        minutes = self.output_seconds / 60
-        if minutes <= 0:
-            return f"GPU time {self.gpu_seconds:.1f} s; no output yet"
-        line = (f"GPU time {self.gpu_seconds:.1f} s for {self.output_seconds:.1f} s of output: "
-                f"{self.gpu_seconds / 60 / minutes:.2f} GPU-minutes per output minute")  # fmt: skip
+        """GPU time and cost per output minute, as ``convert_segments`` logs it: this run's, and the
+        whole film's when outputs were reused (a resumed run's own figures alone would make the
+        film look nearly free)."""
+        failed = self.failed_gpu_seconds
+        note = f" ({failed:.1f} s of it in failed attempts)" if failed else ""
+        film = _per_minute(self.film_gpu_seconds, self.film_cost, self.output_seconds, note)
+        if not any(self.reused.values()):
+            return film
         cost = self.cost
-        return line + (f", cost {cost:.4f} ({cost / minutes:.4f} per output minute)" if cost is not None
-                       else ", cost: no price configured (STEREOCRAFTER_INSTANCE_HOUR_PRICE)")  # fmt: skip
+        run = (f"this run: GPU time {self.gpu_seconds:.1f} s{note} for {self._seconds(False):.1f} s of new "
+               f"output" + (f", cost {cost:.4f}" if cost is not None else ""))  # fmt: skip
+        return f"{run}; the film: {film}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "gpu_seconds": self.gpu_seconds,
             "cost": self.cost,
+            "failed_gpu_seconds": self.failed_gpu_seconds,
+            "film_gpu_seconds": self.film_gpu_seconds,
+            "film_cost": self.film_cost,
             "output_seconds": round(self.output_seconds, 3),
             "failed": self.failed,
             "reused": self.reused,
@@ -135,6 +175,17 @@ class SegmentsResult:
                 for s in self.segments
             ],
         }  # fmt: skip
+
+
+def _per_minute(gpu_seconds: float, cost: float | None, output_seconds: float, note: str = "") -> str:
+    """GPU time (``note`` after it) and cost for ``output_seconds`` of output, and per output minute."""
+    minutes = output_seconds / 60
+    if minutes <= 0:
+        return f"GPU time {gpu_seconds:.1f} s{note}; no output yet"
+    line = (f"GPU time {gpu_seconds:.1f} s{note} for {output_seconds:.1f} s of output: "
+            f"{gpu_seconds / 60 / minutes:.2f} GPU-minutes per output minute")  # fmt: skip
+    return line + (f", cost {cost:.4f} ({cost / minutes:.4f} per output minute)" if cost is not None
+                   else ", cost: no price configured (STEREOCRAFTER_INSTANCE_HOUR_PRICE)")  # fmt: skip
 
 
 def retryable(err: BaseException, transient: tuple[type[BaseException], ...] = TRANSIENT) -> bool:
@@ -159,6 +210,11 @@ def _attempt(
                 f"segment {outcome.index}: {stage} attempt {attempt} failed: {err}"
                 + ("; retrying" if again else "")
             )
+            held, cost = getattr(err, "gpu_seconds", None), getattr(err, "cost", None)
+            if isinstance(held, int | float):  # a GPU was held, and paid for, before it failed
+                outcome.failed_gpu_seconds += float(held)
+            if isinstance(cost, int | float):
+                outcome.failed_cost = (outcome.failed_cost or 0.0) + float(cost)
             if not again:
                 outcome.error, outcome.stage = f"{type(err).__name__}: {err}", stage
                 outcome.error_code = err.code if isinstance(err, ConversionError) else None

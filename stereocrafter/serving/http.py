@@ -53,9 +53,15 @@ def new_request_id() -> str:
 
 
 def error_response(
-    err: StereoCrafterError, request_id: str, headers: dict[str, str] | None = None
+    err: StereoCrafterError,
+    request_id: str,
+    headers: dict[str, str] | None = None,
+    held: dict[str, float | None] | None = None,
 ) -> JSONResponse:
-    body = {"error": err.code, "message": bounded(err.message), "request_id": request_id}
+    """The JSON error answer; ``held``: the GPU time and cost a job spent before it failed (so that
+    a caller's cost of a film counts its failed jobs too)."""
+    body: dict[str, Any] = {"error": err.code, "message": bounded(err.message), "request_id": request_id}
+    body.update(held or {})
     return JSONResponse(body, status_code=err.status, headers={"X-Request-Id": request_id, **(headers or {})})
 
 

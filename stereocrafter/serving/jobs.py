@@ -122,7 +122,8 @@ def _again(job: Job, request: InvocationRequest, kind: type[Answer]) -> Answer |
     target = "depth_output_uri" if request.task == "depth" else "s3_output_uri"
     fields = {**answer, target: request.output.uri, "request_id": job.request_id, "started_at": job.started,
               "finished_at": time.time(), "timings": {k: round(v, 3) for k, v in job.timings.items()},
-              "gpu_seconds": job.gpu_seconds(), "cost": job.cost(), "reused": True}  # fmt: skip
+              "gpu_seconds": job.gpu_seconds(), "cost": job.cost(), "reused": True,
+              "made_gpu_seconds": answer.get("gpu_seconds"), "made_cost": answer.get("cost")}  # fmt: skip
     try:
         return kind(**fields)
     except ValidationError:

@@ -193,6 +193,10 @@ class InvocationResponse(BaseModel):
         "requested (auto or the codec) and, when auto fell back to libx264, why (fallback)"
     )
     reused: bool = Field(default=False, description="true: the recorded answer of an output made before")
+    made_gpu_seconds: float | None = Field(
+        default=None, description="reused: the slot seconds the output took when it was made (its record's)"
+    )
+    made_cost: float | None = Field(default=None, description="reused: its cost when it was made")
     stereo_tag: str | None = Field(
         default=None,
         description="the stereo layout written into the container (st3d in MP4/MOV, StereoMode in "
@@ -231,6 +235,8 @@ class DepthResponse(BaseModel):
     cost: float | None = None
     tiny_weights: bool
     reused: bool = False  # the recorded answer of a stored depth made before (``reuse``)
+    made_gpu_seconds: float | None = None  # reused: what making it held, and cost, then
+    made_cost: float | None = None
     slot: int | None = None
     device: str | None = None
 

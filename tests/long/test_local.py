@@ -375,10 +375,13 @@ def test_a_record_names_the_code_and_every_weight_file_and_a_change_of_either_re
     work = tmp_path / "work"
     work.mkdir()
 
+    results = []
+
     def run() -> dict[str, int]:
         pipeline = load_stereo_pipeline(weights_copy, presets=("instant",), config=config)
         result = convert_long(pipeline, source, tmp_path / "o.mp4", segment_seconds=1.0, workdir=work).result
         assert result is not None and len(result.segments) == 2
+        results.append(result)
         return result.reused
 
     assert run() == {"depth": 0, "stereo": 0}
@@ -391,6 +394,11 @@ def test_a_record_names_the_code_and_every_weight_file_and_a_change_of_either_re
             "vda-small": {row.key: sha256_of(weights_copy / row.key) for row in files}
         }
     assert run() == {"depth": 2, "stereo": 2}
+    made, resumed = results  # the resumed run spent nothing; the film still cost what it took to make
+    assert (
+        resumed.gpu_seconds == 0 and resumed.film_gpu_seconds == made.film_gpu_seconds == made.gpu_seconds > 0
+    )
+    assert resumed.cost_line().startswith("this run: GPU time 0.0 s for 0.0 s of new output; the film: GPU")
 
     other_code = {**provenance.code_identity(), "sources": "0" * 64}
     monkeypatch.setattr(provenance, "code_identity", lambda: other_code)

@@ -3,6 +3,7 @@ tasks get only the fields they take, transient failures are retried, a failed se
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -96,3 +97,43 @@ def test_the_run_sums_what_its_jobs_held_and_cost_per_output_minute() -> None:
 
     unpriced = convert_segments([(0, "a.mp4")], Unpriced(), backoff=0)
     assert unpriced.cost is None and "no price configured" in unpriced.cost_line()
+
+
+def test_a_resumed_run_counts_what_its_reused_outputs_took_and_its_failed_attempts() -> None:
+    """Segment 0's outputs are reused (their records say 2 s and 10 s when they were made), segment
+    1's stereo task fails once after holding the GPU 4 s (the service's error answer says so), then
+    converts: the run's own figures count the failure, the film's count every output as made."""
+    from stereocrafter.errors import error_from
+
+    class Resumed(Backend):
+        def depth(self, source: Any, depth_output: str, **options: Any) -> dict[str, Any]:
+            answer = super().depth(source, depth_output, **options)
+            if source == 0:
+                return {**answer, "reused": True, "gpu_seconds": 0.1, "cost": 0.0001, "made_gpu_seconds": 2.0,
+                        "made_cost": 0.002}  # fmt: skip
+            return {**answer, "gpu_seconds": 2.0, "cost": 0.002}
+
+        def stereo(self, source: Any, output: str, **options: Any) -> dict[str, Any]:
+            if source == 1 and self.failures.get(1):
+                self.failures[1] -= 1
+                body = {"error": "internal_error", "message": "x", "gpu_seconds": 4.0, "cost": 0.004}
+                raise error_from(500, json.dumps(body))
+            answer = {**super().stereo(source, output, **options), "frames": 48, "fps": "24"}
+            if source == 0:
+                made = {"made_gpu_seconds": 10.0, "made_cost": 0.01}
+                return {**answer, "reused": True, "gpu_seconds": 0.1, "cost": 0.0001, **made}
+            return {**answer, "gpu_seconds": 10.0, "cost": 0.01}
+
+    said: list[str] = []
+    result = convert_segments([(0, "a.mp4"), (1, "b.mp4")], Resumed(), log=said.append, backoff=0)
+    assert result.failed == [] and result.failed_gpu_seconds == 4.0
+    assert result.gpu_seconds == pytest.approx(0.2 + 2.0 + 10.0 + 4.0)  # this run's
+    assert result.cost == pytest.approx(0.0002 + 0.002 + 0.01 + 0.004)
+    assert result.film_gpu_seconds == pytest.approx(2.0 + 10.0 + 2.0 + 10.0 + 4.0)
+    assert result.film_cost == pytest.approx(0.028)
+    assert said[-1] == (
+        "this run: GPU time 16.2 s (4.0 s of it in failed attempts) for 2.0 s of new output, cost 0.0162; "
+        "the film: GPU time 28.0 s (4.0 s of it in failed attempts) for 4.0 s of output: 7.00 GPU-minutes "
+        "per output minute, cost 0.0280 (0.4200 per output minute)"
+    )
+    assert result.as_dict()["film_gpu_seconds"] == pytest.approx(28.0)

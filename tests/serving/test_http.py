@@ -113,6 +113,10 @@ def test_bad_requests_get_a_precise_answer_and_write_nothing(
 ) -> None:
     answer = _error(client.post("/invocations", content=body), status, code)
     assert message in answer["message"]
+    # a job that failed after taking its slot says what it held (the 404 is found by the job itself)
+    assert ("gpu_seconds" in answer) == (status == 404)
+    if status == 404:
+        assert answer["gpu_seconds"] >= 0 and answer["cost"] == pytest.approx(answer["gpu_seconds"] / 1000)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="o.mp4")
     assert client.get("/ping").status_code == 200  # healthy afterwards
 
