@@ -6,7 +6,12 @@ other output (``audio.OUTPUT_FORMATS``: .mp4, .m4v, .mov, .mkv). Every audio str
 source is carried over, cut at the end of the video, by the rule single-file conversions follow
 (``audio.audio_plan``): copied when the container carries its codec, otherwise transcoded to
 AAC; a stream that cannot be kept at all is named in the result (``dropped``), never lost
-silently. The segments must share codec, size, pixel format, frame rate and codec parameters
+silently. Segments written as Matroska (.mkv) carry no decode timestamps for their first,
+reordered frames (Matroska stores presentation times only): they are rebuilt from the presentation
+times, as FFmpeg's own demuxer does for the later frames (``_decode_times``), and an MP4 or MOV
+output gets the codec's sample entry (``MP4_TAGS``), which Matroska does not keep. A container that
+still refuses the segments' streams is a ``StitchError`` naming what to do. The segments must share
+codec, size, pixel format, frame rate and codec parameters
 (they do when one service or one ``convert-long`` run encoded them); anything else is refused,
 because a player would show garbage. The segments' stereo tag (``stereotag``: ``st3d`` or
 ``StereoMode``, the same in every segment) is written into the output. The output's video frame
@@ -27,11 +32,14 @@ from pathlib import Path
 
 import av
 
-from stereocrafter.errors import VideoDecodeError, VideoEncodeError
+from stereocrafter.errors import StitchError, VideoDecodeError, VideoEncodeError
 from stereocrafter.guard import Every, Stop
 from stereocrafter.media.audio import SourceAudio, output_format
 from stereocrafter.media.stereotag import describe, matroska_metadata, read_layout, tag_file
 from stereocrafter.media.video_io import probe
+
+# The MP4/MOV sample entry of each codec the segments may carry (hvc1: what Apple's players require).
+MP4_TAGS = {"h264": "avc1", "hevc": "hvc1"}
 
 
 @dataclass(frozen=True)
@@ -100,8 +108,15 @@ def stitch(
     output = Path(output)
     partial = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:12]}.partial{output.suffix}")
     try:
-        with av.open(str(partial), mode="w", format=fmt) as out:
-            audio = _stitch_into(out, [Path(p) for p in parts], audio_from, Every(stop), layout)
+        try:
+            with av.open(str(partial), mode="w", format=fmt) as out:
+                audio = _stitch_into(out, [Path(p) for p in parts], audio_from, Every(stop), layout)
+        except av.error.FFmpegError as err:  # the container refused the segments' streams
+            codec = _codec_of(parts[0])
+            raise StitchError(
+                f"a {fmt} file cannot take the segments' {codec} video as it is ({err}); stitch into "
+                f".mkv (Matroska takes any codec) or convert the segments again with the output's suffix"
+            ) from None
         if layout is not None and fmt != "matroska":
             tag_file(partial, layout)
         written = probe(partial).num_frames
@@ -118,6 +133,27 @@ def stitch(
     )  # fmt: skip
 
 
+def _codec_of(path: str | os.PathLike[str]) -> str:
+    try:
+        with av.open(str(path)) as part:
+            return str(part.streams.video[0].codec_context.name)
+    except (av.error.FFmpegError, IndexError):
+        return "unknown"
+
+
+def _decode_times(path: Path) -> tuple[list[int], int]:
+    """For a segment some of whose video packets lack a decode timestamp (Matroska's reordered
+    frames): its presentation times in order and the reorder delay, the least shift that puts every
+    packet's decode time at or before its presentation time, so that ``sorted pts[i] - delay`` is a
+    valid, rising decode time for the i-th packet; ([], 0) when every packet has its own."""
+    with av.open(str(path)) as part:
+        packets = [(p.pts, p.dts) for p in part.demux(part.streams.video[0]) if p.pts is not None]
+    if all(dts is not None for _, dts in packets):
+        return [], 0
+    ordered = sorted(pts for pts, _ in packets)
+    return ordered, max(0, *(o - pts for o, (pts, _) in zip(ordered, packets, strict=True)))
+
+
 def _stitch_into(
     out: av.container.OutputContainer,
     parts: list[Path],
@@ -129,9 +165,13 @@ def _stitch_into(
         template = first.streams.video[0]
         signature = _signature(template)
         video = out.add_stream_from_template(template)
+        if out.format.name != "matroska" and template.codec_context.name in MP4_TAGS:
+            video.codec_tag = MP4_TAGS[template.codec_context.name]  # Matroska keeps none
         video.metadata.pop("stereo_mode", None)
         if out.format.name == "matroska":
             video.metadata.update(matroska_metadata(layout))
+    rebuilt = {path: _decode_times(path) for path in parts}
+    delay = max((d for _, d in rebuilt.values()), default=0)  # one for every segment: DTS keep rising
     audio = SourceAudio(out, Path(audio_from)) if audio_from is not None else None
     try:
         start = Fraction(0)
@@ -143,10 +183,13 @@ def _stitch_into(
                         f"{path.name} differs from the first segment in codec, size or settings"
                     )
                 end = start
+                ordered = iter(rebuilt[path][0])
                 for packet in part.demux(stream):
                     every()
                     if packet.dts is None and packet.pts is None:
                         continue  # a demuxer's flush packet
+                    if rebuilt[path][0] and packet.pts is not None:
+                        packet.dts = next(ordered) - delay
                     base = packet.time_base
                     shift = round(start / base)
                     if packet.pts is not None:

@@ -101,3 +101,29 @@ def test_stitching_keeps_every_source_audio_in_every_container(
         assert stream.codec_context.codec.canonical_name == ("aac" if transcoded else result.audio.split()[0])
         frame = max(float(p.duration * p.time_base) for p in container.demux(stream) if p.duration)
     assert audio_duration(out) == pytest.approx(info.num_frames / 24, abs=frame), (frame, audio_duration(out))
+
+
+def test_matroska_segments_stitch_into_matroska_and_into_mp4(tmp_path: Path) -> None:
+    """Service outputs written as .mkv, whose reordered first frames carry no decode timestamp (FFmpeg
+    refused them with a bare "Invalid argument", errno 22): joined into .mkv and into .mp4, every
+    frame as the segments hold it, in order, with the stereo tag; nothing else is left behind."""
+    from stereocrafter.media.encode import VideoWriter
+    from stereocrafter.media.stereotag import read_layout
+
+    parts = []
+    for i in range(3):
+        with VideoWriter(tmp_path / f"p{i}.mkv", fps=24, width=64, height=48, stereo="left_right") as writer:
+            writer.write(scene_frames(8 + i, 64, 48, seed=i))
+        parts.append(tmp_path / f"p{i}.mkv")
+    frames = np.concatenate([np.concatenate(list(iter_frames(p, 16))) for p in parts])
+    for name in ("film.mkv", "film.mp4"):
+        joined = stitch(parts, tmp_path / name)
+        assert joined.frames == probe(tmp_path / name).num_frames == 27 and read_layout(tmp_path / name)
+        assert np.array_equal(np.concatenate(list(iter_frames(tmp_path / name, 16))), frames)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "film.mkv",
+        "film.mp4",
+        "p0.mkv",
+        "p1.mkv",
+        "p2.mkv",
+    ]
