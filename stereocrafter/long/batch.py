@@ -69,15 +69,25 @@ def answers(out: bytes | None, expected: int) -> list[dict[str, Any]] | None:
     return parsed
 
 
-def _run(engine: TransformEngine, name: str, requests: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+def _run(engine: TransformEngine, name: str, requests: list[dict[str, Any]]) -> list[dict[str, Any] | str]:
+    """Each line's answer, in order, or for every line of a part that came back without answers,
+    why (the part and the lines it held, counted from 0 over ``requests``)."""
     parts = manifest(requests, engine.files)
     if not parts:  # nothing to do (no segment has a depth): no job
         return []
     got = engine.transform(name, parts)
-    flat: list[dict[str, Any] | None] = []
-    for part, answered in zip(parts, got, strict=True):
-        count = part.count(b"\n")
-        flat.extend(answered if answered is not None and len(answered) == count else [None] * count)
+    flat: list[dict[str, Any] | str] = []
+    for index, (part, answered) in enumerate(zip(parts, got, strict=True)):
+        count, first = part.count(b"\n"), len(flat)
+        if answered is not None and len(answered) == count:
+            flat.extend(answered)
+            continue
+        lost = (f"{name} wrote no answers for its part {index} (lines {first}-{first + count - 1} of its "
+                f"manifest): with SplitType=Line one failed record loses the answers of its whole part, "
+                f"this line's too even if it was converted; the job's FailureReason and CloudWatch log "
+                f"name the record, and a rerun's reuse answers at once for the outputs that were made"
+                )  # fmt: skip
+        flat.extend([lost] * count)
     return flat
 
 
@@ -97,7 +107,11 @@ def convert_segments_batch(
     """Convert a long video's segments ((input URI, output URI) pairs, in playback order) with two
     transform jobs (``<name>-depth``, ``<name>-stereo``) and one depth scale across them; the same
     result as ``convert_segments``. ``options`` go to the stereo requests (``preset`` and ``seed``
-    to the depth requests too); a failed line is that segment's error, the others go on."""
+    to the depth requests too). A failed record loses its whole part's answers (SageMaker writes no
+    ``.out`` object for a part with a failed record): every segment of that part is reported failed,
+    with the part named, and the other parts go on; ``engine.files`` parts, so the more parts, the
+    fewer segments one failure takes with it. A rerun (``reuse``) answers at once for those that
+    were converted."""
     check_task_fields("stereo", options)
     say = log or (lambda message: None)
     depth_at = list(depth_uris) if depth_uris is not None else [f"{out}.depth.mkv" for _, out in segments]
@@ -125,9 +139,9 @@ def convert_segments_batch(
     return done
 
 
-def _settle(outcome: SegmentOutcome, stage: str, answer: dict[str, Any] | None) -> None:
-    if answer is None:
-        outcome.error, outcome.stage = f"the {stage} transform job gave no answer for this line", stage
+def _settle(outcome: SegmentOutcome, stage: str, answer: dict[str, Any] | str) -> None:
+    if isinstance(answer, str):  # its part's answers were lost (``_run``)
+        outcome.error, outcome.stage = answer, stage
         return
     if stage == "depth":
         outcome.depth = answer

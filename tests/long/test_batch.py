@@ -72,6 +72,10 @@ def test_a_lost_part_fails_its_segments_and_the_others_go_on() -> None:
     pairs = [(f"s3://b/in{i}.mp4", f"s3://b/out{i}.mp4") for i in range(4)]
     result = convert_segments_batch(pairs, Engine(files=2, lose={("f-depth", 1)}), name="f")
     assert result.failed == [2, 3] and all(result.segments[i].stage == "depth" for i in (2, 3))
+    # SageMaker's rule, said as it is: one failed record loses its whole part's answers
+    assert all("f-depth wrote no answers for its part 1 (lines 2-3 of its manifest)" in (s.error or "")
+               and "one failed record loses the answers of its whole part" in (s.error or "")
+               for s in result.segments[2:])  # fmt: skip
     assert result.segments[0].ok and result.alignment.segments[2] is None
     stereo = convert_segments_batch(pairs, Engine(files=4, lose={("f-stereo", 0)}), name="f", reuse=False)
     assert (
