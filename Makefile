@@ -105,6 +105,7 @@ bench: venv
 	$(BIN)/python -m bench.fill_quality --check
 	$(BIN)/python -m bench.instant_cpu
 	$(BIN)/python -m bench.weights_verify
+	$(BIN)/python -m bench.encode_determinism
 
 bench-smoke: venv
 	$(BIN)/python -m bench.splat --smoke
@@ -132,6 +133,7 @@ bench-smoke: venv
 	$(BIN)/python -m bench.instant_cpu --smoke
 	$(BIN)/python -m bench.stereo_tag --smoke
 	$(BIN)/python -m bench.weights_verify --smoke
+	$(BIN)/python -m bench.encode_determinism --smoke
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

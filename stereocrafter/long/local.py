@@ -96,7 +96,7 @@ class LocalBackend:
 
     def depth(self, source: LocalSegment, depth_output: str, **options: Any) -> dict[str, Any]:
         """The depth task; with ``reuse`` the recorded answer of a stored depth made from the same
-        segment, config and weights (``jobs.records``) instead of a depth pass."""
+        segment, config, code and weight files (``jobs.records``) instead of a depth pass."""
         reuse = bool(options.pop("reuse", False))
         if options:
             raise TypeError(

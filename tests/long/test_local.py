@@ -267,38 +267,88 @@ def _timeline(path: Path) -> tuple[list[tuple[str, int | None]], np.ndarray]:
     return stamps, np.concatenate(list(iter_frames(path, 16)))
 
 
-@pytest.mark.slow  # three runs of the CLI: about 30 s
-def test_a_killed_convert_long_reuses_its_finished_segments(tiny_weights: Path, tmp_path: Path) -> None:
+def _testsrc2(path: Path) -> Path:
+    """FFmpeg's testsrc2 pattern, 3 s of 96x64 at 24 fps, with an AAC tone: the clip on which two
+    convert-long runs once differed (libx264's AVX-512 mb-tree code)."""
+    import av
+
+    from stereocrafter.testing.media import make_video
+
+    with av.open("testsrc2=size=96x64:rate=24:duration=3", format="lavfi") as pattern:
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in pattern.decode(video=0)])
+    return make_video(path, frames, fps=24, audio_codec="aac")
+
+
+@pytest.mark.slow  # two runs of the CLI with the default preset: about 60 s
+def test_two_convert_long_runs_on_a_busy_machine_make_the_same_film(
+    tiny_weights: Path, tmp_path: Path
+) -> None:
+    """The default preset (two diffusion models), 0.25 s segments, 2 steps a stage, two spinning
+    processes per CPU beside the runs: every decoded frame of the two films is the same."""
+    from tests.support.busy import busy_cpus
+
+    source = _testsrc2(tmp_path / "clip.mp4")
+    env = {**os.environ, "STEREOCRAFTER_DEPTH_STEPS": "2", "STEREOCRAFTER_INPAINT_STEPS": "2"}
+    films = []
+    with busy_cpus():
+        for name in ("a", "b"):
+            out = tmp_path / f"{name}.mp4"
+            command = [sys.executable, "-m", "stereocrafter.cli", "convert-long", str(source), str(out),
+                       "--mode", "sbs", "--segment-seconds", "0.25", "--weights-dir", str(tiny_weights),
+                       "--device", "cpu", "-q", "--workdir", str(tmp_path / f"{name}-parts")]  # fmt: skip
+            (tmp_path / f"{name}-parts").mkdir()
+            run = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+            assert run.returncode == 0, run.stderr
+            assert "11 segments" in run.stdout
+            films.append(_timeline(out))
+    (stamps_a, frames_a), (stamps_b, frames_b) = films
+    assert stamps_a == stamps_b and frames_a.shape[0] == 72 and np.array_equal(frames_a, frames_b)
+
+
+@pytest.mark.slow  # three runs of the CLI per preset: about 3 min for the three
+@pytest.mark.parametrize("preset", ["reference", "turbo", "instant"])
+def test_a_killed_convert_long_reuses_its_finished_segments(
+    tiny_weights: Path, tmp_path: Path, preset: str
+) -> None:
     """SIGKILL after about half of 12 segments, run again: the finished segments (their records
     beside them in the kept work folder) are reused, the rest converted, and the film is the one an
-    uninterrupted run makes: frame count, every packet's timestamp and every decoded frame."""
+    uninterrupted run makes: frame count, every packet's timestamp and every decoded frame, with the
+    machine kept busy throughout."""
+    from tests.support.busy import busy_cpus
+
     source = make_video(tmp_path / "film.mp4", scene_frames(96, 64, 48), fps=16, audio_codec="aac")
-    env = {**os.environ, "STEREOCRAFTER_DEPTH_INPUT_SIZE": "28"}
+    env = {**os.environ, "STEREOCRAFTER_DEPTH_INPUT_SIZE": "28", "STEREOCRAFTER_DEPTH_STEPS": "1",
+           "STEREOCRAFTER_INPAINT_STEPS": "1"}  # fmt: skip
 
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "stereocrafter.cli", "convert-long", str(source), str(out), "--mode",
-                "sbs", "--segment-seconds", "0.5", "--preset", "instant", "--weights-dir", str(tiny_weights),
+                "sbs", "--segment-seconds", "0.5", "--preset", preset, "--weights-dir", str(tiny_weights),
                 "--device", "cpu", "-q"]  # fmt: skip
 
     whole = tmp_path / "whole.mp4"
-    run = subprocess.run(command(whole), capture_output=True, text=True, timeout=600, env=env)
-    assert run.returncode == 0, run.stderr
-    assert "12 segments" in run.stdout and "reused 0 of 12 segments' stereo outputs and 0 of 12" in run.stdout
-
     out, parts = tmp_path / "film_sbs.mp4", tmp_path / ".film_sbs.mp4.parts"
-    killed = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while len(list(parts.glob("segment-*.mp4.record.json"))) < 6 and killed.poll() is None:
-        assert time.monotonic() < deadline, "the first run never finished 6 segments"
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(timeout=60)
-    finished = len(list(parts.glob("segment-*.mp4.record.json")))
-    assert killed.returncode == -signal.SIGKILL and 6 <= finished < 12 and not out.exists()
+    with busy_cpus():
+        run = subprocess.run(command(whole), capture_output=True, text=True, timeout=600, env=env)
+        assert run.returncode == 0, run.stderr
+        assert (
+            "12 segments" in run.stdout
+            and "reused 0 of 12 segments' stereo outputs and 0 of 12" in run.stdout
+        )
 
-    again = subprocess.run(command(out), capture_output=True, text=True, timeout=600, env=env)
+        killed = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 600
+        while len(list(parts.glob("segment-*.mp4.record.json"))) < 6 and killed.poll() is None:
+            assert time.monotonic() < deadline, "the first run never finished 6 segments"
+            time.sleep(0.02)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=60)
+        finished = len(list(parts.glob("segment-*.mp4.record.json")))
+        assert killed.returncode == -signal.SIGKILL and 6 <= finished < 12 and not out.exists()
+
+        again = subprocess.run(command(out), capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr
     assert f"reused {finished} of 12 segments' stereo outputs and 12 of 12 depths" in again.stdout
+    assert "this run: GPU time" in again.stdout and "the film: GPU time" in again.stdout
     assert probe(out).num_frames == probe(whole).num_frames == 96
     (stamps, frames), (whole_stamps, whole_frames) = _timeline(out), _timeline(whole)
     assert stamps == whole_stamps and np.array_equal(frames, whole_frames)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
 import pytest
 
-from stereocrafter.media.video_io import probe
+from stereocrafter.media.video_io import iter_frames, probe
 from stereocrafter.testing.media import make_video, scene_frames
 from stereocrafter.testing.stack import Service, tree
 from tests.service.helpers import BUCKET, CLIP, OUT, metric, nothing_at
@@ -176,7 +177,7 @@ def test_convert_segments_through_the_real_service_then_stitch(service: Service,
     assert service.healthy()
 
 
-@pytest.mark.slow  # three convert_segments runs over 4 segments: 20 s (tests/serving/test_http checks reuse)
+@pytest.mark.slow  # four convert_segments runs over 4 segments: 30 s (tests/serving/test_http checks reuse)
 def test_a_rerun_reuses_what_is_done_and_redoes_only_what_changed(service: Service, env: dict,
                                                                   long_video: dict) -> None:  # fmt: skip
     """convert_segments twice: the second run reuses every depth and stereo output (each record
@@ -230,6 +231,21 @@ def test_a_rerun_reuses_what_is_done_and_redoes_only_what_changed(service: Servi
     ]
     now = etags()
     assert [now[i] != made[i] for i in range(4)] == [i == 2 or i in moved for i in range(4)]
+
+    # The film now made of outputs from two runs is the film one uninterrupted run makes, on a busy
+    # machine: every decoded frame of every segment the same.
+    from tests.support.busy import busy_cpus
+
+    fresh = [(uri, f"s3://{BUCKET}/again/fresh_{i}.mp4") for i, uri in enumerate(inputs)]
+    with busy_cpus():
+        whole = convert_segments(fresh, client, mode="sbs", max_concurrency=2, report=False, reuse=False)
+    assert not whole.failed and whole.reused == {"depth": 0, "stereo": 0}
+    for i in range(4):
+        pair = []
+        for name in (f"out_{i}", f"fresh_{i}"):
+            s3.download_file(BUCKET, f"again/{name}.mp4", str(env["tmp"] / f"again_{name}.mp4"))
+            pair.append(np.concatenate(list(iter_frames(env["tmp"] / f"again_{name}.mp4", 16))))
+        assert np.array_equal(*pair), f"segment {i} differs between the resumed and the uninterrupted film"
     assert service.healthy()
 
 
