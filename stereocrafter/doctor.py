@@ -25,8 +25,11 @@ def _versions() -> str:
 
     from stereocrafter.media.video_io import library_versions
 
-    cuda = torch.version.cuda or "none"
-    return f"torch {torch.__version__} (CUDA {cuda}), {library_versions()}"
+    from stereocrafter.jobs.provenance import code_identity
+
+    cuda, code = torch.version.cuda or "none", code_identity()
+    return (f"code {code['version']} (sources {code['sources'][:12]}, named in every record); "
+            f"torch {torch.__version__} (CUDA {cuda}), {library_versions()}")  # fmt: skip
 
 
 def _device(settings: Settings) -> tuple[str, float | None]:
