@@ -23,9 +23,8 @@ from stereocrafter.settings import Settings
 def _versions() -> str:
     import torch
 
-    from stereocrafter.media.video_io import library_versions
-
     from stereocrafter.jobs.provenance import code_identity
+    from stereocrafter.media.video_io import library_versions
 
     cuda, code = torch.version.cuda or "none", code_identity()
     return (f"code {code['version']} (sources {code['sources'][:12]}, named in every record); "
