@@ -14,7 +14,9 @@ The code is named three ways, each for its reader:
   diffusers, transformers, PyAV with its FFmpeg and x264, numpy): the same code on another torch
   is another film.
 
-Each is computed once per process.
+Each is computed once per process. A record's recipe holds ``sources`` and ``libraries``, which
+decide whether it is reused; ``version`` is written beside the recipe, for people: a commit that
+changes no Python file of the package (the docs, a rebuilt image) keeps every record.
 """
 
 from __future__ import annotations

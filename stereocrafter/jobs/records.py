@@ -5,14 +5,16 @@ a Batch Transform job run again over the same manifest).
 A record is a small JSON object at ``<output>.record.json`` (``record_location``), written after
 its output (an output without one is never reused)::
 
-    {"format": 2, "recipe": {...}, "made": {...}, "answer": {...}}
+    {"format": 2, "recipe": {...}, "made": {...}, "answer": {...}, "code_version": "git ..."}
 
 - ``recipe`` (``recipe``): everything the output depends on:
 
   - the task;
-  - the code (``jobs.provenance.code_identity``): its version (the image's commit, ``git describe``
-    or the package version), the SHA-256 of the package's sources, and the versions of torch,
-    diffusers, transformers, PyAV and numpy;
+  - the code (``jobs.provenance.code_identity``): the SHA-256 of the package's sources and the
+    versions of torch, diffusers, transformers, PyAV and numpy. Its version (the image's commit,
+    ``git describe`` or the package version) is written beside the recipe (``code_version``) for
+    people, not compared: a commit that changes no source (the docs, a rebuilt image) keeps the
+    records, and an edit that changes one, committed or not, does not;
   - the device type (``cuda`` or ``cpu``: their noise generators draw different numbers). Not the
     card's model: a record made on an A10G is reused on an L4;
   - every weight file the task's models load, with its SHA-256 (``jobs.provenance.weights_of``: a
@@ -82,7 +84,7 @@ def recipe(job: Job, task: str, inputs: dict[str, Any], **fields: Any) -> dict[s
         config = {k: v for k, v in config.items() if k.startswith("depth_") or k in DEPTH_CONFIG}
     made_of: dict[str, Any] = {
         "task": task,
-        "code": code_identity(),
+        "code": {k: v for k, v in code_identity().items() if k != "version"},
         "device": job.made_by.get("device"),
         "weights": weights_of(job.made_by.get("weights", {}), models),
         "config": config,
@@ -104,7 +106,10 @@ def canonical(value: Any) -> Any:
 
 
 def make_record(made_of: dict[str, Any], made: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    return {"format": FORMAT, "recipe": made_of, "made": canonical(made), "answer": canonical(answer)}
+    from stereocrafter.jobs.provenance import code_identity
+
+    return {"format": FORMAT, "recipe": made_of, "made": canonical(made), "answer": canonical(answer),
+            "code_version": code_identity()["version"]}  # fmt: skip
 
 
 def reusable(record: Any, made_of: dict[str, Any], made: dict[str, Any] | None) -> dict[str, Any] | None:
