@@ -214,9 +214,12 @@ def test_a_rerun_reuses_what_is_done_and_redoes_only_what_changed(service: Servi
         s.result is not None and s.result["reused"] and s.result["gpu_seconds"] < 5 for s in second.segments
     )
     this_run = ("request_id", "started_at", "finished_at", "timings", "gpu_seconds", "cost", "reused", "slot",
-                "device")  # fmt: skip
+                "device", "made_gpu_seconds", "made_cost")  # fmt: skip
     given, recorded = second.segments[1].result, first.segments[1].result
     assert given is not None and recorded is not None
+    # what the output took when it was made stays known: the film's cost counts it
+    assert (given["made_gpu_seconds"], given["made_cost"]) == (recorded["gpu_seconds"], recorded["cost"])
+    assert second.film_gpu_seconds == first.film_gpu_seconds > second.gpu_seconds
     assert {k: v for k, v in given.items() if k not in this_run} == {
         k: v for k, v in recorded.items() if k not in this_run
     }
