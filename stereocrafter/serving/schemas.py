@@ -245,6 +245,8 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     request_id: str
+    gpu_seconds: float | None = None  # a job that failed after taking its slot: what it held
+    cost: float | None = None
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -57,7 +57,9 @@ def test_bad_requests_get_their_status_and_leave_the_service_healthy(
     response = service.post(body, **{"Content-Type": "application/json"})
     assert response.status_code == status, response.text
     data = response.json()
-    assert set(data) == {"error", "message", "request_id"} and data["error"] == code
+    # a job that failed after taking its slot (GPU) also says what it held, and its cost
+    assert set(data) - {"gpu_seconds", "cost"} == {"error", "message", "request_id"} and data["error"] == code
+    assert ("gpu_seconds" in data) == ("cost" in data) and data.get("gpu_seconds", 0) >= 0
     assert "Traceback" not in data["message"] and data["message"]
     assert response.headers["x-request-id"] == data["request_id"]
     assert service.healthy()
