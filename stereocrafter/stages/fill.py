@@ -1,6 +1,7 @@
 """The weight-free inpainting stage of ``instant`` (``stereo.fill``): each hole filled from its
-background side and from the background seen in the clip's earlier frames. No weights, no
-download, nothing to load: pure torch on the pipeline's device (``catalog.MODELS["background-fill"]``)."""
+background side and from the background seen in the clip's other frames. No weights, no
+download, nothing to load: pure torch on the pipeline's device (``catalog.MODELS["background-fill"]``),
+a chunk of frames per call with no value read back by the host."""
 
 from __future__ import annotations
 
@@ -11,46 +12,35 @@ import torch
 
 from stereocrafter.config import StereoConfig
 from stereocrafter.stages.base import WarmupCall
-from stereocrafter.stages.frames import FrameStage
+from stereocrafter.stages.frames import FRAME_CHUNK, FrameStage
 from stereocrafter.stereo import fill
 from stereocrafter.stereo.merge import working_size
 
 
-class SpatialFill(torch.nn.Module):
-    """Steps 1 and 2 of ``stereo.fill`` on a batch (what ``torch.compile`` may speed up)."""
+class ChunkFill(torch.nn.Module):
+    """``stereo.fill.fill_chunk`` as a module, the clip's memory carried in its ``state`` (what
+    ``torch.compile`` compiles: one graph, no host sync)."""
 
-    def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
-        return fill.spatial_fill(view, holes, disparity)
+    def forward(
+        self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor, state: fill.MemoryState
+    ) -> tuple[torch.Tensor, fill.MemoryState, torch.Tensor, torch.Tensor]:
+        return fill.fill_chunk(view, holes, disparity, state)
 
 
-class PerFrameFill(torch.nn.Module):
-    """One frame: the spatial fill, then what the clip's memory saw there before and what the
-    chunk's later frames show (``stereo.fill.fill``, frame by frame)."""
+class ClipFill(torch.nn.Module):
+    """A chunk of one clip's frames: the fill with what the clip's earlier chunks saw
+    (``memory``, started afresh per clip) and what the chunk's later frames show."""
 
     def __init__(self, device: torch.device) -> None:
         super().__init__()
-        self.spatial = SpatialFill()
+        self.chunk = ChunkFill()
         self.device = device
         self.memory = fill.BackgroundMemory()
-        self.ahead: fill.LookAhead | None = None
-        self.cursor = 0  # the frame of the prepared chunk the next call fills
-
-    def prepare(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
-        content = fill.hole_sides(holes, disparity)[4]
-        self.ahead, self.cursor = fill.LookAhead(view, holes, disparity, content), 0
 
     def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
-        tolerance = fill.DISPARITY_TOLERANCE_PX
-        out = self.spatial(view[None], holes[None], disparity[None])[0]
-        content = fill.hole_sides(holes[None], disparity[None])[4][0]
-        past = self.memory.recall(out, holes, content, tolerance)
-        ahead = None
-        if self.ahead is not None and self.cursor < len(self.ahead.usable):
-            i = self.cursor
-            ahead = (self.ahead.usable[i], self.ahead.colour[i], self.ahead.age[i])
-        self.cursor += 1
-        filled: torch.Tensor = fill.combine(out, past, ahead)
-        self.memory.observe(view, holes, disparity)
+        out, state, shift, cut = self.chunk(view, holes, disparity, self.memory.state_for(view))
+        self.memory.update(state, shift, cut)
+        filled: torch.Tensor = out
         return filled
 
 
@@ -59,8 +49,8 @@ class BackgroundFillStage(FrameStage):
 
     name: ClassVar[str] = "background-fill"
     components: ClassVar[tuple[Any, ...]] = ()  # no file
-    pipeline_type: ClassVar[type] = PerFrameFill
-    pipeline: PerFrameFill
+    pipeline_type: ClassVar[type] = ClipFill
+    pipeline: ClipFill
 
     @classmethod
     def load(
@@ -68,25 +58,22 @@ class BackgroundFillStage(FrameStage):
         shared: dict[str, Any],
     ) -> BackgroundFillStage:  # fmt: skip
         """Nothing is read; float32 on ``device`` whatever ``dtype``."""
-        return cls(PerFrameFill(torch.device(device)))
+        return cls(ClipFill(torch.device(device)))
 
     def start(self) -> None:
-        self.pipeline.memory, self.pipeline.ahead = fill.BackgroundMemory(), None
-
-    def prepare(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
-        self.pipeline.prepare(view, holes, disparity)
+        self.pipeline.memory = fill.BackgroundMemory()
 
     @staticmethod
     def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:
         size = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
-        return [WarmupCall(BackgroundFillStage.name, 1, 1, size)]
+        return [WarmupCall(BackgroundFillStage.name, FRAME_CHUNK, 1, size)]
 
     @property
     def compiled(self) -> torch.nn.Module:
-        spatial: torch.nn.Module = self.pipeline.spatial
-        return spatial
+        chunk: torch.nn.Module = self.pipeline.chunk
+        return chunk
 
     def warm_up(self, call: WarmupCall) -> None:
-        zeros = torch.zeros(1, 3, *call.size, device=self.device)
-        holes = torch.zeros(1, 1, *call.size, dtype=torch.bool, device=self.device)
-        self.pipeline.spatial(zeros, holes, zeros[:, :1])
+        zeros = torch.zeros(call.frames, 3, *call.size, device=self.device)
+        holes = torch.zeros(call.frames, 1, *call.size, dtype=torch.bool, device=self.device)
+        self.pipeline.chunk(zeros, holes, zeros[:, :1], fill.empty_state(zeros))

@@ -8,9 +8,15 @@ hole hides (its disparity more than ``fill.DISPARITY_TOLERANCE_PX`` above the hi
 ``stereo.fill.hole_sides``): a generic inpainter fills from both sides, and the foreground side is
 the wrong one (``shared/reference/migan.md``). Its output is kept only inside the holes (the
 published composition, with the true hole mask); the pipeline then merges it into the grown,
-feathered holes at the source size (``stereo.merge``). Tiles overlap where a side is not a multiple
-of R and their fills are averaged there; a side shorter than R is padded by edge replication (the
-padding is cropped off). Deterministic."""
+feathered holes at the source size (``stereo.merge``).
+
+Tiles overlap by at least ``MIN_OVERLAP_PX`` wherever they meet (1024 px: three tiles at 0, 256 and
+512; 576: two at 0 and 64) and are blended with feathered weights: across each overlap one tile's
+weight falls linearly from 1 to 0 as the other's rises, so the weights sum to 1 and neither a hard
+cut nor an unweighted mean of two independent fills shows as a step. A side shorter than R is
+padded by edge replication (the padding is cropped off). All tiles with a hole of a chunk's frames
+go through the generator together (``TILE_BATCH`` at a time); which tiles hold one is read back once
+per chunk. Deterministic."""
 
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from stereocrafter.config import StereoConfig
 from stereocrafter.models.migan import PUBLISHED, MiganGenerator, composite, load_migan, model_input
 from stereocrafter.stages.base import WarmupCall
 from stereocrafter.stages.components import Component
-from stereocrafter.stages.frames import FrameStage
+from stereocrafter.stages.frames import FRAME_CHUNK, FrameStage
 from stereocrafter.stereo.fill import DISPARITY_TOLERANCE_PX, hole_sides
 from stereocrafter.stereo.merge import working_size
 from stereocrafter.weights.integrity import digest, is_tiny
@@ -42,26 +48,47 @@ logger = logging.getLogger(__name__)
 CHECKPOINT = Component("migan", MODELS["migan"].repo, ("",), MIGAN_ONNX)
 CONVERTED = "migan_512_places2.from-onnx.safetensors"  # the conversion's cache, beside the ONNX file
 FOREGROUND_BAND_PX = 8
-TILE_BATCH = 8  # tiles per generator call
+TILE_BATCH = 32  # tiles per generator call (a chunk of 16 frames at 1080p has up to 96)
+MIN_OVERLAP_PX = 32  # the least overlap of two tiles that meet
 
 
-def tile_starts(size: int, tile: int) -> list[int]:
-    """Where tiles of ``tile`` px start along a side of ``size`` px: one at 0 when it fits, else
-    ceil(size / tile) of them spread evenly from 0 to size - tile (overlapping)."""
-    count = math.ceil(size / tile)
-    if count <= 1:
+def tile_starts(size: int, tile: int, overlap: int = MIN_OVERLAP_PX) -> list[int]:
+    """Where tiles of ``tile`` px start along a side of ``size`` px: one at 0 when it fits, else the
+    fewest spread evenly from 0 to size - tile that overlap by at least ``overlap`` px."""
+    if size <= tile:
         return [0]
+    count = math.ceil((size - tile) / (tile - overlap - 1)) + 1
     return [round(i * (size - tile) / (count - 1)) for i in range(count)]
+
+
+def tile_weights(starts: list[int], tile: int) -> list[torch.Tensor]:
+    """Each tile's 1-d blending weight (tile,): 1 inside, a linear ramp across each overlap with a
+    neighbour (up from its predecessor's end, down towards its successor's start); the ramps of two
+    neighbours add up to 1 at every pixel of their overlap."""
+    centre = torch.arange(tile, dtype=torch.float32) + 0.5
+    out = []
+    for i, start in enumerate(starts):
+        weight = torch.ones(tile)
+        if i > 0:
+            weight = torch.minimum(weight, centre / (starts[i - 1] + tile - start))
+        if i + 1 < len(starts):
+            weight = torch.minimum(weight, (tile - centre) / (start + tile - starts[i + 1]))
+        out.append(weight)
+    return out
 
 
 def context_mask(
     holes: torch.Tensor, disparity: torch.Tensor, band: int = FOREGROUND_BAND_PX
 ) -> torch.Tensor:
-    """holes (1, h, w) bool, disparity (1, h, w) -> (1, h, w) float, 1 = known to the generator:
-    neither a hole nor foreground within ``band`` px of one (see the module docstring)."""
-    content = hole_sides(holes[None], disparity[None])[4][0]  # what each hole hides (its disparity)
-    hidden = torch.where(holes, content, torch.full_like(content, math.inf))
-    nearest = -F.max_pool2d(-hidden[None], 2 * band + 1, stride=1, padding=band)[0]  # inf: no hole near
+    """holes (t, 1, h, w) bool, disparity (t, 1, h, w) -> (t, 1, h, w) float, 1 = known to the
+    generator: neither a hole nor foreground within ``band`` px of one (see the module docstring).
+    A hole at the frame's border hides what continues its one side (``hole_sides``), so that side
+    stays context. One frame (1, h, w) gives (1, h, w)."""
+    if holes.ndim == 3:
+        return context_mask(holes[None], disparity[None], band)[0]
+    content = hole_sides(holes, disparity)[4]  # what each hole hides (its disparity)
+    hidden = torch.where(holes, content, math.inf)
+    nearest = -F.max_pool2d(-hidden, 2 * band + 1, stride=1, padding=band)  # inf: no hole near
     foreground = ~holes & (disparity > nearest + DISPARITY_TOLERANCE_PX)
     return (~holes & ~foreground).float()
 
@@ -97,7 +124,7 @@ def generator_file(root: Path) -> Path:
 
 
 class MiganTiles(torch.nn.Module):
-    """One frame through the generator, tile by tile (the module a job's progress counts)."""
+    """A chunk of frames through the generator, tile by tile (the module a job's progress counts)."""
 
     def __init__(self, generator: MiganGenerator) -> None:
         super().__init__()
@@ -108,33 +135,37 @@ class MiganTiles(torch.nn.Module):
         return next(self.generator.parameters()).device
 
     def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
-        if not bool(holes.any()):
-            return view
+        """view (t, 3, h, w), holes (t, 1, h, w) bool, disparity (t, 1, h, w) -> the filled view."""
         tile = self.generator.arch.resolution
-        _, h, w = view.shape
+        t, _, h, w = view.shape
         known = context_mask(holes, disparity)
         pad_h, pad_w = max(0, tile - h), max(0, tile - w)
-        rgb, ctx, hole = view[None], known[None], holes[None].float()
+        rgb, ctx, hole = view, known, holes.float()
         if pad_h or pad_w:
             pad = (0, pad_w, 0, pad_h)
             rgb, ctx, hole = (F.pad(x, pad, mode="replicate") for x in (rgb, ctx, hole))
-        height, width = h + pad_h, w + pad_w
-        boxes = [(y, x) for y in tile_starts(height, tile) for x in tile_starts(width, tile)
-                 if bool(hole[..., y : y + tile, x : x + tile].any())]  # fmt: skip
+        ys, xs = tile_starts(h + pad_h, tile), tile_starts(w + pad_w, tile)
+        grid = [(y, x, wy, wx) for y, wy in zip(ys, tile_weights(ys, tile), strict=True)
+                for x, wx in zip(xs, tile_weights(xs, tile), strict=True)]  # fmt: skip
+        has_hole = torch.stack([hole[:, :, y : y + tile, x : x + tile].amax((1, 2, 3)) for y, x, _, _ in grid])
+        boxes = [(f, *grid[g]) for g, f in (has_hole > 0).nonzero().tolist()]  # one read-back per chunk
+        if not boxes:
+            return view
         total = torch.zeros_like(rgb)
-        count = torch.zeros_like(hole)
+        weight = torch.zeros_like(hole)
         dtype = next(self.generator.parameters()).dtype
         for first in range(0, len(boxes), TILE_BATCH):
             batch = boxes[first : first + TILE_BATCH]
-            crops = torch.cat([rgb[..., y : y + tile, x : x + tile] for y, x in batch])
-            masks = torch.cat([ctx[..., y : y + tile, x : x + tile] for y, x in batch])
+            crops = torch.stack([rgb[f, :, y : y + tile, x : x + tile] for f, y, x, _, _ in batch])
+            masks = torch.stack([ctx[f, :, y : y + tile, x : x + tile] for f, y, x, _, _ in batch])
             generated = self.generator(model_input(crops, masks).to(dtype)).float()
             filled = composite(crops, masks, generated)
-            for (y, x), part in zip(batch, filled, strict=True):
-                total[..., y : y + tile, x : x + tile] += part
-                count[..., y : y + tile, x : x + tile] += 1
-        fills = (total / count.clamp(min=1))[0, :, :h, :w]
-        return torch.where(holes & (count[0, :, :h, :w] > 0), fills, view)
+            for (f, y, x, wy, wx), part in zip(batch, filled, strict=True):
+                feather = (wy[:, None] * wx[None, :]).to(part.device)
+                total[f, :, y : y + tile, x : x + tile] += part * feather
+                weight[f, :, y : y + tile, x : x + tile] += feather
+        fills = (total / weight.clamp(min=1e-12))[:, :, :h, :w]
+        return torch.where(holes & (weight[:, :, :h, :w] > 0), fills, view)
 
 
 class MiganStage(FrameStage):
@@ -161,11 +192,12 @@ class MiganStage(FrameStage):
 
     @staticmethod
     def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:
-        """Every tile of the working size in batches of ``TILE_BATCH`` (the published R = 512)."""
+        """Every tile of a chunk's frames at the working size, in batches of ``TILE_BATCH`` (the
+        published R = 512)."""
         h, w = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
         r = PUBLISHED.resolution
         tiles = len(tile_starts(max(h, r), r)) * len(tile_starts(max(w, r), r))
-        return [WarmupCall(MiganStage.name, 1, min(tiles, TILE_BATCH), (r, r))]
+        return [WarmupCall(MiganStage.name, 1, min(tiles * FRAME_CHUNK, TILE_BATCH), (r, r))]
 
     @property
     def compiled(self) -> torch.nn.Module:

@@ -5,49 +5,58 @@ sides in the row are the foreground (larger disparity, nearer) and the backgroun
 disparity, farther). The fill, row by row (stereo holes are horizontal runs):
 
 1. **Background side.** For every hole pixel the nearest known pixel to its left and to its right;
-   the side whose pixel has the smaller disparity is the background (at the image border the one
-   side there is). The foreground side is never a source.
+   the side whose pixel has the disparity of the hidden content is the background. A hole that
+   touches the frame's border hides what lay beyond the left view's frame: it continues the one side
+   it has, in its own row (``hole_sides``). The foreground side is never a source.
 2. **Continue the texture** rather than smear one pixel: the hole pixel at distance k from the
    background boundary takes the background pixel at distance k on the other side of it (a mirror
-   about the boundary): continuous at the boundary, the background's own texture inside. A mirrored
-   source that is not background (a hole, or a pixel whose disparity is more than
-   ``DISPARITY_TOLERANCE_PX`` from the boundary's, or off the frame) falls back to the boundary pixel.
-   The result depends only on the frame's own colours and disparities at that place, so it is as
-   stable from frame to frame as the depth is.
-3. **What was seen before** (``BackgroundMemory``): the last colour and disparity observed at every
-   right-view pixel, with its age. A hole pixel whose remembered pixel was background there (its
-   disparity within the tolerance of the hole's background side, or farther) and is at most
+   about the boundary). A mirrored source that is not background (a hole, a pixel whose disparity
+   is more than ``DISPARITY_TOLERANCE_PX`` from the boundary's, or off the frame) falls back to the
+   boundary pixel. A hole between two nearer surfaces takes the nearest pixel of its column whose
+   surface is the hidden content's; rows with no known pixel at all take their column's nearest.
+3. **What was seen before and after** (``BackgroundMemory``): the last colour and disparity
+   observed at every right-view pixel, with its age. A hole pixel whose remembered pixel was
+   background there (its disparity at most the hidden content's plus the tolerance) and at most
    ``MEMORY_FRAMES`` frames old takes the remembered colour: the exact background when a foreground
-   moves over a still background. A global horizontal shift of the view (a slow pan, at most
-   ``MAX_SHIFT_PX`` per frame) is found by matching the memory to the frame and applied to it; when
-   no shift matches (a cut, a fast or complex camera move) the memory is dropped and step 2 alone
-   fills. The frames after it in its batch are swept the same way, backwards (``LookAhead``: up to
-   15 frames ahead in the stage's chunks of 16); a pixel seen both before and after takes the
-   more recent sighting.
+   moves over a still background. The later frames of the chunk are looked at the same way; a pixel
+   seen both before and after takes the more recent sighting (the earlier one when as old). A
+   horizontal pan (at most ``MAX_SHIFT_PX`` per frame) between consecutive frames is found by
+   matching their known pixels (every k-th row, all shifts at once); when no shift matches within
+   ``MATCH_TOLERANCE`` (a cut, a fast or complex move) nothing from before that frame is used.
 
-Where nothing was seen and the mirrored source is no background either (a hole wider than the
-background beside it, a whole row of holes) the fill is the boundary pixel, then, for rows with no
-known pixel at all, the nearest filled pixel of the column.
+Everything is whole-chunk tensor work on the device: steps 1-2 build, per pixel, the row and column
+of its source (int32 index planes) rather than moving colours; step 3 places every frame's "seen"
+stamp on a canvas in the pan's world coordinates, where one running maximum over the frames gives
+each pixel's latest sighting (a running minimum: its next); one gather at the end moves the
+colours. No value comes back to the host (``fill_chunk`` compiles with ``fullgraph=True``).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 DISPARITY_TOLERANCE_PX = 1.0  # a source within this of the background boundary's disparity is background
 MEMORY_FRAMES = 48  # how old a remembered background pixel may be (2 s at 24 fps)
 MAX_SHIFT_PX = 8  # the largest per-frame pan the memory follows
-MATCH_TOLERANCE = 0.06  # mean absolute difference in [0, 1] above which the memory is dropped
+MATCH_TOLERANCE = 0.06  # mean absolute grey difference in [0, 1] above which the memory is dropped
+MIN_OVERLAP = 0.05  # a shift is judged on at least this share of the compared pixels
+PAN_ROWS = 128  # the pan search compares every k-th row, k = max(1, height // PAN_ROWS)
 
 
-def _nearest_known(known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """known (..., w) bool -> the index of the nearest known pixel at or left of each pixel (-1:
-    none) and at or right of it (w: none)."""
-    w = known.shape[-1]
-    x = torch.arange(w, device=known.device).expand_as(known)
-    left = torch.where(known, x, torch.full_like(x, -1)).cummax(dim=-1).values
-    right = torch.where(known, x, torch.full_like(x, w)).flip(-1).cummin(dim=-1).values.flip(-1)
-    return left, right
+def nearest_known(known: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """known bool -> int32 planes along ``dim``: the index of the nearest known pixel at or before
+    each pixel (-1: none) and at or after it (the length: none)."""
+    n = known.shape[dim]
+    shape = [1] * known.ndim
+    shape[dim] = n
+    pos = torch.arange(n, dtype=torch.int32, device=known.device).view(shape)
+    before = torch.where(known, pos, -1).cummax(dim).values
+    after = (n - 1) - torch.where(known.flip(dim), pos, -1).cummax(dim).values.flip(dim)
+    return before, after
+
+
+_nearest_known = nearest_known  # the baselines of bench/fill_quality.py
 
 
 def hole_sides(
@@ -55,17 +64,69 @@ def hole_sides(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """holes (t, 1, h, w) bool (True = hole), disparity (t, 1, h, w) in pixels (larger = nearer) ->
     per pixel: the nearest known pixel to its left (-1: none) and to its right (w: none) in its
-    row, their disparities, and the disparity the hole's content has (``content_disparity``)."""
-    left, right = _nearest_known(~holes)
+    row, their disparities, and the disparity the hole's content has (``content``).
+
+    Between two known pixels, a right view's hole opens on the right of the surface that hid it
+    (nearer content moves left more): its width is that surface's disparity minus the hidden
+    content's. A hole that touches the border has one side: its content continues that side."""
+    left, right = nearest_known(~holes)
     w = holes.shape[-1]
     d_left = torch.gather(disparity, -1, left.clamp(0, w - 1))
     d_right = torch.gather(disparity, -1, right.clamp(0, w - 1))
-    width = (right - left - 1).to(disparity.dtype)
-    # A right view's hole opens on the right of the surface that hid it (nearer content moves left
-    # more): its width is that surface's disparity minus the hidden content's. At the left border
-    # (nothing on the left) the content continues what is on the right.
-    content = torch.where(left >= 0, d_left - width, d_right)
+    has_left = left >= 0
+    between = d_left - (right - left - 1).to(disparity.dtype)
+    content = torch.where(has_left & (right < w), between, torch.where(has_left, d_left, d_right))
     return left, right, d_left, d_right, content
+
+
+def spatial_source(
+    holes: torch.Tensor,
+    disparity: torch.Tensor,
+    tolerance: float = DISPARITY_TOLERANCE_PX,
+    sides: tuple[torch.Tensor, ...] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 1 and 2 of the module docstring as index planes: holes (t, 1, h, w) bool, disparity
+    (t, 1, h, w) -> the row and the column (int32, (t, 1, h, w)) of the frame's pixel each pixel
+    takes (its own for a known pixel)."""
+    _, _, h, w = holes.shape
+    left, right, d_left, d_right, content = sides if sides is not None else hole_sides(holes, disparity)
+    device = holes.device
+    x = torch.arange(w, dtype=torch.int32, device=device).view(1, 1, 1, w)
+    y = torch.arange(h, dtype=torch.int32, device=device).view(1, 1, h, 1)
+    has_left, has_right = left >= 0, right < w
+    match_right = has_right & ((d_right - content).abs() <= tolerance)
+    match_left = has_left & ((d_left - content).abs() <= tolerance)
+    take_right = match_right & (~match_left | (d_right <= d_left))
+    sided = take_right | match_left  # the hidden content's surface is one of the row's sides
+    # Neither side is (both are nearer surfaces): the farther side for now, replaced below by the
+    # column's background where there is one.
+    farther_right = has_right & (~has_left | (d_right <= d_left))
+    use_right = take_right | (~sided & farther_right)
+    boundary = torch.where(use_right, right, left).clamp_(0, w - 1)
+    mirrored = 2 * boundary - x
+    source = mirrored.clamp(0, w - 1)
+    d_boundary = torch.gather(disparity, -1, boundary)
+    good = (mirrored == source) & ~torch.gather(holes, -1, source)
+    good &= (torch.gather(disparity, -1, source) - d_boundary).abs() <= tolerance
+    col = torch.where(holes, torch.where(good, source, boundary), x)
+    # A hole between two nearer surfaces: the nearest pixel of its column (above or below) that is
+    # resolved and whose surface is the hidden content's (the nearer of the two when both are).
+    unresolved = holes & ~sided
+    above, below = nearest_known(~unresolved, -2)
+    surface = torch.where(holes, content, disparity)
+    ok_above = (above >= 0) & ((torch.gather(surface, -2, above.clamp(0, h - 1)) - content).abs() <= tolerance)
+    ok_below = (below < h) & ((torch.gather(surface, -2, below.clamp(0, h - 1)) - content).abs() <= tolerance)
+    pick = torch.where(ok_below & (~ok_above | (below - y < y - above)), below, above).clamp_(0, h - 1)
+    take = unresolved & (ok_above | ok_below)
+    row = torch.where(take, pick, y)
+    col = torch.where(take, torch.gather(col, -2, pick), col)
+    # Rows without a known pixel: the nearest pixel of the column that has one, above, else below.
+    orphans = holes & ~has_left & ~has_right
+    above, below = nearest_known(~orphans, -2)
+    pick = torch.where(above >= 0, above, below).clamp_(0, h - 1)
+    row = torch.where(orphans, torch.gather(row, -2, pick), row)
+    col = torch.where(orphans, torch.gather(col, -2, pick), col)
+    return row, col
 
 
 def spatial_fill(
@@ -74,200 +135,221 @@ def spatial_fill(
     disparity: torch.Tensor,
     tolerance: float = DISPARITY_TOLERANCE_PX,
 ) -> torch.Tensor:
-    """Steps 1 and 2 of the module docstring on a batch: view (t, 3, h, w) in [0, 1], holes
-    (t, 1, h, w) bool, disparity (t, 1, h, w) -> the view with every hole pixel filled."""
-    w = view.shape[-1]
-    left, right, d_left, d_right, content = hole_sides(holes, disparity)
-    # 1. The side that is the hidden content's surface: its disparity is the content's.
-    match_right = (right < w) & ((d_right - content).abs() <= tolerance)
-    match_left = (left >= 0) & ((d_left - content).abs() <= tolerance)
-    take_right = match_right & (~match_left | (d_right <= d_left))
-    take_left = match_left & ~take_right
-    # Neither side is (both are nearer surfaces, e.g. a hole between two foreground objects): the
-    # farther side for now, replaced below by the column's background where there is one.
-    farther_right = (right < w) & ((left < 0) | (d_right <= d_left))
-    use_right = take_right | (~take_left & ~take_right & farther_right)
-    boundary = torch.where(use_right, right, left).clamp(0, w - 1)
-    out = _mirror(view, holes, disparity, boundary, tolerance)
-    resolved = ~holes | take_right | take_left
-    unresolved = holes & ~resolved
-    if bool(unresolved.any()):
-        out = _from_column(
-            out, resolved, torch.where(holes, content, disparity), unresolved, content, tolerance
-        )
-    orphans = holes & (left < 0) & (right >= w)  # rows without a known pixel: the column's nearest fill
-    if bool(orphans.any()):
-        out = _fill_columns(out, orphans)
-    return out
-
-
-def _mirror(
-    view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor, boundary: torch.Tensor, tolerance: float
-) -> torch.Tensor:
-    """Each hole pixel takes the pixel as far beyond ``boundary`` as it is before it, when that one
-    is known and on the boundary's surface (disparity within ``tolerance``), else the boundary pixel."""
+    """Steps 1 and 2 on a batch: view (t, c, h, w), holes (t, 1, h, w) bool, disparity
+    (t, 1, h, w) -> the view with every hole pixel filled."""
     t, c, h, w = view.shape
-    x = torch.arange(w, device=view.device).view(1, 1, 1, w)
-    mirrored = 2 * boundary - x
-    inside = (mirrored >= 0) & (mirrored < w)
-    source = mirrored.clamp(0, w - 1)
-    d_boundary = torch.gather(disparity, -1, boundary)
-    d_source = torch.gather(disparity, -1, source)
-    good = inside & ~torch.gather(holes, -1, source) & ((d_source - d_boundary).abs() <= tolerance)
-    pick = torch.where(good, source, boundary)
-    return torch.where(holes, torch.gather(view, -1, pick.expand(t, c, h, w)), view)
+    row, col = spatial_source(holes, disparity, tolerance)
+    flat = (row * w + col).view(t, 1, h * w).expand(t, c, h * w)
+    return view.reshape(t, c, h * w).gather(-1, flat).view(t, c, h, w)
 
 
-def _from_column(
-    view: torch.Tensor, resolved: torch.Tensor, surface: torch.Tensor, wanted: torch.Tensor,
-    content: torch.Tensor, tolerance: float,
-) -> torch.Tensor:  # fmt: skip
-    """The ``wanted`` pixels take the nearest resolved pixel above or below them in the column
-    whose surface disparity is the content's (the nearer of the two when both are)."""
-    above, below = _nearest_known(resolved.transpose(-1, -2))  # along the columns
-    above, below = above.transpose(-1, -2), below.transpose(-1, -2)
-    h = view.shape[-2]
-    y = torch.arange(h, device=view.device).view(1, 1, h, 1)
-    d_above = torch.gather(surface, -2, above.clamp(0, h - 1))
-    d_below = torch.gather(surface, -2, below.clamp(0, h - 1))
-    ok_above = (above >= 0) & ((d_above - content).abs() <= tolerance)
-    ok_below = (below < h) & ((d_below - content).abs() <= tolerance)
-    use_below = ok_below & (~ok_above | (below - y < y - above))
-    pick = torch.where(use_below, below, above).clamp(0, h - 1)
-    take = wanted & (ok_above | ok_below)
-    return torch.where(take, torch.gather(view, -2, pick.expand_as(view)), view)
+def pan_shifts(
+    grey: torch.Tensor, known: torch.Tensor, before: tuple[torch.Tensor, torch.Tensor], max_shift: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The horizontal pan from each frame to the next, all frames and shifts at once: grey (t, r, w)
+    and known (t, r, w) bool of the chunk's frames (every k-th row), ``before`` the same of the
+    frame before the chunk -> per frame the shift s in pixels (content moved s px to the right,
+    float: the best integer shift refined by the parabola through its neighbours' errors, so that a
+    slow pan adds up) and whether no shift matches (a cut: bool). Ties go to the smaller |s|, then
+    to the leftward."""
+    t, r, w = grey.shape
+    prev_grey = torch.cat([before[0][None], grey[:-1]])
+    prev_known = torch.cat([before[1][None], known[:-1]])
+    m = max_shift
+    # window k holds the previous frame at x + k - m: the frame's content moved by s = m - k
+    windows = F.pad(prev_grey, (m, m)).unfold(-1, w, 1)  # (t, r, 2m + 1, w), a view
+    both = F.pad(prev_known, (m, m)).unfold(-1, w, 1) & known[:, :, None]
+    count = both.sum((1, 3))
+    error = torch.where(both, (windows - grey[:, :, None]).abs(), 0.0).sum((1, 3))
+    score = torch.where(count >= MIN_OVERLAP * r * w, error / count.clamp(min=1), torch.inf)
+    order = torch.tensor([m] + [k for d in range(1, m + 1) for k in (m + d, m - d)], device=grey.device)
+    ranked = score[:, order]  # s = 0, -1, 1, -2, 2, ...
+    best = order[ranked.argmin(1)][:, None]  # k
+    centre = score.gather(1, best)
+    below = score.gather(1, (best - 1).clamp(min=0))
+    above = score.gather(1, (best + 1).clamp(max=2 * m))
+    curve = below - 2 * centre + above
+    inner = (best > 0) & (best < 2 * m) & torch.isfinite(below + above) & (curve > 0)
+    step = torch.where(inner, (below - above) / (2 * torch.where(inner, curve, 1.0)), 0.0).clamp(-0.5, 0.5)
+    cut = ~(centre[:, 0] <= MATCH_TOLERANCE)
+    return torch.where(cut, 0.0, m - best[:, 0] - step[:, 0]), cut
 
 
-def _fill_columns(view: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
-    """Each missing pixel takes the nearest non-missing pixel above it, else below it."""
-    known = ~missing.transpose(-1, -2)  # (t, 1, w, h): rows become columns
-    above, below = _nearest_known(known)
-    h = missing.shape[-2]
-    pick = torch.where(above >= 0, above, below).clamp(0, h - 1).transpose(-1, -2)
-    gathered = torch.gather(view, -2, pick.expand_as(view))
-    return torch.where(missing, gathered, view)
+def anchor(
+    grey: torch.Tensor, known: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor], placed: torch.Tensor
+) -> torch.Tensor:
+    """grey, known (t, r, w) of the chunk's frames, ``reference`` (r, w) grey and known of the frame
+    their offsets count from, ``placed`` (t,) each frame's offset from it (its pixel x is the
+    reference's x + placed) -> the correction in -1, 0, 1 that matches each frame to the reference
+    best (0 when none matches within ``MATCH_TOLERANCE``, and on ties)."""
+    t, r, w = grey.shape
+    errors = []
+    for d in (0, -1, 1):
+        at = torch.arange(w, device=grey.device).view(1, 1, w) + (placed + d).view(t, 1, 1)
+        inside = (at >= 0) & (at < w)
+        at = at.clamp(0, w - 1).expand(t, r, w)
+        both = inside & known & torch.gather(reference[1].expand(t, r, w), -1, at)
+        error = torch.where(both, (torch.gather(reference[0].expand(t, r, w), -1, at) - grey).abs(), 0.0)
+        count = both.sum((1, 2))
+        errors.append(torch.where(count >= MIN_OVERLAP * r * w, error.sum((1, 2)) / count.clamp(min=1), torch.inf))
+    scores = torch.stack(errors, 1)
+    best = scores.argmin(1)
+    ok = scores.gather(1, best[:, None])[:, 0] <= MATCH_TOLERANCE
+    return torch.where(ok, torch.tensor([0, -1, 1], dtype=torch.int32, device=grey.device)[best], 0)
+
+
+def _rows(view: torch.Tensor, holes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pan search's view of frames: grey and known on every k-th row, (t, r, w)."""
+    step = max(1, view.shape[-2] // PAN_ROWS)
+    return view[:, :, ::step].mean(1), ~holes[:, 0, ::step]
+
+
+MemoryState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def empty_state(view: torch.Tensor, max_age: int = MEMORY_FRAMES) -> MemoryState:
+    """A memory that has seen nothing, for frames like view's (t, 3, h, w): colour (3, h, w),
+    disparity (1, h, w), age (1, h, w) int32 (``max_age + 1``: never), the grey rows and known
+    mask of the frame before (none), and where that frame lies between whole pixels of the pan
+    (a 0-d float in [-0.5, 0.5])."""
+    _, _, h, w = view.shape
+    grey, known = _rows(view[:1], torch.ones_like(view[:1, :1], dtype=torch.bool))
+    return (torch.zeros_like(view[0]), torch.zeros_like(view[0, :1]),
+            torch.full_like(view[0, :1], max_age + 1, dtype=torch.int32), grey[0], known[0],
+            torch.zeros((), device=view.device))  # fmt: skip
+
+
+def fill_chunk(
+    view: torch.Tensor,
+    holes: torch.Tensor,
+    disparity: torch.Tensor,
+    state: MemoryState,
+    *,
+    tolerance: float = DISPARITY_TOLERANCE_PX,
+    max_age: int = MEMORY_FRAMES,
+    max_shift: int = MAX_SHIFT_PX,
+    ahead: bool = True,
+) -> tuple[torch.Tensor, MemoryState, torch.Tensor, torch.Tensor]:
+    """The whole fill of a chunk of consecutive frames: view (t, 3, h, w) in [0, 1], holes
+    (t, 1, h, w) bool, disparity (t, 1, h, w) in pixels, ``state`` what the clip's earlier frames
+    left (``empty_state`` at its start) -> the filled view, the state after the chunk's last frame,
+    each frame's pan in whole pixels (int32) and cut (see ``pan_shifts``). Pure tensor work, no
+    host sync."""
+    t, c, h, w = view.shape
+    device = view.device
+    m_colour, m_disparity, m_age, m_grey, m_known, m_phase = state
+    sides = hole_sides(holes, disparity)
+    content = sides[4]
+    row, col = spatial_source(holes, disparity, tolerance, sides)
+
+    grey, known_rows = _rows(view, holes)
+    shift, cut = pan_shifts(grey, known_rows, (m_grey, m_known), max_shift)
+    # World x of a frame's pixel x: x + offset; id 0 is the memory (the frame before the chunk),
+    # id f + 1 is frame f. A cut starts a new scene: only the same scene's ids are used.
+    # The pan adds up in fractions of a pixel; each frame is placed at the whole pixel nearest.
+    zero = torch.zeros(1, dtype=torch.int32, device=device)
+    travel = m_phase - shift.cumsum(0)
+    placed = torch.round(travel).to(torch.int32)
+    scene = torch.cat([zero, cut.cumsum(0, dtype=torch.int32)])
+    # Fractions of a pixel that a moving foreground biases add up too: each frame of the reference's
+    # scene is checked against it (the frame before the chunk, else its first) one pixel either side.
+    has_before = m_known.any()
+    reference = (torch.where(has_before, m_grey, grey[0]), torch.where(has_before, m_known, known_rows[0]))
+    same = scene[1:] == torch.where(has_before, 0, scene[1])
+    offset = torch.cat([zero, placed + torch.where(same, anchor(grey, known_rows, reference, placed), 0)])
+    pad = max_shift * t + 2
+    ids = torch.arange(t + 1, dtype=torch.int16, device=device).view(t + 1, 1, 1, 1)
+    stamp = torch.where(torch.cat([(m_age <= max_age)[None], ~holes]), ids, -1)
+    world = torch.arange(w + 2 * pad, dtype=torch.int32, device=device).view(1, 1, 1, -1)
+    local = world - pad - offset.view(t + 1, 1, 1, 1)  # (t + 1, 1, 1, w + 2 pad)
+    canvas = torch.gather(stamp, -1, local.clamp(0, w - 1).expand(t + 1, 1, h, -1))
+    canvas = torch.where((local >= 0) & (local < w), canvas, -1)
+    at = (torch.arange(w, dtype=torch.int32, device=device) + pad).view(1, 1, 1, w) + offset.view(t + 1, 1, 1, 1)
+    frame_id = torch.arange(1, t + 1, dtype=torch.int32, device=device).view(t, 1, 1, 1)
+    x = torch.arange(w, dtype=torch.int32, device=device).view(1, 1, 1, w)
+    y = torch.arange(h, dtype=torch.int32, device=device).view(1, 1, h, 1)
+    sources_disparity = torch.cat([m_disparity[None], disparity]).view(-1)
+
+    def sighting(found: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """found (t, 1, h, w): the id that saw each pixel (< 0 or > t: none) -> its flat index in
+        the sources (id, y, x), whether it may fill the pixel, and how old it is."""
+        valid = (found >= 0) & (found <= t)
+        src = found.clamp(0, t).to(torch.int32)
+        flat = (src * h + y) * w + x + offset[1:].view(t, 1, 1, 1) - offset[src]
+        flat = torch.where(valid, flat, 0)
+        remembered = torch.gather(m_age.view(-1), 0, (flat % (h * w)).view(-1)).view(t, 1, h, w)
+        age = torch.where(src == 0, remembered + frame_id, (frame_id - src).abs())
+        usable = holes & valid & (scene[src] == scene[1:].view(t, 1, 1, 1)) & (age <= max_age)
+        usable &= sources_disparity[flat] <= content + tolerance
+        return flat, usable, age
+
+    past = canvas[:t].cummax(0).values  # id i: the latest of ids 0 .. i, i.e. before frame i
+    flat_past, use_past, age_past = sighting(torch.gather(past, -1, at[1:].expand(t, 1, h, w)))
+    flat = torch.where(use_past, flat_past, (frame_id * h + row) * w + col)
+    if ahead and t > 1:
+        later = torch.where(canvas[2:] >= 0, canvas[2:], t + 1).flip(0).cummin(0).values.flip(0)
+        nothing = torch.full_like(later[:1], t + 1)
+        found = torch.gather(torch.cat([later, nothing]), -1, at[1:].expand(t, 1, h, w))
+        flat_next, use_next, age_next = sighting(found)
+        use_next &= ~use_past | (age_next < age_past)
+        flat = torch.where(use_next, flat_next, flat)
+
+    sources = torch.cat([m_colour[:, None], view.transpose(0, 1)], 1).view(c, -1)  # (c, (t + 1) h w)
+    out = sources.gather(1, flat.view(1, -1).expand(c, -1)).view(c, t, h, w).transpose(0, 1)
+
+    # The memory after the last frame, in its coordinates.
+    last = torch.maximum(past[t - 1 :], canvas[t:])
+    seen = torch.gather(last, -1, at[t:].expand(1, 1, h, w)).to(torch.int32)
+    src = seen.clamp(min=0)
+    flat_end = (src * h + y) * w + x + offset[t] - offset[src]
+    flat_end = torch.where(seen >= 0, flat_end, 0).view(-1)
+    remembered = torch.gather(m_age.view(-1), 0, flat_end % (h * w)).view(1, h, w)
+    age = torch.where(src == 0, remembered + t, t - src)[0]
+    alive = (seen[0] >= 0) & (scene[src[0]] == scene[t]) & (age <= max_age)
+    state = (
+        sources[:, flat_end].view(c, h, w),
+        sources_disparity[flat_end].view(1, h, w),
+        torch.where(alive, age, max_age + 1),
+        grey[-1],
+        known_rows[-1],
+        (travel[-1] - placed[-1]).clamp(-0.5, 0.5),
+    )
+    return out, state, offset[:-1] - offset[1:], cut
 
 
 class BackgroundMemory:
-    """Step 3 of the module docstring: the last observed colour and disparity of every right-view
-    pixel of one clip, frame by frame in order (``fill`` calls ``use`` then ``observe``)."""
+    """Step 3's memory of one clip across chunks (``fill`` keeps it up to date): the state
+    ``fill_chunk`` takes and gives, and the pan shift and cut of every frame that had one before."""
 
     def __init__(self, max_age: int = MEMORY_FRAMES, max_shift: int = MAX_SHIFT_PX) -> None:
         self.max_age, self.max_shift = max_age, max_shift
-        self.colour: torch.Tensor | None = None  # (3, h, w)
-        self.disparity: torch.Tensor | None = None  # (1, h, w)
-        self.age: torch.Tensor | None = None  # (1, h, w) frames since seen; max_age + 1: never
-        self.shifts: list[int] = []  # the shift found per frame (None-free: 0 after a reset)
-        self.resets = 0
+        self.state: MemoryState | None = None
+        self._shifts: list[torch.Tensor] = []
+        self._cuts: list[torch.Tensor] = []
 
-    def _align(self, view: torch.Tensor, known: torch.Tensor) -> bool:
-        """Shift the memory by the horizontal pan that matches it best to this frame's known pixels;
-        False (and the memory dropped) when none matches within ``MATCH_TOLERANCE``."""
-        assert self.colour is not None and self.age is not None and self.disparity is not None
-        seen = self.age <= self.max_age
-        best: tuple[float, int] | None = None
-        for shift in range(-self.max_shift, self.max_shift + 1):
-            both = _shifted(seen, shift, False) & known
-            count = int(both.sum())
-            if count < 0.05 * known.numel():
-                continue
-            diff = (_shifted(self.colour, shift, 0.0) - view).abs().mean(0, keepdim=True)
-            score = float((diff * both).sum()) / count
-            if (
-                best is None
-                or score < best[0] - 1e-9
-                or (abs(score - best[0]) <= 1e-9 and abs(shift) < abs(best[1]))
-            ):
-                best = (score, shift)
-        if best is None or best[0] > MATCH_TOLERANCE:
-            self.colour = self.disparity = self.age = None
-            self.resets += 1
-            self.shifts.append(0)
-            return False
-        shift = best[1]
-        self.shifts.append(shift)
-        if shift:
-            self.colour = _shifted(self.colour, shift, 0.0)
-            self.disparity = _shifted(self.disparity, shift, 0.0)
-            self.age = _shifted(self.age, shift, self.max_age + 1)
-        return True
+    def state_for(self, view: torch.Tensor) -> MemoryState:
+        """The state to fill frames like ``view``'s with (an empty one at the start or after a
+        change of size)."""
+        if self.state is None or self.state[0].shape != view.shape[1:]:
+            self.state = None
+            return empty_state(view, self.max_age)
+        return self.state
 
-    def recall(
-        self, view: torch.Tensor, holes: torch.Tensor, content: torch.Tensor, tolerance: float
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For this frame (view (3, h, w), holes (1, h, w); content: the disparity of what the
-        hole hides, ``hole_sides``), after ``_align``: which hole pixels the memory can fill
-        ((1, h, w) bool), with what colour (3, h, w) and how old that is (1, h, w)."""
-        if self.colour is None or not self._align(view, ~holes):
-            never = torch.full_like(content, float(self.max_age + 1))
-            return torch.zeros_like(holes), view, never
-        assert self.disparity is not None and self.age is not None
-        usable = holes & (self.age <= self.max_age) & (self.disparity <= content + tolerance)
-        return usable, self.colour, self.age
+    def update(self, state: MemoryState, shift: torch.Tensor, cut: torch.Tensor) -> None:
+        first = 1 if self.state is None else 0  # the clip's first frame had nothing before it
+        self.state = state
+        self._shifts.append(shift[first:])
+        self._cuts.append(cut[first:])
 
-    def use(
-        self, view: torch.Tensor, holes: torch.Tensor, content: torch.Tensor, tolerance: float
-    ) -> torch.Tensor:
-        """``recall``, the remembered colour written into ``view`` in place; returns the mask."""
-        usable, colour, _ = self.recall(view, holes, content, tolerance)
-        view.copy_(torch.where(usable, colour, view))
-        return usable
+    @property
+    def shifts(self) -> list[int]:
+        """Every frame's pan (0 at a cut); reads the device (a host sync: diagnostics, tests)."""
+        return [int(s) for part in self._shifts for s in part.tolist()]
 
-    def observe(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
-        """Remember this frame's known pixels (not what was filled)."""
-        known = ~holes
-        if self.colour is None:
-            self.colour = torch.zeros_like(view)
-            self.disparity = torch.zeros_like(disparity)
-            self.age = torch.full_like(disparity, float(self.max_age + 1))
-        assert self.disparity is not None and self.age is not None
-        self.colour = torch.where(known, view, self.colour)
-        self.disparity = torch.where(known, disparity, self.disparity)
-        self.age = torch.where(known, torch.zeros_like(self.age), (self.age + 1).clamp(max=self.max_age + 1))
-
-
-def _shifted(x: torch.Tensor, shift: int, fill: float | bool) -> torch.Tensor:
-    """x (..., w) moved right by ``shift`` pixels (left when negative), ``fill`` coming in."""
-    if shift == 0:
-        return x
-    out = torch.full_like(x, fill)
-    if shift > 0:
-        out[..., shift:] = x[..., :-shift]
-    else:
-        out[..., :shift] = x[..., -shift:]
-    return out
-
-
-class LookAhead:
-    """What the frames after each frame of a batch show: a memory swept from the batch's last frame
-    to its first (``BackgroundMemory``, the same alignment), kept per frame."""
-
-    def __init__(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor,
-                 content: torch.Tensor, tolerance: float = DISPARITY_TOLERANCE_PX) -> None:  # fmt: skip
-        usable, colour, age = [], [], []
-        memory = BackgroundMemory()
-        for i in reversed(range(view.shape[0])):
-            found = memory.recall(view[i], holes[i], content[i], tolerance)
-            usable.append(found[0])
-            colour.append(torch.where(found[0], found[1], 0.0))  # a copy: the memory moves on
-            age.append(found[2].clone())
-            memory.observe(view[i], holes[i], disparity[i])
-        self.usable, self.colour, self.age = usable[::-1], colour[::-1], age[::-1]
-
-
-def combine(
-    out: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    ahead: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
-) -> torch.Tensor:  # fmt: skip
-    """One frame's fill (3, h, w) with what the past and the frames ahead saw: per pixel the more
-    recent of the two sightings that can fill it (the past one when they are as old)."""
-    usable, colour, age = past
-    if ahead is None:
-        return torch.where(usable, colour, out)
-    a_usable, a_colour, a_age = ahead
-    use_past = usable & (~a_usable | (age <= a_age))
-    use_ahead = a_usable & ~use_past
-    return torch.where(use_past, colour, torch.where(use_ahead, a_colour, out))
+    @property
+    def resets(self) -> int:
+        """How many cuts dropped the memory (a host sync)."""
+        return sum(int(part.sum()) for part in self._cuts)
 
 
 def fill(
@@ -280,17 +362,15 @@ def fill(
 ) -> torch.Tensor:
     """The whole fill of a batch of consecutive frames: view (t, 3, h, w) in [0, 1], holes
     (t, 1, h, w) bool, disparity (t, 1, h, w) in pixels of this size -> the filled view. With a
-    ``memory`` the frames go through it in order (and it keeps them for the next batch) and, with
-    ``ahead``, what the batch's later frames show fills too (``LookAhead``); without one the fill
-    is spatial only."""
-    out = spatial_fill(view, holes, disparity, tolerance)
+    ``memory`` what the clip's earlier frames saw fills too (and it keeps these frames for the next
+    batch) and, with ``ahead``, what the batch's later frames show; without one the fill is
+    spatial only."""
     if memory is None:
-        return out
-    content = hole_sides(holes, disparity)[4]
-    later = LookAhead(view, holes, disparity, content, tolerance) if ahead else None
-    for i in range(view.shape[0]):
-        past = memory.recall(out[i], holes[i], content[i], tolerance)
-        next_ = (later.usable[i], later.colour[i], later.age[i]) if later is not None else None
-        out[i] = combine(out[i], past, next_)
-        memory.observe(view[i], holes[i], disparity[i])
+        return spatial_fill(view, holes, disparity, tolerance)
+    state = memory.state_for(view)
+    out, state, shift, cut = fill_chunk(
+        view, holes, disparity, state, tolerance=tolerance, max_age=memory.max_age,
+        max_shift=memory.max_shift, ahead=ahead,
+    )  # fmt: skip
+    memory.update(state, shift, cut)
     return out

@@ -199,11 +199,6 @@ def test_a_stage_that_asks_gets_the_right_view_s_own_disparity(tiny_weights: Pat
     depths: list[torch.Tensor] = []
     lefts: list[torch.Tensor] = []
 
-    class Probe(BackgroundFillStage):
-        def prepare(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> None:
-            seen.append(disparity.clone())
-            super().prepare(view, holes, disparity)
-
     class Keep:
         def on_start(self, **_: object) -> None:
             pass
@@ -213,7 +208,8 @@ def test_a_stage_that_asks_gets_the_right_view_s_own_disparity(tiny_weights: Pat
             lefts.append(left.clone())
 
     vda = load_stereo_pipeline(tiny_weights, presets=("instant",)).depth_stages["vda-small"]
-    probe = Probe.load(tiny_weights, device=torch.device("cpu"), dtype=torch.float32, shared={})
+    probe = BackgroundFillStage.load(tiny_weights, device=torch.device("cpu"), dtype=torch.float32, shared={})
+    probe.per_chunk.register_forward_pre_hook(lambda module, args: seen.append(args[2].clone()))
     pipeline = StereoPipeline([vda], [probe], presets=("instant",))
     config = StereoConfig.from_preset("instant", depth_input_size=28, max_disp=6.0)
     frames = scene_frames(10, 64, 48)

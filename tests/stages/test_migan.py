@@ -13,18 +13,29 @@ from stereocrafter.config import StereoConfig
 from stereocrafter.errors import WeightsCorruptError
 from stereocrafter.models.migan import composite, model_input
 from stereocrafter.pipeline.loading import load_stereo_pipeline
-from stereocrafter.stages.migan import FOREGROUND_BAND_PX, MiganStage, MiganTiles, context_mask, tile_starts
+from stereocrafter.stages.migan import (
+    FOREGROUND_BAND_PX, MIN_OVERLAP_PX, MiganStage, MiganTiles, context_mask, tile_starts, tile_weights,
+)
 from stereocrafter.stereo.splatting import forward_splat
 from stereocrafter.testing.fillscenes import Layer, Scene, render
 from stereocrafter.testing.weights import MIGAN_REPO, TINY_MIGAN, random_migan
 
 
-def test_tiles_cover_the_frame_and_overlap_only_where_they_must() -> None:
+def test_tiles_cover_the_frame_and_overlap_by_at_least_32_px_where_they_meet() -> None:
     assert tile_starts(64, 512) == [0] and tile_starts(512, 512) == [0]
-    assert tile_starts(1024, 512) == [0, 512] and tile_starts(576, 512) == [0, 64]
-    assert tile_starts(1000, 512) == [0, 488]
+    assert tile_starts(1024, 512) == [0, 256, 512] and tile_starts(576, 512) == [0, 64]
+    assert tile_starts(1000, 512) == [0, 244, 488] and tile_starts(990, 512) == [0, 478]
+    for size in range(513, 2200, 7):
+        starts = tile_starts(size, 512)
+        assert starts[0] == 0 and starts[-1] == size - 512
+        assert all(a + 512 - b >= MIN_OVERLAP_PX for a, b in zip(starts, starts[1:], strict=False))
+    for starts in ([0, 256, 512], [0, 64], [0, 478]):  # the ramps of neighbours add up to 1
+        total = torch.zeros(starts[-1] + 512)
+        for start, weight in zip(starts, tile_weights(starts, 512), strict=True):
+            total[start : start + 512] += weight
+        assert torch.allclose(total, torch.ones_like(total), atol=1e-6)
     call = MiganStage.warmup_calls(StereoConfig.from_preset("clean"), (1080, 1920))[0]
-    assert (call.batch, call.size) == (4, (512, 512))  # its working size 1024x576: 2 x 2 tiles
+    assert (call.batch, call.size) == (32, (512, 512))  # 1024x576: 3 x 2 tiles x 16 frames, 32 a call
 
 
 def _frame() -> dict[str, torch.Tensor]:
@@ -55,18 +66,40 @@ def test_the_foreground_beside_a_hole_is_hidden_from_the_generator() -> None:
     generator = random_migan(TINY_MIGAN)
     generator.register_forward_hook(lambda module, args, out: seen.append(args[0]))
     tiles = MiganTiles(generator.eval())
-    out = tiles(f["view"], holes, disparity)
+    out = tiles(f["view"][None], holes[None], disparity[None])[0]
     x = torch.cat(seen)
-    assert x.shape[1:] == (4, 64, 64) and x.shape[0] == 2  # two 64 px tiles across 128 px, both with holes
-    left = x[0]  # tile at x 0..64: foreground pixels near the hole carry no colour and "unknown"
-    mask = foreground_near[0, :, :64]
-    assert bool((left[0][mask] == -0.5).all()) and bool((left[1:][:, mask] == 0).all())
+    starts = tile_starts(128, 64)  # 0, 21, 43, 64 (a hole at the left border too: all four run)
+    assert x.shape == (4, 4, 64, 64) and starts == [0, 21, 43, 64]
+    mask = foreground_near[0, :, 43:107]  # foreground pixels near the hole: no colour, "unknown"
+    assert int(mask.sum()) > 10
+    assert bool((x[2, 0][mask] == -0.5).all()) and bool((x[2, 1:][:, mask] == 0).all())
     # the fill only inside the holes; elsewhere the splat itself, bit for bit
     assert torch.equal(out[:, ~holes[0]], f["view"][:, ~holes[0]])
-    view, ctx = f["view"][None, :, :, :64], known[None, :, :, :64]
+    # one tile (a 64 px frame): the published composition exactly
+    view, ctx, inside = f["view"][None, :, :, 64:], known[None, :, :, 64:], holes[:, :, 64:]
+    one = tiles(view, inside[None], disparity[None, :, :, 64:])[0]
     expected = composite(view, ctx, generator(model_input(view, ctx)))[0]
-    inside = holes[0, :, :64]
-    assert torch.allclose(out[:, :, :64][:, inside], expected[:, inside], atol=1e-6)
+    assert torch.allclose(one[:, inside[0]], expected[:, inside[0]], atol=1e-6)
+
+
+def test_a_hole_across_tile_boundaries_shows_no_step() -> None:
+    """Where a tile begins or ends inside a hole, the fill changes from one column to the next no
+    more than the generator's own texture does elsewhere (an unweighted mean of overlapping tiles,
+    or a hard cut, puts the largest step of the row exactly there)."""
+    generator = random_migan(TINY_MIGAN, seed=1).eval()
+    view = torch.linspace(0, 1, 200).view(1, 1, 1, 200).expand(1, 3, 64, 200).contiguous()
+    holes = torch.zeros(1, 1, 64, 200, dtype=torch.bool)
+    holes[..., 8:56, 4:196] = True  # a wide hole across all six 64 px tiles
+    with torch.no_grad():
+        out = MiganTiles(generator)(view, holes, torch.zeros(1, 1, 64, 200))
+    columns = out[0, :, 10:54, 4:196].mean((0, 1))
+    steps = (columns[1:] - columns[:-1]).abs()  # steps[j]: from x = 4 + j to 5 + j
+    starts = tile_starts(200, 64)
+    edges = sorted({s for s in starts[1:]} | {s + 64 for s in starts[:-1]})
+    at_edges = torch.zeros_like(steps, dtype=torch.bool)
+    at_edges[torch.tensor([e - 5 for e in edges])] = True
+    assert float(steps[at_edges].max()) <= 0.5 * float(steps[~at_edges].max())
+    assert float(steps[at_edges].max()) <= 3 * float(steps.median())
 
 
 def test_only_the_tiles_that_hold_a_hole_run() -> None:
@@ -75,14 +108,14 @@ def test_only_the_tiles_that_hold_a_hole_run() -> None:
     generator.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
     view, disparity = torch.rand(3, 40, 200), torch.zeros(1, 40, 200)
     holes = torch.zeros(1, 40, 200, dtype=torch.bool)
-    holes[..., 10:20, 5:12] = True  # in the first of the 4 tiles across (starts 0, 45, 91, 136) only
-    out = MiganTiles(generator)(view, holes, disparity)
-    assert tile_starts(200, 64) == [0, 45, 91, 136] and batches == [1]
+    holes[..., 10:20, 5:12] = True  # in the first of the 6 tiles across only
+    out = MiganTiles(generator)(view[None], holes[None], disparity[None])[0]
+    assert tile_starts(200, 64) == [0, 27, 54, 82, 109, 136] and batches == [1]
     assert torch.equal(out[:, ~holes[0]], view[:, ~holes[0]]) and not torch.equal(out, view)
-    holes[..., 30:35, 170:180] = True  # and now in the last one too (136..200, past the third's 155)
+    holes[..., 30:35, 180:190] = True  # and now in the last one too (136..200, past the fifth's 173)
     batches.clear()
-    MiganTiles(generator)(view, holes, disparity)
-    assert batches == [2]
+    MiganTiles(generator)(torch.stack([view, view]), torch.stack([holes, holes]), torch.stack([disparity] * 2))
+    assert batches == [4]  # two tiles of each of two frames, in one call
 
 
 def test_a_frame_without_holes_runs_no_tile() -> None:
@@ -90,8 +123,8 @@ def test_a_frame_without_holes_runs_no_tile() -> None:
     calls: list[int] = []
     generator.register_forward_hook(lambda *_: calls.append(1))
     view = torch.rand(3, 40, 100)
-    out = MiganTiles(generator)(view, torch.zeros(1, 40, 100, dtype=torch.bool), torch.zeros(1, 40, 100))
-    assert out is view and calls == []
+    out = MiganTiles(generator)(view[None], torch.zeros(1, 1, 40, 100, dtype=torch.bool), torch.zeros(1, 1, 40, 100))
+    assert torch.equal(out[0], view) and calls == []
 
 
 def test_clean_loads_only_its_files_and_refuses_a_broken_one(weights_copy: Path) -> None:
