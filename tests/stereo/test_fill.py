@@ -122,3 +122,49 @@ def test_what_later_frames_of_the_chunk_show_fills_where_the_past_never_saw() ->
     error_both = (both[early] - s["truth"][early]).abs()[holes]
     assert float(error_both.mean()) < 0.5 * float(error_past.mean())
     assert float((error_both < 1e-3).float().mean()) > 0.6  # the later frames' background, exactly
+
+
+def _border_case(disparity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Splat a left view whose every pixel holds its row's number (the fill of a probe shows which
+    row each hole pixel came from): -> the rows the fill took, the holes, and the border holes."""
+    t, _, h, w = disparity.shape
+    rows = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1).expand(t, 1, h, w)
+    splat, occlusion = forward_splat(torch.cat([rows, disparity], 1), disparity)
+    holes = occlusion >= 0.5
+    right_disparity = splat[:, 1:]
+    taken = fill.spatial_fill(torch.where(holes, -1.0, rows), holes, right_disparity)
+    left, right = fill.nearest_known(~holes)
+    border = holes & ((left < 0) | (right >= w))
+    return taken, holes, border
+
+
+def test_a_hole_at_the_right_border_is_filled_from_its_own_row() -> None:
+    # near content reaching the right edge over a zero-disparity region: its splat leaves the right
+    # border uncovered, a hole whose only side is that content
+    disparity = torch.zeros(1, 1, 24, 80)
+    disparity[..., 4:20, 50:] = 10.0
+    taken, holes, border = _border_case(disparity)
+    rows = torch.arange(24, dtype=torch.float32).view(1, 1, 24, 1).expand_as(taken)
+    assert int(border.sum()) >= 16 * 9
+    assert torch.equal(taken[border], rows[border])  # never another row's pixel
+    assert bool((taken[holes] >= 0).all())  # every hole filled
+    # MI-GAN's context keeps the side a border hole continues (it is not the foreground of that hole)
+    from stereocrafter.stages.migan import context_mask
+
+    splat, occlusion = forward_splat(torch.cat([disparity, disparity], 1), disparity)
+    known = context_mask(occlusion >= 0.5, splat[:, 1:])
+    side = torch.zeros_like(border)
+    side[..., :-1] = border[..., 1:] & ~border[..., :-1] & ~holes[..., :-1]  # the pixel left of each
+    assert int(side.sum()) >= 16 and bool((known[side] == 1).all())
+
+
+def test_border_holes_of_a_disparity_ramp_take_their_own_rows() -> None:
+    # disparity rising from 0 to 12 px across the band of rows 10-29, 0 above and below it: the
+    # band's border hole is as wide as its left side's disparity, so the width rule would say its
+    # content is at 0, the zero-disparity rows' surface
+    disparity = torch.zeros(1, 1, 40, 120)
+    disparity[..., 10:30, :] = torch.linspace(0, 12, 120)
+    taken, holes, border = _border_case(disparity)
+    rows = torch.arange(40, dtype=torch.float32).view(1, 1, 40, 1).expand_as(taken)
+    assert int(border.sum()) > 200
+    assert torch.equal(taken[border], rows[border])
