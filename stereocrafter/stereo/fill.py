@@ -33,6 +33,8 @@ colours. No value comes back to the host (``fill_chunk`` compiles with ``fullgra
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -41,7 +43,7 @@ MEMORY_FRAMES = 48  # how old a remembered background pixel may be (2 s at 24 fp
 MAX_SHIFT_PX = 8  # the largest per-frame pan the memory follows
 MATCH_TOLERANCE = 0.06  # mean absolute grey difference in [0, 1] above which the memory is dropped
 MIN_OVERLAP = 0.05  # a shift is judged on at least this share of the compared pixels
-PAN_ROWS = 128  # the pan search compares every k-th row, k = max(1, height // PAN_ROWS)
+PAN_ROWS = 64  # the pan search compares every k-th row, k = max(1, height // PAN_ROWS)
 
 
 def nearest_known(known: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,24 +111,54 @@ def spatial_source(
     good = (mirrored == source) & ~torch.gather(holes, -1, source)
     good &= (torch.gather(disparity, -1, source) - d_boundary).abs() <= tolerance
     col = torch.where(holes, torch.where(good, source, boundary), x)
-    # A hole between two nearer surfaces: the nearest pixel of its column (above or below) that is
-    # resolved and whose surface is the hidden content's (the nearer of the two when both are).
+    # The two cases below are rare and cost whole-frame column scans: each runs only when it has
+    # a pixel (``_when``: one read-back per chunk in eager mode, a ``torch.cond`` when compiled).
+    row = y.expand_as(col)
     unresolved = holes & ~sided
-    above, below = nearest_known(~unresolved, -2)
-    surface = torch.where(holes, content, disparity)
-    ok_above = (above >= 0) & ((torch.gather(surface, -2, above.clamp(0, h - 1)) - content).abs() <= tolerance)
-    ok_below = (below < h) & ((torch.gather(surface, -2, below.clamp(0, h - 1)) - content).abs() <= tolerance)
-    pick = torch.where(ok_below & (~ok_above | (below - y < y - above)), below, above).clamp_(0, h - 1)
-    take = unresolved & (ok_above | ok_below)
-    row = torch.where(take, pick, y)
-    col = torch.where(take, torch.gather(col, -2, pick), col)
-    # Rows without a known pixel: the nearest pixel of the column that has one, above, else below.
+    row, col = _when(unresolved.any(), _from_column(tolerance), (row, col, unresolved, holes, content, disparity))
     orphans = holes & ~has_left & ~has_right
+    return _when(orphans.any(), _orphans, (row, col, orphans, holes, content, disparity))
+
+
+def _when(pred: torch.Tensor, step: Any, operands: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``step(*operands)`` when ``pred`` holds, else the first two operands as they are."""
+    if torch.compiler.is_compiling():
+        row, col = operands[0].contiguous(), operands[1]
+        return torch.cond(pred, step, lambda r, c, *_: (r.clone(), c.clone()), (row, col, *operands[2:]))  # type: ignore[no-any-return]
+    if bool(pred):
+        return step(*operands)  # type: ignore[no-any-return]
+    return operands[0], operands[1]
+
+
+def _from_column(tolerance: float) -> Any:
+    """A hole between two nearer surfaces (``wanted``) takes the nearest pixel of its column, above
+    or below, that is resolved and whose surface is the hidden content's (the nearer of the two
+    when both are)."""
+
+    def step(row: torch.Tensor, col: torch.Tensor, wanted: torch.Tensor, holes: torch.Tensor,
+             content: torch.Tensor, disparity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        h = holes.shape[-2]
+        y = torch.arange(h, dtype=torch.int32, device=holes.device).view(1, 1, h, 1)
+        above, below = nearest_known(~wanted, -2)
+        surface = torch.where(holes, content, disparity)
+        d_above = torch.gather(surface, -2, above.clamp(0, h - 1))
+        d_below = torch.gather(surface, -2, below.clamp(0, h - 1))
+        ok_above = (above >= 0) & ((d_above - content).abs() <= tolerance)
+        ok_below = (below < h) & ((d_below - content).abs() <= tolerance)
+        pick = torch.where(ok_below & (~ok_above | (below - y < y - above)), below, above).clamp_(0, h - 1)
+        take = wanted & (ok_above | ok_below)
+        return torch.where(take, pick, row), torch.where(take, torch.gather(col, -2, pick), col)
+
+    return step
+
+
+def _orphans(row: torch.Tensor, col: torch.Tensor, orphans: torch.Tensor,
+             *_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Rows without a known pixel: the nearest pixel of the column that has one, above, else below."""
+    h = orphans.shape[-2]
     above, below = nearest_known(~orphans, -2)
     pick = torch.where(above >= 0, above, below).clamp_(0, h - 1)
-    row = torch.where(orphans, torch.gather(row, -2, pick), row)
-    col = torch.where(orphans, torch.gather(col, -2, pick), col)
-    return row, col
+    return torch.where(orphans, torch.gather(row, -2, pick), row), torch.where(orphans, torch.gather(col, -2, pick), col)
 
 
 def spatial_fill(

@@ -1,0 +1,232 @@
+"""What the licence-clean presets' element-wise stages cost a GPU per frame: aten ops (kernel
+launches), host syncs and tensor bytes, counted on this CPU; and the same work compiled.
+
+The work is that of a conversion at the given size, through the stages' own interfaces:
+
+- ``splat``: the left view and its disparity splatted into the right view with the right view's
+  disparity (``stereo.splatting.forward_splat``, as ``pipeline.run``'s source does it for a stage
+  that asks for the disparity), and for ``clean`` the shrink to its working size;
+- ``fill``: ``instant``'s stage (``stages.fill``) on chunks of 16 of those frames;
+- ``migan``: ``clean``'s stage (``stages.migan``) at its working size (1024x576 for 1080p), every
+  tile with a hole (a hole in each), the generator's own work left out of the count (its FLOPs are
+  ``bench/flops.py``'s; here a generator of the published 512 px tile with tiny widths stands in).
+
+Counting (``Traffic``, a ``TorchDispatchMode``): every aten op that is not a view is one op; its
+bytes are those of its tensor inputs and outputs (an expanded tensor counts its distinct elements
+once); a host sync is an op that hands a value to the host (``_local_scalar_dense``: ``.item()``,
+``bool()``, ``tolist()``; ``nonzero``, whose size the host needs). Figures per frame.
+
+Compiled: ``stereo.fill.fill_chunk`` through ``torch.compile(fullgraph=True)`` (inductor, CPU code
+here): the kernels inductor generated and its estimate of the bytes they access (per frame).
+
+    python -m bench.traffic                 # 1080p, 32 frames (about 2 min on 2 cores)
+    python -m bench.traffic --size 96x160   # the CI smoke's size
+    python -m bench.traffic --check         # exit 1 unless the gates hold (figures of the given size,
+                                            # gates scaled by its pixels against 1080p's)
+
+Gates (per 1080p frame, eager): ``instant`` splat + fill at most 1.5 GB, 80 ops, 1 host sync, and
+the fill compiles with ``fullgraph=True``; ``clean`` splat + MI-GAN stage at most 2.5 GB, 150 ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from stereocrafter.config import StereoConfig
+from stereocrafter.stages.fill import BackgroundFillStage
+from stereocrafter.stages.migan import MiganTiles
+from stereocrafter.stages.frames import FRAME_CHUNK
+from stereocrafter.stereo import fill
+from stereocrafter.stereo.merge import shrink, working_size
+from stereocrafter.stereo.splatting import forward_splat
+
+SYNCS = {"_local_scalar_dense", "nonzero", "item"}
+GATES = {"instant": {"gb": 1.5, "ops": 80, "syncs": 1.0}, "clean": {"gb": 2.5, "ops": 150}}
+
+
+def distinct_bytes(t: torch.Tensor) -> int:
+    """The bytes of the elements a tensor reaches (an expanded dimension counts once)."""
+    count = 1
+    for size, stride in zip(t.shape, t.stride(), strict=True):
+        if stride != 0:
+            count *= size
+    return count * t.element_size()
+
+
+class Traffic(TorchDispatchMode):
+    """Counts ops, host syncs and tensor bytes under a label (``label``; ``paused`` skips)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label = "other"
+        self.paused = False
+        self.figures: dict[str, dict[str, float]] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.paused or func.is_view:
+            return out
+        row = self.figures.setdefault(self.label, {"ops": 0, "syncs": 0, "bytes": 0})
+        row["ops"] += 1
+        if func._schema.name.split("::")[-1] in SYNCS:
+            row["syncs"] += 1
+        tensors = [x for x in tree_flatten((args, kwargs, out))[0] if isinstance(x, torch.Tensor)]
+        row["bytes"] += sum(distinct_bytes(x) for x in tensors)
+        return out
+
+
+def clip(frames: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A left view with texture and a disparity with near objects (right edge included) in front of
+    a receding background: (t, 3, h, w) in [0, 1], (t, 1, h, w) in pixels (max 6 % of the width)."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.linspace(0, 1, height).view(1, 1, height, 1)
+    x = torch.linspace(0, 1, width).view(1, 1, 1, width)
+    view = torch.rand(frames, 3, height, width, generator=g) * 0.3 + 0.35 * (1 + torch.sin(40 * x + 20 * y))
+    near = 0.06 * width
+    disparity = (-0.3 + 0.3 * y).expand(frames, 1, height, width) * near
+    disparity = disparity.clone()
+    for f in range(frames):
+        left = int((0.2 + 0.01 * f) * width)
+        disparity[f, :, height // 4 : 3 * height // 4, left : left + width // 5] = near
+        disparity[f, :, height // 3 : height // 2, int(0.85 * width) :] = near
+    return view.clamp(0, 1).contiguous(), disparity
+
+
+def splat(view: torch.Tensor, disparity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """As the pipeline's source does it: the right view, its occlusion and its disparity."""
+    warped, occlusion = forward_splat(torch.cat([view, disparity], 1), disparity)
+    return warped[:, :3].clamp(0, 1), occlusion, warped[:, 3:]
+
+
+class Source:
+    """The stages' ``HoleSource``: splats each range asked for (counted as ``<preset> splat``) and,
+    for ``clean``, shrinks it to the working size."""
+
+    def __init__(self, view: torch.Tensor, disparity: torch.Tensor, counter: Traffic, preset: str,
+                 work: tuple[int, int]) -> None:  # fmt: skip
+        self.view, self.disparity_, self.counter, self.preset, self.work = view, disparity, counter, preset, work
+        self.last: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.view.shape[0]
+
+    def __getitem__(self, index: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        self.counter.label = f"{self.preset} splat"
+        right, occlusion, right_disparity = splat(self.view[index], self.disparity_[index])
+        w = self.view.shape[-1]
+        if tuple(right.shape[-2:]) != self.work:
+            right, occlusion = shrink(right, occlusion, self.work)
+            right_disparity = torch.nn.functional.interpolate(
+                right_disparity * (self.work[1] / w), size=self.work, mode="nearest"
+            )
+        self.last = right_disparity
+        self.counter.label = f"{self.preset} {'fill' if self.preset == 'instant' else 'migan'}"
+        return right, occlusion
+
+    def disparity(self, index: slice) -> torch.Tensor:
+        assert self.last is not None
+        return self.last
+
+
+def run(preset: str, view: torch.Tensor, disparity: torch.Tensor, counter: Traffic) -> None:
+    """The preset's inpainting stage over the clip, through ``iter_inpaint``."""
+    from stereocrafter.models.migan import MiganArchitecture
+    from stereocrafter.stages.migan import MiganStage
+    from stereocrafter.testing.weights import random_migan
+
+    _, _, h, w = view.shape
+    config = StereoConfig.from_preset(preset)
+    work = working_size(h, w, config.inpaint_max_res, 8)
+    if preset == "instant":
+        stage: Any = BackgroundFillStage.load("", device=torch.device("cpu"), dtype=torch.float32, shared={})
+    else:
+        tile = min(512, 2 ** int(math.log2(min(work))))
+        generator = random_migan(MiganArchitecture(resolution=tile, ch_base=4 * tile, ch_max=4)).eval()
+        generator.register_forward_pre_hook(lambda *_: setattr(counter, "paused", True))
+        generator.register_forward_hook(lambda *_: setattr(counter, "paused", False))
+        stage = MiganStage(MiganTiles(generator))
+    for _ in stage.iter_inpaint(Source(view, disparity, counter, preset, work), config, torch.Generator()):
+        pass
+
+
+def compiled_fill(view: torch.Tensor, disparity: torch.Tensor) -> dict[str, float]:
+    """``fill_chunk`` under ``torch.compile(fullgraph=True)``: inductor's kernels and bytes."""
+    import torch._dynamo
+    from torch._inductor import metrics
+
+    torch._dynamo.reset()
+    right, occlusion, right_disparity = splat(view[:FRAME_CHUNK], disparity[:FRAME_CHUNK])
+    holes = occlusion >= 0.5
+    compiled = torch.compile(fill.fill_chunk, fullgraph=True, dynamic=False)
+    metrics.reset()
+    started = time.perf_counter()
+    compiled(right, holes, right_disparity, fill.empty_state(right))
+    seconds = time.perf_counter() - started
+    frames = right.shape[0]
+    eager = fill.fill_chunk(right, holes, right_disparity, fill.empty_state(right))[0]
+    again = compiled(right, holes, right_disparity, fill.empty_state(right))[0]
+    return {"kernels": metrics.generated_kernel_count / frames, "gb": metrics.num_bytes_accessed / frames / 1e9,
+            "compile_s": seconds, "same": float(torch.equal(eager, again))}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="1080x1920", help="HEIGHTxWIDTH")
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--no-compile", action="store_true")
+    args = parser.parse_args(argv)
+    height, width = (int(v) for v in args.size.split("x"))
+    scale = height * width / (1080 * 1920)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; {args.frames} frames of {height}x{width}")  # fmt: skip
+    view, disparity = clip(args.frames, height, width)
+    counter = Traffic()
+    with counter:
+        run("instant", view, disparity, counter)
+        run("clean", view, disparity, counter)
+    per_frame = {k: {n: v / args.frames for n, v in row.items()} for k, row in counter.figures.items()}
+    print(f"{'per frame':16s} {'ops':>8s} {'syncs':>6s} {'GB':>8s}")
+    for label, row in per_frame.items():
+        print(f"{label:16s} {row['ops']:8.1f} {row['syncs']:6.2f} {row['bytes'] / 1e9:8.3f}")
+    failures = []
+    for preset, parts in (("instant", ("instant splat", "instant fill")), ("clean", ("clean splat", "clean migan"))):
+        total = {n: sum(per_frame.get(p, {}).get(n, 0.0) for p in parts) for n in ("ops", "syncs", "bytes")}
+        gates = GATES[preset]
+        print(f"{preset + ' total':16s} {total['ops']:8.1f} {total['syncs']:6.2f} {total['bytes'] / 1e9:8.3f}   "
+              f"gate: {gates['ops']} ops, {gates['gb'] * scale:.3f} GB"
+              + (f", {gates['syncs']} sync" if "syncs" in gates else ""))  # fmt: skip
+        if total["bytes"] / 1e9 > gates["gb"] * scale:
+            failures.append(f"{preset}: {total['bytes'] / 1e9:.3f} GB > {gates['gb'] * scale:.3f}")
+        if total["ops"] > gates["ops"]:
+            failures.append(f"{preset}: {total['ops']:.1f} ops > {gates['ops']}")
+        if "syncs" in gates and total["syncs"] > gates["syncs"]:
+            failures.append(f"{preset}: {total['syncs']:.2f} syncs > {gates['syncs']}")
+    if not args.no_compile:
+        try:
+            c = compiled_fill(view, disparity)
+            print(f"instant fill compiled (fullgraph): {c['kernels']:.2f} kernels, {c['gb']:.3f} GB per frame "
+                  f"(inductor's estimate), compiled in {c['compile_s']:.0f} s, same as eager: {bool(c['same'])}")
+            if not c["same"]:
+                failures.append("the compiled fill differs from the eager one")
+        except Exception as error:  # noqa: BLE001 - a graph break is the gate's failure
+            failures.append(f"the fill does not compile with fullgraph=True: {type(error).__name__}: {error}")
+    if args.check and failures:
+        print("CHECK FAILED: " + "; ".join(failures))
+        return 1
+    if args.check:
+        print("check held: traffic, op and sync gates, fullgraph compile")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
