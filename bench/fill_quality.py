@@ -10,8 +10,8 @@ splat, ``stereo.splatting``; the right view's disparity splatted with it), the h
   sigma 1.5, the map averaged over the hole pixels);
 - the same on the band of 3 px around the holes (where the merge blends);
 - ``dT``: the mean absolute frame-to-frame change inside the holes (pixels that are holes in both
-  frames, [0, 1] units), beside the truth's own ``dT`` at the same pixels: a fill that flickers
-  has a larger one.
+  frames, [0, 1] units), beside the truth's own ``dT`` at the same pixels and their ratio
+  (``flicker``): a fill that flickers has a larger one.
 
 Fills: ``background`` (``stereo.fill``, steps 1-2: the background side, mirrored), ``background +
 past`` (with what earlier frames showed), ``background + memory`` (and what the later frames of
@@ -21,7 +21,7 @@ baselines: ``foreground copy`` (the boundary pixel of the nearer side, smeared a
 every hole is covered). A learned inpainter on random weights has no quality to measure: MI-GAN
 (``clean``) gets a figure only from its published weights, which this machine cannot download.
 
-    python -m bench.fill_quality           # 4 scenes of 24 frames at 192x96 (about 10 s on 2 cores)
+    python -m bench.fill_quality           # 5 scenes of 24 frames at 192x96 (about 10 s on 2 cores)
     python -m bench.fill_quality --smoke   # 6 frames a scene (too few for the memory: no gate)
     python -m bench.fill_quality --check   # exit 1 unless the fill beats both baselines on hole PSNR
                                            # in every scene and its dT is at most the truth's + 0.02
@@ -50,7 +50,7 @@ Fill = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def foreground_copy(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
     """Baseline: every hole pixel takes the boundary pixel of the NEARER side (the wrong one)."""
-    left, right = fill._nearest_known(~holes)
+    left, right = fill.nearest_known(~holes, dtype=torch.int32)
     w = holes.shape[-1]
     d_left = torch.gather(disparity, -1, left.clamp(0, w - 1))
     d_right = torch.gather(disparity, -1, right.clamp(0, w - 1))
@@ -178,6 +178,11 @@ def evaluate(scene: Scene, frames: int) -> dict[str, dict[str, float]]:
     return rows
 
 
+def _flicker(row: dict[str, float]) -> str:
+    """dT over the truth's: above 1, the fill changes from frame to frame more than the scene does."""
+    return f"{row['dt'] / row['truth_dt']:.2f}x" if row["truth_dt"] > 1e-6 else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true")
@@ -191,14 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     print("MI-GAN (clean): no figure: a learned model on tiny random weights has no quality to measure")
     failures = []
     header = f"{'scene':38s} {'fill':20s} {'PSNR':>6s} {'SSIM':>6s} {'bandPSNR':>8s} {'bandSSIM':>8s}"
-    header += f" {'dT':>6s} {'truth dT':>8s}"
+    header += f" {'dT':>6s} {'truth dT':>8s} {'flicker':>7s}"
     print(header)
     for scene in scenes():
         frames = 6 if args.smoke else scene.frames
         rows = evaluate(scene, frames)
         for name, r in rows.items():
             print(f"{scene.name:38s} {name:20s} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['band_psnr']:8.2f} "
-                  f"{r['band_ssim']:8.3f} {r['dt']:6.4f} {r['truth_dt']:8.4f}")  # fmt: skip
+                  f"{r['band_ssim']:8.3f} {r['dt']:6.4f} {r['truth_dt']:8.4f} {_flicker(r):7s}")  # fmt: skip
         ours = rows["background + memory"]
         print(f"{'':38s} holes: {100 * ours['hole_share']:.1f}% of the pixels; memory gains "
               f"{ours['psnr'] - rows['background']['psnr']:+.2f} dB")  # fmt: skip

@@ -18,8 +18,9 @@ live-tensor tracker, and scales the counts by the procedure of each configuratio
   (gathers, cumulative maxima, comparisons: no matrix product, no convolution), which the counter
   does not count; its peak memory is measured on the meta device like the models'.
 - ``clean``: VDA-S as ``turbo``; MI-GAN (``models.migan``, the published 512 generator) on every
-  512 x 512 tile of its working size (at most 1024 px: 1024 x 576 for 16:9, 2 x 2 tiles): the
-  worst case, a hole in every tile (the stage skips tiles without one).
+  512 x 512 tile of its working size (at most 1024 px: 1024 x 576 for 16:9, 3 x 2 tiles that
+  overlap by at least 32 px, ``stages.migan.tile_starts``): the worst case, a hole in every tile
+  (the stage skips tiles without one).
 
 Per output frame of a long clip (steady state): a depth window of W frames with overlap O yields
 W - O new frames; an inpainting chunk of 23 yields 20. Counted: matrix products, convolutions
@@ -72,7 +73,7 @@ from stereocrafter.stages.components import prepare_unet
 from stereocrafter.stages.frames import FRAME_CHUNK
 from stereocrafter.stages.migan import TILE_BATCH, tile_starts
 from stereocrafter.stages.registry import processing_size
-from stereocrafter.stereo.fill import spatial_fill
+from stereocrafter.stereo.fill import empty_state, fill_chunk
 from stereocrafter.stereo.merge import working_size
 
 DTYPE = torch.bfloat16
@@ -222,21 +223,22 @@ class Models:
         return count(lambda: self.migan(x), nbytes(x))
 
     def fill(self, size: tuple[int, int]) -> Count:
-        """One frame of the weight-free fill, float32 as the stage runs it, on real CPU tensors (its
-        branches depend on the data, which the meta device has none of): a far background, a near
-        object and a wide hole beside it, so that every step runs. Plus what the chunk's look-ahead
-        keeps while its frames are filled (``stereo.fill.LookAhead``: per frame of ``FRAME_CHUNK`` a
-        mask, a colour and an age, 17 bytes a pixel), by their sizes."""
+        """A chunk of ``FRAME_CHUNK`` frames of the weight-free fill (``stereo.fill.fill_chunk``, as
+        the stage calls it), float32, on real CPU tensors (its rare steps depend on the data, which
+        the meta device has none of): a far background, a near object and a wide hole beside it, a
+        hole at the left border, so that every step runs. The peak is the chunk's; FLOPs: none
+        counted (element-wise work)."""
         h, w = size
-        view = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-        disparity = torch.full((1, 1, h, w), -10.0)
+        t = FRAME_CHUNK
+        view = torch.rand(t, 3, h, w, generator=torch.Generator().manual_seed(0))
+        disparity = torch.full((t, 1, h, w), -10.0)
         disparity[..., h // 4 : h // 2, w // 4 : w // 2] = 20.0
         disparity[..., h // 3 : h // 2, w // 2 + w // 16 : w // 2 + w // 8] = 10.0
-        holes = torch.zeros(1, 1, h, w, dtype=torch.bool)
+        holes = torch.zeros(t, 1, h, w, dtype=torch.bool)
         holes[..., h // 4 : h // 2, w // 2 : w // 2 + w // 16] = True
         holes[..., :, : w // 64] = True
-        one = count(lambda: spatial_fill(view, holes, disparity), nbytes(view, holes, disparity))
-        return Count(one.flops, one.peak_bytes + FRAME_CHUNK * (1 + 3 * 4 + 4) * h * w)
+        state = empty_state(view)
+        return count(lambda: fill_chunk(view, holes, disparity, state)[0], nbytes(view, holes, disparity))
 
     def encode(self, frames: int, size: tuple[int, int]) -> Count:
         video = torch.empty(frames, 3, *size, device="meta", dtype=torch.float32)

@@ -335,9 +335,8 @@ class _StereoSource:
             depth = resize_depth(depth, self.size).clamp(0, 1)
             disparity = disparity_from_depth(depth, cfg.max_disp)
             view = left[i : i + cfg.splat_batch]
-            if self.with_disparity:  # one splat of colours and disparity: the same weights
-                view = torch.cat([view, disparity.to(view.dtype)], dim=1)
-            warped, occlusion = forward_splat(view, disparity)
+            # with the disparity: one splat of colours and disparity, the same weights
+            warped, occlusion = forward_splat(view, disparity, carry_disparity=self.with_disparity)
             if self.with_disparity:
                 disparity_parts.append(warped[:, 3:])
                 warped = warped[:, :3]

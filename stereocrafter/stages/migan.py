@@ -137,7 +137,7 @@ class MiganTiles(torch.nn.Module):
     def forward(self, view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
         """view (t, 3, h, w), holes (t, 1, h, w) bool, disparity (t, 1, h, w) -> the filled view."""
         tile = self.generator.arch.resolution
-        t, _, h, w = view.shape
+        _, _, h, w = view.shape
         known = context_mask(holes, disparity)
         pad_h, pad_w = max(0, tile - h), max(0, tile - w)
         rgb, ctx, hole = view, known, holes.float()
@@ -147,7 +147,9 @@ class MiganTiles(torch.nn.Module):
         ys, xs = tile_starts(h + pad_h, tile), tile_starts(w + pad_w, tile)
         grid = [(y, x, wy, wx) for y, wy in zip(ys, tile_weights(ys, tile), strict=True)
                 for x, wx in zip(xs, tile_weights(xs, tile), strict=True)]  # fmt: skip
-        has_hole = torch.stack([hole[:, :, y : y + tile, x : x + tile].amax((1, 2, 3)) for y, x, _, _ in grid])
+        has_hole = torch.stack(
+            [hole[:, :, y : y + tile, x : x + tile].amax((1, 2, 3)) for y, x, _, _ in grid]
+        )
         boxes = [(f, *grid[g]) for g, f in (has_hole > 0).nonzero().tolist()]  # one read-back per chunk
         if not boxes:
             return view

@@ -14,151 +14,190 @@ disparity, farther). The fill, row by row (stereo holes are horizontal runs):
    is more than ``DISPARITY_TOLERANCE_PX`` from the boundary's, or off the frame) falls back to the
    boundary pixel. A hole between two nearer surfaces takes the nearest pixel of its column whose
    surface is the hidden content's; rows with no known pixel at all take their column's nearest.
-3. **What was seen before and after** (``BackgroundMemory``): the last colour and disparity
-   observed at every right-view pixel, with its age. A hole pixel whose remembered pixel was
-   background there (its disparity at most the hidden content's plus the tolerance) and at most
-   ``MEMORY_FRAMES`` frames old takes the remembered colour: the exact background when a foreground
-   moves over a still background. The later frames of the chunk are looked at the same way; a pixel
-   seen both before and after takes the more recent sighting (the earlier one when as old). A
-   horizontal pan (at most ``MAX_SHIFT_PX`` per frame) between consecutive frames is found by
-   matching their known pixels (every k-th row, all shifts at once); when no shift matches within
-   ``MATCH_TOLERANCE`` (a cut, a fast or complex move) nothing from before that frame is used.
+3. **What was seen before and after**: the last colour and disparity observed at every right-view
+   pixel, with its age. A hole pixel whose remembered pixel was background there (its disparity at
+   most the hidden content's plus the tolerance) and at most ``MEMORY_FRAMES`` frames old takes the
+   remembered colour: the exact background when a foreground moves over a still background. The
+   later frames of the chunk are looked at the same way; a pixel seen both before and after takes
+   the more recent sighting (the earlier one when as old). A horizontal pan between consecutive
+   frames (at most ``MAX_SHIFT_PX`` per frame) is followed (``stereo.pan``); when none matches (a
+   cut, a fast or complex move) nothing from before that frame is used.
 
-Everything is whole-chunk tensor work on the device: steps 1-2 build, per pixel, the row and column
-of its source (int32 index planes) rather than moving colours; step 3 places every frame's "seen"
-stamp on a canvas in the pan's world coordinates, where one running maximum over the frames gives
-each pixel's latest sighting (a running minimum: its next); one gather at the end moves the
-colours. No value comes back to the host (``fill_chunk`` compiles with ``fullgraph=True``).
+How it runs (``fill_chunk``): a chunk's frames at once, on the device. Full-frame work is only what
+every pixel needs: the nearest known pixel of each row (a running maximum), every frame's "seen"
+stamp on a canvas in the pan's world coordinates with one running maximum over the frames (its
+latest sighting; a running minimum: its next), and the pan search on every k-th row. Everything
+else runs on the list of hole pixels (one ``nonzero`` per chunk: the host learns how many): which
+side, the mirror, which sighting, and one gather of their colours. The rare column steps run on
+full frames only when a chunk has such a pixel.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
+
+from stereocrafter.stereo.pan import anchor, pan_rows, pan_shifts
 
 DISPARITY_TOLERANCE_PX = 1.0  # a source within this of the background boundary's disparity is background
 MEMORY_FRAMES = 48  # how old a remembered background pixel may be (2 s at 24 fps)
 MAX_SHIFT_PX = 8  # the largest per-frame pan the memory follows
-MATCH_TOLERANCE = 0.06  # mean absolute grey difference in [0, 1] above which the memory is dropped
-MIN_OVERLAP = 0.05  # a shift is judged on at least this share of the compared pixels
-PAN_ROWS = 64  # the pan search compares every k-th row, k = max(1, height // PAN_ROWS)
 
 
-def nearest_known(known: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-    """known bool -> int32 planes along ``dim``: the index of the nearest known pixel at or before
-    each pixel (-1: none) and at or after it (the length: none)."""
+def nearest_known(
+    known: torch.Tensor, dim: int = -1, dtype: torch.dtype = torch.int16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """known bool -> planes along ``dim`` (``dtype``; int32 when the side is too long for int16):
+    the index of the nearest known pixel at or before each pixel (-1: none) and at or after it (the
+    length: none)."""
     n = known.shape[dim]
+    dtype = dtype if n < torch.iinfo(dtype).max else torch.int32
     shape = [1] * known.ndim
     shape[dim] = n
-    pos = torch.arange(n, dtype=torch.int32, device=known.device).view(shape)
+    pos = torch.arange(n, dtype=dtype, device=known.device).view(shape)
     before = torch.where(known, pos, -1).cummax(dim).values
     after = (n - 1) - torch.where(known.flip(dim), pos, -1).cummax(dim).values.flip(dim)
     return before, after
 
 
-_nearest_known = nearest_known  # the baselines of bench/fill_quality.py
-
-
 def hole_sides(
     holes: torch.Tensor, disparity: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """holes (t, 1, h, w) bool (True = hole), disparity (t, 1, h, w) in pixels (larger = nearer) ->
-    per pixel: the nearest known pixel to its left (-1: none) and to its right (w: none) in its
-    row, their disparities, and the disparity the hole's content has (``content``).
+    """Whole planes: holes (t, 1, h, w) bool (True = hole), disparity (t, 1, h, w) in pixels (larger
+    = nearer) -> per pixel: the nearest known pixel to its left (-1: none) and to its right (w:
+    none) in its row (int32), their disparities, and the disparity the hole's content has.
 
     Between two known pixels, a right view's hole opens on the right of the surface that hid it
     (nearer content moves left more): its width is that surface's disparity minus the hidden
     content's. A hole that touches the border has one side: its content continues that side."""
-    left, right = nearest_known(~holes)
+    left, right = nearest_known(~holes, dtype=torch.int32)
     w = holes.shape[-1]
     d_left = torch.gather(disparity, -1, left.clamp(0, w - 1))
     d_right = torch.gather(disparity, -1, right.clamp(0, w - 1))
+    return left, right, d_left, d_right, _content(left, right, d_left, d_right, w)
+
+
+def _content(left: torch.Tensor, right: torch.Tensor, d_left: torch.Tensor, d_right: torch.Tensor,
+             w: int) -> torch.Tensor:  # fmt: skip
     has_left = left >= 0
-    between = d_left - (right - left - 1).to(disparity.dtype)
-    content = torch.where(has_left & (right < w), between, torch.where(has_left, d_left, d_right))
-    return left, right, d_left, d_right, content
+    between = d_left - (right - left - 1).to(d_left.dtype)
+    return torch.where(has_left & (right < w), between, torch.where(has_left, d_left, d_right))
+
+
+class HolePixels(NamedTuple):
+    """A chunk's hole pixels, in order: flat index into (t, h, w), frame, row, column, and the flat
+    index of the row's first pixel."""
+
+    p: torch.Tensor
+    f: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor
+    row: torch.Tensor
+
+
+def hole_pixels(holes: torch.Tensor) -> HolePixels:
+    """holes (t, 1, h, w) bool -> ``HolePixels`` (int64 vectors; the one read-back: their number)."""
+    _, _, h, w = holes.shape
+    p = holes.reshape(-1).nonzero()[:, 0]
+    f = torch.div(p, h * w, rounding_mode="floor")
+    y = torch.div(p - f * (h * w), w, rounding_mode="floor")
+    x = p - f * (h * w) - y * w
+    return HolePixels(p, f, y, x, p - x)
 
 
 def spatial_source(
-    holes: torch.Tensor,
-    disparity: torch.Tensor,
-    tolerance: float = DISPARITY_TOLERANCE_PX,
-    sides: tuple[torch.Tensor, ...] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Steps 1 and 2 of the module docstring as index planes: holes (t, 1, h, w) bool, disparity
-    (t, 1, h, w) -> the row and the column (int32, (t, 1, h, w)) of the frame's pixel each pixel
-    takes (its own for a known pixel)."""
-    _, _, h, w = holes.shape
-    left, right, d_left, d_right, content = sides if sides is not None else hole_sides(holes, disparity)
-    device = holes.device
-    x = torch.arange(w, dtype=torch.int32, device=device).view(1, 1, 1, w)
-    y = torch.arange(h, dtype=torch.int32, device=device).view(1, 1, h, 1)
-    has_left, has_right = left >= 0, right < w
+    holes: torch.Tensor, disparity: torch.Tensor, at: HolePixels, tolerance: float = DISPARITY_TOLERANCE_PX
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps 1 and 2 of the module docstring for the hole pixels ``at``: -> the row and column of
+    the frame's pixel each takes, and the disparity of what it hides (vectors)."""
+    w = holes.shape[-1]
+    left, right = nearest_known(~holes)
+    lo, hi = left.reshape(-1)[at.p].long(), right.reshape(-1)[at.p].long()
+    d = disparity.reshape(-1)
+    d_left, d_right = d[at.row + lo.clamp(0, w - 1)], d[at.row + hi.clamp(0, w - 1)]
+    content = _content(lo, hi, d_left, d_right, w)
+    has_left, has_right = lo >= 0, hi < w
     match_right = has_right & ((d_right - content).abs() <= tolerance)
     match_left = has_left & ((d_left - content).abs() <= tolerance)
     take_right = match_right & (~match_left | (d_right <= d_left))
     sided = take_right | match_left  # the hidden content's surface is one of the row's sides
-    # Neither side is (both are nearer surfaces): the farther side for now, replaced below by the
+    # Neither side is (both are nearer surfaces): the farther side for now, replaced by the
     # column's background where there is one.
     farther_right = has_right & (~has_left | (d_right <= d_left))
-    use_right = take_right | (~sided & farther_right)
-    boundary = torch.where(use_right, right, left).clamp_(0, w - 1)
-    mirrored = 2 * boundary - x
+    boundary = torch.where(take_right | (~sided & farther_right), hi, lo).clamp(0, w - 1)
+    mirrored = 2 * boundary - at.x
     source = mirrored.clamp(0, w - 1)
-    d_boundary = torch.gather(disparity, -1, boundary)
-    good = (mirrored == source) & ~torch.gather(holes, -1, source)
-    good &= (torch.gather(disparity, -1, source) - d_boundary).abs() <= tolerance
-    col = torch.where(holes, torch.where(good, source, boundary), x)
-    # The two cases below are rare and cost whole-frame column scans: each runs only when it has
-    # a pixel (``_when``: one read-back per chunk in eager mode, a ``torch.cond`` when compiled).
-    row = y.expand_as(col)
-    unresolved = holes & ~sided
-    row, col = _when(unresolved.any(), _from_column(tolerance), (row, col, unresolved, holes, content, disparity))
-    orphans = holes & ~has_left & ~has_right
-    return _when(orphans.any(), _orphans, (row, col, orphans, holes, content, disparity))
+    good = (mirrored == source) & ~holes.reshape(-1)[at.row + source]
+    good &= (d[at.row + source] - d[at.row + boundary]).abs() <= tolerance
+    col = torch.where(good, source, boundary)
+    unresolved, orphans = ~sided, ~has_left & ~has_right
+    if torch.compiler.is_compiling() or bool((unresolved | orphans).any()):
+        return (*_columns(holes, disparity, at, content, col, unresolved, orphans, tolerance), content)
+    return at.y, col, content
 
 
-def _when(pred: torch.Tensor, step: Any, operands: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``step(*operands)`` when ``pred`` holds, else the first two operands as they are."""
-    if torch.compiler.is_compiling():
-        row, col = operands[0].contiguous(), operands[1]
-        return torch.cond(pred, step, lambda r, c, *_: (r.clone(), c.clone()), (row, col, *operands[2:]))  # type: ignore[no-any-return]
-    if bool(pred):
-        return step(*operands)  # type: ignore[no-any-return]
-    return operands[0], operands[1]
+def _columns(
+    holes: torch.Tensor, disparity: torch.Tensor, at: HolePixels, content: torch.Tensor, col: torch.Tensor,
+    unresolved: torch.Tensor, orphans: torch.Tensor, tolerance: float,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The rare steps, on whole planes: a hole between two nearer surfaces takes the nearest pixel
+    of its column, above or below, that is resolved and whose surface is the hidden content's (the
+    nearer when both are); then a row without a known pixel takes its column's nearest pixel that
+    has one, above, else below (what that pixel took)."""
+    t, _, h, w = holes.shape
+    base = at.p - at.y * w  # the column's first pixel
+
+    def plane(values: torch.Tensor | None, fill: torch.Tensor) -> torch.Tensor:
+        out = fill.expand(t, 1, h, w).clone()
+        if values is not None:
+            out.reshape(-1)[at.p] = values.to(out.dtype)
+        return out
+
+    def marked(which: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(holes)
+        out.reshape(-1)[at.p] = which
+        return out
+
+    xs = torch.arange(w, dtype=torch.int32, device=holes.device).view(1, 1, 1, w)
+    surface = plane(content, disparity).reshape(-1)
+    above, below = nearest_known(~marked(unresolved), -2)
+    up, down = above.reshape(-1)[at.p].long(), below.reshape(-1)[at.p].long()
+    ok_up = unresolved & (up >= 0) & ((surface[base + up.clamp(0, h - 1) * w] - content).abs() <= tolerance)
+    ok_down = (
+        unresolved & (down < h) & ((surface[base + down.clamp(0, h - 1) * w] - content).abs() <= tolerance)
+    )
+    pick = torch.where(ok_down & (~ok_up | (down - at.y < at.y - up)), down, up).clamp(0, h - 1)
+    take = ok_up | ok_down
+    cols = plane(col, xs).reshape(-1)
+    col = torch.where(take, cols[base + pick * w].long(), col)
+    row = torch.where(take, pick, at.y)
+    above, below = nearest_known(~marked(orphans), -2)
+    up, down = above.reshape(-1)[at.p].long(), below.reshape(-1)[at.p].long()
+    pick = torch.where(up >= 0, up, down).clamp(0, h - 1)
+    rows = plane(row, torch.arange(h, device=holes.device).view(1, 1, h, 1)).reshape(-1)
+    cols = plane(col, xs).reshape(-1)
+    return torch.where(orphans, rows[base + pick * w], row), torch.where(orphans, cols[base + pick * w], col)
 
 
-def _from_column(tolerance: float) -> Any:
-    """A hole between two nearer surfaces (``wanted``) takes the nearest pixel of its column, above
-    or below, that is resolved and whose surface is the hidden content's (the nearer of the two
-    when both are)."""
-
-    def step(row: torch.Tensor, col: torch.Tensor, wanted: torch.Tensor, holes: torch.Tensor,
-             content: torch.Tensor, disparity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        h = holes.shape[-2]
-        y = torch.arange(h, dtype=torch.int32, device=holes.device).view(1, 1, h, 1)
-        above, below = nearest_known(~wanted, -2)
-        surface = torch.where(holes, content, disparity)
-        d_above = torch.gather(surface, -2, above.clamp(0, h - 1))
-        d_below = torch.gather(surface, -2, below.clamp(0, h - 1))
-        ok_above = (above >= 0) & ((d_above - content).abs() <= tolerance)
-        ok_below = (below < h) & ((d_below - content).abs() <= tolerance)
-        pick = torch.where(ok_below & (~ok_above | (below - y < y - above)), below, above).clamp_(0, h - 1)
-        take = wanted & (ok_above | ok_below)
-        return torch.where(take, pick, row), torch.where(take, torch.gather(col, -2, pick), col)
-
-    return step
-
-
-def _orphans(row: torch.Tensor, col: torch.Tensor, orphans: torch.Tensor,
-             *_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Rows without a known pixel: the nearest pixel of the column that has one, above, else below."""
-    h = orphans.shape[-2]
-    above, below = nearest_known(~orphans, -2)
-    pick = torch.where(above >= 0, above, below).clamp_(0, h - 1)
-    return torch.where(orphans, torch.gather(row, -2, pick), row), torch.where(orphans, torch.gather(col, -2, pick), col)
+def _colours(
+    view: torch.Tensor,
+    at: HolePixels,
+    frame: torch.Tensor,
+    pixel: torch.Tensor,
+    before: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The view with each hole pixel ``at`` replaced by pixel ``pixel`` (y w + x) of frame
+    ``frame``; with ``before`` (c, h, w), frames count from 1 and frame 0 is ``before``."""
+    t, c, h, w = view.shape
+    out = view.clone(memory_format=torch.contiguous_format)
+    if before is None:
+        colour = view.reshape(t, c, h * w)[frame, :, pixel]
+    else:
+        colour = torch.where((frame == 0)[:, None], before.reshape(c, h * w)[:, pixel].T,
+                             view.reshape(t, c, h * w)[(frame - 1).clamp(min=0), :, pixel])  # fmt: skip
+    out.view(t, c, h * w)[at.f, :, at.y * w + at.x] = colour
+    return out
 
 
 def spatial_fill(
@@ -169,71 +208,9 @@ def spatial_fill(
 ) -> torch.Tensor:
     """Steps 1 and 2 on a batch: view (t, c, h, w), holes (t, 1, h, w) bool, disparity
     (t, 1, h, w) -> the view with every hole pixel filled."""
-    t, c, h, w = view.shape
-    row, col = spatial_source(holes, disparity, tolerance)
-    flat = (row * w + col).view(t, 1, h * w).expand(t, c, h * w)
-    return view.reshape(t, c, h * w).gather(-1, flat).view(t, c, h, w)
-
-
-def pan_shifts(
-    grey: torch.Tensor, known: torch.Tensor, before: tuple[torch.Tensor, torch.Tensor], max_shift: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The horizontal pan from each frame to the next, all frames and shifts at once: grey (t, r, w)
-    and known (t, r, w) bool of the chunk's frames (every k-th row), ``before`` the same of the
-    frame before the chunk -> per frame the shift s in pixels (content moved s px to the right,
-    float: the best integer shift refined by the parabola through its neighbours' errors, so that a
-    slow pan adds up) and whether no shift matches (a cut: bool). Ties go to the smaller |s|, then
-    to the leftward."""
-    t, r, w = grey.shape
-    prev_grey = torch.cat([before[0][None], grey[:-1]])
-    prev_known = torch.cat([before[1][None], known[:-1]])
-    m = max_shift
-    # window k holds the previous frame at x + k - m: the frame's content moved by s = m - k
-    windows = F.pad(prev_grey, (m, m)).unfold(-1, w, 1)  # (t, r, 2m + 1, w), a view
-    both = F.pad(prev_known, (m, m)).unfold(-1, w, 1) & known[:, :, None]
-    count = both.sum((1, 3))
-    error = torch.where(both, (windows - grey[:, :, None]).abs(), 0.0).sum((1, 3))
-    score = torch.where(count >= MIN_OVERLAP * r * w, error / count.clamp(min=1), torch.inf)
-    order = torch.tensor([m] + [k for d in range(1, m + 1) for k in (m + d, m - d)], device=grey.device)
-    ranked = score[:, order]  # s = 0, -1, 1, -2, 2, ...
-    best = order[ranked.argmin(1)][:, None]  # k
-    centre = score.gather(1, best)
-    below = score.gather(1, (best - 1).clamp(min=0))
-    above = score.gather(1, (best + 1).clamp(max=2 * m))
-    curve = below - 2 * centre + above
-    inner = (best > 0) & (best < 2 * m) & torch.isfinite(below + above) & (curve > 0)
-    step = torch.where(inner, (below - above) / (2 * torch.where(inner, curve, 1.0)), 0.0).clamp(-0.5, 0.5)
-    cut = ~(centre[:, 0] <= MATCH_TOLERANCE)
-    return torch.where(cut, 0.0, m - best[:, 0] - step[:, 0]), cut
-
-
-def anchor(
-    grey: torch.Tensor, known: torch.Tensor, reference: tuple[torch.Tensor, torch.Tensor], placed: torch.Tensor
-) -> torch.Tensor:
-    """grey, known (t, r, w) of the chunk's frames, ``reference`` (r, w) grey and known of the frame
-    their offsets count from, ``placed`` (t,) each frame's offset from it (its pixel x is the
-    reference's x + placed) -> the correction in -1, 0, 1 that matches each frame to the reference
-    best (0 when none matches within ``MATCH_TOLERANCE``, and on ties)."""
-    t, r, w = grey.shape
-    errors = []
-    for d in (0, -1, 1):
-        at = torch.arange(w, device=grey.device).view(1, 1, w) + (placed + d).view(t, 1, 1)
-        inside = (at >= 0) & (at < w)
-        at = at.clamp(0, w - 1).expand(t, r, w)
-        both = inside & known & torch.gather(reference[1].expand(t, r, w), -1, at)
-        error = torch.where(both, (torch.gather(reference[0].expand(t, r, w), -1, at) - grey).abs(), 0.0)
-        count = both.sum((1, 2))
-        errors.append(torch.where(count >= MIN_OVERLAP * r * w, error.sum((1, 2)) / count.clamp(min=1), torch.inf))
-    scores = torch.stack(errors, 1)
-    best = scores.argmin(1)
-    ok = scores.gather(1, best[:, None])[:, 0] <= MATCH_TOLERANCE
-    return torch.where(ok, torch.tensor([0, -1, 1], dtype=torch.int32, device=grey.device)[best], 0)
-
-
-def _rows(view: torch.Tensor, holes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pan search's view of frames: grey and known on every k-th row, (t, r, w)."""
-    step = max(1, view.shape[-2] // PAN_ROWS)
-    return view[:, :, ::step].mean(1), ~holes[:, 0, ::step]
+    at = hole_pixels(holes)
+    row, col, _ = spatial_source(holes, disparity, at, tolerance)
+    return _colours(view, at, at.f, row * view.shape[-1] + col)
 
 
 MemoryState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -244,10 +221,9 @@ def empty_state(view: torch.Tensor, max_age: int = MEMORY_FRAMES) -> MemoryState
     disparity (1, h, w), age (1, h, w) int32 (``max_age + 1``: never), the grey rows and known
     mask of the frame before (none), and where that frame lies between whole pixels of the pan
     (a 0-d float in [-0.5, 0.5])."""
-    _, _, h, w = view.shape
-    grey, known = _rows(view[:1], torch.ones_like(view[:1, :1], dtype=torch.bool))
+    grey, known = pan_rows(view[:1], torch.ones_like(view[:1, :1], dtype=torch.bool))
     return (torch.zeros_like(view[0]), torch.zeros_like(view[0, :1]),
-            torch.full_like(view[0, :1], max_age + 1, dtype=torch.int32), grey[0], known[0],
+            torch.full_like(view[0, :1], max_age + 1, dtype=torch.int32), torch.zeros_like(grey[0]), known[0],
             torch.zeros((), device=view.device))  # fmt: skip
 
 
@@ -265,88 +241,94 @@ def fill_chunk(
     """The whole fill of a chunk of consecutive frames: view (t, 3, h, w) in [0, 1], holes
     (t, 1, h, w) bool, disparity (t, 1, h, w) in pixels, ``state`` what the clip's earlier frames
     left (``empty_state`` at its start) -> the filled view, the state after the chunk's last frame,
-    each frame's pan in whole pixels (int32) and cut (see ``pan_shifts``). Pure tensor work, no
-    host sync."""
-    t, c, h, w = view.shape
+    each frame's pan in whole pixels (int32) and cut (``stereo.pan``)."""
+    t, _, h, w = view.shape
     device = view.device
     m_colour, m_disparity, m_age, m_grey, m_known, m_phase = state
-    sides = hole_sides(holes, disparity)
-    content = sides[4]
-    row, col = spatial_source(holes, disparity, tolerance, sides)
+    at = hole_pixels(holes)
+    row, col, content = spatial_source(holes, disparity, at, tolerance)
 
-    grey, known_rows = _rows(view, holes)
+    grey, known_rows = pan_rows(view, holes)
     shift, cut = pan_shifts(grey, known_rows, (m_grey, m_known), max_shift)
-    # World x of a frame's pixel x: x + offset; id 0 is the memory (the frame before the chunk),
-    # id f + 1 is frame f. A cut starts a new scene: only the same scene's ids are used.
-    # The pan adds up in fractions of a pixel; each frame is placed at the whole pixel nearest.
+    # World x of a frame's pixel x: x + offset; id 0 is the memory (the frame before the chunk), id
+    # f + 1 is frame f. The pan adds up in fractions of a pixel, each frame placed at the whole pixel
+    # nearest, and checked against the reference frame of its scene two pixels either side. A cut
+    # starts a new scene: only the same scene's ids are used.
     zero = torch.zeros(1, dtype=torch.int32, device=device)
     travel = m_phase - shift.cumsum(0)
     placed = torch.round(travel).to(torch.int32)
     scene = torch.cat([zero, cut.cumsum(0, dtype=torch.int32)])
-    # Fractions of a pixel that a moving foreground biases add up too: each frame of the reference's
-    # scene is checked against it (the frame before the chunk, else its first) one pixel either side.
     has_before = m_known.any()
     reference = (torch.where(has_before, m_grey, grey[0]), torch.where(has_before, m_known, known_rows[0]))
     same = scene[1:] == torch.where(has_before, 0, scene[1])
-    offset = torch.cat([zero, placed + torch.where(same, anchor(grey, known_rows, reference, placed), 0)])
+    offset = torch.cat(
+        [zero, placed + torch.where(same, anchor(grey, known_rows, reference, placed), 0)]
+    ).long()
     pad = max_shift * t + 2
+    width = w + 2 * pad
     ids = torch.arange(t + 1, dtype=torch.int16, device=device).view(t + 1, 1, 1, 1)
     stamp = torch.where(torch.cat([(m_age <= max_age)[None], ~holes]), ids, -1)
-    world = torch.arange(w + 2 * pad, dtype=torch.int32, device=device).view(1, 1, 1, -1)
-    local = world - pad - offset.view(t + 1, 1, 1, 1)  # (t + 1, 1, 1, w + 2 pad)
+    local = torch.arange(width, device=device).view(1, 1, 1, -1) - pad - offset.view(t + 1, 1, 1, 1)
     canvas = torch.gather(stamp, -1, local.clamp(0, w - 1).expand(t + 1, 1, h, -1))
     canvas = torch.where((local >= 0) & (local < w), canvas, -1)
-    at = (torch.arange(w, dtype=torch.int32, device=device) + pad).view(1, 1, 1, w) + offset.view(t + 1, 1, 1, 1)
-    frame_id = torch.arange(1, t + 1, dtype=torch.int32, device=device).view(t, 1, 1, 1)
-    x = torch.arange(w, dtype=torch.int32, device=device).view(1, 1, 1, w)
-    y = torch.arange(h, dtype=torch.int32, device=device).view(1, 1, h, 1)
-    sources_disparity = torch.cat([m_disparity[None], disparity]).view(-1)
 
-    def sighting(found: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """found (t, 1, h, w): the id that saw each pixel (< 0 or > t: none) -> its flat index in
-        the sources (id, y, x), whether it may fill the pixel, and how old it is."""
-        valid = (found >= 0) & (found <= t)
-        src = found.clamp(0, t).to(torch.int32)
-        flat = (src * h + y) * w + x + offset[1:].view(t, 1, 1, 1) - offset[src]
-        flat = torch.where(valid, flat, 0)
-        remembered = torch.gather(m_age.view(-1), 0, (flat % (h * w)).view(-1)).view(t, 1, h, w)
-        age = torch.where(src == 0, remembered + frame_id, (frame_id - src).abs())
-        usable = holes & valid & (scene[src] == scene[1:].view(t, 1, 1, 1)) & (age <= max_age)
-        usable &= sources_disparity[flat] <= content + tolerance
-        return flat, usable, age
+    me = at.f + 1
+    where_on_canvas = (at.f * h + at.y) * width + at.x + pad + offset[me]
+    sources_disparity = (m_disparity.reshape(-1), disparity.reshape(t, h * w))
+
+    def sighting(found: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """found: the id that saw each hole pixel (< 0 or > t: none) -> that id, its pixel (y w + x),
+        whether it may fill the hole pixel, and how old it is."""
+        src = found.clamp(0, t)
+        pixel = (at.y * w + at.x + offset[me] - offset[src]).clamp(0, h * w - 1)
+        remembered = m_age.reshape(-1)[pixel]
+        age = torch.where(src == 0, remembered + me, (me - src).abs())
+        seen = torch.where(
+            src == 0, sources_disparity[0][pixel], sources_disparity[1][(src - 1).clamp(min=0), pixel]
+        )
+        usable = (found >= 0) & (found <= t) & (scene[src] == scene[me]) & (age <= max_age)
+        return src, pixel, usable & (seen <= content + tolerance), age
 
     past = canvas[:t].cummax(0).values  # id i: the latest of ids 0 .. i, i.e. before frame i
-    flat_past, use_past, age_past = sighting(torch.gather(past, -1, at[1:].expand(t, 1, h, w)))
-    flat = torch.where(use_past, flat_past, (frame_id * h + row) * w + col)
+    src, pixel, use, age = sighting(past.reshape(-1)[where_on_canvas].long())
+    frame, pixel = torch.where(use, src, me), torch.where(use, pixel, row * w + col)
     if ahead and t > 1:
         later = torch.where(canvas[2:] >= 0, canvas[2:], t + 1).flip(0).cummin(0).values.flip(0)
-        nothing = torch.full_like(later[:1], t + 1)
-        found = torch.gather(torch.cat([later, nothing]), -1, at[1:].expand(t, 1, h, w))
-        flat_next, use_next, age_next = sighting(found)
-        use_next &= ~use_past | (age_next < age_past)
-        flat = torch.where(use_next, flat_next, flat)
+        found = later.reshape(-1)[where_on_canvas.clamp(max=later.numel() - 1)].long()
+        next_src, next_pixel, next_use, next_age = sighting(torch.where(at.f < t - 1, found, t + 1))
+        next_use &= ~use | (next_age < age)
+        frame, pixel = torch.where(next_use, next_src, frame), torch.where(next_use, next_pixel, pixel)
 
-    sources = torch.cat([m_colour[:, None], view.transpose(0, 1)], 1).view(c, -1)  # (c, (t + 1) h w)
-    out = sources.gather(1, flat.view(1, -1).expand(c, -1)).view(c, t, h, w).transpose(0, 1)
+    out = _colours(view, at, frame, pixel, m_colour)
+    tail = (grey[-1], known_rows[-1], (travel[-1] - placed[-1]).clamp(-0.5, 0.5))
+    after = _after(canvas, past, offset, scene, state, view, disparity, max_age, tail)
+    return out, after, offset[:-1] - offset[1:], cut
 
-    # The memory after the last frame, in its coordinates.
-    last = torch.maximum(past[t - 1 :], canvas[t:])
-    seen = torch.gather(last, -1, at[t:].expand(1, 1, h, w)).to(torch.int32)
-    src = seen.clamp(min=0)
-    flat_end = (src * h + y) * w + x + offset[t] - offset[src]
-    flat_end = torch.where(seen >= 0, flat_end, 0).view(-1)
-    remembered = torch.gather(m_age.view(-1), 0, flat_end % (h * w)).view(1, h, w)
-    age = torch.where(src == 0, remembered + t, t - src)[0]
-    alive = (seen[0] >= 0) & (scene[src[0]] == scene[t]) & (age <= max_age)
-    state = (
-        sources[:, flat_end].view(c, h, w),
-        sources_disparity[flat_end].view(1, h, w),
-        torch.where(alive, age, max_age + 1),
-        grey[-1],
-        known_rows[-1],
-        (travel[-1] - placed[-1]).clamp(-0.5, 0.5),
+
+def _after(
+    canvas: torch.Tensor, past: torch.Tensor, offset: torch.Tensor, scene: torch.Tensor, state: MemoryState,
+    view: torch.Tensor, disparity: torch.Tensor, max_age: int, tail: tuple[torch.Tensor, ...],
+) -> MemoryState:  # fmt: skip
+    """The memory after the chunk's last frame, in its coordinates (one frame of whole planes);
+    ``tail``: that frame's grey rows, known rows and phase (``empty_state``)."""
+    t, c, h, w = view.shape
+    m_colour, m_disparity, m_age = state[:3]
+    pad = (canvas.shape[-1] - w) // 2
+    last = torch.maximum(past[t - 1], canvas[t])  # (1, h, width)
+    at = torch.arange(w, device=view.device).view(1, 1, w) + pad + offset[t]
+    seen = torch.gather(last, -1, at.expand(1, h, w)).long()
+    src = seen.clamp(0, t)
+    pixel = torch.arange(h * w, device=view.device).view(1, h, w) + offset[t] - offset[src]
+    pixel = torch.where(seen >= 0, pixel, 0).clamp(0, h * w - 1)
+    age = torch.where(src == 0, m_age.reshape(-1)[pixel] + t, t - src)
+    alive = (seen >= 0) & (scene[src] == scene[t]) & (age <= max_age)
+    frame, where = (src[0] - 1).clamp(min=0), pixel[0]
+    colour = torch.where(src[0] == 0, m_colour.reshape(c, h * w)[:, where],
+                         view.reshape(t, c, h * w)[frame, :, where].permute(2, 0, 1))  # fmt: skip
+    seen_disparity = torch.where(
+        src == 0, m_disparity.reshape(-1)[pixel], disparity.reshape(t, h * w)[frame, where]
     )
-    return out, state, offset[:-1] - offset[1:], cut
+    return (colour, seen_disparity, torch.where(alive, age, max_age + 1).int(), *tail)  # type: ignore[return-value]
 
 
 class BackgroundMemory:
@@ -399,9 +381,8 @@ def fill(
     spatial only."""
     if memory is None:
         return spatial_fill(view, holes, disparity, tolerance)
-    state = memory.state_for(view)
     out, state, shift, cut = fill_chunk(
-        view, holes, disparity, state, tolerance=tolerance, max_age=memory.max_age,
+        view, holes, disparity, memory.state_for(view), tolerance=tolerance, max_age=memory.max_age,
         max_shift=memory.max_shift, ahead=ahead,
     )  # fmt: skip
     memory.update(state, shift, cut)

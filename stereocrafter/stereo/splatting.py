@@ -95,11 +95,13 @@ def _splat_channels_last(
     xs = torch.arange(w, device=device, dtype=dtype) + flow_x  # (T, H, W) target x
     x0f = torch.floor(xs)
     ax = xs - x0f  # fractional part in [0, 1]
-    x0 = x0f.to(torch.int64)
+    index_dtype = torch.int32 if n + 2 < 2**31 else torch.int64  # half the index bytes where it fits
+    x0 = x0f.to(index_dtype)
     # Separable border rule: every x corner with weight must lie in [0, W), and likewise in y.
     keep = ((x0 >= 0) | (ax == 1)) & ((x0 < w - 1) | (ax == 0)) & (x0 < w) & (x0 >= -1)
     row = (
-        torch.arange(t, device=device).view(t, 1, 1) * h + torch.arange(h, device=device).view(1, h, 1)
+        torch.arange(t, device=device, dtype=index_dtype).view(t, 1, 1) * h
+        + torch.arange(h, device=device, dtype=index_dtype).view(1, h, 1)
     ) * w
 
     if flow_y is None:
@@ -109,10 +111,10 @@ def _splat_channels_last(
         ys = torch.arange(h, device=device, dtype=dtype).view(h, 1) + flow_y
         y0f = torch.floor(ys)
         ay = ys - y0f
-        y0 = y0f.to(torch.int64)
+        y0 = y0f.to(index_dtype)
         keep &= ((y0 >= 0) | (ay == 1)) & ((y0 < h - 1) | (ay == 0)) & (y0 < h) & (y0 >= -1)
         # row already holds y * W; move it to y0 * W.
-        base = row + (y0 - torch.arange(h, device=device).view(1, h, 1)) * w + x0
+        base = row + (y0 - torch.arange(h, device=device, dtype=index_dtype).view(1, h, 1)) * w + x0
         y_corners = [(0, 1 - ay), (w, ay)]
         if not bool(ay.any()):
             y_corners = [(0, None)]  # every y is an integer: the y0 + 1 corners weigh nothing
@@ -146,7 +148,7 @@ def _accumulate(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) ->
 
 
 def forward_splat(
-    frames: torch.Tensor, disparity: torch.Tensor, eps: float = 1e-6
+    frames: torch.Tensor, disparity: torch.Tensor, eps: float = 1e-6, *, carry_disparity: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp the left view into the right view by forward splatting (reference ForwardWarpStereo).
 
@@ -154,9 +156,12 @@ def forward_splat(
         frames: (T, 3, H, W) float in [0, 1], the left view (any channel count works).
         disparity: (T, 1, H, W) in pixels (see ``disparity_from_depth``); positive = near.
         eps: lower clamp of the splatted weight sum before normalising (reference: 1e-6).
+        carry_disparity: splat the disparity too, as one more channel of ``frames`` (the right
+            view's own disparity, with the same weights), without a copy of the two joined.
 
     Returns:
-        right: (T, 3, H, W) in [0, 1], the splatted right view, 0 (black) in holes.
+        right: (T, 3, H, W) in [0, 1], the splatted right view, 0 (black) in holes (with
+            ``carry_disparity``, (T, 4, H, W): its last channel the splatted disparity).
         occlusion: (T, 1, H, W) in [0, 1], 1 = hole, fractional where partially covered.
         Both in the dtype of ``frames``; the accumulation runs in float32 (float64 for float64
         input) because the z-buffer weights reach 1.414 ** 40 ~ 1e6, beyond float16's range.
@@ -183,15 +188,17 @@ def forward_splat(
     # One pass splats the weighted colours, the weights and the ones: the reference runs three
     # kernels with the same flow, which is the same arithmetic channel by channel.
     c = frames.shape[1]
-    src = torch.empty((t, h, w, c + 2), dtype=acc_dtype, device=frames.device)
+    carried = c + 1 if carry_disparity else c
+    src = torch.empty((t, h, w, carried + 2), dtype=acc_dtype, device=frames.device)
     torch.mul(frames.permute(0, 2, 3, 1), weights.unsqueeze(-1), out=src[..., :c])
-    src[..., c] = weights
-    src[..., c + 1] = 1.0
-    splat = _splat_channels_last(src, -disp, None)  # flow = (-disparity, 0)
+    if carry_disparity:
+        torch.mul(disp, weights, out=src[..., c])
+    src[..., carried] = weights
+    src[..., carried + 1] = 1.0
+    splat = _splat_channels_last(src, -disp, None).permute(0, 3, 1, 2)  # flow = (-disparity, 0)
 
-    right = splat[..., :c] / splat[..., c : c + 1].clamp(min=eps)
-    occlusion = 1.0 - splat[..., c + 1 :].clamp(0.0, 1.0)
-    return (
-        right.permute(0, 3, 1, 2).to(frames.dtype).contiguous(),
-        occlusion.permute(0, 3, 1, 2).to(frames.dtype).contiguous(),
-    )
+    # Normalised straight into (T, C, H, W) (no copy of the channels-last sums).
+    right = torch.empty((t, carried, h, w), dtype=acc_dtype, device=frames.device)
+    torch.div(splat[:, :carried], splat[:, carried : carried + 1].clamp(min=eps), out=right)
+    occlusion = torch.sub(1.0, splat[:, carried + 1 :].clamp(0.0, 1.0)).contiguous()
+    return right.to(frames.dtype), occlusion.to(frames.dtype)

@@ -30,6 +30,7 @@ class Layer:
     y1: float = math.inf
     velocity: float = 0.0  # px per frame, its own motion (the pan comes on top)
     seed: int = 0
+    grain: float = 0.0  # amplitude of a fine grain (periods of 2-3 px) over structures of 64-256 px
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,13 @@ class Scene:
     width: int = 192
 
 
-def _texture(seed: int, u: torch.Tensor, v: torch.Tensor, components: int = 24) -> torch.Tensor:
-    """(3, ...) in about [0.1, 0.9] at texture coordinates (u, v)."""
+def _texture(
+    seed: int, u: torch.Tensor, v: torch.Tensor, components: int = 24, grain: float = 0.0
+) -> torch.Tensor:
+    """(3, ...) in about [0.1, 0.9] at texture coordinates (u, v); with ``grain``, large structures
+    (periods 64-256 px, strong) under a fine grain of that amplitude (periods 2-3 px)."""
+    if grain:
+        return _grained(seed, u, v, grain)
     g = torch.Generator().manual_seed(1000 + seed)
     base = torch.rand(3, generator=g) * 0.5 + 0.25
     out = base.view(3, *([1] * u.ndim)).expand(3, *u.shape).clone()
@@ -55,6 +61,20 @@ def _texture(seed: int, u: torch.Tensor, v: torch.Tensor, components: int = 24) 
         amplitude = 0.09 * (period / 96.0) ** 0.5
         wave = torch.sin(2 * math.pi * (u * math.cos(angle) + v * math.sin(angle)) / period + phase)
         out = out + amplitude * colour.view(3, *([1] * u.ndim)) * wave
+    return out.clamp(0.02, 0.98)
+
+
+def _grained(seed: int, u: torch.Tensor, v: torch.Tensor, grain: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(2000 + seed)
+    out = (torch.rand(3, generator=g) * 0.4 + 0.3).view(3, *([1] * u.ndim)).expand(3, *u.shape).clone()
+    for periods, amplitude, count in (((64.0, 256.0), 0.15, 6), ((2.0, 3.0), grain, 12)):
+        for _ in range(count):
+            period = periods[0] + (periods[1] - periods[0]) * float(torch.rand((), generator=g))
+            angle = float(torch.rand((), generator=g)) * math.pi
+            phase = float(torch.rand((), generator=g)) * 2 * math.pi
+            colour = torch.rand(3, generator=g) - 0.5
+            wave = torch.sin(2 * math.pi * (u * math.cos(angle) + v * math.sin(angle)) / period + phase)
+            out = out + amplitude / count**0.5 * colour.view(3, *([1] * u.ndim)) * wave
     return out.clamp(0.02, 0.98)
 
 
@@ -81,11 +101,11 @@ def render(scene: Scene, t: int) -> dict[str, torch.Tensor]:
     for layer in scene.layers:  # back to front: nearer layers overwrite
         offset = _offset(layer, scene, t)
         here = _covers(layer, x, y, offset)
-        left = torch.where(here, _texture(layer.seed, x - offset, y), left)
+        left = torch.where(here, _texture(layer.seed, x - offset, y, grain=layer.grain), left)
         left_disp = torch.where(here, torch.tensor(layer.disparity, dtype=torch.float64), left_disp)
         source = x + layer.disparity  # where the right pixel's point of this layer is in the left view
         there = _covers(layer, source, y, offset)
-        right = torch.where(there, _texture(layer.seed, source - offset, y), right)
+        right = torch.where(there, _texture(layer.seed, source - offset, y, grain=layer.grain), right)
         right_disp = torch.where(there, torch.tensor(layer.disparity, dtype=torch.float64), right_disp)
     return {"left": left.float(), "disparity": left_disp.float(), "right": right.float(),
             "right_disparity": right_disp.float()}  # fmt: skip
@@ -93,7 +113,8 @@ def render(scene: Scene, t: int) -> dict[str, torch.Tensor]:
 
 def scenes() -> list[Scene]:
     """The benchmark's scenes: still layers; a foreground moving over a still background; a camera
-    pan over layers; two objects moving at two depths under a slow pan."""
+    pan over layers; two objects moving at two depths under a slow pan; two movers under a pan over
+    a background with both a fine grain and large structures."""
     background = Layer(disparity=-8.0, seed=1)
     still = (background, Layer(2.0, 30, 90, 15, 70, seed=2), Layer(12.0, 110, 150, 30, 80, seed=3))
     mover = (background, Layer(14.0, 20, 60, 20, 76, velocity=3.0, seed=4))
@@ -103,9 +124,15 @@ def scenes() -> list[Scene]:
         Layer(3.0, 10, 50, 10, 50, velocity=2.0, seed=7),
         Layer(13.0, 100, 140, 40, 90, velocity=-2.5, seed=8),
     )
+    grained = (
+        Layer(-8.0, seed=11, grain=0.2),
+        Layer(4.0, 30, 70, 20, 70, velocity=1.5, seed=12),
+        Layer(12.0, 120, 160, 30, 80, velocity=-2.0, seed=13),
+    )
     return [
         Scene("still layers", still),
         Scene("moving foreground, still background", mover),
         Scene("camera pan", panned, pan=2.0),
         Scene("two movers, slow pan", movers, pan=0.5),
+        Scene("fine grain over large structures, pan", grained, pan=1.0),
     ]

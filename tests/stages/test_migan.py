@@ -3,6 +3,7 @@ hole hidden from the generator, its fill kept only inside the holes, the file lo
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from stereocrafter.errors import WeightsCorruptError
 from stereocrafter.models.migan import composite, model_input
 from stereocrafter.pipeline.loading import load_stereo_pipeline
 from stereocrafter.stages.migan import (
-    FOREGROUND_BAND_PX, MIN_OVERLAP_PX, MiganStage, MiganTiles, context_mask, tile_starts, tile_weights,
+    FOREGROUND_BAND_PX,
+    MIN_OVERLAP_PX,
+    MiganStage,
+    MiganTiles,
+    context_mask,
+    tile_starts,
+    tile_weights,
 )
 from stereocrafter.stereo.splatting import forward_splat
 from stereocrafter.testing.fillscenes import Layer, Scene, render
@@ -28,7 +35,7 @@ def test_tiles_cover_the_frame_and_overlap_by_at_least_32_px_where_they_meet() -
     for size in range(513, 2200, 7):
         starts = tile_starts(size, 512)
         assert starts[0] == 0 and starts[-1] == size - 512
-        assert all(a + 512 - b >= MIN_OVERLAP_PX for a, b in zip(starts, starts[1:], strict=False))
+        assert all(a + 512 - b >= MIN_OVERLAP_PX for a, b in itertools.pairwise(starts))
     for starts in ([0, 256, 512], [0, 64], [0, 478]):  # the ramps of neighbours add up to 1
         total = torch.zeros(starts[-1] + 512)
         for start, weight in zip(starts, tile_weights(starts, 512), strict=True):
@@ -114,7 +121,9 @@ def test_only_the_tiles_that_hold_a_hole_run() -> None:
     assert torch.equal(out[:, ~holes[0]], view[:, ~holes[0]]) and not torch.equal(out, view)
     holes[..., 30:35, 180:190] = True  # and now in the last one too (136..200, past the fifth's 173)
     batches.clear()
-    MiganTiles(generator)(torch.stack([view, view]), torch.stack([holes, holes]), torch.stack([disparity] * 2))
+    MiganTiles(generator)(
+        torch.stack([view, view]), torch.stack([holes, holes]), torch.stack([disparity] * 2)
+    )
     assert batches == [4]  # two tiles of each of two frames, in one call
 
 
@@ -123,7 +132,9 @@ def test_a_frame_without_holes_runs_no_tile() -> None:
     calls: list[int] = []
     generator.register_forward_hook(lambda *_: calls.append(1))
     view = torch.rand(3, 40, 100)
-    out = MiganTiles(generator)(view[None], torch.zeros(1, 1, 40, 100, dtype=torch.bool), torch.zeros(1, 1, 40, 100))
+    out = MiganTiles(generator)(
+        view[None], torch.zeros(1, 1, 40, 100, dtype=torch.bool), torch.zeros(1, 1, 40, 100)
+    )
     assert torch.equal(out[0], view) and calls == []
 
 

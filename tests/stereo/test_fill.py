@@ -164,7 +164,7 @@ def test_border_holes_of_a_disparity_ramp_take_their_own_rows() -> None:
     # content is at 0, the zero-disparity rows' surface
     disparity = torch.zeros(1, 1, 40, 120)
     disparity[..., 10:30, :] = torch.linspace(0, 12, 120)
-    taken, holes, border = _border_case(disparity)
+    taken, _, border = _border_case(disparity)
     rows = torch.arange(40, dtype=torch.float32).view(1, 1, 40, 1).expand_as(taken)
     assert int(border.sum()) > 200
     assert torch.equal(taken[border], rows[border])

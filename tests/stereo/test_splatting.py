@@ -277,3 +277,13 @@ def test_forward_splat_rejects_bad_input() -> None:
         forward_splat(frames, bad)
     with pytest.raises(ValueError, match="frames must be"):
         forward_splat(frames[0], disparity[0])
+
+
+def test_carrying_the_disparity_is_the_splat_of_it_as_one_more_channel() -> None:
+    g = torch.Generator().manual_seed(5)
+    frames = torch.rand(3, 3, 12, 40, generator=g)
+    disparity = (torch.rand(3, 1, 12, 40, generator=g) - 0.5) * 14
+    joined, occlusion = forward_splat(torch.cat([frames, disparity], 1), disparity)
+    carried, carried_occlusion = forward_splat(frames, disparity, carry_disparity=True)
+    assert carried.shape == (3, 4, 12, 40) and carried.is_contiguous()
+    assert torch.equal(carried, joined) and torch.equal(carried_occlusion, occlusion)
