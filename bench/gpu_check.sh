@@ -5,12 +5,15 @@
 # when any row failed (2: no CUDA here, 3: a wheel missing). No CPU-only rows. What it prints:
 #   imports    (20 s)  torch, its CUDA and arch list, the card and driver; diffusers, transformers
 #                      and PyAV at the project's pins; one bf16 8192^3 matrix product (the measured peak)
-#   reference  (100 s) \  per preset, its models alone (random weights, fp16; VDA-S fp32 under fp16
+#   reference  (86 s)  \  per preset, its models alone (random weights, fp16; VDA-S fp32 under fp16
 #   fast       (40 s)   > autocast), at 1920x1080 then 1024x576: frames/s end to end (CUDA events, no
 #   turbo      (25 s)  |  sync inside), max_memory_allocated/reserved and mem_get_info beside the
-#   clean      (12 s)  |  counted estimate, ms per step of each model call eager with and without
-#   instant    (8 s)  /   feed-forward chunking, the UNets' share of the measured and datasheet peak
-#                      (clean: MI-GAN's 512 tiles; instant: the weight-free fill, no FLOP figure)
+#   clean      (18 s)  |  counted estimate, ms per step of each model call eager with and without
+#   instant    (16 s) /   feed-forward chunking, the UNets' share of the measured and datasheet peak
+#                      (clean: MI-GAN's 512 tiles; instant: the weight-free fill, no FLOP figure);
+#                      clean and instant add a "traffic" row: 16 frames at 1080p, the splat and the
+#                      fill in ms per frame, the bytes bench/traffic.py counts for them and the GB/s
+#                      that makes against the card's datasheet bandwidth
 #   checks     (25 s)  a float16 decode with an injected inf (float32 retry, float16 after), SDPA at a
 #                      batch of 70,000 split and unsplit, VDA-S under fp16 autocast against fp32
 #   encoders   (15 s)  pytest -m gpu: NVENC on every GPU where the card has it (A100/H100/H200 have
@@ -61,13 +64,13 @@ row() {  # row NAME SECONDS COMMAND...
 rows="python3 -m bench.gpu_rows"
 row imports 20 $rows imports --out "$OUT/results.jsonl"
 if [ ${#failed[@]} -gt 0 ]; then echo "gpu_check: IMPORTS FAILED (carry the wheels in the header)"; exit 3; fi
-row reference 100 $rows preset reference --out "$OUT/results.jsonl"
+row reference 86 $rows preset reference --out "$OUT/results.jsonl"
 row fast 40 $rows preset fast --out "$OUT/results.jsonl"
 row turbo 25 $rows preset turbo --out "$OUT/results.jsonl"
-row clean 12 $rows preset clean --out "$OUT/results.jsonl"
-row instant 8 $rows preset instant --out "$OUT/results.jsonl"
+row clean 18 $rows preset clean --out "$OUT/results.jsonl"
+row instant 16 $rows preset instant --out "$OUT/results.jsonl"
 row checks 25 $rows checks --out "$OUT/results.jsonl"
-row encoders 15 python3 -m pytest -q -rs -m gpu -p no:cacheprovider tests/media/test_encoders.py tests/stereo/test_splatting.py
+row encoders 15 python3 -m pytest -q -rs -m gpu -p no:cacheprovider tests/media/test_encoders.py tests/stereo/test_splatting.py tests/stereo/test_fill.py
 row compile 55 $rows compile --out "$OUT/results.jsonl"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "gpu_check: FAILED rows: ${failed[*]}"

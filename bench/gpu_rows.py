@@ -161,12 +161,12 @@ def frame_fill(preset: str, device: torch.device, dtype: torch.dtype, smoke: boo
     """The ``instant``/``clean`` inpainting stage on random weights (MI-GAN: the published 512
     generator, or the tiny one with ``smoke``), as the stage runs it (MI-GAN in ``dtype``)."""
     from stereocrafter.models.migan import PUBLISHED
-    from stereocrafter.stages.fill import BackgroundFillStage, PerFrameFill
+    from stereocrafter.stages.fill import BackgroundFillStage, ClipFill
     from stereocrafter.stages.migan import MiganStage, MiganTiles
     from stereocrafter.testing.weights import TINY_MIGAN, random_migan
 
     if inpainting_model_of(preset) == "background-fill":
-        return BackgroundFillStage(PerFrameFill(device))
+        return BackgroundFillStage(ClipFill(device))
     generator = random_migan(TINY_MIGAN if smoke else PUBLISHED).to(device=device, dtype=dtype).eval()
     return MiganStage(MiganTiles(generator.requires_grad_(False)))
 
@@ -314,6 +314,17 @@ def row_preset(args: argparse.Namespace, device: torch.device, dtype: torch.dtyp
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         emit(row, args.out)
+    if not diffusion and device.type == "cuda" and not args.smoke:
+        # the splat and the fill at 1080p: ms per frame, counted GB per frame, GB/s against the datasheet
+        from bench.traffic import device_row
+
+        try:
+            emit({"row": "traffic", **device_row(preset, device, stage=inpainting)}, args.out)
+        except Exception as err:
+            failures += 1
+            emit(
+                {"row": "traffic", "preset": preset, "error": f"{type(err).__name__}: {err}"[:300]}, args.out
+            )
     return 1 if failures else 0
 
 

@@ -14,7 +14,9 @@ file. Prints:
 - a GPU host's own share: decode, the side-by-side frame, the colour conversion and libx264 with
   the GPU's work taken as zero (splat, merge, compose and the report run on the GPU there), in
   frames per second and CPU milliseconds per frame, and what that CPU cost allows on 4 and 8
-  vCPUs (CPU time divided among the cores: an estimate, an upper bound).
+  vCPUs (CPU time divided among the cores: an estimate, an upper bound); and with NVENC, where
+  the colour conversion runs on the device as well (``media.yuv``): decode, the planes' copy and
+  their wrapping, the host's whole share.
 
     python -m bench.host_pipeline                # 1920x1080 and 1024x576, 48 frames: ~10 min on 2 vCPU
     python -m bench.host_pipeline --smoke        # 320x192, 8 frames: checks the script itself
@@ -43,6 +45,7 @@ from stereocrafter.media.encode import VideoWriter
 from stereocrafter.media.encoders import LIBX264
 from stereocrafter.media.streams import BackgroundSink, prefetch
 from stereocrafter.media.video_io import iter_frames, probe
+from stereocrafter.media.yuv import rgb_to_yuv420p
 from stereocrafter.pipeline.run import StereoPipeline
 from stereocrafter.pipeline.types import RunHooks
 from stereocrafter.stages.stereocrafter import StereoCrafterStage
@@ -224,6 +227,32 @@ def to_yuv(chunks: list[np.ndarray], fps: Any) -> None:
             graph.pull()
 
 
+def device_yuv_host(clip: Path, *, threads: bool) -> tuple[float, float]:
+    """Frames per second and CPU ms per frame of a GPU host's CPU when the colour conversion runs on
+    the device too (``media.yuv``, NVENC): decode (PyAV), the planes' copy from the device (here a
+    copy of planes made beforehand: the device's work is not the host's) and their wrapping into
+    frames for the encoder. The NVENC encode itself is the GPU's."""
+    info = probe(clip)
+    first = next(iter_frames(clip, CHUNK))
+    planes = rgb_to_yuv420p(torch.from_numpy(np.concatenate([first, first], axis=2))).numpy()
+
+    def hand_over(_: np.ndarray) -> None:
+        for plane in planes.copy():  # the device -> host copy of one chunk's planes
+            av.VideoFrame.from_ndarray(plane, format="yuv420p")
+
+    started, cpu = time.perf_counter(), time.process_time()
+    chunks = iter_frames(clip, CHUNK)
+    if threads:
+        with BackgroundSink(hand_over) as sink:
+            for chunk in prefetch(chunks):
+                sink(chunk)
+    else:
+        for chunk in chunks:
+            hand_over(chunk)
+    seconds, cpu_ms = time.perf_counter() - started, (time.process_time() - cpu) * 1000
+    return info.num_frames / seconds, cpu_ms / info.num_frames
+
+
 def gpu_host_ceiling(clip: Path, tmp: Path, *, threads: bool, encode: bool = True) -> tuple[float, float]:
     """Frames per second, and CPU milliseconds per frame, of what a GPU host's CPU does when the
     GPU takes no time: decode (PyAV, in the prefetch thread), the side-by-side frame, the colour
@@ -336,6 +365,12 @@ def main() -> None:
                     on = "on " if threads else "off"
                     print(f"    {what:34s} threads {on}: {fps:6.2f} frames/s, {cpu_ms:6.1f} CPU ms/frame; "
                           f"4 vCPUs ~{4000 / cpu_ms:.0f}, 8 vCPUs ~{8000 / cpu_ms:.0f} frames/s")  # fmt: skip
+            what = "decode, YUV on the device (NVENC)"
+            for threads in (True, False):
+                fps, cpu_ms = device_yuv_host(clip, threads=threads)
+                on = "on " if threads else "off"
+                print(f"    {what:34s} threads {on}: {fps:6.2f} frames/s, {cpu_ms:6.1f} CPU ms/frame; "
+                      f"4 vCPUs ~{4000 / cpu_ms:.0f}, 8 vCPUs ~{8000 / cpu_ms:.0f} frames/s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -244,6 +244,34 @@ class VideoWriter:
 
     # -- writing -----------------------------------------------------------------------------
 
+    @property
+    def takes_yuv(self) -> bool:
+        """Whether ``write_yuv`` may be used: 4:2:0 output at the frames' own size."""
+        same_size = (self.encoded_width, self.encoded_height) == (self.width, self.height)
+        return self.pix_fmt == "yuv420p" and same_size
+
+    def write_yuv(self, planes: np.ndarray) -> None:
+        """Append frames already converted (``media.yuv.rgb_to_yuv420p``, on the device): (t, height
+        * 3 // 2, width) uint8, Y then U then V; only when ``takes_yuv``. No swscale on the host."""
+        if self._out is None:
+            raise RuntimeError("VideoWriter is not open; use it as a context manager")
+        shape = (self.height * 3 // 2, self.width)
+        if not self.takes_yuv or planes.shape[1:] != shape or planes.dtype != np.uint8:
+            got = f"{tuple(planes.shape)} {planes.dtype}"
+            raise ValueError(f"YUV 4:2:0 planes must be (t, {shape[0]}, {shape[1]}) uint8 for a yuv420p writer, "
+                             f"got {got} ({self.pix_fmt})")  # fmt: skip
+        try:
+            for plane in planes:
+                frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
+                frame.pts = self.frames_written
+                frame.color_range = ColorRange.MPEG
+                self._out.mux(self._video.encode(frame))
+                self.frames_written += 1
+            if self._audio is not None:
+                self._audio.pump(self._out, until=float(self.frames_written / self.fps))
+        except av.error.FFmpegError as err:
+            raise VideoEncodeError(f"cannot encode {self.path.name}: {reason(err)}") from None
+
     def write(self, frames: np.ndarray) -> None:
         """Append frames: (t, height, width, 3) or (height, width, 3) uint8 RGB."""
         if self._out is None:

@@ -81,6 +81,7 @@ class BackgroundSink(Generic[T]):
 
     def __init__(self, sink: Callable[[T], None], depth: int = 2) -> None:
         self._sink = sink
+        self.takes_yuv420p = False  # the pipeline hands YUV 4:2:0 planes (``media.yuv``), not RGB
         self._slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._cancelled = threading.Event()

@@ -32,6 +32,7 @@ from stereocrafter.catalog import DEFAULT_DEPTH_MODEL, DEFAULT_INPAINTING_MODEL
 from stereocrafter.config import StereoConfig
 from stereocrafter.errors import PresetNotServedError
 from stereocrafter.media.streams import prefetch
+from stereocrafter.media.yuv import rgb_to_yuv420p
 from stereocrafter.pipeline.frames import SequentialFrames
 from stereocrafter.pipeline.progress import StageProgress, no_progress
 from stereocrafter.pipeline.types import NO_HOOKS, HostChunks, OpenFrames, RunHooks, Sink, StereoResult
@@ -227,7 +228,10 @@ class StereoPipeline:
                 if cfg.holes_only:  # the inpaint only inside the grown holes, the splat elsewhere
                     weight = hole_weights(occlusion, cfg.hole_dilate_px, cfg.hole_feather_px)
                     right = merge_right_view(warped, enlarge(right, (height, width)), weight)
-                sink(compose(left, right, mode).cpu().numpy())
+                composed = compose(left, right, mode)
+                if getattr(sink, "takes_yuv420p", False):  # the encoder's colour conversion here too
+                    composed = rgb_to_yuv420p(composed)
+                sink(composed.cpu().numpy())
                 if observer is not None:
                     observer.on_frames(start, left, depth_vis, occlusion, right)
                 if grid_sink is not None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 MATCH_TOLERANCE = 0.06  # mean absolute colour difference in [0, 1] above which the memory is dropped
 MIN_OVERLAP = 0.05  # a shift is judged on at least this share of the compared pixels
-PAN_ROWS = 32  # the pan search compares every k-th row, k = max(1, height // PAN_ROWS)
+PAN_ROWS = 16  # the pan search compares every k-th row, k = max(1, height // PAN_ROWS)
 
 
 def pan_shifts(

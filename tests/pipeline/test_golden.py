@@ -13,6 +13,15 @@ the last commit that passed elsewhere, record there (``python -m tests.pipeline.
 check that the commit under test gives the same digests. Re-record only for a change that is meant
 to change outputs, and say so in its commit (issue 29: VDA-S fitted at the frame size, as published,
 changed turbo's three digests, and nothing else; instant and clean were added).
+
+Issue 38 changed instant's and clean's composed frames (four digests; their depths and every other
+preset's digest unchanged, checked on the Intel recording before re-recording it): a hole at the
+frame's border now continues its own row's side (it took another row's pixel), the fill's memory
+follows a slow pan in fractions of a pixel and keeps what left the frame for a while, and MI-GAN's
+tiles overlap by 32 px with feathered weights (one unweighted mean, hard edges before). Those four
+were re-recorded on Intel; the AMD recording could not be remade here (no AMD machine), so its four
+are removed and a recording may hold fewer keys than the outputs: the keys it has must match, and
+the ones it lacks are named in the test's output (record on AMD to restore them).
 """
 
 from __future__ import annotations
@@ -110,7 +119,10 @@ def test_outputs_match_the_recording_made_before_the_move(tmp_path: Path) -> Non
             f"no recording for this CPU ({machine()}; recorded: {', '.join(recording)}): see the module"
         )
     found = outputs(_pipeline(tmp_path))
-    assert found.keys() == expected.keys()
+    assert expected.keys() <= found.keys(), sorted(expected.keys() - found.keys())
+    unrecorded = sorted(found.keys() - expected.keys())
+    if unrecorded:
+        print(f"not recorded on {machine()} (not compared): {', '.join(unrecorded)}")
     changed = [key for key in expected if found[key] != expected[key]]
     assert not changed, f"outputs changed on {machine()}: {changed}"
 

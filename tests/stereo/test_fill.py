@@ -4,6 +4,7 @@ fallback, the memory of earlier frames (still background, pan, cut), and determi
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from stereocrafter.stereo import fill
@@ -168,3 +169,13 @@ def test_border_holes_of_a_disparity_ramp_take_their_own_rows() -> None:
     rows = torch.arange(40, dtype=torch.float32).view(1, 1, 40, 1).expand_as(taken)
     assert int(border.sum()) > 200
     assert torch.equal(taken[border], rows[border])
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_fill_is_the_cpu_s_and_the_same_every_time() -> None:
+    s = _splat(Scene("mover", (BACKGROUND, Layer(14.0, 20, 60, 20, 76, velocity=3.0, seed=4)), frames=16), 16)
+    cpu = fill.fill(s["view"], s["holes"], s["disparity"], fill.BackgroundMemory())
+    on = {k: v.cuda() for k, v in s.items()}
+    runs = [fill.fill(on["view"], on["holes"], on["disparity"], fill.BackgroundMemory()) for _ in range(5)]
+    assert all(torch.equal(run, runs[0]) for run in runs)
+    assert float((runs[0].cpu() - cpu).abs().max()) <= 1e-6
