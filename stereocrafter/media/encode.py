@@ -258,7 +258,7 @@ class VideoWriter:
         shape = (self.height * 3 // 2, self.width)
         if not self.takes_yuv or planes.shape[1:] != shape or planes.dtype != np.uint8:
             got = f"{tuple(planes.shape)} {planes.dtype}"
-            raise ValueError(f"YUV 4:2:0 planes must be (t, {shape[0]}, {shape[1]}) uint8 (a yuv420p writer), "
+            raise ValueError(f"YUV 4:2:0 planes must be (t, {shape[0]}, {shape[1]}) uint8 (yuv420p), "
                              f"got {got} ({self.pix_fmt})")  # fmt: skip
         try:
             for plane in planes:
