@@ -3,6 +3,8 @@ surface, and holds the hidden layer's texture in the holes."""
 
 from __future__ import annotations
 
+import torch
+
 from stereocrafter.stereo.splatting import forward_splat
 from stereocrafter.testing.fillscenes import Layer, Scene, render, scenes
 
@@ -28,12 +30,27 @@ def test_the_truth_matches_the_splat_where_it_sees_and_is_the_background_in_the_
         assert float(r["right"][:, holes].std()) > 0.02  # textured, not flat
 
 
-def test_the_benchmark_has_its_four_scenes() -> None:
+def test_the_benchmark_has_its_five_scenes() -> None:
     names = [s.name for s in scenes()]
     assert names == [
         "still layers",
         "moving foreground, still background",
         "camera pan",
         "two movers, slow pan",
+        "fine grain over large structures, pan",
     ]
     assert render(scenes()[2], 3)["left"].shape == (3, 96, 192)
+
+
+def test_the_grained_background_has_fine_grain_and_large_structures() -> None:
+    """Against the natural-texture scenes: more structure left after a 15 px blur, and more grain
+    in what the blur takes away."""
+
+    def parts(scene: int) -> tuple[float, float]:
+        left = render(scenes()[scene], 0)["left"][None]
+        low = torch.nn.functional.avg_pool2d(left, 15, 1, 7, count_include_pad=False)
+        return float(low.std((2, 3)).mean()), float((left - low).std((2, 3)).mean())
+
+    structure, grain = parts(4)
+    natural_structure, natural_grain = parts(1)
+    assert structure > 1.2 * natural_structure and grain > 1.4 * natural_grain
