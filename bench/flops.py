@@ -71,7 +71,7 @@ from stereocrafter.models.vda_depth import WINDOW as VDA_WINDOW
 from stereocrafter.presets import PEAK_GPU_GB_1080P, PRESET_NAMES
 from stereocrafter.stages.components import prepare_unet
 from stereocrafter.stages.frames import FRAME_CHUNK
-from stereocrafter.stages.migan import TILE_BATCH, tile_starts
+from stereocrafter.stages.migan import TILE_BATCH, MiganStage
 from stereocrafter.stages.registry import processing_size
 from stereocrafter.stereo.fill import empty_state, fill_chunk
 from stereocrafter.stereo.merge import working_size
@@ -383,11 +383,10 @@ def _frame_fill(models: Models, proc: Procedure, width: int, height: int, depth_
     h, w = working_size(height, width, cfg.inpaint_max_res, cfg.inpaint_multiple)
     stages = {**depth, "inpaint UNet": 0.0, "inpaint VAE": 0.0, "CLIP": 0.0, "inpaint MI-GAN": 0.0}
     if cfg.inpainting_model == "migan":
-        r = PUBLISHED.resolution
-        tiles = len(tile_starts(max(h, r), r)) * len(tile_starts(max(w, r), r))
-        one = cached(("migan", 1), lambda: models.migan_tiles(1))
+        stated = MiganStage.cost(cfg, (height, width))  # the stage counts its own FLOPs
+        tiles = int(stated.calls[0][2])
         batch = cached(("migan", min(tiles, TILE_BATCH)), lambda: models.migan_tiles(min(tiles, TILE_BATCH)))
-        stages["inpaint MI-GAN"] = tiles * one.flops / 1e12
+        stages["inpaint MI-GAN"] = stated.flops_per_frame / 1e12
         inpaint_calls = {"migan tiles": batch}
         size = f"{w}x{h}, {tiles} tiles"
     else:

@@ -228,20 +228,21 @@ def to_yuv(chunks: list[np.ndarray], fps: Any) -> None:
 
 
 def device_yuv_host(clip: Path, *, threads: bool) -> tuple[float, float]:
-    """Frames per second and CPU ms per frame of a GPU host's CPU when the colour conversion runs on
-    the device too (``media.yuv``, NVENC): decode (PyAV), the planes' copy from the device (here a
-    copy of planes made beforehand: the device's work is not the host's) and their wrapping into
-    frames for the encoder. The NVENC encode itself is the GPU's."""
+    """Frames per second and CPU ms per frame of a GPU host's CPU when both colour conversions run
+    on the device (``media.yuv``, NVENC): decode to the stream's own planes (PyAV,
+    ``iter_frames(planes=True)``: no YUV -> RGB on the host), the output planes' copy from the
+    device (here a copy of planes made beforehand: the device's work is not the host's) and their
+    wrapping into frames for the encoder. The NVENC encode itself is the GPU's."""
     info = probe(clip)
     first = next(iter_frames(clip, CHUNK))
     planes = rgb_to_yuv420p(torch.from_numpy(np.concatenate([first, first], axis=2))).numpy()
 
-    def hand_over(_: np.ndarray) -> None:
+    def hand_over(_: Any) -> None:
         for plane in planes.copy():  # the device -> host copy of one chunk's planes
             av.VideoFrame.from_ndarray(plane, format="yuv420p")
 
     started, cpu = time.perf_counter(), time.process_time()
-    chunks = iter_frames(clip, CHUNK)
+    chunks = iter_frames(clip, CHUNK, planes=True)
     if threads:
         with BackgroundSink(hand_over) as sink:
             for chunk in prefetch(chunks):

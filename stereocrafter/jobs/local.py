@@ -83,7 +83,7 @@ def convert_file(
     started = time.perf_counter()
     info = segment_info(source, frames)
     timings = {"probe": time.perf_counter() - started}
-    open_frames = frame_opener(source, frames)
+    open_frames = frame_opener(source, frames, planes=pipeline.device.type == "cuda")
     audio_source = source if frames is None else None
 
     out_w, out_h = output_size(mode, info.width, info.height)
@@ -178,12 +178,13 @@ def segment_info(source: str | os.PathLike[str], frames: tuple[int, int] | None)
 
 
 def frame_opener(
-    source: str | os.PathLike[str], frames: tuple[int, int] | None
-) -> Callable[[], Iterator[np.ndarray]]:
+    source: str | os.PathLike[str], frames: tuple[int, int] | None, *, planes: bool = False
+) -> Callable[[], Iterator[Any]]:
+    """``planes``: hand 4:2:0 streams over as decoded, for the GPU to convert (``media.yuv``)."""
     start, count = frames if frames is not None else (0, None)
 
-    def open_frames() -> Iterator[np.ndarray]:
-        return iter_frames(source, DECODE_CHUNK, start=start, count=count)
+    def open_frames() -> Iterator[Any]:
+        return iter_frames(source, DECODE_CHUNK, start=start, count=count, planes=planes)
 
     return open_frames
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -28,6 +29,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoRef
 
 from stereocrafter.errors import VideoDecodeError
 from stereocrafter.guard import Every, Stop
+from stereocrafter.media.yuv import YuvChunk
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,26 @@ def _rotation(frame: av.VideoFrame) -> int:
     if degrees != frame.rotation % 360:
         logger.warning("rotation %s is not a multiple of 90 degrees; using %s", frame.rotation, degrees)
     return degrees
+
+
+def _planes_of(frame: av.VideoFrame) -> tuple[bool, bool] | None:
+    """(BT.709?, full range?) when a device may convert ``frame``'s planes itself (``media.yuv``:
+    8-bit 4:2:0, even size, BT.709 or BT.601, no rotation; the same matrix and range rules as
+    ``_to_rgb``), else None (the host converts it)."""
+    if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width % 2 or frame.height % 2:
+        return None
+    if _rotation(frame) % 360:
+        return None
+    space = _COLORSPACES.get(int(frame.colorspace))
+    if space is None:
+        space = Colorspace.ITU709 if frame.height >= 720 else Colorspace.ITU601
+    if space not in (Colorspace.ITU709, Colorspace.ITU601):
+        return None
+    colour_range = ColorRange(int(frame.color_range))
+    full = colour_range == ColorRange.JPEG or (
+        colour_range == ColorRange.UNSPECIFIED and frame.format.name.startswith("yuvj")
+    )
+    return space == Colorspace.ITU709, full
 
 
 def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
@@ -231,8 +253,9 @@ def check_packets(path: str | os.PathLike[str], info: VideoInfo, stop: Stop | No
 
 
 def iter_frames(
-    path: str | os.PathLike[str], chunk_size: int = 16, *, start: int = 0, count: int | None = None
-) -> Iterator[np.ndarray]:
+    path: str | os.PathLike[str], chunk_size: int = 16, *, start: int = 0, count: int | None = None,
+    planes: bool = False,
+) -> Iterator[Any]:  # fmt: skip
     """Decode a video into chunks of RGB frames, holding at most one chunk in memory.
 
     ``start`` and ``count`` pick frames [start, start + count) (a segment of a long file, for
@@ -241,7 +264,9 @@ def iter_frames(
 
     Yields:
         (t, H, W, 3) uint8 arrays, t <= chunk_size (only the last chunk is shorter), frames in
-        display orientation (rotation metadata applied).
+        display orientation (rotation metadata applied). With ``planes`` (a GPU converts them,
+        ``media.yuv``), a 4:2:0 8-bit stream that needs no rotation yields ``YuvChunk``s of its
+        planes as decoded instead: no colour conversion on the host.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -260,6 +285,7 @@ def iter_frames(
         chunk: list[np.ndarray] = []
         decoded = 0
         reformatter = VideoReformatter()
+        raw: tuple[bool, bool] | None = None  # (bt709, full) when the planes go as they are
         try:
             for frame in container.decode(stream):
                 if frame.is_corrupt:
@@ -267,9 +293,13 @@ def iter_frames(
                 decoded += 1
                 if decoded <= start:
                     continue
-                chunk.append(_to_rgb(frame, reformatter))
+                if planes and not chunk and decoded == start + 1:
+                    raw = _planes_of(frame)
+                if raw and _planes_of(frame) != raw:
+                    raise VideoDecodeError(f"{name}: frame {decoded - 1} changes the stream's pixel format")
+                chunk.append(frame.to_ndarray() if raw else _to_rgb(frame, reformatter))
                 if len(chunk) == chunk_size:
-                    yield np.stack(chunk)
+                    yield YuvChunk(np.stack(chunk), *raw) if raw else np.stack(chunk)
                     chunk = []
                 if count is not None and decoded == start + count:
                     break
@@ -278,7 +308,7 @@ def iter_frames(
                 f"{name}: corrupt or truncated video data after frame {decoded} ({reason(err)})"
             ) from None
         if chunk:
-            yield np.stack(chunk)
+            yield YuvChunk(np.stack(chunk), *raw) if raw else np.stack(chunk)
         if decoded == 0:
             raise VideoDecodeError(f"{name}: the video stream holds no decodable frames")
         if count is not None and decoded < start + count:

@@ -1,6 +1,14 @@
-"""RGB -> YUV 4:2:0 on the pipeline's device, for an encoder that runs there too (NVENC): the host
-then only copies the planes and muxes, instead of running swscale on every frame (75-83 CPU ms per
-1080p side-by-side frame, ``bench/host_pipeline.py``).
+"""YUV 4:2:0 <-> RGB on the pipeline's device, so that a GPU host's CPU only decodes, copies planes
+and muxes (``bench/host_pipeline.py``: swscale's accurate conversions were most of its 59 CPU ms per
+1080p side-by-side frame with NVENC).
+
+Decoding (``yuv420p_to_rgb``, for ``YuvChunk``s that ``media.video_io.iter_frames(planes=True)``
+yields): the stream's matrix (BT.709, or BT.601; untagged HD taken as BT.709, as the host path
+does) and range; chroma upsampled to full resolution bilinearly from its 4:2:0 sites (left,
+co-sited horizontally; centred vertically). Within a few code values of the host path's swscale
+(bicubic, full chroma interpolation, accurate rounding): ``tests/media/test_yuv.py`` bounds it.
+
+Encoding, for an encoder that runs on the GPU too (NVENC):
 
 The conversion is what ``media.encode.VideoWriter`` asks of swscale (``SCALE_TO_BT709``): BT.709
 matrix, limited ("tv") range, 8 bits, chroma sited "left" (co-sited with the even luma columns,
@@ -14,11 +22,51 @@ libx264's path keeps swscale, so its output is unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 KR, KB = 0.2126, 0.0722  # BT.709
 KG = 1.0 - KR - KB
+MATRICES = {True: (0.2126, 0.0722), False: (0.299, 0.114)}  # BT.709, BT.601: (Kr, Kb)
+
+
+@dataclass(frozen=True)
+class YuvChunk:
+    """Decoded frames as they came: ``planes`` (t, h * 3 // 2, w) uint8 (Y, then U, then V; numpy
+    or torch), their matrix (``bt709``, else BT.601) and range (``full``, else limited)."""
+
+    planes: Any
+    bt709: bool
+    full: bool
+
+    def __len__(self) -> int:
+        return int(self.planes.shape[0])
+
+
+def yuv420p_to_rgb(chunk: YuvChunk, device: torch.device) -> torch.Tensor:
+    """``chunk`` -> (t, 3, h, w) float32 RGB in [0, 1] on ``device`` (the planes copied there first)."""
+    planes = torch.as_tensor(chunk.planes).to(device, non_blocking=True)
+    t, rows, w = planes.shape
+    h = rows * 2 // 3
+    y = planes[:, :h].float()
+    uv = planes[:, h:].reshape(t, 2, h // 2, w // 2).float()
+    if chunk.full:
+        luma, chroma = y / 255.0, (uv - 128.0) / 255.0
+    else:
+        luma, chroma = (y - 16.0) / 219.0, (uv - 128.0) / 224.0
+    # chroma at every pixel: rows from their centres (bilinear), columns from the even sites
+    tall = F.interpolate(chroma, size=(h, w // 2), mode="bilinear", align_corners=False)
+    right = torch.cat([tall[..., 1:], tall[..., -1:]], -1)
+    full_chroma = torch.stack([tall, (tall + right) * 0.5], -1).reshape(t, 2, h, w)
+    kr, kb = MATRICES[chunk.bt709]
+    cb, cr = full_chroma[:, 0], full_chroma[:, 1]
+    r = luma + 2 * (1 - kr) * cr
+    b = luma + 2 * (1 - kb) * cb
+    g = (luma - kr * r - kb * b) / (1 - kr - kb)
+    return torch.stack([r, g, b], 1).clamp_(0.0, 1.0)
 
 
 def rgb_to_yuv420p(frames: torch.Tensor) -> torch.Tensor:

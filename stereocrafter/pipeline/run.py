@@ -32,7 +32,7 @@ from stereocrafter.catalog import DEFAULT_DEPTH_MODEL, DEFAULT_INPAINTING_MODEL
 from stereocrafter.config import StereoConfig
 from stereocrafter.errors import PresetNotServedError
 from stereocrafter.media.streams import prefetch
-from stereocrafter.media.yuv import rgb_to_yuv420p
+from stereocrafter.media.yuv import YuvChunk, rgb_to_yuv420p, yuv420p_to_rgb
 from stereocrafter.pipeline.frames import SequentialFrames
 from stereocrafter.pipeline.progress import StageProgress, no_progress
 from stereocrafter.pipeline.types import NO_HOOKS, HostChunks, OpenFrames, RunHooks, Sink, StereoResult
@@ -138,20 +138,27 @@ class StereoPipeline:
                     f"the {kind} model {model} is not loaded here (loaded: {', '.join(loaded) or 'none'})"
                 )
 
-    def _host_tensor(self, chunk: np.ndarray) -> torch.Tensor:
-        """(t, H, W, 3) uint8 numpy -> the same as a torch tensor, in page-locked memory when the
-        device is a GPU (so the copy to it can be asynchronous). Runs in the decoding thread."""
+    def _host_tensor(self, chunk: np.ndarray | YuvChunk) -> torch.Tensor | YuvChunk:
+        """(t, H, W, 3) uint8 numpy (or a ``YuvChunk``'s planes) -> the same as a torch tensor, in
+        page-locked memory when the device is a GPU (so the copy to it can be asynchronous). Runs
+        in the decoding thread."""
+        if isinstance(chunk, YuvChunk):
+            return YuvChunk(self._host_tensor(chunk.planes), chunk.bt709, chunk.full)
         tensor = torch.from_numpy(np.ascontiguousarray(chunk))
         return tensor.pin_memory() if self.device.type == "cuda" else tensor
 
-    def _to_tensor(self, chunk: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """(t, H, W, 3) uint8 -> (t, 3, H, W) float32 in [0, 1] on the device."""
+    def _to_tensor(self, chunk: np.ndarray | torch.Tensor | YuvChunk) -> torch.Tensor:
+        """(t, H, W, 3) uint8 (or a ``YuvChunk``, converted on the device) -> (t, 3, H, W) float32
+        in [0, 1] on the device."""
+        if isinstance(chunk, YuvChunk):
+            return yuv420p_to_rgb(chunk, self.device)
         host = chunk if isinstance(chunk, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
         return host.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float() / 255.0
 
-    def _frames(self, open_frames: OpenFrames) -> Iterator[torch.Tensor]:
+    def _frames(self, open_frames: OpenFrames) -> Iterator[Any]:
         """One pass over the decoded frames, decoded ahead in a thread (``streams.prefetch``)."""
-        return prefetch(open_frames(), self._host_tensor)
+        chunks: Iterator[Any] = open_frames()
+        return prefetch(chunks, self._host_tensor)
 
     def _generator(self, seed: int) -> torch.Generator:
         """Noise is drawn on the device itself: no host round trip inside the loops. A seed gives

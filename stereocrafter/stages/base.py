@@ -7,7 +7,9 @@ holes of the splatted right view. Each stage says:
 - how it is sized: ``processing_size`` (depth; the inpainting's working size is the config's,
   ``stereo.merge.working_size``);
 - what it costs: ``warmup_calls`` (the model calls of one job at a size, which the compile warm-up
-  runs; ``bench/flops.py`` still counts the published architectures by their names);
+  runs) and, for the licence-clean inpainting stages, ``cost`` (``StageCost``: FLOPs per frame at a
+  frame size, counted from the stage's own architecture; ``bench/flops.py`` asks them, and still
+  counts the diffusion stages' published architectures by their names);
 - how it runs: ``iter_depth`` / ``iter_inpaint`` over the config, with ``increments`` (frames
   finished per call of its ``watched`` module: progress) and ``checked`` (modules before whose
   calls the job's stop check runs too: a VAE decoder).
@@ -37,6 +39,19 @@ class WarmupCall:
     frames: int
     batch: int
     size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """What one output frame of a stage costs at a frame size, counted from the stage's own
+    architecture and procedure (no weights, no device): FLOPs (matrix products and convolutions:
+    ``torch.utils.flop_counter``), the model calls that make them (``calls``: each call's FLOPs and
+    how many a frame needs) and what the count leaves out (``note``: element-wise work, which
+    ``bench/traffic.py`` counts as bytes, ops and host syncs by running the stage)."""
+
+    flops_per_frame: float
+    calls: tuple[tuple[WarmupCall, float, float], ...]  # (call, FLOPs of one, calls per frame)
+    note: str
 
 
 class FrameSource(Protocol):

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 
 from stereocrafter.config import StereoConfig
-from stereocrafter.stages.base import WarmupCall
+from stereocrafter.stages.base import StageCost, WarmupCall
 from stereocrafter.stages.frames import FRAME_CHUNK, FrameStage
 from stereocrafter.stereo import fill
 from stereocrafter.stereo.merge import working_size
@@ -67,6 +67,13 @@ class BackgroundFillStage(FrameStage):
     def warmup_calls(config: StereoConfig, frame_size: tuple[int, int]) -> list[WarmupCall]:
         size = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
         return [WarmupCall(BackgroundFillStage.name, FRAME_CHUNK, 1, size)]
+
+    @staticmethod
+    def cost(config: StereoConfig, frame_size: tuple[int, int]) -> StageCost:
+        """No matrix product, no convolution: 0 FLOPs counted; its work is element-wise (running
+        maxima, gathers, comparisons), whose bytes, ops and host syncs ``bench/traffic.py`` counts."""
+        h, w = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
+        return StageCost(0.0, (), f"{w}x{h}: element-wise only")
 
     @property
     def compiled(self) -> torch.nn.Module:

@@ -20,6 +20,7 @@ per chunk. Deterministic."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from stereocrafter.catalog import MIGAN_ONNX, MODELS
 from stereocrafter.config import StereoConfig
 from stereocrafter.models.migan import PUBLISHED, MiganGenerator, composite, load_migan, model_input
-from stereocrafter.stages.base import WarmupCall
+from stereocrafter.stages.base import StageCost, WarmupCall
 from stereocrafter.stages.components import Component
 from stereocrafter.stages.frames import FRAME_CHUNK, FrameStage
 from stereocrafter.stereo.fill import DISPARITY_TOLERANCE_PX, hole_sides
@@ -91,6 +92,19 @@ def context_mask(
     nearest = -F.max_pool2d(-hidden, 2 * band + 1, stride=1, padding=band)  # inf: no hole near
     foreground = ~holes & (disparity > nearest + DISPARITY_TOLERANCE_PX)
     return (~holes & ~foreground).float()
+
+
+@functools.cache
+def _tile_flops() -> float:
+    """FLOPs of one R x R tile through the published generator (counted once, on the meta device)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        generator = MiganGenerator(PUBLISHED).eval()
+        tile = torch.empty(1, 4, PUBLISHED.resolution, PUBLISHED.resolution)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        generator(tile)
+    return float(counter.get_total_flops())
 
 
 def generator_file(root: Path) -> Path:
@@ -200,6 +214,19 @@ class MiganStage(FrameStage):
         r = PUBLISHED.resolution
         tiles = len(tile_starts(max(h, r), r)) * len(tile_starts(max(w, r), r))
         return [WarmupCall(MiganStage.name, 1, min(tiles * FRAME_CHUNK, TILE_BATCH), (r, r))]
+
+    @staticmethod
+    def cost(config: StereoConfig, frame_size: tuple[int, int]) -> StageCost:
+        """Per frame at ``frame_size`` (height, width): every tile of the working size through the
+        published generator (the worst case: a hole in each), its FLOPs counted on the meta
+        device."""
+        h, w = working_size(*frame_size, config.inpaint_max_res, config.inpaint_multiple)
+        r = PUBLISHED.resolution
+        tiles = len(tile_starts(max(h, r), r)) * len(tile_starts(max(w, r), r))
+        one = _tile_flops()
+        call = WarmupCall(MiganStage.name, 1, 1, (r, r))
+        note = f"{w}x{h}: {tiles} tiles of {r}; the context mask, the blend and the merge are element-wise"
+        return StageCost(tiles * one, ((call, one, float(tiles)),), note)
 
     @property
     def compiled(self) -> torch.nn.Module:

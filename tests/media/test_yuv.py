@@ -78,3 +78,64 @@ def test_a_sink_that_takes_planes_gets_them_from_the_pipeline(tiny_weights: Path
     pipeline.run(lambda: iter([frames]), rgb.append, **size)
     assert got[0].shape == (4, 96, 192) and got[0].dtype == np.uint8
     assert np.array_equal(got[0], rgb_to_yuv420p(torch.from_numpy(rgb[0])).numpy())
+
+
+def _clip(tmp_path: Path, frames: np.ndarray, name: str = "in.mp4") -> Path:
+    with VideoWriter(
+        tmp_path / name, fps=24, width=frames.shape[2], height=frames.shape[1], crf=10
+    ) as writer:
+        writer.write(frames)
+    return tmp_path / name
+
+
+def test_decoded_planes_convert_on_the_device_within_a_few_codes_of_the_host(tmp_path: Path) -> None:
+    from stereocrafter.media.yuv import YuvChunk, yuv420p_to_rgb
+
+    path = _clip(tmp_path, scene_frames(20, 96, 64))
+    host = np.concatenate(list(iter_frames(path, 8)))
+    chunks = list(iter_frames(path, 8, planes=True))
+    assert [len(c) for c in chunks] == [8, 8, 4] and all(isinstance(c, YuvChunk) for c in chunks)
+    assert chunks[0].bt709 and not chunks[0].full  # the writer tags BT.709, limited range
+    device = torch.cat([yuv420p_to_rgb(c, torch.device("cpu")) for c in chunks])
+    ours = (device.permute(0, 2, 3, 1) * 255).round().numpy().astype(int)
+    diff = np.abs(ours - host.astype(int))
+    assert diff.mean() < 1.0 and np.percentile(diff, 99) <= 6
+
+
+@pytest.mark.parametrize("bt709", [True, False])
+@pytest.mark.parametrize("full", [False, True])
+def test_each_matrix_and_range_is_swscale_s(bt709: bool, full: bool) -> None:
+    """Flat colours (where chroma siting and filters play no part): the matrix and the range alone."""
+    from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
+
+    from stereocrafter.media.video_io import _SWS_FLAGS
+    from stereocrafter.media.yuv import YuvChunk, yuv420p_to_rgb
+
+    reformatter = VideoReformatter()
+    for y, u, v in (
+        (16, 128, 128),
+        (235, 128, 128),
+        (81, 90, 240),
+        (145, 54, 34),
+        (41, 240, 110),
+        (120, 160, 90),
+    ):
+        plane = np.concatenate([np.full((8, 16), y), np.full((2, 16), u), np.full((2, 16), v)]).astype(
+            np.uint8
+        )
+        ours = yuv420p_to_rgb(YuvChunk(plane[None], bt709, full), torch.device("cpu"))[0, :, 4, 8] * 255
+        frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
+        theirs = reformatter.reformat(
+            frame, format="rgb24", src_colorspace=Colorspace.ITU709 if bt709 else Colorspace.ITU601,
+            src_color_range=ColorRange.JPEG if full else ColorRange.MPEG, dst_color_range=ColorRange.JPEG,
+            interpolation=_SWS_FLAGS,
+        ).to_ndarray()[4, 8]  # fmt: skip
+        assert np.abs(ours.round().numpy() - theirs).max() <= 1, (y, u, v, ours, theirs)
+
+
+def test_a_stream_the_device_cannot_take_is_converted_on_the_host(tmp_path: Path) -> None:
+    frames = scene_frames(4, 96, 64)
+    with VideoWriter(tmp_path / "444.mkv", fps=24, width=96, height=64, pix_fmt="yuv444p") as writer:
+        writer.write(frames)
+    (chunk,) = list(iter_frames(tmp_path / "444.mkv", 8, planes=True))
+    assert isinstance(chunk, np.ndarray) and chunk.shape == (4, 64, 96, 3)

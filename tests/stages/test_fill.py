@@ -54,3 +54,8 @@ def test_instant_fills_every_hole_and_keeps_the_splat_elsewhere(tiny_weights: Pa
     first = stage.pipeline.memory
     pipeline.run(lambda: iter([frames]), lambda _: None, num_frames=20, width=96, height=64, config=config)
     assert stage.pipeline.memory is not first  # each clip starts with an empty memory
+
+
+def test_the_fill_states_no_flops_and_says_why() -> None:
+    cost = BackgroundFillStage.cost(StereoConfig.from_preset("instant"), (1080, 1920))
+    assert cost.flops_per_frame == 0.0 and cost.calls == () and "element-wise" in cost.note

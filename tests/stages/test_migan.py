@@ -160,3 +160,12 @@ def test_clean_loads_only_its_files_and_refuses_a_broken_one(weights_copy: Path)
     refused = r"the migan weights .*'model\.encoder\.b64\.fromrgb\.biases'"
     with pytest.raises(WeightsCorruptError, match=refused):
         load_stereo_pipeline(weights_copy, presets=("clean",))
+
+
+def test_the_stage_states_its_flops_per_frame_from_its_tiles() -> None:
+    config = StereoConfig.from_preset("clean")
+    at_1080p = MiganStage.cost(config, (1080, 1920))  # works at 1024x576: 3 x 2 tiles
+    one_tile = MiganStage.cost(config, (512, 512))
+    assert one_tile.calls[0][2] == 1.0 and at_1080p.calls[0][2] == 6.0
+    assert round(one_tile.flops_per_frame / 1e9, 1) == 30.2  # the published 512 generator, per tile
+    assert at_1080p.flops_per_frame == 6 * one_tile.flops_per_frame
