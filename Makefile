@@ -106,6 +106,7 @@ bench: venv
 	$(BIN)/python -m bench.instant_cpu
 	$(BIN)/python -m bench.weights_verify
 	$(BIN)/python -m bench.encode_determinism
+	$(BIN)/python -m bench.traffic --check
 
 bench-smoke: venv
 	$(BIN)/python -m bench.splat --smoke
@@ -134,6 +135,7 @@ bench-smoke: venv
 	$(BIN)/python -m bench.stereo_tag --smoke
 	$(BIN)/python -m bench.weights_verify --smoke
 	$(BIN)/python -m bench.encode_determinism --smoke
+	$(BIN)/python -m bench.traffic --frames 16 --check
 
 # Re-resolve the pinned set from the direct dependencies (needs the package index).
 lock:

@@ -42,7 +42,7 @@ from stereocrafter.presets import PEAK_GPU_GB_1080P
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ((1920, 1080), (1024, 576))  # the most expensive first
 # Peak GPU memory of a one-preset endpoint at 1024x576, GB (bench/flops.py; 1080p: presets.py)
-COUNTED_GB_576P = {"reference": 17.3, "fast": 17.4, "turbo": 6.1, "instant": 1.5, "clean": 1.6}
+COUNTED_GB_576P = {"reference": 17.3, "fast": 17.4, "turbo": 6.1, "instant": 1.5, "clean": 1.5}
 MIGAN_TILE_FLOP = 30.2e9  # one 512x512 call of the published generator (bench/flops.py counts it)
 FRAMES = 23  # one inpainting chunk; the depth window is the clip (shorter than 70/110)
 
