@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -260,11 +261,21 @@ class VideoWriter:
             got = f"{tuple(planes.shape)} {planes.dtype}"
             raise ValueError(f"YUV 4:2:0 planes must be (t, {shape[0]}, {shape[1]}) uint8 (yuv420p), "
                              f"got {got} ({self.pix_fmt})")  # fmt: skip
-        try:
+
+        def frames() -> Iterator[av.VideoFrame]:
             for plane in planes:
                 frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
-                frame.pts = self.frames_written
                 frame.color_range = ColorRange.MPEG
+                yield frame
+
+        self._encode(frames())
+
+    def _encode(self, frames: Iterator[av.VideoFrame]) -> None:
+        """Encode and mux ``frames`` (the encoder's pixel format), numbered on; the audio follows."""
+        assert self._out is not None
+        try:
+            for frame in frames:
+                frame.pts = self.frames_written
                 self._out.mux(self._video.encode(frame))
                 self.frames_written += 1
             if self._audio is not None:
@@ -285,17 +296,14 @@ class VideoWriter:
         pad_h, pad_w = self.encoded_height - self.height, self.encoded_width - self.width
         if pad_h or pad_w:
             frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        assert self._to_yuv is not None
-        try:
-            for rgb in frames:
+        graph = self._to_yuv
+        assert graph is not None
+
+        def converted() -> Iterator[av.VideoFrame]:
+            for rgb in frames:  # lazily: each is encoded (and counted) before the next is made
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                 frame.pts = self.frames_written
-                self._to_yuv.push(frame)
-                yuv = self._to_yuv.pull()
-                yuv.pts = self.frames_written
-                self._out.mux(self._video.encode(yuv))
-                self.frames_written += 1
-            if self._audio is not None:
-                self._audio.pump(self._out, until=float(self.frames_written / self.fps))
-        except av.error.FFmpegError as err:
-            raise VideoEncodeError(f"cannot encode {self.path.name}: {reason(err)}") from None
+                graph.push(frame)
+                yield cast(av.VideoFrame, graph.pull())
+
+        self._encode(converted())
