@@ -119,8 +119,9 @@ def convert_file(
         # On a GPU with NVENC the RGB -> YUV conversion runs on the device as well (``media.yuv``):
         # the pipeline hands the writer its planes; libx264 keeps swscale, on the host.
         on_device = writer.encoder.codec != "libx264" and writer.takes_yuv and pipeline.device.type == "cuda"
-        sink = stack.enter_context(BackgroundSink(writer.write_yuv if on_device else writer.write))
-        sink.takes_yuv420p = on_device
+        background = BackgroundSink(writer.write_yuv if on_device else writer.write)
+        background.takes_yuv420p = on_device
+        sink = stack.enter_context(background)
         grid_sink = stack.enter_context(BackgroundSink(grid.write)) if grid is not None else None
         if grid_sink is not None:
             hooks = replace(hooks, grid_sink=grid_sink)
