@@ -29,7 +29,7 @@ stamp on a canvas in the pan's world coordinates with one running maximum over t
 latest sighting; a running minimum: its next), and the pan search on every k-th row. Everything
 else runs on the list of hole pixels (one ``nonzero`` per chunk: the host learns how many): which
 side, the mirror, which sighting, and one gather of their colours. The rare column steps run on
-full frames only when a chunk has such a pixel.
+full frames only when a chunk has such a pixel (compiled: always, so that the graph has no branch).
 """
 
 from __future__ import annotations
