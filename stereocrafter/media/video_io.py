@@ -126,26 +126,16 @@ def _planes_of(frame: av.VideoFrame) -> tuple[bool, bool] | None:
         return None
     if _rotation(frame) % 360:
         return None
-    space = _COLORSPACES.get(int(frame.colorspace))
-    if space is None:
-        space = Colorspace.ITU709 if frame.height >= 720 else Colorspace.ITU601
+    space, colour_range = _matrix_and_range(frame)
     if space not in (Colorspace.ITU709, Colorspace.ITU601):
         return None
-    colour_range = ColorRange(int(frame.color_range))
-    full = colour_range == ColorRange.JPEG or (
-        colour_range == ColorRange.UNSPECIFIED and frame.format.name.startswith("yuvj")
-    )
-    return space == Colorspace.ITU709, full
+    return space == Colorspace.ITU709, colour_range == ColorRange.JPEG
 
 
-def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
-    """Decoded frame -> (H, W, 3) uint8 RGB as it should be displayed.
-
-    The YUV->RGB matrix comes from the stream's colour tags; untagged HD (height >= 720) is taken as
-    BT.709 and smaller frames as BT.601, which is what players assume. Limited range unless tagged
-    full range (or a yuvj* format). ``reformatter`` keeps its swscale context between frames
-    (building one per frame costs a third of the conversion time at 1080p).
-    """
+def _matrix_and_range(frame: av.VideoFrame) -> tuple[Colorspace, ColorRange]:
+    """The YUV matrix and range a decoded frame is read with: its stream's colour tags; untagged HD
+    (height >= 720) is taken as BT.709 and smaller frames as BT.601, which is what players assume;
+    limited range unless tagged full range (or a yuvj* format)."""
     space = _COLORSPACES.get(int(frame.colorspace))
     if space is None:
         space = Colorspace.ITU709 if frame.height >= 720 else Colorspace.ITU601
@@ -153,6 +143,16 @@ def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
     if colour_range == ColorRange.UNSPECIFIED:
         full = frame.format.name.startswith("yuvj")
         colour_range = ColorRange.JPEG if full else ColorRange.MPEG
+    return space, colour_range
+
+
+def _to_rgb(frame: av.VideoFrame, reformatter: VideoReformatter) -> np.ndarray:
+    """Decoded frame -> (H, W, 3) uint8 RGB as it should be displayed.
+
+    The YUV->RGB matrix and range: ``_matrix_and_range``. ``reformatter`` keeps its swscale
+    context between frames (building one per frame costs a third of the conversion time at 1080p).
+    """
+    space, colour_range = _matrix_and_range(frame)
     rgb: np.ndarray = reformatter.reformat(
         frame,
         format="rgb24",
