@@ -159,16 +159,15 @@ class Source:
         return self.last
 
 
-def clean_stage(counter: Traffic | None, work: tuple[int, int], tile: int = 512, published: bool = False,
-                device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> Any:  # fmt: skip
-    """``clean``'s stage on random weights: the published generator (``published``: its FLOPs run,
-    as on a GPU) or one with the published tile and tiny widths (its work left out of the count)."""
-    from stereocrafter.models.migan import PUBLISHED, MiganArchitecture
+def clean_stage(counter: Traffic | None, tile: int = 512) -> Any:
+    """``clean``'s stage on random weights: a generator of the published tile with tiny widths, its
+    own work left out of the count (``counter`` paused while it runs)."""
+    from stereocrafter.models.migan import MiganArchitecture
     from stereocrafter.stages.migan import MiganStage
     from stereocrafter.testing.weights import random_migan
 
-    arch = PUBLISHED if published else MiganArchitecture(resolution=tile, ch_base=4 * tile, ch_max=4)
-    generator = random_migan(arch).eval().requires_grad_(False).to(device=device, dtype=dtype)
+    arch = MiganArchitecture(resolution=tile, ch_base=4 * tile, ch_max=4)
+    generator = random_migan(arch).eval().requires_grad_(False)
     if counter is not None:
         generator.register_forward_pre_hook(lambda *_: setattr(counter, "paused", True))
         generator.register_forward_hook(lambda *_: setattr(counter, "paused", False))
@@ -185,7 +184,7 @@ def run(preset: str, view: torch.Tensor, disparity: torch.Tensor, counter: Traff
     if stage is None and preset == "instant":
         stage = BackgroundFillStage.load("", device=view.device, dtype=torch.float32, shared={})
     elif stage is None:
-        stage = clean_stage(counter, work, tile=min(512, 2 ** int(math.log2(min(work)))))
+        stage = clean_stage(counter, tile=min(512, 2 ** int(math.log2(min(work)))))
     source = Source(view, disparity, counter or Traffic(), preset, work)
     for _ in stage.iter_inpaint(source, config, torch.Generator()):
         pass
@@ -200,7 +199,9 @@ def device_row(preset: str, device: torch.device, size: tuple[int, int] = (1080,
                stage: Any = None) -> dict[str, Any]:  # fmt: skip
     """On ``device`` (a GPU): the preset's splat and inpainting stage over ``frames`` frames at
     ``size``: ms per frame of the splat and of both (CUDA events, after a warm-up), the bytes per
-    frame counted here on the same inputs, and the GB/s they make against the card's datasheet."""
+    frame counted here on the same inputs, and the GB/s they make against the card's datasheet.
+    A ``stage`` given (``bench/gpu_rows.py``: MI-GAN's published generator) is counted whole, its
+    model's tensors included, as the GPU moves them."""
     view, disparity = (x.to(device) for x in clip(frames, *size))
     counter = Traffic()
     with counter:
