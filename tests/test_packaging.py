@@ -87,6 +87,7 @@ def test_no_secret_values_baked_in(bento: Path) -> None:
     assert "HF_TOKEN_ARN" not in dockerfile  # configured per deployment, not baked in
 
 
+@pytest.mark.slow  # a server of its own, from the built bento (9 s): in the slow tier
 def test_built_bento_serves_through_its_entrypoint(bento: Path, tiny_weights: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {

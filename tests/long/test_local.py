@@ -61,7 +61,10 @@ def known_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-@pytest.mark.parametrize("model", ["depthcrafter", "vda-small"])
+@pytest.mark.parametrize(
+    "model",
+    ["depthcrafter", pytest.param("vda-small", marks=pytest.mark.slow)],  # 14 s each: one here
+)
 def test_aligned_segments_keep_the_disparity_continuous_across_boundaries(
     known_scene: Path, inpainting_pipeline, tmp_path: Path, model: str
 ) -> None:
@@ -199,7 +202,8 @@ def test_plan_only_runs_no_stereo_task(known_scene: Path, inpainting_pipeline, t
     "option",
     [
         pytest.param(["--plan"], marks=pytest.mark.slow),
-        None,
+        # 15 s: the slow tier (which also runs this preset's CLI twice); instant keeps the CLI here
+        pytest.param(None, id="None", marks=pytest.mark.slow),
         pytest.param(["--preset", "turbo"], id="turbo", marks=pytest.mark.slow),  # 15 s: the slow tier
         pytest.param(["--preset", "instant"], id="instant"),  # VDA-S depth, no diffusion: seconds
         pytest.param(["--preset", "clean"], id="clean", marks=pytest.mark.slow),
@@ -235,7 +239,13 @@ def test_convert_long_on_the_command_line(
     assert "s of output:" in run.stdout and "GPU-minutes per output minute" in run.stdout
 
 
-def test_convert_long_refuses_bad_options_before_loading(tmp_path: Path) -> None:
+def test_convert_long_refuses_bad_options_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In this process (the command line's ``main``, as its console script calls it): four CLI
+    start-ups would cost this test 11 s of the default tier."""
+    from stereocrafter.cli import main
+
     source = make_video(tmp_path / "v.mp4", scene_frames(6, 32, 32), fps=12)
     cases = [
         (["--segment-seconds", "0"], "--segment-seconds must be > 0"),
@@ -245,17 +255,14 @@ def test_convert_long_refuses_bad_options_before_loading(tmp_path: Path) -> None
     ]
     (tmp_path / ".o.mp4.parts").write_text("not a folder")
     for args, message in cases:
-        command = [
-            sys.executable,
-            "-m",
-            "stereocrafter.cli",
-            "convert-long",
-            str(source),
-            str(tmp_path / "o.mp4"),
-        ]
-        run = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
-        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
-        assert message in run.stderr, run.stderr
+        capsys.readouterr()
+        try:
+            code = main(["convert-long", str(source), str(tmp_path / "o.mp4"), *args])
+        except SystemExit as exit_:  # argparse's own refusals
+            code = exit_.code
+        stderr = capsys.readouterr().err
+        assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+        assert message in stderr, stderr
 
 
 def _timeline(path: Path) -> tuple[list[tuple[str, int | None]], np.ndarray]:

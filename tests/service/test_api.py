@@ -93,6 +93,7 @@ def test_concurrent_requests_run_one_at_a_time_and_ping_stays_fast(service: Serv
     assert len(latencies) > 10 and statistics.median(latencies) < 0.2 and max(latencies) < 1.0
 
 
+@pytest.mark.slow  # a server of its own (12 s): in the slow tier, which CI runs too
 def test_without_weights_the_server_starts_and_answers_503(env: dict) -> None:
     svc = start_service(env["tmp"], {"WEIGHTS_DIR": str(env["tmp"] / "empty-weights")})
     try:
@@ -193,6 +194,7 @@ def test_the_preset_is_chosen_per_request(service: Service) -> None:
         service.client.convert(CLIP, f"s3://{BUCKET}/out/x.mp4", preset="turbo2")
 
 
+@pytest.mark.slow  # a server of its own (9 s): in the slow tier, which CI runs too
 def test_the_503_after_a_failed_load_hides_internal_details(env: dict) -> None:
     import boto3
 
@@ -227,6 +229,7 @@ def test_the_503_after_a_failed_load_hides_internal_details(env: dict) -> None:
         stop(svc)
 
 
+@pytest.mark.slow  # a server of its own (12 s): in the slow tier, which CI runs too
 def test_a_hung_s3_fails_the_request_in_bounded_time(env: dict, tiny_weights: Path) -> None:
     """S3 accepts connections and never answers: 502 after 3 tries x 1 s read time-out (the
     production budget is 3 x 15 s), and the service stays healthy."""

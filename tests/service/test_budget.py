@@ -17,6 +17,8 @@ from stereocrafter.testing.net import S3Proxy
 from stereocrafter.testing.stack import Service, alive, kill_tree, start_service, stop, tree
 from tests.service.helpers import BUCKET, CLIP, moto_env, nothing_at, wait_for
 
+pytestmark = pytest.mark.slow  # a server of its own for the module (20 s): the slow tier, which CI runs
+
 
 @pytest.fixture(scope="module")
 def slow_service(env: dict) -> Iterator[tuple[Service, S3Proxy, Path]]:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from stereocrafter.testing.hub import HubServer
 from stereocrafter.testing.stack import Service, start_service, stop
@@ -58,6 +59,7 @@ def test_a_deadline_stops_the_job_writes_nothing_and_frees_the_service(service: 
     ]
 
 
+@pytest.mark.slow  # a server of its own (9 s): in the slow tier, which CI runs too
 def test_a_poisoned_cuda_context_turns_ping_to_503(service: Service, env: dict) -> None:
     faults = env["tmp"] / "fatal_faults"
     faults.write_text("cuda_fatal\n")
@@ -89,6 +91,7 @@ def test_a_poisoned_cuda_context_turns_ping_to_503(service: Service, env: dict) 
         stop(svc)
 
 
+@pytest.mark.slow  # a server of its own (8 s): in the slow tier, which CI runs too
 def test_cuda_asked_for_and_missing_fails_loudly(env: dict) -> None:
     """No usable GPU: the service starts and says why on /ping, with an instance price configured
     too (a job's cost is the price shared among the GPUs; with none, the start once divided by zero)."""
@@ -118,6 +121,7 @@ def test_cuda_asked_for_and_missing_fails_loudly(env: dict) -> None:
         stop(svc)
 
 
+@pytest.mark.slow  # a server of its own with two slots (13 s): in the slow tier
 def test_two_slots_convert_two_requests_at_once_with_one_download(env: dict, tiny_weights: Path) -> None:
     """STEREOCRAFTER_SLOTS=2 on the CPU stands in for a 2-GPU instance: two pipelines in one
     process, the weights downloaded once, two concurrent requests running side by side."""
