@@ -351,7 +351,8 @@ class _StereoSource:
             if self.with_disparity:
                 disparity_parts.append(warped[:, 3:])
                 warped = warped[:, :3]
-            warped_parts.append(warped.clamp(0, 1))
+            # No clamp: for a view in [0, 1] the splat is already (forward_splat's Returns).
+            warped_parts.append(warped)
             occlusion_parts.append(occlusion)
             depth_parts.append(depth)
         warped, occlusion = torch.cat(warped_parts), torch.cat(occlusion_parts)

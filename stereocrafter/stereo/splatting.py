@@ -22,6 +22,8 @@ corners leave the image, the weights, the normalisation, eps) is the reference's
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Base of the soft z-buffer. The reference uses 1.414 (about sqrt(2)) rather than e so that
@@ -72,18 +74,32 @@ def bilinear_splat(values: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     if flow.shape != (t, h, w, 2):
         raise ValueError(f"flow must be (T, H, W, 2) = {(t, h, w, 2)}, got {tuple(flow.shape)}")
     flow = flow.to(values.dtype)
-    out = _splat_channels_last(values.permute(0, 2, 3, 1), flow[..., 0], flow[..., 1])
+    xs = torch.arange(w, device=values.device, dtype=values.dtype) + flow[..., 0]
+    ys = torch.arange(h, device=values.device, dtype=values.dtype).view(h, 1) + flow[..., 1]
+    out = _splat_channels_last(values.permute(0, 2, 3, 1), xs, ys)
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def _splat_channels_last(
-    src: torch.Tensor, flow_x: torch.Tensor, flow_y: torch.Tensor | None
-) -> torch.Tensor:
+def _weighted_corners_inside(pos: torch.Tensor, frac: torch.Tensor, size: int) -> torch.Tensor:
+    """Whether the corners with weight of a splat at ``pos`` (floor + ``frac``) lie in [0, size).
+
+    The corners are floor(pos), weight 1 - frac, and floor(pos) + 1, weight frac. Written as the
+    rule "each corner is inside or weighs nothing", that is 11 full-plane ops; this is the same
+    rule in 5. The high side: with frac = 0, pos is the one corner; otherwise floor(pos) + 1 <=
+    size - 1 iff pos < size - 1; both read pos <= size - 1. The low side: pos >= 0 means
+    floor(pos) >= 0; otherwise the corner floor(pos) weighs nothing only when frac rounded up to 1,
+    which happens for pos in (-2**-24, 0) alone (for |pos| >= 1, pos - floor(pos) is exact), where
+    the other corner is 0, inside."""
+    return (pos <= size - 1) & ((pos >= 0) | (frac == 1))
+
+
+def _splat_channels_last(src: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor | None) -> torch.Tensor:
     """The splat itself on channels-last data.
 
     Args:
         src: (T, H, W, C) values, in the accumulation dtype.
-        flow_x, flow_y: (T, H, W) in pixels; ``flow_y`` None means 0 (stereo: purely horizontal).
+        xs, ys: (T, H, W) target positions in pixels (source position + flow); ``ys`` None means
+            every pixel stays on its row (stereo: purely horizontal flow).
 
     Returns:
         (T, H, W, C) sums.
@@ -92,44 +108,46 @@ def _splat_channels_last(
     n = t * h * w
     dtype, device = src.dtype, src.device
 
-    xs = torch.arange(w, device=device, dtype=dtype) + flow_x  # (T, H, W) target x
     x0f = torch.floor(xs)
     ax = xs - x0f  # fractional part in [0, 1]
-    index_dtype = torch.int32 if n + 2 < 2**31 else torch.int64  # half the index bytes where it fits
+    index_dtype = torch.int32 if n + 2 * w + 4 < 2**31 else torch.int64  # half the bytes where it fits
     x0 = x0f.to(index_dtype)
     # Separable border rule: every x corner with weight must lie in [0, W), and likewise in y.
-    keep = ((x0 >= 0) | (ax == 1)) & ((x0 < w - 1) | (ax == 0)) & (x0 < w) & (x0 >= -1)
+    keep = _weighted_corners_inside(xs, ax, w)
+    # The sums lie in rows [front, front + n) of ``out`` (below): row y of frame f starts at
+    # front + (f H + y) W. The spare rows around them take what is discarded, so no index needs a
+    # clamp: a dropped pixel (sent to row front + n) and its corners up to 1 + W further, and a
+    # kept pixel's zero-weight corner off the image (before its first pixel by up to 1 + W, or
+    # after its last), which elsewhere adds an exact 0 to a neighbour.
+    front = 1 + (w if ys is not None else 0)
     row = (
         torch.arange(t, device=device, dtype=index_dtype).view(t, 1, 1) * h
         + torch.arange(h, device=device, dtype=index_dtype).view(1, h, 1)
-    ) * w
+    ) * w + front
 
-    if flow_y is None:
+    if ys is None:
         y_corners: list[tuple[int, torch.Tensor | None]] = [(0, None)]  # weight 1 on row y
         base = row + x0
     else:
-        ys = torch.arange(h, device=device, dtype=dtype).view(h, 1) + flow_y
         y0f = torch.floor(ys)
         ay = ys - y0f
         y0 = y0f.to(index_dtype)
-        keep &= ((y0 >= 0) | (ay == 1)) & ((y0 < h - 1) | (ay == 0)) & (y0 < h) & (y0 >= -1)
-        # row already holds y * W; move it to y0 * W.
+        keep &= _weighted_corners_inside(ys, ay, h)
+        # row already holds y * W (+ front); move it to y0 * W.
         base = row + (y0 - torch.arange(h, device=device, dtype=index_dtype).view(1, h, 1)) * w + x0
         y_corners = [(0, 1 - ay), (w, ay)]
         if not bool(ay.any()):
             y_corners = [(0, None)]  # every y is an integer: the y0 + 1 corners weigh nothing
 
-    # Dropped pixels (and zero-weight corners off the image) are sent to a spare row n, which is
-    # discarded; the clamp keeps their index inside [0, n].
-    out = torch.zeros((n + 1, c), dtype=dtype, device=device)
-    base = torch.where(keep, base, n).reshape(-1)
+    out = torch.zeros((front + n + 1 + front, c), dtype=dtype, device=device)
+    base = torch.where(keep, base, front + n).reshape(-1)
     rows = src.reshape(n, c)
     for x_offset, x_weight in ((0, 1 - ax), (1, ax)):
         for y_offset, y_weight in y_corners:
             weight = x_weight if y_weight is None else x_weight * y_weight
-            index = (base + (x_offset + y_offset)).clamp_(0, n)
+            index = base if x_offset + y_offset == 0 else base + (x_offset + y_offset)
             _accumulate(out, index, rows * weight.reshape(n, 1))
-    return out[:n].view(t, h, w, c)
+    return out[front : front + n].view(t, h, w, c)
 
 
 def _accumulate(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> None:
@@ -160,7 +178,9 @@ def forward_splat(
             view's own disparity, with the same weights), without a copy of the two joined.
 
     Returns:
-        right: (T, 3, H, W) in [0, 1], the splatted right view, 0 (black) in holes (with
+        right: (T, 3, H, W), the splatted right view, 0 (black) in holes, in [0, 1] for ``frames``
+            in [0, 1] with no clamp needed: every colour product rounds to at most the weight's
+            product it is added beside, in the same order, so the sum does too (with
             ``carry_disparity``, (T, 4, H, W): its last channel the splatted disparity).
         occlusion: (T, 1, H, W) in [0, 1], 1 = hole, fractional where partially covered.
         Both in the dtype of ``frames``; the accumulation runs in float32 (float64 for float64
@@ -176,14 +196,17 @@ def forward_splat(
         raise ValueError(f"disparity must be (T, 1, H, W) = {(t, 1, h, w)}, got {tuple(disparity.shape)}")
     if not frames.is_floating_point():
         raise ValueError(f"frames must be floating point in [0, 1], got dtype {frames.dtype}")
-    if not bool(torch.isfinite(disparity).all()):
-        raise ValueError("disparity contains NaN or Inf")
     if t == 0:
         raise ValueError("frames must hold at least one frame")
 
     acc_dtype = torch.float64 if frames.dtype == torch.float64 else torch.float32
     disp = disparity[:, 0].to(acc_dtype)  # (T, H, W)
-    weights = torch.pow(Z_BUFFER_BASE, disp - disp.min())  # (T, H, W)
+    # One read for the check and the z-buffer's minimum: min and max are NaN when any value is,
+    # and +-Inf when one is, and then so is their difference (one value to read back).
+    low, high = torch.aminmax(disp)
+    if not math.isfinite(float(high - low)):
+        raise ValueError("disparity contains NaN or Inf")
+    weights = torch.pow(Z_BUFFER_BASE, disp - low)  # (T, H, W)
 
     # One pass splats the weighted colours, the weights and the ones: the reference runs three
     # kernels with the same flow, which is the same arithmetic channel by channel.
@@ -195,7 +218,9 @@ def forward_splat(
         torch.mul(disp, weights, out=src[..., c])
     src[..., carried] = weights
     src[..., carried + 1] = 1.0
-    splat = _splat_channels_last(src, -disp, None).permute(0, 3, 1, 2)  # flow = (-disparity, 0)
+    # flow = (-disparity, 0); x - d is bit for bit x + (-d), without the negated plane
+    xs = torch.arange(w, device=frames.device, dtype=acc_dtype) - disp
+    splat = _splat_channels_last(src, xs, None).permute(0, 3, 1, 2)
 
     # Normalised straight into (T, C, H, W) (no copy of the channels-last sums).
     right = torch.empty((t, carried, h, w), dtype=acc_dtype, device=frames.device)

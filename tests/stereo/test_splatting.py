@@ -271,10 +271,15 @@ def test_forward_splat_rejects_bad_input() -> None:
     frames, disparity = random_inputs(11)
     with pytest.raises(ValueError, match="disparity must be"):
         forward_splat(frames, disparity[:, :, :-1])
-    bad = disparity.clone()
-    bad[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        forward_splat(frames, bad)
+    for value, at in (
+        (float("nan"), (0, 0, 0, 0)),
+        (float("inf"), (1, 0, 5, 9)),
+        (float("-inf"), (1, 0, 10, 16)),
+    ):
+        bad = disparity.clone()
+        bad[at] = value
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            forward_splat(frames, bad)
     with pytest.raises(ValueError, match="frames must be"):
         forward_splat(frames[0], disparity[0])
 
@@ -287,3 +292,35 @@ def test_carrying_the_disparity_is_the_splat_of_it_as_one_more_channel() -> None
     carried, carried_occlusion = forward_splat(frames, disparity, carry_disparity=True)
     assert carried.shape == (3, 4, 12, 40) and carried.is_contiguous()
     assert torch.equal(carried, joined) and torch.equal(carried_occlusion, occlusion)
+
+
+def test_the_border_rule_at_its_edges() -> None:
+    """A pixel just left of column 0, whose fractional part rounds up to 1, weighs all on column 0
+    and is kept; one landing exactly on the last column is kept; one a float step past it, or
+    just right of column -1, is dropped (a corner with weight outside)."""
+    w = 8
+    frames = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]).view(1, 1, 1, w) / 8
+    tiny = 2.0**-26  # -tiny - floor(-tiny) = 1 - 2**-26 rounds to 1 in float32
+    targets = torch.tensor([-tiny, -0.5, 7.0, 7.0 + 2**-21, 3.0, 3.25, 5.0, 6.0])
+    sums = bilinear_splat(
+        frames, torch.stack([targets - torch.arange(w), torch.zeros(w)], -1).view(1, 1, w, 2)
+    )
+    expected = torch.zeros(w)
+    expected[0] += 1 / 8  # kept, all on column 0
+    expected[7] += 3 / 8  # exactly on the last column
+    expected[3] += 5 / 8
+    expected[3] += 6 / 8 * 0.75
+    expected[4] += 6 / 8 * 0.25
+    expected[5] += 7 / 8
+    expected[6] += 8 / 8
+    assert torch.equal(sums.view(w), expected)
+
+
+def test_the_right_view_needs_no_clamp() -> None:
+    """White frames under a z-buffer spanning 1.414 ** 40 and crowded fractional splats: every
+    colour sum rounds to at most its weight sum, so no value passes 1 (the pipeline clamps no more)."""
+    frames, disparity = _crowded("cpu")
+    right, _ = forward_splat(torch.ones_like(frames), disparity)
+    assert right.max() == 1.0 and right.min() >= 0.0
+    right, _ = forward_splat(frames, disparity)
+    assert right.min() >= 0.0 and right.max() <= 1.0
