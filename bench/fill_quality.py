@@ -40,6 +40,7 @@ import torch.nn.functional as F
 
 from stereocrafter.stages.frames import FRAME_CHUNK
 from stereocrafter.stereo import fill
+from stereocrafter.stereo.holes import nearest_known
 from stereocrafter.stereo.merge import hole_weights, merge_right_view
 from stereocrafter.stereo.splatting import forward_splat
 from stereocrafter.testing.fillscenes import Scene, render, scenes
@@ -50,7 +51,7 @@ Fill = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def foreground_copy(view: torch.Tensor, holes: torch.Tensor, disparity: torch.Tensor) -> torch.Tensor:
     """Baseline: every hole pixel takes the boundary pixel of the NEARER side (the wrong one)."""
-    left, right = fill.nearest_known(~holes, dtype=torch.int32)
+    left, right = nearest_known(~holes, dtype=torch.int32)
     w = holes.shape[-1]
     d_left = torch.gather(disparity, -1, left.clamp(0, w - 1))
     d_right = torch.gather(disparity, -1, right.clamp(0, w - 1))

@@ -24,41 +24,31 @@ disparity, farther). The fill, row by row (stereo holes are horizontal runs):
    cut, a fast or complex move) nothing from before that frame is used.
 
 How it runs (``fill_chunk``): a chunk's frames at once, on the device. Full-frame work is only what
-every pixel needs: the nearest known pixel of each row (a running maximum), every frame's "seen"
-stamp on a canvas in the pan's world coordinates with one running maximum over the frames (its
-latest sighting; a running minimum: its next), and the pan search on every k-th row. Everything
-else runs on the list of hole pixels (one ``nonzero`` per chunk: the host learns how many): which
-side, the mirror, which sighting, and one gather of their colours. The rare column steps run on
+every pixel needs: every frame's "seen" stamp on a canvas in the pan's world coordinates with a
+running maximum over the frames (its latest sighting; a running minimum: its next), one op a
+frame, and the pan search on every k-th row. Everything else runs on the list of hole pixels
+(one ``nonzero`` per chunk: the host learns how many; ``stereo.holes``): each run's two sides,
+which side, the mirror, which sighting, and one gather of their colours. The rare column steps run on
 full frames only when a chunk has such a pixel (compiled: always, so that the graph has no branch).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
+from stereocrafter.stereo.holes import (
+    HolePixels,
+    hole_pixels,
+    latest_seen,
+    nearest_known,
+    next_seen,
+    run_sides,
+)
 from stereocrafter.stereo.pan import anchor, pan_rows, pan_shifts
 
 DISPARITY_TOLERANCE_PX = 1.0  # a source within this of the background boundary's disparity is background
 MEMORY_FRAMES = 48  # how old a remembered background pixel may be (2 s at 24 fps)
 MAX_SHIFT_PX = 8  # the largest per-frame pan the memory follows
-
-
-def nearest_known(
-    known: torch.Tensor, dim: int = -1, dtype: torch.dtype = torch.int16
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """known bool -> planes along ``dim`` (``dtype``; int32 when the side is too long for int16):
-    the index of the nearest known pixel at or before each pixel (-1: none) and at or after it (the
-    length: none)."""
-    n = known.shape[dim]
-    dtype = dtype if n < torch.iinfo(dtype).max else torch.int32
-    shape = [1] * known.ndim
-    shape[dim] = n
-    pos = torch.arange(n, dtype=dtype, device=known.device).view(shape)
-    before = torch.where(known, pos, -1).cummax(dim).values
-    after = (n - 1) - torch.where(known.flip(dim), pos, -1).cummax(dim).values.flip(dim)
-    return before, after
 
 
 def hole_sides(
@@ -85,35 +75,13 @@ def _content(left: torch.Tensor, right: torch.Tensor, d_left: torch.Tensor, d_ri
     return torch.where(has_left & (right < w), between, torch.where(has_left, d_left, d_right))
 
 
-class HolePixels(NamedTuple):
-    """A chunk's hole pixels, in order: flat index into (t, h, w), frame, row, column, and the flat
-    index of the row's first pixel."""
-
-    p: torch.Tensor
-    f: torch.Tensor
-    y: torch.Tensor
-    x: torch.Tensor
-    row: torch.Tensor
-
-
-def hole_pixels(holes: torch.Tensor) -> HolePixels:
-    """holes (t, 1, h, w) bool -> ``HolePixels`` (int64 vectors; the one read-back: their number)."""
-    _, _, h, w = holes.shape
-    p = holes.reshape(-1).nonzero()[:, 0]
-    f = torch.div(p, h * w, rounding_mode="floor")
-    y = torch.div(p - f * (h * w), w, rounding_mode="floor")
-    x = p - f * (h * w) - y * w
-    return HolePixels(p, f, y, x, p - x)
-
-
 def spatial_source(
     holes: torch.Tensor, disparity: torch.Tensor, at: HolePixels, tolerance: float = DISPARITY_TOLERANCE_PX
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Steps 1 and 2 of the module docstring for the hole pixels ``at``: -> the row and column of
     the frame's pixel each takes, and the disparity of what it hides (vectors)."""
     w = holes.shape[-1]
-    left, right = nearest_known(~holes)
-    lo, hi = left.reshape(-1)[at.p].long(), right.reshape(-1)[at.p].long()
+    lo, hi = run_sides(at)
     d = disparity.reshape(-1)
     d_left, d_right = d[at.row + lo.clamp(0, w - 1)], d[at.row + hi.clamp(0, w - 1)]
     content = _content(lo, hi, d_left, d_right, w)
@@ -289,11 +257,11 @@ def fill_chunk(
         usable = (found >= 0) & (found <= t) & (scene[src] == scene[me]) & (age <= max_age)
         return src, pixel, usable & (seen <= content + tolerance), age
 
-    past = canvas[:t].cummax(0).values  # id i: the latest of ids 0 .. i, i.e. before frame i
+    past = latest_seen(canvas, t)
     src, pixel, use, age = sighting(past.reshape(-1)[where_on_canvas].long())
     frame, pixel = torch.where(use, src, me), torch.where(use, pixel, row * w + col)
     if ahead and t > 1:
-        later = torch.where(canvas[2:] >= 0, canvas[2:], t + 1).flip(0).cummin(0).values.flip(0)
+        later = next_seen(canvas, t)
         found = later.reshape(-1)[where_on_canvas.clamp(max=later.numel() - 1)].long()
         next_src, next_pixel, next_use, next_age = sighting(torch.where(at.f < t - 1, found, t + 1))
         next_use &= ~use | (next_age < age)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from stereocrafter.stereo import fill
+from stereocrafter.stereo.holes import nearest_known
 from stereocrafter.stereo.splatting import forward_splat
 from stereocrafter.testing.fillscenes import Layer, Scene, render
 
@@ -134,7 +135,7 @@ def _border_case(disparity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     holes = occlusion >= 0.5
     right_disparity = splat[:, 1:]
     taken = fill.spatial_fill(torch.where(holes, -1.0, rows), holes, right_disparity)
-    left, right = fill.nearest_known(~holes)
+    left, right = nearest_known(~holes)
     border = holes & ((left < 0) | (right >= w))
     return taken, holes, border
 
