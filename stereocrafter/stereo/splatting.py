@@ -145,8 +145,8 @@ def _splat_channels_last(src: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor |
     for x_offset, x_weight in ((0, 1 - ax), (1, ax)):
         for y_offset, y_weight in y_corners:
             weight = x_weight if y_weight is None else x_weight * y_weight
-            index = base if x_offset + y_offset == 0 else base + (x_offset + y_offset)
-            _accumulate(out, index, rows * weight.reshape(n, 1))
+            # the corner at base + offset: the same indices into the sums moved by the offset
+            _accumulate(out[x_offset + y_offset :], base, rows * weight.reshape(n, 1))
     return out[front : front + n].view(t, h, w, c)
 
 
