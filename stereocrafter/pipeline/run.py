@@ -344,7 +344,7 @@ class _StereoSource:
             # Normalised over the whole clip, then resized to the source size (reference §1.6).
             depth = normalise(raw.to(left.device), low, high)
             depth = resize_depth(depth, self.size).clamp(0, 1)
-            disparity = disparity_from_depth(depth, cfg.max_disp)
+            disparity = disparity_from_depth(depth, cfg.max_disp, in_range=True)  # clamped above
             view = left[i : i + cfg.splat_batch]
             # with the disparity: one splat of colours and disparity, the same weights
             warped, occlusion = forward_splat(view, disparity, carry_disparity=self.with_disparity)

@@ -31,13 +31,17 @@ import torch
 Z_BUFFER_BASE = 1.414
 
 
-def disparity_from_depth(depth: torch.Tensor, max_disp: float = 20.0) -> torch.Tensor:
+def disparity_from_depth(
+    depth: torch.Tensor, max_disp: float = 20.0, *, in_range: bool = False
+) -> torch.Tensor:
     """Map normalised depth to signed disparity in pixels.
 
     Args:
         depth: (T, 1, H, W) float in [0, 1], 1 = near (DepthCrafter's normalised output).
         max_disp: disparity of the nearest point in pixels of the frames being warped (>= 0).
             Far points (depth 0) get -max_disp, depth 0.5 is the zero-parallax plane.
+        in_range: the caller has clamped ``depth`` to [0, 1]: its range is not checked (the check
+            reads two values back from the device).
 
     Returns:
         disparity (T, 1, H, W), same dtype, in pixels; positive = in front of the screen.
@@ -48,7 +52,7 @@ def disparity_from_depth(depth: torch.Tensor, max_disp: float = 20.0) -> torch.T
         raise ValueError(f"depth must be a floating point tensor, got dtype {depth.dtype}")
     if not (max_disp >= 0.0 and max_disp < float("inf")):
         raise ValueError(f"max_disp must be a finite number >= 0, got {max_disp}")
-    if depth.numel() > 0:
+    if depth.numel() > 0 and not in_range:
         low, high = float(depth.min()), float(depth.max())
         if not (low >= 0.0 and high <= 1.0):
             raise ValueError(f"depth must lie in [0, 1], got values in [{low}, {high}]")

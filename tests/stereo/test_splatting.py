@@ -324,3 +324,24 @@ def test_the_right_view_needs_no_clamp() -> None:
     assert right.max() == 1.0 and right.min() >= 0.0
     right, _ = forward_splat(frames, disparity)
     assert right.min() >= 0.0 and right.max() <= 1.0
+
+
+def test_a_depth_clamped_by_its_caller_is_not_read_back() -> None:
+    """``in_range``: the pipeline clamps the depth first, so the range check's two read-backs (host
+    syncs on a GPU) are skipped; the disparity is the same."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class ReadBacks(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            ReadBacks.count += func._schema.name.endswith("_local_scalar_dense")
+            return func(*args, **(kwargs or {}))
+
+    depth = torch.rand(2, 1, 6, 7, generator=torch.Generator().manual_seed(3))
+    with ReadBacks():
+        trusted = disparity_from_depth(depth, 12.0, in_range=True)
+    assert ReadBacks.count == 0
+    with ReadBacks():
+        checked = disparity_from_depth(depth, 12.0)
+    assert ReadBacks.count == 2 and torch.equal(trusted, checked)
