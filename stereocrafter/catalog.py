@@ -116,7 +116,7 @@ MODEL_GB: Mapping[str, float] = MappingProxyType(
      "background-fill": 0.0}
 )  # fmt: skip
 ACTIVATIONS_GB_1080P: Mapping[str, float] = MappingProxyType(
-    {"reference": 15.54, "fast": 9.75, "turbo": 1.41, "instant": 1.76, "clean": 1.41}
+    {"reference": 15.54, "fast": 9.75, "turbo": 1.41, "instant": 1.63, "clean": 1.41}
 )
 
 

@@ -101,7 +101,7 @@ PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 # bench/flops.py (not yet measured on a GPU). ``stereocrafter doctor`` compares the free GPU memory
 # with it.
 PEAK_GPU_GB_1080P: Mapping[str, float] = MappingProxyType(
-    {"reference": 23.2, "fast": 17.4, "turbo": 6.1, "instant": 1.9, "clean": 1.5}
+    {"reference": 23.2, "fast": 17.4, "turbo": 6.1, "instant": 1.7, "clean": 1.5}
 )
 
 
